@@ -1,0 +1,64 @@
+"""Numbered SQL migrations, read from a backend's `migrations/` folder and applied once each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+
+from gateway.datasources.sql_source import SqlConnection
+
+__all__ = ["Migration", "apply_migrations", "load_migrations"]
+
+_FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _statements(text: str) -> tuple[str, ...]:
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    parts = _STATEMENT_END.split("\n".join(lines))
+    return tuple(part.strip() for part in parts if part.strip())
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """The migrations shipped in `package`/migrations, in version order."""
+    found = []
+    for entry in files(package).joinpath("migrations").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            statements = _statements(entry.read_text(encoding="utf-8"))
+            found.append(Migration(int(match[1]), match[2], statements))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def apply_migrations(conn: SqlConnection, migrations: list[Migration]) -> list[int]:
+    """Apply the migrations `conn` has not recorded yet; return their versions.
+
+    The caller holds the backend's migration lock, so two processes starting at once
+    apply each migration exactly once.
+    """
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+        " name VARCHAR(255) NOT NULL, applied_at VARCHAR(64) NOT NULL)"
+    )
+    done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+    applied = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, datetime.now(UTC).isoformat()),
+        )
+        applied.append(migration.version)
+    return applied

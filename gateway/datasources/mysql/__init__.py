@@ -1,0 +1,182 @@
+"""The MySQL / MariaDB data source: an aiomysql pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.migrations import apply_migrations, load_migrations
+from gateway.datasources.placeholders import format_style
+from gateway.datasources.sql_source import Row, SqlDataSource
+from gateway.settings import Settings
+from gateway.tls import client_ssl_context
+
+__all__ = ["MysqlDataSource"]
+
+log = logging.getLogger(__name__)
+
+_DUPLICATE_KEY = 1062
+_MIGRATION_LOCK = "gateway_migrations"
+_CLOSE_TIMEOUT = 10.0
+_CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
+# Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
+_CONNECTION_CODES = frozenset({1040, 2002, 2003, 2006, 2013, 2055})
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # DATETIME columns hold UTC without an offset.
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _CONNECTION_CODES
+
+
+def _unavailable(exc: BaseException) -> DataSourceUnavailable:
+    return DataSourceUnavailable(f"MySQL unavailable ({type(exc).__name__})")
+
+
+class _Connection:
+    def __init__(self, conn: aiomysql.Connection, owner: MysqlDataSource) -> None:
+        self._conn = conn
+        self._owner = owner
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
+        self._owner.statements += 1
+        cursor = await self._conn.cursor(aiomysql.DictCursor)
+        try:
+            await cursor.execute(format_style(sql), [_adapt(a) for a in args] or None)
+        except pymysql.err.IntegrityError as exc:
+            if exc.args[0] == _DUPLICATE_KEY:
+                raise UniqueViolation(str(exc.args[1])) from exc
+            raise
+        except (pymysql.err.OperationalError, *_CONNECTION_ERRORS) as exc:
+            if _is_connection_error(exc):
+                raise _unavailable(exc) from exc
+            raise
+        return cursor
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self._run(sql, args)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cursor = await self._run(sql, args)
+        await cursor.close()
+        return int(cursor.rowcount)
+
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cursor = await self._run(sql, args)
+        await cursor.close()
+        return int(cursor.lastrowid)
+
+
+class MysqlDataSource(SqlDataSource):
+    """MySQL or MariaDB through an aiomysql pool sized and timed by the DB_POOL_* settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._pool: aiomysql.Pool | None = None
+
+    async def open(self) -> None:
+        s = self._settings
+        try:
+            # connect_timeout bounds only the TCP connect; bound the whole handshake too.
+            async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
+                self._pool = await aiomysql.create_pool(
+                    host=s.db_host,
+                    port=s.database_port,
+                    user=s.db_user,
+                    password=s.db_password.get_secret_value(),
+                    db=s.db_name,
+                    minsize=s.db_pool_min,
+                    maxsize=s.db_pool_max,
+                    # aiomysql recycles a connection unused for this long: the idle timeout.
+                    pool_recycle=int(s.db_idle_timeout),
+                    connect_timeout=s.db_connect_timeout,
+                    autocommit=True,
+                    charset="utf8mb4",
+                    ssl=client_ssl_context(s),
+                    init_command="SET time_zone = '+00:00'",
+                )
+        except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+            detail = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
+            raise DataSourceUnavailable(
+                f"cannot connect to MySQL at {s.db_host}:{s.database_port} as {s.db_user} ({detail})"
+            ) from exc
+        async with self.connection() as conn:
+            rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
+            if not rows or rows[0]["locked"] != 1:
+                raise DataSourceUnavailable("timed out waiting for another process's migrations")
+            try:
+                await apply_migrations(conn, load_migrations(__name__))
+            finally:
+                await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        pool.close()
+        try:
+            await asyncio.wait_for(pool.wait_closed(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("MySQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
+            pool.terminate()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[aiomysql.Connection]:
+        pool = self._pool
+        if pool is None:
+            raise DataSourceUnavailable("pool is closed")
+        try:
+            # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
+            async with asyncio.timeout(self._settings.db_acquire_timeout):
+                conn = await pool.acquire()
+        except TimeoutError:
+            raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+        except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            yield conn
+        finally:
+            pool.release(conn)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            yield _Connection(conn, self)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            await conn.begin()
+            try:
+                yield _Connection(conn, self)
+            except BaseException:
+                if not conn.closed:
+                    try:
+                        await conn.rollback()
+                    except (pymysql.err.MySQLError, *_CONNECTION_ERRORS):
+                        conn.close()
+                raise
+            try:
+                await conn.commit()
+            except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+                conn.close()
+                raise _unavailable(exc) from exc

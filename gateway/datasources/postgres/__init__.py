@@ -1,0 +1,141 @@
+"""The PostgreSQL data source: an asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.migrations import apply_migrations, load_migrations
+from gateway.datasources.placeholders import numbered_style
+from gateway.datasources.sql_source import Row, SqlDataSource
+from gateway.settings import Settings
+from gateway.tls import client_ssl_context
+
+__all__ = ["PostgresDataSource"]
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same in every gateway process.
+_MIGRATION_LOCK_KEY = 7_461_190_002
+_CLOSE_TIMEOUT = 10.0
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def _unavailable(exc: BaseException) -> DataSourceUnavailable:
+    return DataSourceUnavailable(f"PostgreSQL unavailable ({type(exc).__name__})")
+
+
+class _Connection:
+    def __init__(self, conn: asyncpg.Connection, owner: PostgresDataSource) -> None:
+        self._conn = conn
+        self._owner = owner
+
+    async def _call(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+        self._owner.statements += 1
+        try:
+            return await getattr(self._conn, method)(numbered_style(sql), *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(exc.constraint_name or "unique") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return [dict(record) for record in await self._call("fetch", sql, args)]
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        status: str = await self._call("execute", sql, args)
+        count = status.rpartition(" ")[2]
+        return int(count) if count.isdigit() else 0
+
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return int(await self._call("fetchval", sql + " RETURNING id", args))
+
+
+class PostgresDataSource(SqlDataSource):
+    """PostgreSQL through an asyncpg pool sized and timed by the DB_POOL_* settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        s = self._settings
+        try:
+            self._pool = await asyncpg.create_pool(
+                host=s.db_host,
+                port=s.database_port,
+                user=s.db_user,
+                password=s.db_password.get_secret_value(),
+                database=s.db_name,
+                # False, not asyncpg's default "prefer", which would fall back to plaintext.
+                ssl=client_ssl_context(s) or False,
+                min_size=s.db_pool_min,
+                max_size=s.db_pool_max,
+                max_inactive_connection_lifetime=s.db_idle_timeout,
+                timeout=s.db_connect_timeout,
+            )
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise DataSourceUnavailable(
+                f"cannot connect to PostgreSQL at {s.db_host}:{s.database_port}"
+                f" as {s.db_user} ({type(exc).__name__}: {exc})"
+            ) from exc
+        async with self._acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
+            try:
+                async with conn.transaction():
+                    await apply_migrations(_Connection(conn, self), load_migrations(__name__))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            # close() waits for every connection to be released: bound it.
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("PostgreSQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
+            pool.terminate()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise DataSourceUnavailable("pool is closed")
+        try:
+            conn = await self._pool.acquire(timeout=self._settings.db_acquire_timeout)
+        except TimeoutError:
+            raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            yield _Connection(conn, self)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            try:
+                async with conn.transaction():
+                    yield _Connection(conn, self)
+            except _CONNECTION_ERRORS as exc:
+                raise _unavailable(exc) from exc

@@ -1,0 +1,484 @@
+"""The DataSource behaviour shared by every SQL backend; a backend supplies connections.
+
+Queries are written once, with `?` placeholders, over tables every backend's migrations
+create alike. A backend turns the placeholders into its own style, adapts parameters and
+converts its driver's errors at its own boundary.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from gateway.datasources.base import (
+    ActivityRecord,
+    GroupRecord,
+    NewSession,
+    NewShot,
+    Page,
+    SessionFilter,
+    SessionOrder,
+    SessionRecord,
+    ShotRecord,
+    UniqueViolation,
+    UserRecord,
+)
+from gateway.errors import Conflict, NotFound
+
+__all__ = ["SESSION_FIELDS", "SqlConnection", "SqlDataSource", "as_utc"]
+
+Row = dict[str, Any]
+
+USER_COLUMNS = "u.id, u.email, u.display_name, u.created_at"
+GROUP_COLUMNS = "g.id, g.name, g.description, g.created_at"
+SESSION_COLUMNS = (
+    "s.id, s.user_id, s.group_id, s.started_at, s.location, s.discipline,"
+    " s.distance_meters, s.notes, s.shot_count, s.total_tenths"
+)
+SHOT_COLUMNS = "t.id, t.session_id, t.sequence, t.score_tenths, t.x, t.y"
+ACTIVITY_COLUMNS = "a.id, a.kind, a.created_at, a.user_id, a.group_id, a.session_id"
+
+# Columns updateShootingSession may change; keys of `changes` are checked against it.
+SESSION_FIELDS = frozenset({"group_id", "started_at", "location", "discipline", "distance_meters", "notes"})
+_SESSION_ORDER = {
+    "STARTED_AT_DESC": ("DESC", "<"),
+    "STARTED_AT_ASC": ("ASC", ">"),
+}
+_OWNERS = frozenset({"user_id", "group_id"})
+
+
+class SqlConnection(Protocol):
+    """One database connection as the shared queries use it."""
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int: ...
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int: ...
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A timestamp as the drivers return it (aware, naive UTC, or ISO text) made aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _placeholders(count: int) -> str:
+    return "(" + ", ".join("?" * count) + ")"
+
+
+def _user(row: Row) -> UserRecord:
+    return UserRecord(row["id"], row["email"], row["display_name"], as_utc(row["created_at"]))
+
+
+def _group(row: Row) -> GroupRecord:
+    return GroupRecord(row["id"], row["name"], row["description"], as_utc(row["created_at"]))
+
+
+def _session(row: Row) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        user_id=row["user_id"],
+        group_id=row["group_id"],
+        started_at=as_utc(row["started_at"]),
+        location=row["location"],
+        discipline=row["discipline"],
+        distance_meters=row["distance_meters"],
+        notes=row["notes"],
+        shot_count=int(row["shot_count"]),
+        total_tenths=int(row["total_tenths"]),
+    )
+
+
+def _shot(row: Row) -> ShotRecord:
+    return ShotRecord(row["id"], row["session_id"], row["sequence"], row["score_tenths"], row["x"], row["y"])
+
+
+def _activity(row: Row) -> ActivityRecord:
+    return ActivityRecord(
+        row["id"],
+        row["kind"],
+        as_utc(row["created_at"]),
+        row["user_id"],
+        row["group_id"],
+        row["session_id"],
+    )
+
+
+class SqlDataSource(ABC):
+    """Implements the DataSource protocol over `connection()` and `transaction()`."""
+
+    # Locks the selected rows until the transaction ends; SQLite locks the whole file instead.
+    for_update: str = " FOR UPDATE"
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def connection(self) -> AbstractAsyncContextManager[SqlConnection]:
+        """A pooled connection in autocommit mode, for reads."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[SqlConnection]:
+        """A pooled connection inside one transaction: committed on exit, rolled back on error."""
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetch("SELECT 1 AS ok")
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, args)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def users_by_ids(self, ids: Sequence[int]) -> list[UserRecord]:
+        if not ids:
+            return []
+        sql = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id IN {_placeholders(len(ids))}"
+        return [_user(r) for r in await self._fetch(sql, ids)]
+
+    async def groups_by_ids(self, ids: Sequence[int]) -> list[GroupRecord]:
+        if not ids:
+            return []
+        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g WHERE g.id IN {_placeholders(len(ids))}"
+        return [_group(r) for r in await self._fetch(sql, ids)]
+
+    async def sessions_by_ids(self, ids: Sequence[int]) -> list[SessionRecord]:
+        if not ids:
+            return []
+        sql = f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id IN {_placeholders(len(ids))}"
+        return [_session(r) for r in await self._fetch(sql, ids)]
+
+    async def shots_of_sessions(self, session_ids: Sequence[int]) -> list[ShotRecord]:
+        if not session_ids:
+            return []
+        sql = (
+            f"SELECT {SHOT_COLUMNS} FROM shots t WHERE t.session_id IN"
+            f" {_placeholders(len(session_ids))} ORDER BY t.session_id, t.sequence"
+        )
+        return [_shot(r) for r in await self._fetch(sql, session_ids)]
+
+    async def groups_of_users(self, user_ids: Sequence[int]) -> list[tuple[int, GroupRecord]]:
+        if not user_ids:
+            return []
+        sql = (
+            f"SELECT m.user_id AS owner_id, {GROUP_COLUMNS} FROM memberships m"
+            " JOIN club_groups g ON g.id = m.group_id"
+            f" WHERE m.user_id IN {_placeholders(len(user_ids))} ORDER BY m.user_id, g.id"
+        )
+        return [(r["owner_id"], _group(r)) for r in await self._fetch(sql, user_ids)]
+
+    async def members_of_groups(self, group_ids: Sequence[int], page: Page) -> list[tuple[int, UserRecord]]:
+        if not group_ids:
+            return []
+        args: list[Any] = list(group_ids)
+        keyset = ""
+        if page.after is not None:
+            keyset = " AND u.id > ?"
+            args.append(page.after[0])
+        args.append(page.first)
+        sql = (
+            "SELECT * FROM ("
+            f"SELECT m.group_id AS owner_id, {USER_COLUMNS},"
+            " ROW_NUMBER() OVER (PARTITION BY m.group_id ORDER BY u.id) AS rn"
+            " FROM memberships m JOIN users u ON u.id = m.user_id"
+            f" WHERE m.group_id IN {_placeholders(len(group_ids))}{keyset}"
+            ") ranked WHERE ranked.rn <= ? ORDER BY ranked.owner_id, ranked.id"
+        )
+        return [(r["owner_id"], _user(r)) for r in await self._fetch(sql, args)]
+
+    async def list_users(self, page: Page) -> list[UserRecord]:
+        where, args = ("WHERE u.id > ?", [page.after[0]]) if page.after else ("", [])
+        sql = f"SELECT {USER_COLUMNS} FROM users u {where} ORDER BY u.id LIMIT ?"
+        return [_user(r) for r in await self._fetch(sql, [*args, page.first])]
+
+    async def list_groups(self, page: Page) -> list[GroupRecord]:
+        where, args = ("WHERE g.id > ?", [page.after[0]]) if page.after else ("", [])
+        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g {where} ORDER BY g.id LIMIT ?"
+        return [_group(r) for r in await self._fetch(sql, [*args, page.first])]
+
+    async def list_sessions(
+        self, where: SessionFilter, order: SessionOrder, page: Page
+    ) -> list[SessionRecord]:
+        direction, compare = _SESSION_ORDER[order]
+        conditions: list[str] = []
+        args: list[Any] = []
+        for column, op, value in (
+            ("s.user_id", "=", where.user_id),
+            ("s.group_id", "=", where.group_id),
+            ("s.discipline", "=", where.discipline),
+            ("s.started_at", ">=", where.started_after),
+            ("s.started_at", "<", where.started_before),
+        ):
+            if value is not None:
+                conditions.append(f"{column} {op} ?")
+                args.append(value)
+        if page.after is not None:
+            conditions.append(f"(s.started_at {compare} ? OR (s.started_at = ? AND s.id {compare} ?))")
+            args += [page.after[0], page.after[0], page.after[1]]
+        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = (
+            f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s{clause}"
+            f" ORDER BY s.started_at {direction}, s.id {direction} LIMIT ?"
+        )
+        return [_session(r) for r in await self._fetch(sql, [*args, page.first])]
+
+    async def sessions_of(
+        self, owner: Literal["user_id", "group_id"], ids: Sequence[int], page: Page
+    ) -> list[SessionRecord]:
+        if owner not in _OWNERS:
+            raise ValueError(f"cannot list sessions by {owner!r}")
+        if not ids:
+            return []
+        args: list[Any] = list(ids)
+        keyset = ""
+        if page.after is not None:
+            keyset = " AND (s.started_at < ? OR (s.started_at = ? AND s.id < ?))"
+            args += [page.after[0], page.after[0], page.after[1]]
+        args.append(page.first)
+        sql = (
+            f"SELECT * FROM (SELECT {SESSION_COLUMNS}, ROW_NUMBER() OVER ("
+            f"PARTITION BY s.{owner} ORDER BY s.started_at DESC, s.id DESC) AS rn"
+            f" FROM shooting_sessions s WHERE s.{owner} IN {_placeholders(len(ids))}{keyset}"
+            ") ranked WHERE ranked.rn <= ?"
+            f" ORDER BY ranked.{owner}, ranked.started_at DESC, ranked.id DESC"
+        )
+        return [_session(r) for r in await self._fetch(sql, args)]
+
+    async def list_activities(
+        self, user_id: int | None, group_id: int | None, page: Page
+    ) -> list[ActivityRecord]:
+        conditions: list[str] = []
+        args: list[Any] = []
+        for column, value in (("a.user_id", user_id), ("a.group_id", group_id)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                args.append(value)
+        if page.after is not None:
+            conditions.append("a.id < ?")
+            args.append(page.after[0])
+        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a{clause} ORDER BY a.id DESC LIMIT ?"
+        return [_activity(r) for r in await self._fetch(sql, [*args, page.first])]
+
+    # -- writes: each one and the activity it records commit together ----------------
+
+    async def create_user(self, email: str, display_name: str) -> UserRecord:
+        now = datetime.now(UTC)
+        try:
+            async with self.transaction() as conn:
+                new_id = await conn.insert(
+                    "INSERT INTO users (email, display_name, created_at) VALUES (?, ?, ?)",
+                    (email, display_name, now),
+                )
+        except UniqueViolation:
+            raise Conflict(f"a user with email {email} already exists") from None
+        return UserRecord(new_id, email, display_name, now)
+
+    async def create_group(self, name: str, description: str | None) -> GroupRecord:
+        now = datetime.now(UTC)
+        async with self.transaction() as conn:
+            new_id = await conn.insert(
+                "INSERT INTO club_groups (name, description, created_at) VALUES (?, ?, ?)",
+                (name, description, now),
+            )
+        return GroupRecord(new_id, name, description, now)
+
+    async def join_group(self, group_id: int, user_id: int) -> GroupRecord:
+        try:
+            async with self.transaction() as conn:
+                group = await self._require_group(conn, group_id)
+                await self._require_user(conn, user_id)
+                member = await conn.fetch(
+                    "SELECT 1 AS one FROM memberships WHERE group_id = ? AND user_id = ?",
+                    (group_id, user_id),
+                )
+                if not member:
+                    now = datetime.now(UTC)
+                    await conn.execute(
+                        "INSERT INTO memberships (group_id, user_id, joined_at) VALUES (?, ?, ?)",
+                        (group_id, user_id, now),
+                    )
+                    await self._record(conn, "GROUP_JOINED", user_id, group_id, None, now)
+        except UniqueViolation:
+            pass  # a concurrent join of the same pair won: the user is a member either way
+        return group
+
+    async def leave_group(self, group_id: int, user_id: int) -> GroupRecord:
+        async with self.transaction() as conn:
+            group = await self._require_group(conn, group_id)
+            await self._require_user(conn, user_id)
+            removed = await conn.execute(
+                "DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (group_id, user_id)
+            )
+            if removed:
+                await self._record(conn, "GROUP_LEFT", user_id, group_id, None, datetime.now(UTC))
+        return group
+
+    async def create_session(self, new: NewSession) -> SessionRecord:
+        now = datetime.now(UTC)
+        total = sum(shot.score_tenths for shot in new.shots)
+        async with self.transaction() as conn:
+            await self._require_user(conn, new.user_id)
+            if new.group_id is not None:
+                await self._require_group(conn, new.group_id)
+            session_id = await conn.insert(
+                "INSERT INTO shooting_sessions (user_id, group_id, started_at, location,"
+                " discipline, distance_meters, notes, shot_count, total_tenths, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.user_id,
+                    new.group_id,
+                    new.started_at,
+                    new.location,
+                    new.discipline,
+                    new.distance_meters,
+                    new.notes,
+                    len(new.shots),
+                    total,
+                    now,
+                ),
+            )
+            await self._insert_shots(conn, session_id, 1, new.shots)
+            await self._record(conn, "SESSION_CREATED", new.user_id, new.group_id, session_id, now)
+        return SessionRecord(
+            id=session_id,
+            user_id=new.user_id,
+            group_id=new.group_id,
+            started_at=as_utc(new.started_at),
+            location=new.location,
+            discipline=new.discipline,
+            distance_meters=new.distance_meters,
+            notes=new.notes,
+            shot_count=len(new.shots),
+            total_tenths=total,
+        )
+
+    async def add_shots(self, session_id: int, shots: Sequence[NewShot]) -> SessionRecord:
+        async with self.transaction() as conn:
+            # The UPDATE locks the session row, so concurrent calls number their shots in turn.
+            changed = await conn.execute(
+                "UPDATE shooting_sessions SET shot_count = shot_count + ?,"
+                " total_tenths = total_tenths + ? WHERE id = ?",
+                (len(shots), sum(shot.score_tenths for shot in shots), session_id),
+            )
+            if not changed:
+                raise NotFound("shooting session")
+            session = await self._require_session(conn, session_id)
+            await self._insert_shots(conn, session_id, session.shot_count - len(shots) + 1, shots)
+            await self._record(
+                conn,
+                "SHOTS_ADDED",
+                session.user_id,
+                session.group_id,
+                session_id,
+                datetime.now(UTC),
+            )
+        return session
+
+    async def update_session(self, session_id: int, changes: Mapping[str, Any]) -> SessionRecord:
+        unknown = set(changes) - SESSION_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        async with self.transaction() as conn:
+            await self._require_session(conn, session_id)
+            if changes.get("group_id") is not None:
+                await self._require_group(conn, changes["group_id"])
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                await conn.execute(
+                    f"UPDATE shooting_sessions SET {assignments} WHERE id = ?",
+                    (*changes.values(), session_id),
+                )
+            session = await self._require_session(conn, session_id)
+            await self._record(
+                conn,
+                "SESSION_UPDATED",
+                session.user_id,
+                session.group_id,
+                session_id,
+                datetime.now(UTC),
+            )
+        return session
+
+    async def delete_session(self, session_id: int) -> bool:
+        async with self.transaction() as conn:
+            rows = await conn.fetch(
+                f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id = ?{self.for_update}",
+                (session_id,),
+            )
+            if not rows:
+                return False
+            session = _session(rows[0])
+            await conn.execute("DELETE FROM shots WHERE session_id = ?", (session_id,))
+            await conn.execute("UPDATE activities SET session_id = NULL WHERE session_id = ?", (session_id,))
+            await conn.execute("DELETE FROM shooting_sessions WHERE id = ?", (session_id,))
+            await self._record(
+                conn,
+                "SESSION_DELETED",
+                session.user_id,
+                session.group_id,
+                None,
+                datetime.now(UTC),
+            )
+        return True
+
+    # -- pieces of the writes ----------------------------------------------------------
+
+    async def _require_user(self, conn: SqlConnection, user_id: int) -> UserRecord:
+        rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,))
+        if not rows:
+            raise NotFound("user")
+        return _user(rows[0])
+
+    async def _require_group(self, conn: SqlConnection, group_id: int) -> GroupRecord:
+        rows = await conn.fetch(f"SELECT {GROUP_COLUMNS} FROM club_groups g WHERE g.id = ?", (group_id,))
+        if not rows:
+            raise NotFound("group")
+        return _group(rows[0])
+
+    async def _require_session(self, conn: SqlConnection, session_id: int) -> SessionRecord:
+        rows = await conn.fetch(
+            f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id = ?", (session_id,)
+        )
+        if not rows:
+            raise NotFound("shooting session")
+        return _session(rows[0])
+
+    async def _insert_shots(
+        self, conn: SqlConnection, session_id: int, first_sequence: int, shots: Sequence[NewShot]
+    ) -> None:
+        if not shots:
+            return
+        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(shots))
+        args: list[Any] = []
+        for offset, shot in enumerate(shots):
+            args += [session_id, first_sequence + offset, shot.score_tenths, shot.x, shot.y]
+        await conn.execute(
+            f"INSERT INTO shots (session_id, sequence, score_tenths, x, y) VALUES {values}", args
+        )
+
+    async def _record(
+        self,
+        conn: SqlConnection,
+        kind: str,
+        user_id: int,
+        group_id: int | None,
+        session_id: int | None,
+        at: datetime,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO activities (kind, created_at, user_id, group_id, session_id) VALUES (?, ?, ?, ?, ?)",
+            (kind, at, user_id, group_id, session_id),
+        )

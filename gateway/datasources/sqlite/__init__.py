@@ -1,0 +1,143 @@
+"""The embedded SQLite data source: a file, no server, the zero-setup default."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.migrations import apply_migrations, load_migrations
+from gateway.datasources.sql_source import Row, SqlDataSource
+from gateway.settings import Settings
+
+__all__ = ["SqliteDataSource"]
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # Fixed-width UTC text, the format the API prints, so it also sorts correctly.
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return value
+
+
+class _Connection:
+    def __init__(self, conn: aiosqlite.Connection, owner: SqliteDataSource) -> None:
+        self._conn = conn
+        self._owner = owner
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> aiosqlite.Cursor:
+        self._owner.statements += 1
+        try:
+            return await self._conn.execute(sql, [_adapt(a) for a in args])
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise UniqueViolation(str(exc).rpartition(": ")[2]) from exc
+            raise
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "unable to open" in str(exc):
+                raise DataSourceUnavailable(f"SQLite database unavailable: {exc}") from exc
+            raise
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self._run(sql, args)
+        names = [d[0] for d in cursor.description or ()]
+        rows = await cursor.fetchall()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cursor = await self._run(sql, args)
+        return cursor.rowcount
+
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cursor = await self._run(sql, args)
+        return int(cursor.lastrowid or 0)
+
+
+class SqliteDataSource(SqlDataSource):
+    """A small pool of SQLite connections to one file in WAL mode.
+
+    Writers take the file's write lock up front (BEGIN IMMEDIATE) and wait for it up to
+    the acquire timeout, so concurrent writes queue instead of failing.
+    """
+
+    for_update = ""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._path = Path(settings.db_sqlite_path)
+        self._max = settings.db_pool_max
+        self._busy_ms = int(settings.db_acquire_timeout * 1000)
+        self._acquire_timeout = settings.db_acquire_timeout
+        self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
+        self._all: list[aiosqlite.Connection] = []
+        self._slots = asyncio.Semaphore(self._max)
+        self._closed = True
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DataSourceUnavailable(f"DB_SQLITE_PATH={self._path}: {exc}") from exc
+        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        self._all.append(conn)
+        return conn
+
+    async def open(self) -> None:
+        if self._path.parent and not self._path.parent.exists():
+            raise DataSourceUnavailable(
+                f"DB_SQLITE_PATH={self._path}: folder {self._path.parent} does not exist"
+            )
+        self._closed = False
+        async with self.transaction() as conn:
+            await apply_migrations(conn, load_migrations(__name__))
+
+    async def close(self) -> None:
+        self._closed = True
+        for conn in self._all:
+            await conn.close()
+        self._all.clear()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._closed:
+            raise DataSourceUnavailable("pool is closed")
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise DataSourceUnavailable("no database connection free (DB_POOL_MAX reached)") from None
+        try:
+            conn = self._idle.get_nowait() if not self._idle.empty() else await self._connect()
+            try:
+                yield conn
+            finally:
+                self._idle.put_nowait(conn)
+        finally:
+            self._slots.release()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            yield _Connection(conn, self)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Connection]:
+        async with self._acquire() as conn:
+            wrapped = _Connection(conn, self)
+            await wrapped.execute("BEGIN IMMEDIATE")
+            try:
+                yield wrapped
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()

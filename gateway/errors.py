@@ -1,0 +1,59 @@
+"""The error codes the API speaks, and the exceptions that carry them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "BadUserInput",
+    "Conflict",
+    "ErrorCode",
+    "GatewayError",
+    "NotFound",
+    "Unavailable",
+]
+
+
+class ErrorCode(StrEnum):
+    """Values of `extensions.code` in a GraphQL error."""
+
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose; its message is safe to show a client."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+
+class BadUserInput(GatewayError):
+    code = ErrorCode.BAD_USER_INPUT
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+class NotFound(GatewayError):
+    code = ErrorCode.NOT_FOUND
+
+    def __init__(self, kind: str, ident: str = "") -> None:
+        self.kind = kind
+        super().__init__(f"{kind} {ident} not found" if ident else f"{kind} not found")
+
+
+class Conflict(GatewayError):
+    code = ErrorCode.CONFLICT
+
+
+class Unavailable(GatewayError):
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, reason: str = "the database is unavailable, try again shortly") -> None:
+        super().__init__(reason)

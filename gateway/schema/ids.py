@@ -1,0 +1,72 @@
+"""Opaque IDs and pagination cursors: what the API hands out and accepts back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+__all__ = ["decode_cursor", "decode_id", "encode_cursor", "encode_id"]
+
+
+def _b64encode(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _b64decode(text: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def encode_id(type_name: str, pk: int) -> str:
+    """The opaque ID of row `pk` of `type_name`."""
+    return _b64encode(f"{type_name}:{pk}")
+
+
+def decode_id(value: str, type_name: str) -> int | None:
+    """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's."""
+    decoded = _b64decode(value)
+    if decoded is None:
+        return None
+    kind, _, pk = decoded.partition(":")
+    if kind != type_name or not pk.isdigit() or len(pk) > 18:
+        return None
+    return int(pk)
+
+
+def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:
+    """A cursor for the row whose sort values are `values` in the list named `listing`."""
+    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return _b64encode(json.dumps([listing, *encoded], separators=(",", ":")))
+
+
+def decode_cursor(value: str, listing: str, types: tuple[type, ...]) -> tuple[Any, ...] | None:
+    """The sort values in a cursor made for `listing`, or None if it is not one."""
+    decoded = _b64decode(value)
+    if decoded is None:
+        return None
+    try:
+        parts = json.loads(decoded)
+    except ValueError:
+        return None
+    if not isinstance(parts, list) or len(parts) != len(types) + 1 or parts[0] != listing:
+        return None
+    values: list[Any] = []
+    for raw, kind in zip(parts[1:], types, strict=True):
+        if kind is datetime:
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except (TypeError, ValueError):
+                return None
+            if parsed.tzinfo is None:
+                return None
+            values.append(parsed)
+        elif kind is int and isinstance(raw, int) and not isinstance(raw, bool):
+            values.append(raw)
+        else:
+            return None
+    return tuple(values)

@@ -1,0 +1,190 @@
+"""Input types of the mutations and filters, and the checks that turn them into data-source values."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from gateway.datasources.base import NewShot
+from gateway.errors import BadUserInput
+from gateway.schema.ids import decode_id
+
+__all__ = [
+    "CreateGroupInput",
+    "CreateShootingSessionInput",
+    "CreateUserInput",
+    "ShootingSessionFilter",
+    "ShootingSessionOrder",
+    "ShotInput",
+    "UpdateShootingSessionInput",
+    "aware",
+    "email",
+    "id_of",
+    "optional_text",
+    "positive",
+    "shots",
+    "text",
+]
+
+MAX_SHOTS_PER_CALL = 500
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+@strawberry.input
+class CreateUserInput:
+    email: str
+    display_name: str
+
+
+@strawberry.input
+class CreateGroupInput:
+    name: str
+    description: str | None = None
+
+
+@strawberry.input(description="A shot to record; the server assigns its sequence number.")
+class ShotInput:
+    score: float = strawberry.field(description="0.0 to 10.9, one decimal place.")
+    x: float | None = None
+    y: float | None = None
+
+
+@strawberry.input
+class CreateShootingSessionInput:
+    user_id: strawberry.ID
+    discipline: str
+    group_id: strawberry.ID | None = None
+    started_at: datetime | None = strawberry.field(
+        default=None, description="When the session began, with a UTC offset; default now."
+    )
+    location: str | None = None
+    distance_meters: int | None = None
+    notes: str | None = None
+    shots: list[ShotInput] | None = None
+
+
+@strawberry.input(description="Only the fields given change; null clears an optional field.")
+class UpdateShootingSessionInput:
+    group_id: strawberry.ID | None = strawberry.UNSET
+    started_at: datetime | None = strawberry.UNSET
+    location: str | None = strawberry.UNSET
+    discipline: str | None = strawberry.UNSET
+    distance_meters: int | None = strawberry.UNSET
+    notes: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class ShootingSessionFilter:
+    user_id: strawberry.ID | None = None
+    group_id: strawberry.ID | None = None
+    discipline: str | None = None
+    started_after: datetime | None = strawberry.field(
+        default=None, description="Sessions that started at or after this instant."
+    )
+    started_before: datetime | None = strawberry.field(
+        default=None, description="Sessions that started before this instant."
+    )
+
+
+@strawberry.enum
+class ShootingSessionOrder(Enum):
+    STARTED_AT_DESC = "STARTED_AT_DESC"
+    STARTED_AT_ASC = "STARTED_AT_ASC"
+
+
+def id_of(field: str, value: str, type_name: str) -> int:
+    """The row key of an ID argument, or BAD_USER_INPUT naming the argument."""
+    pk = decode_id(value, type_name)
+    if pk is None:
+        raise BadUserInput(field, f"{value!r} is not a {type_name} id")
+    return pk
+
+
+def text(field: str, value: str, max_length: int) -> str:
+    """A required text: trimmed, not empty, not longer than `max_length`."""
+    value = value.strip()
+    if not value:
+        raise BadUserInput(field, "must not be empty")
+    if len(value) > max_length:
+        raise BadUserInput(field, f"must be at most {max_length} characters (got {len(value)})")
+    return value
+
+
+def optional_text(field: str, value: str | None, max_length: int) -> str | None:
+    """An optional text: trimmed; empty becomes null."""
+    if value is None or not value.strip():
+        return None
+    return text(field, value, max_length)
+
+
+def email(field: str, value: str) -> str:
+    value = value.strip().lower()
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise BadUserInput(field, f"{value!r} is not an email address")
+    return value
+
+
+def positive(field: str, value: int | None, maximum: int) -> int | None:
+    if value is not None and not 0 < value <= maximum:
+        raise BadUserInput(field, f"must be between 1 and {maximum} (got {value})")
+    return value
+
+
+def aware(field: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise BadUserInput(field, "must include a UTC offset, e.g. 2026-05-01T09:30:00Z")
+    return value
+
+
+def _score_tenths(field: str, score: float) -> int:
+    tenths = round(score * 10)
+    if not 0 <= tenths <= 109 or abs(score * 10 - tenths) > 1e-6:
+        raise BadUserInput(field, f"must be 0.0 to 10.9 with one decimal place (got {score})")
+    return tenths
+
+
+def _coordinate(field: str, value: float | None) -> float | None:
+    if value is not None and value != value:  # NaN cannot be stored or compared
+        raise BadUserInput(field, "must be a number")
+    return value
+
+
+def shots(field: str, given: list[ShotInput]) -> list[NewShot]:
+    if len(given) > MAX_SHOTS_PER_CALL:
+        raise BadUserInput(field, f"at most {MAX_SHOTS_PER_CALL} shots per call (got {len(given)})")
+    return [
+        NewShot(
+            _score_tenths(f"{field}[{i}].score", shot.score),
+            _coordinate(f"{field}[{i}].x", shot.x),
+            _coordinate(f"{field}[{i}].y", shot.y),
+        )
+        for i, shot in enumerate(given)
+    ]
+
+
+def session_changes(given: UpdateShootingSessionInput) -> dict[str, Any]:
+    """The columns updateShootingSession sets, checked, from the fields the client sent."""
+    changes: dict[str, Any] = {}
+    if given.group_id is not strawberry.UNSET:
+        changes["group_id"] = (
+            None if given.group_id is None else id_of("input.groupId", given.group_id, "Group")
+        )
+    if given.started_at is not strawberry.UNSET:
+        if given.started_at is None:
+            raise BadUserInput("input.startedAt", "cannot be null")
+        changes["started_at"] = aware("input.startedAt", given.started_at)
+    if given.discipline is not strawberry.UNSET:
+        if given.discipline is None:
+            raise BadUserInput("input.discipline", "cannot be null")
+        changes["discipline"] = text("input.discipline", given.discipline, 50)
+    if given.location is not strawberry.UNSET:
+        changes["location"] = optional_text("input.location", given.location, 200)
+    if given.notes is not strawberry.UNSET:
+        changes["notes"] = optional_text("input.notes", given.notes, 2000)
+    if given.distance_meters is not strawberry.UNSET:
+        changes["distance_meters"] = positive("input.distanceMeters", given.distance_meters, 100_000)
+    return changes

@@ -1,0 +1,150 @@
+"""Every setting of the gateway, read from the environment and `.env`, validated up front."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_PORTS", "Settings", "SettingsError", "load_settings"]
+
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
+
+# Values of these settings never appear in an error message.
+_SECRET_FIELDS = frozenset({"db_password", "db_ca_cert"})
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and the problem."""
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration. Environment variable names are the field names upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    db_backend: Literal["sqlite", "postgres", "mysql"] = "sqlite"
+    db_sqlite_path: Path = Path("gateway.db")
+    db_host: str = "localhost"
+    db_port: int | None = Field(default=None, ge=1, le=65535)
+    db_user: str = ""
+    db_password: SecretStr = SecretStr("")
+    db_name: str = ""
+
+    db_ssl: bool = False
+    db_ssl_mode: Literal["verify-full", "verify-ca", "disable"] = "verify-full"
+    db_ca_cert_path: Path | None = None
+    db_ca_cert: SecretStr | None = None
+    db_ssl_cert: Path | None = None
+    db_ssl_key: Path | None = None
+
+    db_pool_max: int = Field(default=10, ge=1, le=1000)
+    db_pool_min: int = Field(default=2, ge=0, le=1000)
+    db_idle_timeout: float = Field(default=30.0, gt=0)
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_acquire_timeout: float = Field(default=10.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3001, ge=1, le=65535)
+    app_env: Literal["development", "production"] = "development"
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173"]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("db_ca_cert_path", "db_ssl_cert", "db_ssl_key")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: file not found")
+        return value
+
+    @field_validator("db_ca_cert")
+    @classmethod
+    def _base64_pem(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            pem = base64.b64decode("".join(value.get_secret_value().split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "not valid base64 (encode the PEM file with `gateway encode-cert PATH`)"
+            ) from None
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError("decodes to something that is not a PEM certificate")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError(
+                f"DB_POOL_MIN ({self.db_pool_min}) is greater than DB_POOL_MAX ({self.db_pool_max})"
+            )
+        if self.db_backend != "sqlite":
+            for name in ("db_user", "db_name"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name.upper()} is required when DB_BACKEND={self.db_backend}")
+        if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
+            raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
+        return self
+
+    @property
+    def database_port(self) -> int:
+        """The port to connect to: DB_PORT, else the backend's standard port."""
+        return self.db_port or DEFAULT_PORTS.get(self.db_backend, 0)
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    def ca_cert_pem(self) -> bytes | None:
+        """The CA certificate configured in DB_CA_CERT_PATH or DB_CA_CERT, as PEM bytes."""
+        if self.db_ca_cert_path is not None:
+            return self.db_ca_cert_path.read_bytes()
+        if self.db_ca_cert is not None:
+            return base64.b64decode("".join(self.db_ca_cert.get_secret_value().split()))
+        return None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not location:
+        return message
+    field = location[0]
+    if field not in _SECRET_FIELDS and error.get("type") != "value_error" and "input" in error:
+        message = f"{message} (got {error['input']!r})"
+    return f"{field.upper()}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a validation failure into one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None

@@ -1,0 +1,141 @@
+"""Fixtures: a throwaway database per backend per test session, and a gateway client over each.
+
+- SQLite: a file in a temporary folder, new for each test.
+- PostgreSQL: a database created on this machine's server (127.0.0.1:5432), dropped at the end.
+- MariaDB: a database created on this machine's server (127.0.0.1:3306), dropped at the end.
+With CI=true an unreachable server fails the run instead of skipping its tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pymysql
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.app_keys import DATA_SOURCE
+from gateway.datasources.base import DataSource
+from gateway.settings import Settings
+
+BACKENDS = ("sqlite", "postgres", "mysql")
+PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("TEST_PG_USER", "postgres")}
+MY = {"host": "127.0.0.1", "port": 3306, "user": os.environ.get("TEST_MYSQL_USER", "root")}
+TABLES = ("activities", "shots", "memberships", "shooting_sessions", "club_groups", "users")
+
+
+def unreachable(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; database tests may not skip in CI")
+    pytest.skip(message)
+
+
+def pg_admin(sql: str) -> None:
+    """Run one statement as the PostgreSQL superuser, from any thread or event loop."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database="postgres", ssl=False, timeout=5, **PG)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    # A thread of its own, because fixtures may call this while an event loop runs.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    name = f"gw_test_{uuid.uuid4().hex[:10]}"
+    try:
+        pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        unreachable("PostgreSQL at 127.0.0.1:5432", exc)
+    yield name
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def mysql_database() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database for this test session."""
+    name = f"gw_test_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
+    except pymysql.err.MySQLError as exc:
+        unreachable("MariaDB at 127.0.0.1:3306", exc)
+    with conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.close()
+    yield name
+    conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+@pytest.fixture
+def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a backend, ignoring any .env in the working directory."""
+
+    def make(backend: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {"db_backend": backend, "db_pool_min": 1}
+        if backend == "sqlite":
+            values["db_sqlite_path"] = tmp_path / "gateway.db"
+        elif backend == "postgres":
+            values.update(
+                db_host=PG["host"],
+                db_port=PG["port"],
+                db_user=PG["user"],
+                db_name=request.getfixturevalue("pg_database"),
+            )
+        else:
+            values.update(
+                db_host=MY["host"],
+                db_port=MY["port"],
+                db_user=MY["user"],
+                db_name=request.getfixturevalue("mysql_database"),
+            )
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+async def empty_tables(source: DataSource) -> None:
+    """Delete every row, children first, so each test starts from an empty club."""
+    async with source.transaction() as conn:  # type: ignore[attr-defined]
+        for table in TABLES:
+            await conn.execute(f"DELETE FROM {table}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def client(
+    backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> AsyncIterator[TestClient]:
+    """A running gateway on `backend`, its database emptied."""
+    app = create_app(make_settings(backend))
+    test_client: TestClient = await aiohttp_client(app)
+    await empty_tables(app[DATA_SOURCE])
+    yield test_client
+
+
+@pytest.fixture
+def source(client: TestClient) -> DataSource:
+    """The data source of the running `client`, to inspect what was written."""
+    return client.app[DATA_SOURCE]
