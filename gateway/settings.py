@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     """The gateway's configuration. Environment variable names are the field names upper-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        validate_default=True,
     )
 
     db_backend: Literal["sqlite", "postgres", "mysql"] = "sqlite"
