@@ -139,3 +139,10 @@ async def client(
 def source(client: TestClient) -> DataSource:
     """The data source of the running `client`, to inspect what was written."""
     return client.app[DATA_SOURCE]
+
+
+async def count_rows(source: DataSource, table: str) -> int:
+    """How many rows `table` holds, read straight from the database."""
+    async with source.connection() as conn:  # type: ignore[attr-defined]
+        rows = await conn.fetch(f"SELECT COUNT(*) AS n FROM {table}")
+    return int(rows[0]["n"])

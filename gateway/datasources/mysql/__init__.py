@@ -123,9 +123,12 @@ class MysqlDataSource(SqlDataSource):
             rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
             if not rows or rows[0]["locked"] != 1:
                 raise DataSourceUnavailable("timed out waiting for another process's migrations")
+            # IF NOT EXISTS raises a note on existing tables, which the driver turns into warnings.
+            await conn.execute("SET SESSION sql_notes = 0")
             try:
                 await apply_migrations(conn, load_migrations(__name__))
             finally:
+                await conn.execute("SET SESSION sql_notes = 1")
                 await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
 
     async def close(self) -> None:

@@ -1,0 +1,215 @@
+"""Writes: what they return, what they record, and that bad input writes nothing."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from gateway.datasources.base import DataSource
+from tests.club import CREATE_SESSION, CREATE_USER, JOIN, make_group, make_session, make_user
+from tests.conftest import count_rows
+from tests.graphql_client import data, error_codes, graphql
+
+ACTIVITIES = "{ activities { edges { node { kind user { id } group { id } shootingSession { id } } } } }"
+
+
+async def test_session_shots_are_numbered_in_order_and_scored(client: TestClient) -> None:
+    user = await make_user(client, "ada@example.com")
+    group = await make_group(client)
+    session = await make_session(
+        client,
+        user["id"],
+        [10.4, 9.8, 0.0, 10.9],
+        groupId=group["id"],
+        startedAt="2026-05-01T09:30:00+02:00",
+        location="Club range",
+        distanceMeters=10,
+        notes="windy",
+    )
+    assert [s["sequence"] for s in session["shots"]] == [1, 2, 3, 4]
+    assert [s["score"] for s in session["shots"]] == [10.4, 9.8, 0.0, 10.9]
+    assert session["shotCount"] == 4
+    assert session["totalScore"] == 31.1
+    assert session["averageScore"] == 7.78
+    assert session["startedAt"] == "2026-05-01T07:30:00+00:00"
+    assert session["user"]["id"] == user["id"]
+    assert session["group"]["id"] == group["id"]
+    assert (session["location"], session["distanceMeters"], session["notes"]) == ("Club range", 10, "windy")
+
+
+async def test_added_shots_continue_the_sequence(client: TestClient) -> None:
+    user = await make_user(client, "ada@example.com")
+    session = await make_session(client, user["id"], [9.0, 9.5])
+    added = await data(
+        client,
+        "mutation($id: ID!, $s: [ShotInput!]!) { addShots(sessionId: $id, shots: $s)"
+        " { shotCount totalScore shots { sequence score x y } } }",
+        id=session["id"],
+        s=[{"score": 10.0, "x": 1.5, "y": -2.25}, {"score": 8.7}],
+    )
+    shots = added["addShots"]["shots"]
+    assert [s["sequence"] for s in shots] == [1, 2, 3, 4]
+    assert shots[2] == {"sequence": 3, "score": 10.0, "x": 1.5, "y": -2.25}
+    assert added["addShots"]["shotCount"] == 4
+    assert added["addShots"]["totalScore"] == 37.2
+
+
+async def test_each_write_records_its_activity_newest_first(client: TestClient) -> None:
+    user = await make_user(client, "ada@example.com")
+    group = await make_group(client)
+    await data(client, JOIN, g=group["id"], u=user["id"])
+    session = await make_session(client, user["id"], [10.0], groupId=group["id"])
+    await data(
+        client,
+        "mutation($id: ID!) { addShots(sessionId: $id, shots: [{score: 9.9}]) { id } }",
+        id=session["id"],
+    )
+    await data(
+        client,
+        "mutation($g: ID!, $u: ID!) { leaveGroup(groupId: $g, userId: $u) { id } }",
+        g=group["id"],
+        u=user["id"],
+    )
+    feed = [e["node"] for e in (await data(client, ACTIVITIES))["activities"]["edges"]]
+    assert [a["kind"] for a in feed] == ["GROUP_LEFT", "SHOTS_ADDED", "SESSION_CREATED", "GROUP_JOINED"]
+    assert feed[1]["shootingSession"] == {"id": session["id"]}
+    assert all(a["user"]["id"] == user["id"] and a["group"]["id"] == group["id"] for a in feed)
+
+
+async def test_joining_twice_is_one_membership_and_one_activity(
+    client: TestClient, source: DataSource
+) -> None:
+    user = await make_user(client, "ada@example.com")
+    group = await make_group(client)
+    for _ in range(2):
+        await data(client, JOIN, g=group["id"], u=user["id"])
+    assert await count_rows(source, "memberships") == 1
+    assert await count_rows(source, "activities") == 1
+
+
+async def test_duplicate_email_is_a_conflict_and_writes_nothing(
+    client: TestClient, source: DataSource
+) -> None:
+    await make_user(client, "ada@example.com")
+    body = await graphql(client, CREATE_USER, input={"email": "ADA@example.com", "displayName": "Other"})
+    assert error_codes(body) == ["CONFLICT"]
+    assert "ada@example.com" in body["errors"][0]["message"]
+    assert await count_rows(source, "users") == 1
+
+
+async def test_bad_input_is_refused_with_a_message_naming_it(client: TestClient, source: DataSource) -> None:
+    user = await make_user(client, "ada@example.com")
+    cases = [
+        (CREATE_USER, {"input": {"email": "not-an-email", "displayName": "X"}}, "input.email"),
+        (CREATE_USER, {"input": {"email": "b@example.com", "displayName": "   "}}, "input.displayName"),
+        (
+            "mutation { createGroup(input: {name: \"\"}) { id } }",
+            {},
+            "input.name",
+        ),
+        (
+            CREATE_SESSION,
+            {"input": {"userId": user["id"], "discipline": "x", "shots": [{"score": 11.0}]}},
+            "input.shots[0].score",
+        ),
+        (
+            CREATE_SESSION,
+            {"input": {"userId": user["id"], "discipline": "x", "shots": [{"score": -0.1}]}},
+            "input.shots[0].score",
+        ),
+        (
+            CREATE_SESSION,
+            {"input": {"userId": user["id"], "discipline": "x", "shots": [{"score": 9.75}]}},
+            "input.shots[0].score",
+        ),
+        (
+            CREATE_SESSION,
+            {"input": {"userId": user["id"], "discipline": "x", "startedAt": "2026-05-01T09:30:00"}},
+            "input.startedAt",
+        ),
+        (CREATE_SESSION, {"input": {"userId": "garbage", "discipline": "x"}}, "input.userId"),
+        ("{ users(first: 101) { edges { cursor } } }", {}, "first"),
+        ("{ users(first: -1) { edges { cursor } } }", {}, "first"),
+        ("{ users(after: \"bogus\") { edges { cursor } } }", {}, "after"),
+    ]
+    for query, variables, field in cases:
+        body = await graphql(client, query, **variables)
+        assert error_codes(body) == ["BAD_USER_INPUT"], (field, body)
+        assert body["errors"][0]["message"].startswith(field), body
+    assert await count_rows(source, "users") == 1
+    assert await count_rows(source, "club_groups") == 0
+    assert await count_rows(source, "shooting_sessions") == 0
+    assert await count_rows(source, "shots") == 0
+    assert await count_rows(source, "activities") == 0
+
+
+async def test_unknown_referenced_ids_are_not_found_and_write_nothing(
+    client: TestClient, source: DataSource
+) -> None:
+    user = await make_user(client, "ada@example.com")
+    group = await make_group(client)
+    await data(client, "mutation($id: ID!) { deleteShootingSession(id: $id) }", id=(
+        await make_session(client, user["id"], [])
+    )["id"])
+    before = await count_rows(source, "activities")
+    ghost_user = "VXNlcjo5OTk5OTk"  # User:999999
+    ghost_group = "R3JvdXA6OTk5OTk5"  # Group:999999
+    cases = [
+        (CREATE_SESSION, {"input": {"userId": ghost_user, "discipline": "x", "shots": [{"score": 9}]}}, "user"),
+        (
+            CREATE_SESSION,
+            {"input": {"userId": user["id"], "groupId": ghost_group, "discipline": "x", "shots": [{"score": 9}]}},
+            "group",
+        ),
+        (JOIN, {"g": group["id"], "u": ghost_user}, "user"),
+        (JOIN, {"g": ghost_group, "u": user["id"]}, "group"),
+        (
+            "mutation { addShots(sessionId: \"U2hvb3RpbmdTZXNzaW9uOjk5OTk5OQ\", shots: [{score: 1}]) { id } }",
+            {},
+            "shooting session",
+        ),
+    ]
+    for query, variables, kind in cases:
+        body = await graphql(client, query, **variables)
+        assert error_codes(body) == ["NOT_FOUND"], body
+        assert body["errors"][0]["message"].startswith(kind), body
+    assert await count_rows(source, "shooting_sessions") == 0
+    assert await count_rows(source, "shots") == 0
+    assert await count_rows(source, "memberships") == 0
+    assert await count_rows(source, "activities") == before
+
+
+async def test_update_changes_only_the_given_fields(client: TestClient) -> None:
+    user = await make_user(client, "ada@example.com")
+    group = await make_group(client)
+    session = await make_session(client, user["id"], [9.0], location="Range A", notes="calm", groupId=group["id"])
+    updated = await data(
+        client,
+        "mutation($id: ID!, $input: UpdateShootingSessionInput!) { updateShootingSession(id: $id, input: $input)"
+        " { location notes discipline group { id } shotCount } }",
+        id=session["id"],
+        input={"location": "Range B", "groupId": None},
+    )
+    assert updated["updateShootingSession"] == {
+        "location": "Range B",
+        "notes": "calm",
+        "discipline": "10m Air Rifle",
+        "group": None,
+        "shotCount": 1,
+    }
+
+
+async def test_deleted_session_is_gone_with_its_shots_and_the_feed_keeps_its_entry(
+    client: TestClient, source: DataSource
+) -> None:
+    user = await make_user(client, "ada@example.com")
+    session = await make_session(client, user["id"], [9.0, 8.0])
+    deleted = await data(client, "mutation($id: ID!) { deleteShootingSession(id: $id) }", id=session["id"])
+    assert deleted["deleteShootingSession"] == session["id"]
+    gone = await data(client, "query($id: ID!) { shootingSession(id: $id) { id } }", id=session["id"])
+    assert gone["shootingSession"] is None
+    assert await count_rows(source, "shots") == 0
+    feed = [e["node"] for e in (await data(client, ACTIVITIES))["activities"]["edges"]]
+    assert [a["kind"] for a in feed] == ["SESSION_DELETED", "SESSION_CREATED"]
+    assert feed[1]["shootingSession"] is None
+    again = await graphql(client, "mutation($id: ID!) { deleteShootingSession(id: $id) }", id=session["id"])
+    assert error_codes(again) == ["NOT_FOUND"]
