@@ -102,7 +102,7 @@ async def test_bad_input_is_refused_with_a_message_naming_it(client: TestClient,
         (CREATE_USER, {"input": {"email": "not-an-email", "displayName": "X"}}, "input.email"),
         (CREATE_USER, {"input": {"email": "b@example.com", "displayName": "   "}}, "input.displayName"),
         (
-            "mutation { createGroup(input: {name: \"\"}) { id } }",
+            'mutation { createGroup(input: {name: ""}) { id } }',
             {},
             "input.name",
         ),
@@ -129,7 +129,7 @@ async def test_bad_input_is_refused_with_a_message_naming_it(client: TestClient,
         (CREATE_SESSION, {"input": {"userId": "garbage", "discipline": "x"}}, "input.userId"),
         ("{ users(first: 101) { edges { cursor } } }", {}, "first"),
         ("{ users(first: -1) { edges { cursor } } }", {}, "first"),
-        ("{ users(after: \"bogus\") { edges { cursor } } }", {}, "after"),
+        ('{ users(after: "bogus") { edges { cursor } } }', {}, "after"),
     ]
     for query, variables, field in cases:
         body = await graphql(client, query, **variables)
@@ -147,23 +147,36 @@ async def test_unknown_referenced_ids_are_not_found_and_write_nothing(
 ) -> None:
     user = await make_user(client, "ada@example.com")
     group = await make_group(client)
-    await data(client, "mutation($id: ID!) { deleteShootingSession(id: $id) }", id=(
-        await make_session(client, user["id"], [])
-    )["id"])
+    await data(
+        client,
+        "mutation($id: ID!) { deleteShootingSession(id: $id) }",
+        id=(await make_session(client, user["id"], []))["id"],
+    )
     before = await count_rows(source, "activities")
     ghost_user = "VXNlcjo5OTk5OTk"  # User:999999
     ghost_group = "R3JvdXA6OTk5OTk5"  # Group:999999
     cases = [
-        (CREATE_SESSION, {"input": {"userId": ghost_user, "discipline": "x", "shots": [{"score": 9}]}}, "user"),
         (
             CREATE_SESSION,
-            {"input": {"userId": user["id"], "groupId": ghost_group, "discipline": "x", "shots": [{"score": 9}]}},
+            {"input": {"userId": ghost_user, "discipline": "x", "shots": [{"score": 9}]}},
+            "user",
+        ),
+        (
+            CREATE_SESSION,
+            {
+                "input": {
+                    "userId": user["id"],
+                    "groupId": ghost_group,
+                    "discipline": "x",
+                    "shots": [{"score": 9}],
+                }
+            },
             "group",
         ),
         (JOIN, {"g": group["id"], "u": ghost_user}, "user"),
         (JOIN, {"g": ghost_group, "u": user["id"]}, "group"),
         (
-            "mutation { addShots(sessionId: \"U2hvb3RpbmdTZXNzaW9uOjk5OTk5OQ\", shots: [{score: 1}]) { id } }",
+            'mutation { addShots(sessionId: "U2hvb3RpbmdTZXNzaW9uOjk5OTk5OQ", shots: [{score: 1}]) { id } }',
             {},
             "shooting session",
         ),
@@ -181,7 +194,9 @@ async def test_unknown_referenced_ids_are_not_found_and_write_nothing(
 async def test_update_changes_only_the_given_fields(client: TestClient) -> None:
     user = await make_user(client, "ada@example.com")
     group = await make_group(client)
-    session = await make_session(client, user["id"], [9.0], location="Range A", notes="calm", groupId=group["id"])
+    session = await make_session(
+        client, user["id"], [9.0], location="Range A", notes="calm", groupId=group["id"]
+    )
     updated = await data(
         client,
         "mutation($id: ID!, $input: UpdateShootingSessionInput!) { updateShootingSession(id: $id, input: $input)"

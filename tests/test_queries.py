@@ -71,7 +71,7 @@ async def test_cursors_stay_stable_when_rows_are_inserted_between_pages(client: 
     # Newer and older sessions arrive while the client reads page one.
     await make_session(client, user["id"], [9.0], startedAt="2026-04-01T10:00:00Z")
     older = await make_session(client, user["id"], [9.0], startedAt="2026-01-01T10:00:00Z")
-    second = (await data(client, SESSIONS, first=10, after=first_page["pageInfo"]["endCursor"]))
+    second = await data(client, SESSIONS, first=10, after=first_page["pageInfo"]["endCursor"])
     dates = [e["node"]["startedAt"][:10] for e in second["shootingSessions"]["edges"]]
     assert dates == ["2026-03-02", "2026-03-01", "2026-01-01"]
     assert ids(second["shootingSessions"])[-1] == older["id"]
@@ -107,11 +107,13 @@ async def test_session_filters_combine(client: TestClient) -> None:
     match = await make_session(
         client, ada["id"], [], groupId=group["id"], discipline="50m Prone", startedAt="2026-02-10T08:00:00Z"
     )
-    await make_session(client, ada["id"], [], groupId=group["id"], discipline="50m Prone",
-                       startedAt="2026-03-10T08:00:00Z")
+    await make_session(
+        client, ada["id"], [], groupId=group["id"], discipline="50m Prone", startedAt="2026-03-10T08:00:00Z"
+    )
     await make_session(client, ada["id"], [], discipline="50m Prone", startedAt="2026-02-11T08:00:00Z")
-    await make_session(client, bob["id"], [], groupId=group["id"], discipline="50m Prone",
-                       startedAt="2026-02-12T08:00:00Z")
+    await make_session(
+        client, bob["id"], [], groupId=group["id"], discipline="50m Prone", startedAt="2026-02-12T08:00:00Z"
+    )
     await make_session(client, ada["id"], [], groupId=group["id"], startedAt="2026-02-13T08:00:00Z")
     result = await data(
         client,
@@ -135,18 +137,21 @@ async def test_nested_lists_page_per_parent(client: TestClient) -> None:
     for member in members:
         await data(client, JOIN, g=group["id"], u=member["id"])
         for day in (1, 2, 3):
-            await make_session(client, member["id"], [10.0], groupId=group["id"],
-                               startedAt=f"2026-05-0{day}T10:00:00Z")
-    result = (await data(
-        client,
-        """query($id: ID!) { group(id: $id) {
+            await make_session(
+                client, member["id"], [10.0], groupId=group["id"], startedAt=f"2026-05-0{day}T10:00:00Z"
+            )
+    result = (
+        await data(
+            client,
+            """query($id: ID!) { group(id: $id) {
             members(first: 2) { edges { node { id groups { id }
               shootingSessions(first: 2) { edges { node { startedAt } } pageInfo { hasNextPage } } } }
               pageInfo { hasNextPage endCursor } }
             shootingSessions(first: 4) { edges { node { user { id } } } }
         } }""",
-        id=group["id"],
-    ))["group"]
+            id=group["id"],
+        )
+    )["group"]
     assert [e["node"]["id"] for e in result["members"]["edges"]] == [m["id"] for m in members[:2]]
     assert result["members"]["pageInfo"]["hasNextPage"] is True
     for edge in result["members"]["edges"]:

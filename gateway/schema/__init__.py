@@ -10,7 +10,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
 
 from gateway.schema.context import RequestContext
-from gateway.schema.error_codes import ErrorCodes, production_error_codes
+from gateway.schema.error_codes import apply_error_codes
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 
@@ -18,10 +18,13 @@ __all__ = ["RequestContext", "build_schema", "schema_sdl"]
 
 
 class _GatewaySchema(strawberry.Schema):
+    production = False
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Logging is ErrorCodes' job: it knows which errors are expected and what is safe."""
+        """Strawberry calls this on every error, parse to resolver, before it is sent."""
+        apply_error_codes(errors, self.production)
 
 
 def build_schema(production: bool = False) -> strawberry.Schema:
@@ -29,9 +32,10 @@ def build_schema(production: bool = False) -> strawberry.Schema:
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        production_error_codes() if production else ErrorCodes,
     ]
-    return _GatewaySchema(query=Query, mutation=Mutation, extensions=extensions)
+    schema = _GatewaySchema(query=Query, mutation=Mutation, extensions=extensions)
+    schema.production = production
+    return schema
 
 
 def schema_sdl() -> str:
