@@ -97,7 +97,8 @@ async def test_production_hides_unexpected_errors_and_logs_no_traceback(
     async with app[DATA_SOURCE].connection() as conn:  # type: ignore[attr-defined]
         # A row this version cannot read: an activity kind it does not know.
         await conn.execute(
-            "INSERT INTO activities (kind, created_at, user_id) SELECT 'FROM_THE_FUTURE', created_at, id FROM users"
+            "INSERT INTO activities (kind, created_at, user_id)"
+            " SELECT 'FROM_THE_FUTURE', created_at, id FROM users"
         )
     with caplog.at_level(logging.INFO):
         body = await graphql(client, "{ activities { edges { node { kind } } } }")

@@ -199,7 +199,8 @@ async def test_update_changes_only_the_given_fields(client: TestClient) -> None:
     )
     updated = await data(
         client,
-        "mutation($id: ID!, $input: UpdateShootingSessionInput!) { updateShootingSession(id: $id, input: $input)"
+        "mutation($id: ID!, $input: UpdateShootingSessionInput!)"
+        " { updateShootingSession(id: $id, input: $input)"
         " { location notes discipline group { id } shotCount } }",
         id=session["id"],
         input={"location": "Range B", "groupId": None},

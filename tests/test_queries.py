@@ -163,7 +163,8 @@ async def test_nested_lists_page_per_parent(client: TestClient) -> None:
     assert len(result["shootingSessions"]["edges"]) == 4
     rest = await data(
         client,
-        "query($id: ID!, $after: String) { group(id: $id) { members(after: $after) { edges { node { id } } } } }",
+        "query($id: ID!, $after: String)"
+        " { group(id: $id) { members(after: $after) { edges { node { id } } } } }",
         id=group["id"],
         after=result["members"]["pageInfo"]["endCursor"],
     )
