@@ -1,0 +1,141 @@
+"""Start-up and shutdown: migrations once per database, a clean stop on SIGTERM, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pymysql
+import pytest
+
+from gateway.datasources import create_data_source
+from gateway.datasources.migrations import load_migrations
+from gateway.schema import schema_sdl
+from gateway.settings import Settings
+from tests.conftest import MY, pg_admin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_settings(backend: str, make_settings: Callable[..., Settings]) -> Iterator[Settings]:
+    """Settings pointing at a database nobody has migrated yet."""
+    if backend == "sqlite":
+        yield make_settings(backend)
+        return
+    name = f"gw_fresh_{uuid.uuid4().hex[:8]}"
+    if backend == "postgres":
+        pg_admin(f'CREATE DATABASE "{name}"')
+        yield make_settings(backend, db_name=name)
+        pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        return
+    conn = pymysql.connect(**MY)  # type: ignore[arg-type]
+    with conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    yield make_settings(backend, db_name=name)
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE `{name}`")
+    conn.close()
+
+
+async def test_two_processes_starting_at_once_apply_each_migration_once(fresh_settings: Settings) -> None:
+    sources = [create_data_source(fresh_settings) for _ in range(3)]
+    await asyncio.gather(*(source.open() for source in sources))
+    try:
+        async with sources[0].connection() as conn:  # type: ignore[attr-defined]
+            rows = await conn.fetch("SELECT version, COUNT(*) AS n FROM schema_migrations GROUP BY version")
+            users = await conn.fetch("SELECT COUNT(*) AS n FROM users")
+        expected = [m.version for m in load_migrations(f"gateway.datasources.{fresh_settings.db_backend}")]
+        assert sorted((int(r["version"]), int(r["n"])) for r in rows) == [(v, 1) for v in expected]
+        assert int(users[0]["n"]) == 0
+    finally:
+        for source in sources:
+            await source.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gateway_env(tmp_path: Path, port: int) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "APP_", "CORS_"))}
+    return {**clean, "DB_SQLITE_PATH": str(tmp_path / "club.db"), "PORT": str(port)}
+
+
+async def wait_until_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("gateway did not become ready")
+
+
+async def test_demo_club_is_served_and_sigterm_lets_requests_finish(tmp_path: Path) -> None:
+    port = free_port()
+    env = gateway_env(tmp_path, port)
+    init = subprocess.run(
+        [sys.executable, "-m", "gateway", "init-db", "--demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    assert "demo club loaded" in init.stdout
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        await wait_until_ready(port)
+        query = {
+            "query": "{ shootingSessions(first: 100) { edges { node { shots { score } user { email } } } } }"
+        }
+        async with aiohttp.ClientSession() as http:
+
+            async def ask() -> int:
+                async with http.post(f"http://127.0.0.1:{port}/graphql", json=query) as response:
+                    body = await response.json()
+                    assert len(body["data"]["shootingSessions"]["edges"]) == 9
+                    return response.status
+
+            in_flight = [asyncio.create_task(ask()) for _ in range(20)]
+            await asyncio.sleep(0.05)
+            server.send_signal(signal.SIGTERM)
+            statuses = await asyncio.gather(*in_flight)
+        assert statuses == [200] * 20
+        _, stderr = server.communicate(timeout=30)
+        assert server.returncode == 0, stderr
+        assert "data source sqlite closed" in stderr
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_committed_schema_matches_the_code() -> None:
+    committed = (ROOT / "schema.graphql").read_text()
+    assert committed == schema_sdl(), "schema.graphql is stale: run `gateway export-schema > schema.graphql`"
+
+
+def test_export_schema_prints_the_sdl() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "export-schema"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "type ShootingSession {" in result.stdout
+    assert "createShootingSession(input: CreateShootingSessionInput!): ShootingSession!" in result.stdout

@@ -1,0 +1,85 @@
+"""Configuration: the seed's defaults, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+def run_gateway(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "APP_", "CORS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_defaults_are_the_seeds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.db_backend == "sqlite"
+    assert str(settings.db_sqlite_path) == "gateway.db"
+    assert (settings.db_pool_max, settings.db_pool_min) == (10, 2)
+    assert (settings.db_idle_timeout, settings.db_connect_timeout, settings.db_acquire_timeout) == (30, 5, 10)
+    assert settings.port == 3001
+    assert settings.app_env == "development"
+    assert settings.cors_origins == ["http://localhost:5173"]
+    assert Settings(_env_file=None, db_backend="postgres", db_user="u", db_name="d").database_port == 5432  # type: ignore[call-arg]
+    assert Settings(_env_file=None, db_backend="mysql", db_user="u", db_name="d").database_port == 3306  # type: ignore[call-arg]
+
+
+def test_values_come_from_dotenv_and_cors_origins_split_on_commas(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "DB_BACKEND=postgres\nDB_USER=club\nDB_NAME=club\nDB_PASSWORD=s3cret-Value\n"
+        "CORS_ORIGINS=https://a.example, https://b.example\nDB_PORT=\n"
+    )
+    settings = load_settings()
+    assert settings.db_backend == "postgres"
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.database_port == 5432
+    assert "s3cret-Value" not in repr(settings)
+    assert "s3cret-Value" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DB_POOL_MAX": "lots"}, "DB_POOL_MAX: Input should be a valid integer"),
+        ({"DB_POOL_MIN": "5", "DB_POOL_MAX": "2"}, "DB_POOL_MIN (5) is greater than DB_POOL_MAX (2)"),
+        ({"DB_BACKEND": "oracle"}, "DB_BACKEND: Input should be 'sqlite', 'postgres' or 'mysql'"),
+        ({"DB_BACKEND": "postgres", "DB_NAME": "x"}, "DB_USER is required when DB_BACKEND=postgres"),
+        ({"PORT": "70000"}, "PORT: Input should be less than or equal to 65535"),
+        ({"CORS_ORIGINS": "localhost:5173"}, "CORS_ORIGINS: 'localhost:5173' is not an origin"),
+        ({"DB_CA_CERT_PATH": "certs/missing.pem"}, "DB_CA_CERT_PATH: certs/missing.pem: file not found"),
+        ({"DB_CA_CERT": "not base64!"}, "DB_CA_CERT: not valid base64"),
+    ],
+)
+def test_a_bad_value_stops_start_up_with_one_line_naming_it(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = run_gateway(["serve"], tmp_path, **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_a_bad_password_setting_never_echoes_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_CA_CERT", "c2VjcmV0LXBheWxvYWQ=")  # "secret-payload", not a PEM
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert "c2VjcmV0LXBheWxvYWQ" not in str(caught.value)
+    assert "DB_CA_CERT" in str(caught.value)
