@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from gateway.datasources.base import (
     ActivityRecord,
@@ -26,87 +26,33 @@ from gateway.datasources.base import (
     UniqueViolation,
     UserRecord,
 )
+from gateway.datasources.sql_rows import (
+    ACTIVITY_COLUMNS,
+    GROUP_COLUMNS,
+    SESSION_COLUMNS,
+    SESSION_FIELDS,
+    SHOT_COLUMNS,
+    USER_COLUMNS,
+    Row,
+    SqlConnection,
+    activity_record,
+    as_utc,
+    group_record,
+    placeholders,
+    session_record,
+    shot_record,
+    user_record,
+)
 from gateway.errors import Conflict, NotFound
 
-__all__ = ["SESSION_FIELDS", "SqlConnection", "SqlDataSource", "as_utc"]
+__all__ = ["SqlDataSource"]
 
-Row = dict[str, Any]
-
-USER_COLUMNS = "u.id, u.email, u.display_name, u.created_at"
-GROUP_COLUMNS = "g.id, g.name, g.description, g.created_at"
-SESSION_COLUMNS = (
-    "s.id, s.user_id, s.group_id, s.started_at, s.location, s.discipline,"
-    " s.distance_meters, s.notes, s.shot_count, s.total_tenths"
-)
-SHOT_COLUMNS = "t.id, t.session_id, t.sequence, t.score_tenths, t.x, t.y"
-ACTIVITY_COLUMNS = "a.id, a.kind, a.created_at, a.user_id, a.group_id, a.session_id"
-
-# Columns updateShootingSession may change; keys of `changes` are checked against it.
-SESSION_FIELDS = frozenset({"group_id", "started_at", "location", "discipline", "distance_meters", "notes"})
 _SESSION_ORDER = {
     "STARTED_AT_DESC": ("DESC", "<"),
     "STARTED_AT_ASC": ("ASC", ">"),
 }
+
 _OWNERS = frozenset({"user_id", "group_id"})
-
-
-class SqlConnection(Protocol):
-    """One database connection as the shared queries use it."""
-
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int: ...
-    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int: ...
-
-
-def as_utc(value: datetime | str) -> datetime:
-    """A timestamp as the drivers return it (aware, naive UTC, or ISO text) made aware UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _placeholders(count: int) -> str:
-    return "(" + ", ".join("?" * count) + ")"
-
-
-def _user(row: Row) -> UserRecord:
-    return UserRecord(row["id"], row["email"], row["display_name"], as_utc(row["created_at"]))
-
-
-def _group(row: Row) -> GroupRecord:
-    return GroupRecord(row["id"], row["name"], row["description"], as_utc(row["created_at"]))
-
-
-def _session(row: Row) -> SessionRecord:
-    return SessionRecord(
-        id=row["id"],
-        user_id=row["user_id"],
-        group_id=row["group_id"],
-        started_at=as_utc(row["started_at"]),
-        location=row["location"],
-        discipline=row["discipline"],
-        distance_meters=row["distance_meters"],
-        notes=row["notes"],
-        shot_count=int(row["shot_count"]),
-        total_tenths=int(row["total_tenths"]),
-    )
-
-
-def _shot(row: Row) -> ShotRecord:
-    return ShotRecord(row["id"], row["session_id"], row["sequence"], row["score_tenths"], row["x"], row["y"])
-
-
-def _activity(row: Row) -> ActivityRecord:
-    return ActivityRecord(
-        row["id"],
-        row["kind"],
-        as_utc(row["created_at"]),
-        row["user_id"],
-        row["group_id"],
-        row["session_id"],
-    )
 
 
 class SqlDataSource(ABC):
@@ -145,29 +91,29 @@ class SqlDataSource(ABC):
     async def users_by_ids(self, ids: Sequence[int]) -> list[UserRecord]:
         if not ids:
             return []
-        sql = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id IN {_placeholders(len(ids))}"
-        return [_user(r) for r in await self._fetch(sql, ids)]
+        sql = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id IN {placeholders(len(ids))}"
+        return [user_record(r) for r in await self._fetch(sql, ids)]
 
     async def groups_by_ids(self, ids: Sequence[int]) -> list[GroupRecord]:
         if not ids:
             return []
-        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g WHERE g.id IN {_placeholders(len(ids))}"
-        return [_group(r) for r in await self._fetch(sql, ids)]
+        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g WHERE g.id IN {placeholders(len(ids))}"
+        return [group_record(r) for r in await self._fetch(sql, ids)]
 
     async def sessions_by_ids(self, ids: Sequence[int]) -> list[SessionRecord]:
         if not ids:
             return []
-        sql = f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id IN {_placeholders(len(ids))}"
-        return [_session(r) for r in await self._fetch(sql, ids)]
+        sql = f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id IN {placeholders(len(ids))}"
+        return [session_record(r) for r in await self._fetch(sql, ids)]
 
     async def shots_of_sessions(self, session_ids: Sequence[int]) -> list[ShotRecord]:
         if not session_ids:
             return []
         sql = (
             f"SELECT {SHOT_COLUMNS} FROM shots t WHERE t.session_id IN"
-            f" {_placeholders(len(session_ids))} ORDER BY t.session_id, t.sequence"
+            f" {placeholders(len(session_ids))} ORDER BY t.session_id, t.sequence"
         )
-        return [_shot(r) for r in await self._fetch(sql, session_ids)]
+        return [shot_record(r) for r in await self._fetch(sql, session_ids)]
 
     async def groups_of_users(self, user_ids: Sequence[int]) -> list[tuple[int, GroupRecord]]:
         if not user_ids:
@@ -175,9 +121,9 @@ class SqlDataSource(ABC):
         sql = (
             f"SELECT m.user_id AS owner_id, {GROUP_COLUMNS} FROM memberships m"
             " JOIN club_groups g ON g.id = m.group_id"
-            f" WHERE m.user_id IN {_placeholders(len(user_ids))} ORDER BY m.user_id, g.id"
+            f" WHERE m.user_id IN {placeholders(len(user_ids))} ORDER BY m.user_id, g.id"
         )
-        return [(r["owner_id"], _group(r)) for r in await self._fetch(sql, user_ids)]
+        return [(r["owner_id"], group_record(r)) for r in await self._fetch(sql, user_ids)]
 
     async def members_of_groups(self, group_ids: Sequence[int], page: Page) -> list[tuple[int, UserRecord]]:
         if not group_ids:
@@ -193,20 +139,20 @@ class SqlDataSource(ABC):
             f"SELECT m.group_id AS owner_id, {USER_COLUMNS},"
             " ROW_NUMBER() OVER (PARTITION BY m.group_id ORDER BY u.id) AS rn"
             " FROM memberships m JOIN users u ON u.id = m.user_id"
-            f" WHERE m.group_id IN {_placeholders(len(group_ids))}{keyset}"
+            f" WHERE m.group_id IN {placeholders(len(group_ids))}{keyset}"
             ") ranked WHERE ranked.rn <= ? ORDER BY ranked.owner_id, ranked.id"
         )
-        return [(r["owner_id"], _user(r)) for r in await self._fetch(sql, args)]
+        return [(r["owner_id"], user_record(r)) for r in await self._fetch(sql, args)]
 
     async def list_users(self, page: Page) -> list[UserRecord]:
         where, args = ("WHERE u.id > ?", [page.after[0]]) if page.after else ("", [])
         sql = f"SELECT {USER_COLUMNS} FROM users u {where} ORDER BY u.id LIMIT ?"
-        return [_user(r) for r in await self._fetch(sql, [*args, page.first])]
+        return [user_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     async def list_groups(self, page: Page) -> list[GroupRecord]:
         where, args = ("WHERE g.id > ?", [page.after[0]]) if page.after else ("", [])
         sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g {where} ORDER BY g.id LIMIT ?"
-        return [_group(r) for r in await self._fetch(sql, [*args, page.first])]
+        return [group_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     async def list_sessions(
         self, where: SessionFilter, order: SessionOrder, page: Page
@@ -232,7 +178,7 @@ class SqlDataSource(ABC):
             f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s{clause}"
             f" ORDER BY s.started_at {direction}, s.id {direction} LIMIT ?"
         )
-        return [_session(r) for r in await self._fetch(sql, [*args, page.first])]
+        return [session_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     async def sessions_of(
         self, owner: Literal["user_id", "group_id"], ids: Sequence[int], page: Page
@@ -250,11 +196,11 @@ class SqlDataSource(ABC):
         sql = (
             f"SELECT * FROM (SELECT {SESSION_COLUMNS}, ROW_NUMBER() OVER ("
             f"PARTITION BY s.{owner} ORDER BY s.started_at DESC, s.id DESC) AS rn"
-            f" FROM shooting_sessions s WHERE s.{owner} IN {_placeholders(len(ids))}{keyset}"
+            f" FROM shooting_sessions s WHERE s.{owner} IN {placeholders(len(ids))}{keyset}"
             ") ranked WHERE ranked.rn <= ?"
             f" ORDER BY ranked.{owner}, ranked.started_at DESC, ranked.id DESC"
         )
-        return [_session(r) for r in await self._fetch(sql, args)]
+        return [session_record(r) for r in await self._fetch(sql, args)]
 
     async def list_activities(
         self, user_id: int | None, group_id: int | None, page: Page
@@ -270,7 +216,7 @@ class SqlDataSource(ABC):
             args.append(page.after[0])
         clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a{clause} ORDER BY a.id DESC LIMIT ?"
-        return [_activity(r) for r in await self._fetch(sql, [*args, page.first])]
+        return [activity_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     # -- writes: each one and the activity it records commit together ----------------
 
@@ -420,7 +366,7 @@ class SqlDataSource(ABC):
             )
             if not rows:
                 return False
-            session = _session(rows[0])
+            session = session_record(rows[0])
             await conn.execute("DELETE FROM shots WHERE session_id = ?", (session_id,))
             await conn.execute("UPDATE activities SET session_id = NULL WHERE session_id = ?", (session_id,))
             await conn.execute("DELETE FROM shooting_sessions WHERE id = ?", (session_id,))
@@ -440,13 +386,13 @@ class SqlDataSource(ABC):
         rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,))
         if not rows:
             raise NotFound("user")
-        return _user(rows[0])
+        return user_record(rows[0])
 
     async def _require_group(self, conn: SqlConnection, group_id: int) -> GroupRecord:
         rows = await conn.fetch(f"SELECT {GROUP_COLUMNS} FROM club_groups g WHERE g.id = ?", (group_id,))
         if not rows:
             raise NotFound("group")
-        return _group(rows[0])
+        return group_record(rows[0])
 
     async def _require_session(self, conn: SqlConnection, session_id: int) -> SessionRecord:
         rows = await conn.fetch(
@@ -454,7 +400,7 @@ class SqlDataSource(ABC):
         )
         if not rows:
             raise NotFound("shooting session")
-        return _session(rows[0])
+        return session_record(rows[0])
 
     async def _insert_shots(
         self, conn: SqlConnection, session_id: int, first_sequence: int, shots: Sequence[NewShot]

@@ -13,7 +13,8 @@ import asyncpg
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
 from gateway.datasources.placeholders import numbered_style
-from gateway.datasources.sql_source import Row, SqlDataSource
+from gateway.datasources.sql_rows import Row
+from gateway.datasources.sql_source import SqlDataSource
 from gateway.settings import Settings
 from gateway.tls import client_ssl_context
 

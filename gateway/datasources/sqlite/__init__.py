@@ -14,7 +14,8 @@ import aiosqlite
 
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
-from gateway.datasources.sql_source import Row, SqlDataSource
+from gateway.datasources.sql_rows import Row
+from gateway.datasources.sql_source import SqlDataSource
 from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
