@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
+from gateway import cors
 from gateway.app_keys import DATA_SOURCE, SETTINGS
 from gateway.datasources import create_data_source
 from gateway.health import readiness
@@ -67,21 +68,21 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_data_source_ctx)
 
     view = GatewayView(schema=build_schema(production=settings.production), graphql_ide="graphiql")
-    cors = aiohttp_cors.setup(
+    cors_config = aiohttp_cors.setup(
         app,
         defaults={
             origin: aiohttp_cors.ResourceOptions(
-                allow_credentials=True,
-                allow_headers=("Content-Type", "Authorization"),
-                allow_methods=("GET", "POST"),
-                max_age=600,
+                allow_credentials=cors.ALLOW_CREDENTIALS,
+                allow_headers=cors.ALLOWED_HEADERS,
+                allow_methods=cors.ALLOWED_METHODS,
+                max_age=cors.MAX_AGE,
             )
             for origin in settings.cors_origins
         },
     )
     graphql = app.router.add_resource("/graphql")
-    cors.add(graphql.add_route("GET", view))
-    cors.add(graphql.add_route("POST", view))
+    cors_config.add(graphql.add_route("GET", view))
+    cors_config.add(graphql.add_route("POST", view))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/", _root)

@@ -71,17 +71,55 @@ def mysql_database() -> Iterator[str]:
     """A fresh MariaDB/MySQL database for this test session."""
     name = f"gw_test_{uuid.uuid4().hex[:10]}"
     try:
-        conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
+        mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     except pymysql.err.MySQLError as exc:
         unreachable("MariaDB at 127.0.0.1:3306", exc)
-    with conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
     yield name
+    mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[Callable[[str], str]]:
+    """Creates empty databases on a server backend ("postgres" or "mysql"); drops them after."""
+    made: list[tuple[str, str]] = []
+
+    def create(backend: str) -> str:
+        name = f"gw_fresh_{uuid.uuid4().hex[:8]}"
+        if backend == "postgres":
+            pg_admin(f'CREATE DATABASE "{name}"')
+        else:
+            mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        made.append((backend, name))
+        return name
+
+    yield create
+    for backend, name in made:
+        if backend == "postgres":
+            pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def mysql_admin(sql: str) -> None:
+    """Run one statement as MariaDB's root."""
     conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def server_env(backend: str, database: str | None, **extra: str) -> dict[str, str]:
+    """Environment for a gateway process on `backend`, free of the caller's DB_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "APP_", "CORS_", "PORT"))}
+    env["DB_BACKEND"] = backend
+    if backend == "postgres":
+        env.update(DB_HOST=PG["host"], DB_PORT=str(PG["port"]), DB_USER=PG["user"], DB_NAME=database or "")
+    elif backend == "mysql":
+        env.update(DB_HOST=MY["host"], DB_PORT=str(MY["port"]), DB_USER=MY["user"], DB_NAME=database or "")
+    env.update(extra)
+    return env
 
 
 @pytest.fixture

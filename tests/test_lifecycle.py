@@ -8,42 +8,28 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import pymysql
 import pytest
 
 from gateway.datasources import create_data_source
 from gateway.datasources.migrations import load_migrations
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
-from tests.conftest import MY, pg_admin
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def fresh_settings(backend: str, make_settings: Callable[..., Settings]) -> Iterator[Settings]:
+def fresh_settings(
+    backend: str, make_settings: Callable[..., Settings], fresh_database: Callable[[str], str]
+) -> Settings:
     """Settings pointing at a database nobody has migrated yet."""
     if backend == "sqlite":
-        yield make_settings(backend)
-        return
-    name = f"gw_fresh_{uuid.uuid4().hex[:8]}"
-    if backend == "postgres":
-        pg_admin(f'CREATE DATABASE "{name}"')
-        yield make_settings(backend, db_name=name)
-        pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-        return
-    conn = pymysql.connect(**MY)  # type: ignore[arg-type]
-    with conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}`")
-    yield make_settings(backend, db_name=name)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE `{name}`")
-    conn.close()
+        return make_settings(backend)
+    return make_settings(backend, db_name=fresh_database(backend))
 
 
 async def test_two_processes_starting_at_once_apply_each_migration_once(fresh_settings: Settings) -> None:

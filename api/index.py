@@ -1,0 +1,16 @@
+"""Vercel's entry: the module-level ASGI `app` its Python runtime serves."""
+
+import sys
+from pathlib import Path
+
+# Vercel puts this folder on sys.path, not the project root that holds the `gateway` package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.asgi import create_asgi_app
+from gateway.settings import SettingsError, load_settings
+
+try:
+    app = create_asgi_app(load_settings())
+except SettingsError as exc:
+    # One line in the function's log naming the variable, instead of a validation dump.
+    raise SystemExit(f"configuration error: {exc}") from None
