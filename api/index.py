@@ -1,5 +1,7 @@
 """Vercel's entry: the module-level ASGI `app` its Python runtime serves."""
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -7,10 +9,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.asgi import create_asgi_app
+from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
 
 try:
-    app = create_asgi_app(load_settings())
+    settings = load_settings()
 except SettingsError as exc:
     # One line in the function's log naming the variable, instead of a validation dump.
     raise SystemExit(f"configuration error: {exc}") from None
+configure_logging(settings)
+if os.environ.get("VERCEL") and settings.db_backend == "sqlite":
+    logging.getLogger("gateway").warning(
+        "DB_BACKEND is sqlite: a serverless instance cannot keep a database file; "
+        "set DB_BACKEND to postgres or mysql"
+    )
+app = create_asgi_app(settings)

@@ -8,20 +8,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from gateway.logs import configure_logging
 from gateway.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings)
+    configure_logging(settings)
     try:
         if args.command == "serve":
             return _serve(settings, args)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from gateway.datasources import create_data_source
 from gateway.datasources.base import DataSource
 from gateway.settings import Settings
 
 __all__ = ["SERVERLESS_POOL", "LazyDataSource", "serverless_profile"]
+
+log = logging.getLogger(__name__)
 
 # Frozen serverless instances should hold few connections: N warm instances open N x DB_POOL_MAX.
 SERVERLESS_POOL = {"db_pool_max": 2, "db_pool_min": 0, "db_idle_timeout": 10.0}
@@ -38,6 +41,7 @@ class LazyDataSource:
                     await source.open()
                     self.opens += 1
                     self._source = source
+                    log.info("data source %s open", self._settings.db_backend)
         return self._source
 
     async def close(self) -> None:
@@ -45,3 +49,4 @@ class LazyDataSource:
             source, self._source = self._source, None
             if source is not None:
                 await source.close()
+                log.info("data source %s closed", self._settings.db_backend)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from gateway.datasources import create_data_source
 from gateway.datasources.migrations import load_migrations
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
+from tests.processes import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,28 +47,9 @@ async def test_two_processes_starting_at_once_apply_each_migration_once(fresh_se
             await source.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def gateway_env(tmp_path: Path, port: int) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "APP_", "CORS_"))}
     return {**clean, "DB_SQLITE_PATH": str(tmp_path / "club.db"), "PORT": str(port)}
-
-
-async def wait_until_ready(port: int) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(100):
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("gateway did not become ready")
 
 
 async def test_demo_club_is_served_and_sigterm_lets_requests_finish(tmp_path: Path) -> None:
@@ -87,7 +68,7 @@ async def test_demo_club_is_served_and_sigterm_lets_requests_finish(tmp_path: Pa
         [sys.executable, "-m", "gateway", "serve"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        await wait_until_ready(port)
+        await wait_until_up(port, "/readyz", server)
         query = {
             "query": "{ shootingSessions(first: 100) { edges { node { shots { score } user { email } } } } }"
         }
