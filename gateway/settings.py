@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -81,28 +79,6 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("db_ca_cert_path", "db_ssl_cert", "db_ssl_key")
-    @classmethod
-    def _file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: file not found")
-        return value
-
-    @field_validator("db_ca_cert")
-    @classmethod
-    def _base64_pem(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        try:
-            pem = base64.b64decode("".join(value.get_secret_value().split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(
-                "not valid base64 (encode the PEM file with `gateway encode-cert PATH`)"
-            ) from None
-        if b"-----BEGIN CERTIFICATE-----" not in pem:
-            raise ValueError("decodes to something that is not a PEM certificate")
-        return value
-
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
@@ -125,14 +101,6 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.app_env == "production"
-
-    def ca_cert_pem(self) -> bytes | None:
-        """The CA certificate configured in DB_CA_CERT_PATH or DB_CA_CERT, as PEM bytes."""
-        if self.db_ca_cert_path is not None:
-            return self.db_ca_cert_path.read_bytes()
-        if self.db_ca_cert is not None:
-            return base64.b64decode("".join(self.db_ca_cert.get_secret_value().split()))
-        return None
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -1,22 +1,219 @@
-"""The SSLContext every backend uses: verified chain, verified host name, never plaintext fallback."""
+"""TLS to the database: one SSLContext for both backends, verified, failing closed, failures named."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from gateway.errors import Unavailable
 from gateway.settings import Settings
 
-__all__ = ["client_ssl_context"]
+__all__ = [
+    "CaCertificate",
+    "TlsError",
+    "TlsProblem",
+    "client_ssl_context",
+    "decode_ca_base64",
+    "explain_tls_failure",
+    "load_ca",
+    "parse_ca_pem",
+]
+
+# OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code.
+_NOT_YET_VALID, _EXPIRED = 9, 10
+_UNTRUSTED = frozenset({2, 18, 19, 20, 21})
+_NAME_MISMATCH = frozenset({62, 64})
+
+
+class TlsProblem(StrEnum):
+    """What went wrong; check-connection gives each its own advice and exit code."""
+
+    CA_MISSING = "ca-missing"
+    CA_INVALID = "ca-invalid"
+    CLIENT_CERT = "client-certificate"
+    SERVER_CERT_EXPIRED = "server-certificate-expired"
+    UNTRUSTED_SERVER = "untrusted-server-certificate"
+    HOST_NAME_MISMATCH = "host-name-mismatch"
+    SERVER_WITHOUT_TLS = "server-without-tls"
+    HANDSHAKE = "handshake-failed"
+
+
+class TlsError(Unavailable):
+    """TLS cannot be set up as configured; the message names the cause and the fix."""
+
+    def __init__(self, problem: TlsProblem, message: str) -> None:
+        self.problem = problem
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class CaCertificate:
+    """One certificate of the configured CA bundle, as check-connection reports it."""
+
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+    def days_left(self, now: datetime | None = None) -> int:
+        return (self.not_after - (now or datetime.now(UTC))).days
+
+
+@dataclass(frozen=True)
+class LoadedCa:
+    """The CA bundle from DB_CA_CERT_PATH or DB_CA_CERT: its PEM text and certificates."""
+
+    source: str
+    pem: str
+    certificates: tuple[CaCertificate, ...]
+
+
+def decode_ca_base64(value: str) -> bytes:
+    """The PEM bytes of a DB_CA_CERT value (base64, whitespace ignored)."""
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise TlsError(
+            TlsProblem.CA_INVALID,
+            "DB_CA_CERT is not valid base64: encode the PEM file with `gateway encode-cert PATH`",
+        ) from None
+
+
+def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
+    """The certificates in a PEM bundle; TlsError if there are none or one is malformed."""
+    try:
+        loaded = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise TlsError(
+            TlsProblem.CA_INVALID,
+            f"{source} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----): "
+            "download the CA certificate from your database provider again",
+        ) from None
+    return tuple(
+        CaCertificate(
+            subject=_common_name(cert),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+        )
+        for cert in loaded
+    )
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def load_ca(settings: Settings) -> LoadedCa | None:
+    """The configured CA (DB_CA_CERT_PATH first, then DB_CA_CERT), or None for the system store."""
+    if settings.db_ca_cert_path is not None:
+        source = f"DB_CA_CERT_PATH {settings.db_ca_cert_path}"
+        try:
+            pem = settings.db_ca_cert_path.read_bytes()
+        except OSError as exc:
+            raise TlsError(
+                TlsProblem.CA_MISSING,
+                f"{source} cannot be read ({exc.strerror}): put your provider's CA certificate "
+                "there (e.g. certs/ca.pem) or correct the path",
+            ) from None
+    elif settings.db_ca_cert is not None:
+        source = "DB_CA_CERT"
+        pem = decode_ca_base64(settings.db_ca_cert.get_secret_value())
+    else:
+        return None
+    certificates = parse_ca_pem(pem, source)
+    now = datetime.now(UTC)
+    if all(cert.not_after < now for cert in certificates):
+        raise TlsError(
+            TlsProblem.CA_INVALID,
+            f"{source}: the CA certificate expired on {certificates[0].not_after:%Y-%m-%d}: "
+            "download the current CA certificate from your database provider",
+        )
+    return LoadedCa(source=source, pem=pem.decode("ascii"), certificates=certificates)
 
 
 def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The context for DB_SSL=true, or None when TLS is off."""
+    """The context for DB_SSL=true: chain always verified, host name too under verify-full."""
     if not settings.db_ssl or settings.db_ssl_mode == "disable":
         return None
-    pem = settings.ca_cert_pem()
-    context = ssl.create_default_context(cadata=pem.decode("ascii") if pem else None)
-    context.verify_mode = ssl.CERT_REQUIRED
+    ca = load_ca(settings)
+    context = ssl.create_default_context(cadata=ca.pem if ca else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = settings.db_ssl_mode == "verify-full"
+    context.verify_mode = ssl.CERT_REQUIRED
     if settings.db_ssl_cert is not None and settings.db_ssl_key is not None:
-        context.load_cert_chain(settings.db_ssl_cert, settings.db_ssl_key)
+        try:
+            context.load_cert_chain(settings.db_ssl_cert, settings.db_ssl_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(
+                TlsProblem.CLIENT_CERT,
+                f"DB_SSL_CERT/DB_SSL_KEY cannot be loaded ({type(exc).__name__}): "
+                "give the PEM client certificate and its unencrypted private key",
+            ) from None
     return context
+
+
+def explain_tls_failure(exc: BaseException, host: str, port: int) -> TlsError | None:
+    """A TlsError naming cause and fix if `exc` (or what caused it) is a TLS failure, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TlsError):
+            return seen
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return _verification_failure(seen, host, port)
+        if isinstance(seen, ssl.SSLError):
+            return TlsError(
+                TlsProblem.HANDSHAKE,
+                f"TLS handshake with {host}:{port} failed ({seen.reason or seen}): "
+                "check that the server accepts TLS 1.2 or newer and that DB_PORT is its TLS port",
+            )
+        if isinstance(seen, ConnectionError) and "rejected SSL upgrade" in str(seen):
+            return server_without_tls(host, port)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def server_without_tls(host: str, port: int) -> TlsError:
+    return TlsError(
+        TlsProblem.SERVER_WITHOUT_TLS,
+        f"the server at {host}:{port} does not offer TLS, and DB_SSL=true never falls back to "
+        "plaintext: enable TLS on the server, or check DB_HOST/DB_PORT point at the managed database",
+    )
+
+
+def _verification_failure(exc: ssl.SSLCertVerificationError, host: str, port: int) -> TlsError:
+    code = exc.verify_code
+    if code == _EXPIRED:
+        return TlsError(
+            TlsProblem.SERVER_CERT_EXPIRED,
+            f"the certificate of {host}:{port} has expired: the server must renew it "
+            "(or this machine's clock is wrong)",
+        )
+    if code == _NOT_YET_VALID:
+        return TlsError(
+            TlsProblem.SERVER_CERT_EXPIRED,
+            f"the certificate of {host}:{port} is not valid yet: check this machine's clock",
+        )
+    if code in _UNTRUSTED:
+        return TlsError(
+            TlsProblem.UNTRUSTED_SERVER,
+            f"the certificate of {host}:{port} is not signed by the configured CA: download the CA "
+            "certificate of this database from your provider into DB_CA_CERT_PATH (or DB_CA_CERT)",
+        )
+    if code in _NAME_MISMATCH:
+        return TlsError(
+            TlsProblem.HOST_NAME_MISMATCH,
+            f"the certificate of {host}:{port} is not issued for {host!r}: set DB_HOST to the host "
+            "name your provider gives (or DB_SSL_MODE=verify-ca to check only the chain)",
+        )
+    return TlsError(
+        TlsProblem.HANDSHAKE,
+        f"the certificate of {host}:{port} was refused ({exc.verify_message}): "
+        "download the current CA certificate from your provider",
+    )

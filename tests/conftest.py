@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ from gateway.app import create_app
 from gateway.app_keys import DATA_SOURCE
 from gateway.datasources.base import DataSource
 from gateway.settings import Settings
+from tests.tls_servers import Certificates, TlsServer, mariadb_servers, postgres_servers
 
 BACKENDS = ("sqlite", "postgres", "mysql")
 PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("TEST_PG_USER", "postgres")}
@@ -184,3 +187,35 @@ async def count_rows(source: DataSource, table: str) -> int:
     async with source.connection() as conn:  # type: ignore[attr-defined]
         rows = await conn.fetch(f"SELECT COUNT(*) AS n FROM {table}")
     return int(rows[0]["n"])
+
+
+@pytest.fixture(scope="session")
+def tls_certs() -> Iterator[Certificates]:
+    folder = Path(tempfile.mkdtemp(prefix="gw-certs-"))
+    yield Certificates(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tls_postgres(tls_certs: Certificates) -> Iterator[dict[str, TlsServer]]:
+    """PostgreSQL servers that speak only TLS: "valid" and "expired" certificates."""
+    with postgres_servers(tls_certs) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def tls_mysql(tls_certs: Certificates) -> Iterator[dict[str, TlsServer]]:
+    """MariaDB servers that require TLS: "valid" and "expired" certificates."""
+    with mariadb_servers(tls_certs) as servers:
+        yield servers
+
+
+@pytest.fixture
+def tls_server(request: pytest.FixtureRequest) -> Callable[[str, str], TlsServer]:
+    """`tls_server(backend, "valid" | "expired")`, starting that backend's servers on first use."""
+
+    def get(backend: str, which: str = "valid") -> TlsServer:
+        servers: dict[str, TlsServer] = request.getfixturevalue(f"tls_{backend}")
+        return servers[which]
+
+    return get

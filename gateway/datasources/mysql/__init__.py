@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,11 +15,12 @@ import pymysql
 
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
+from gateway.datasources.mysql.handshake import server_offers_tls
 from gateway.datasources.placeholders import format_style
 from gateway.datasources.sql_rows import Row
 from gateway.datasources.sql_source import SqlDataSource
 from gateway.settings import Settings
-from gateway.tls import client_ssl_context
+from gateway.tls import client_ssl_context, explain_tls_failure, server_without_tls
 
 __all__ = ["MysqlDataSource"]
 
@@ -93,10 +95,16 @@ class MysqlDataSource(SqlDataSource):
         super().__init__()
         self._settings = settings
         self._pool: aiomysql.Pool | None = None
+        self._encrypted: weakref.WeakSet[aiomysql.Connection] = weakref.WeakSet()
 
     async def open(self) -> None:
         s = self._settings
+        ssl_context = client_ssl_context(s)
         try:
+            if ssl_context is not None and not await server_offers_tls(
+                s.db_host, s.database_port, s.db_connect_timeout
+            ):
+                raise server_without_tls(s.db_host, s.database_port)
             # connect_timeout bounds only the TCP connect; bound the whole handshake too.
             async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
                 self._pool = await aiomysql.create_pool(
@@ -112,10 +120,13 @@ class MysqlDataSource(SqlDataSource):
                     connect_timeout=s.db_connect_timeout,
                     autocommit=True,
                     charset="utf8mb4",
-                    ssl=client_ssl_context(s),
+                    ssl=ssl_context,
                     init_command="SET time_zone = '+00:00'",
                 )
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+            tls_failure = explain_tls_failure(exc, s.db_host, s.database_port)
+            if tls_failure is not None:
+                raise tls_failure from exc
             detail = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
             raise DataSourceUnavailable(
                 f"cannot connect to MySQL at {s.db_host}:{s.database_port} as {s.db_user} ({detail})"
@@ -155,11 +166,25 @@ class MysqlDataSource(SqlDataSource):
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            raise _unavailable(exc) from exc
+            s = self._settings
+            raise explain_tls_failure(exc, s.db_host, s.database_port) or _unavailable(exc) from exc
         try:
+            if self._settings.db_ssl and conn not in self._encrypted:
+                await self._require_encryption(conn)
             yield conn
         finally:
             pool.release(conn)
+
+    async def _require_encryption(self, conn: aiomysql.Connection) -> None:
+        """Refuse a connection the server did not encrypt: aiomysql would carry on in plaintext."""
+        async with conn.cursor() as cursor:
+            await cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            row = await cursor.fetchone()
+        if not row or not row[1]:
+            conn.close()
+            s = self._settings
+            raise server_without_tls(s.db_host, s.database_port)
+        self._encrypted.add(conn)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:

@@ -16,7 +16,7 @@ from gateway.datasources.placeholders import numbered_style
 from gateway.datasources.sql_rows import Row
 from gateway.datasources.sql_source import SqlDataSource
 from gateway.settings import Settings
-from gateway.tls import client_ssl_context
+from gateway.tls import client_ssl_context, explain_tls_failure
 
 __all__ = ["PostgresDataSource"]
 
@@ -74,6 +74,7 @@ class PostgresDataSource(SqlDataSource):
 
     async def open(self) -> None:
         s = self._settings
+        ssl_context = client_ssl_context(s)
         try:
             self._pool = await asyncpg.create_pool(
                 host=s.db_host,
@@ -82,13 +83,16 @@ class PostgresDataSource(SqlDataSource):
                 password=s.db_password.get_secret_value(),
                 database=s.db_name,
                 # False, not asyncpg's default "prefer", which would fall back to plaintext.
-                ssl=client_ssl_context(s) or False,
+                ssl=ssl_context or False,
                 min_size=s.db_pool_min,
                 max_size=s.db_pool_max,
                 max_inactive_connection_lifetime=s.db_idle_timeout,
                 timeout=s.db_connect_timeout,
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            tls_failure = explain_tls_failure(exc, s.db_host, s.database_port)
+            if tls_failure is not None:
+                raise tls_failure from exc
             raise DataSourceUnavailable(
                 f"cannot connect to PostgreSQL at {s.db_host}:{s.database_port}"
                 f" as {s.db_user} ({type(exc).__name__}: {exc})"
@@ -121,7 +125,8 @@ class PostgresDataSource(SqlDataSource):
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise _unavailable(exc) from exc
+            s = self._settings
+            raise explain_tls_failure(exc, s.db_host, s.database_port) or _unavailable(exc) from exc
         try:
             yield conn
         finally:

@@ -1,0 +1,278 @@
+"""Throwaway PostgreSQL and MariaDB servers that speak only TLS, with certificates from trustme.
+
+Each server is started once per test session on a free loopback port, from the installed
+binaries, in a temporary directory, and stopped at the end. Certificates name `localhost` only,
+so connecting to 127.0.0.1 under verify-full is the host-name-mismatch case.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pymysql
+import trustme
+
+from tests.processes import free_port
+
+PASSWORD = "tls-test-pw"
+DATABASE = "club"
+USER = "club"
+# A user allowed to connect and read, but not to create tables.
+READER = "reader"
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    """How to reach one throwaway server, and the CA that signed its certificate."""
+
+    backend: str
+    port: int
+    ca_pem: Path
+
+    @property
+    def ca_base64(self) -> str:
+        return base64.b64encode(self.ca_pem.read_bytes()).decode("ascii")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The gateway's variables for a verified connection (CA from the file), plus `extra`."""
+        return {
+            "DB_BACKEND": self.backend,
+            "DB_HOST": "localhost",
+            "DB_PORT": str(self.port),
+            "DB_USER": USER,
+            "DB_PASSWORD": PASSWORD,
+            "DB_NAME": DATABASE,
+            "DB_SSL": "true",
+            "DB_CA_CERT_PATH": str(self.ca_pem),
+            **extra,
+        }
+
+
+class Certificates:
+    """A CA and the server certificates the cases need, written where servers can read them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ca = trustme.CA()
+        self.ca_pem = folder / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_pem))
+        self.other_ca_pem = folder / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(self.other_ca_pem))
+
+    def server_pair(self, name: str, expired: bool = False) -> tuple[Path, Path]:
+        """Certificate and key for `localhost`; `expired` gives one whose validity ended yesterday."""
+        now = datetime.now(UTC)
+        window = {"not_before": now - timedelta(days=30), "not_after": now - timedelta(days=1)}
+        cert = self.ca.issue_cert("localhost", **(window if expired else {}))
+        cert_path, key_path = self.folder / f"{name}.pem", self.folder / f"{name}.key"
+        cert.cert_chain_pems[0].write_to_path(str(cert_path))
+        cert.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+
+def _run(*command: str, user: str | None = None) -> None:
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {result.stderr or result.stdout}")
+
+
+def _postgres_bin(tool: str) -> str:
+    versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: int(p.name))
+    return str(versions[-1] / "bin" / tool)
+
+
+@contextmanager
+def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
+    """A valid-certificate and an expired-certificate PostgreSQL, TLS only, scram passwords."""
+    root = Path(tempfile.mkdtemp(prefix="gw-tls-pg-"))
+    shutil.chown(root, "postgres")
+    root.chmod(0o700)
+    (root / "pw").write_text(PASSWORD)
+    shutil.chown(root / "pw", "postgres")
+    _run(
+        _postgres_bin("initdb"),
+        "-D",
+        str(root / "data"),
+        "-A",
+        "scram-sha-256",
+        f"--pwfile={root / 'pw'}",
+        "-U",
+        "postgres",
+        user="postgres",
+    )
+    (root / "data" / "pg_hba.conf").write_text(
+        "hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n"
+        "local all all scram-sha-256\n"
+    )
+    started: list[Path] = []
+    servers: dict[str, TlsServer] = {}
+    try:
+        for name, expired in (("valid", False), ("expired", True)):
+            data = root / f"data-{name}"
+            shutil.copytree(root / "data", data)
+            cert, key = certs.server_pair(f"pg-{name}", expired=expired)
+            for path in (cert, key):
+                shutil.copy(path, data / path.name)
+            port = free_port()
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.write(
+                    f"ssl = on\nssl_cert_file = '{cert.name}'\nssl_key_file = '{key.name}'\n"
+                    f"listen_addresses = '127.0.0.1,::1'\nport = {port}\nunix_socket_directories = '{root}'\n"
+                )
+            subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
+            _run(
+                _postgres_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / f"{name}.log"),
+                "-w",
+                "start",
+                user="postgres",
+            )
+            started.append(data)
+            servers[name] = TlsServer("postgres", port, certs.ca_pem)
+        _postgres_setup(root, servers["valid"].port)
+        yield servers
+    finally:
+        for data in started:
+            subprocess.run(
+                [
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    _postgres_bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _postgres_setup(socket_dir: Path, port: int) -> None:
+    """The application user and database, and a reader who may not create tables."""
+    for statement in (
+        f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'",
+        f"CREATE DATABASE {DATABASE} OWNER {USER}",
+        f"CREATE ROLE {READER} LOGIN PASSWORD '{PASSWORD}'",
+    ):
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                str(socket_dir),
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                statement,
+            ],
+            env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+
+@contextmanager
+def mariadb_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
+    """A valid-certificate and an expired-certificate MariaDB, requiring secure transport."""
+    root = Path(tempfile.mkdtemp(prefix="gw-tls-my-"))
+    _run(
+        "mariadb-install-db",
+        "--no-defaults",
+        "--user=root",
+        f"--datadir={root / 'data'}",
+        "--auth-root-authentication-method=normal",
+        "--skip-test-db",
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    servers: dict[str, TlsServer] = {}
+    try:
+        for name, expired in (("valid", False), ("expired", True)):
+            data = root / f"data-{name}"
+            shutil.copytree(root / "data", data)
+            cert, key = certs.server_pair(f"my-{name}", expired=expired)
+            port = free_port()
+            socket = root / f"{name}.sock"
+            processes.append(
+                subprocess.Popen(
+                    [
+                        "/usr/sbin/mariadbd",
+                        "--no-defaults",
+                        "--user=root",
+                        f"--datadir={data}",
+                        f"--socket={socket}",
+                        f"--port={port}",
+                        "--bind-address=127.0.0.1",
+                        f"--ssl-ca={certs.ca_pem}",
+                        f"--ssl-cert={cert}",
+                        f"--ssl-key={key}",
+                        "--require-secure-transport=ON",
+                        f"--pid-file={root / name}.pid",
+                        f"--log-error={root / name}.err",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            _wait_for_socket(socket, root / f"{name}.err")
+            _mariadb_setup(socket)
+            servers[name] = TlsServer("mysql", port, certs.ca_pem)
+        yield servers
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_socket(socket: Path, log: Path) -> None:
+    for _ in range(300):
+        try:
+            pymysql.connect(unix_socket=str(socket), user="root").close()
+            return
+        except pymysql.err.MySQLError:
+            time.sleep(0.1)
+    raise RuntimeError(f"MariaDB did not start: {log.read_text() if log.exists() else 'no log'}")
+
+
+def _mariadb_setup(socket: Path) -> None:
+    conn = pymysql.connect(unix_socket=str(socket), user="root")
+    try:
+        with conn.cursor() as cursor:
+            for statement in (
+                f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4",
+                f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
+                f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%'",
+                f"CREATE USER '{READER}'@'%' IDENTIFIED BY '{PASSWORD}'",
+                f"GRANT SELECT ON {DATABASE}.* TO '{READER}'@'%'",
+            ):
+                cursor.execute(statement)
+    finally:
+        conn.close()
