@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.asgi import create_asgi_app
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
+from gateway.tls import warn_if_unencrypted
 
 try:
     settings = load_settings()
@@ -18,6 +19,7 @@ except SettingsError as exc:
     # One line in the function's log naming the variable, instead of a validation dump.
     raise SystemExit(f"configuration error: {exc}") from None
 configure_logging(settings)
+warn_if_unencrypted(settings)
 if os.environ.get("VERCEL") and settings.db_backend == "sqlite":
     logging.getLogger("gateway").warning(
         "DB_BACKEND is sqlite: a serverless instance cannot keep a database file; "

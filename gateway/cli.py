@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gateway.logs import configure_logging
 from gateway.settings import Settings, SettingsError, load_settings
@@ -15,17 +16,18 @@ __all__ = ["main"]
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
+EXIT_CA = 10  # as gateway.diagnose.Failure.CA
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.tls import warn_if_unencrypted
 
     host = args.host or settings.host
     port = args.port or settings.port
-    if settings.production and not settings.db_ssl and settings.db_backend != "sqlite":
-        logging.getLogger("gateway").warning("DB_SSL is off: the connection to the database is unencrypted")
+    warn_if_unencrypted(settings)
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", file=sys.stderr)
     web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=15, print=None)
     return 0
@@ -46,6 +48,36 @@ async def _init_db(settings: Settings, demo: bool) -> str:
         await source.close()
 
 
+def _check_connection(settings: Settings, as_json: bool) -> int:
+    from gateway.diagnose import check_connection, render
+
+    report = asyncio.run(check_connection(settings))
+    print(json.dumps(report.as_json()) if as_json else render(report))
+    return report.exit_code
+
+
+def _encode_cert(path: Path) -> int:
+    from gateway.certs import encode_cert
+    from gateway.tls import TlsError
+
+    try:
+        encoded = encode_cert(path)
+    except TlsError as exc:
+        print(f"encode-cert: {exc}", file=sys.stderr)
+        return EXIT_CA
+    first = encoded.certificates[0]
+    print(encoded.value)
+    print(
+        f"{path}: {len(encoded.certificates)} certificate(s), {first.subject!r}, expires "
+        f"{first.not_after:%Y-%m-%d}\n"
+        f"written to {encoded.written_to} (git-ignored)\n"
+        "On Vercel: Project > Settings > Environment Variables, add DB_CA_CERT with the line above,\n"
+        f"or run: vercel env add DB_CA_CERT production < {encoded.written_to}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,17 +87,40 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init-db", help="create or migrate the database tables")
     init.add_argument("--demo", action="store_true", help="also load a small sample club")
     commands.add_parser("export-schema", help="print the schema in SDL")
+    check = commands.add_parser("check-connection", help="diagnose the database connection, step by step")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    encode = commands.add_parser("encode-cert", help="base64 a CA certificate for DB_CA_CERT")
+    encode.add_argument("path", type=Path, help="the CA certificate PEM file, e.g. certs/ca.pem")
+    setup = commands.add_parser("setup", help="write .env interactively (or from flags) and check it")
+    setup.add_argument("--env-file", default=".env", help="file to write (default .env)")
+    setup.add_argument("--non-interactive", action="store_true", help="take everything from flags")
+    setup.add_argument("--force", action="store_true", help="overwrite an existing file without asking")
+    setup.add_argument("--backend", choices=("sqlite", "postgres", "mysql"), default="postgres")
+    setup.add_argument("--host", default="localhost")
+    setup.add_argument("--port", type=int)
+    setup.add_argument("--user")
+    setup.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    setup.add_argument("--database")
+    setup.add_argument("--ssl", action=argparse.BooleanOptionalAction, default=True, help="TLS (default on)")
+    setup.add_argument("--ca-cert", type=Path, help="CA certificate file, e.g. certs/ca.pem")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "encode-cert":
+        return _encode_cert(args.path)
+    if args.command == "setup":
+        from gateway.setup_wizard import run_setup
+
+        return run_setup(args)
     if args.command == "export-schema":
         from gateway.schema import schema_sdl
 
         sys.stdout.write(schema_sdl())
         return 0
     from gateway.errors import Unavailable
+    from gateway.tls import TlsError
 
     try:
         settings = load_settings()
@@ -73,11 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings)
+    if args.command == "check-connection":
+        return _check_connection(settings, args.json)
     try:
         if args.command == "serve":
             return _serve(settings, args)
         print(asyncio.run(_init_db(settings, args.demo)))
         return 0
+    except TlsError as exc:
+        print(f"TLS to the database refused: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Unavailable as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

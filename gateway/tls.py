@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ __all__ = [
     "explain_tls_failure",
     "load_ca",
     "parse_ca_pem",
+    "server_without_tls",
+    "warn_if_unencrypted",
 ]
 
 # OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code.
@@ -140,7 +143,7 @@ def load_ca(settings: Settings) -> LoadedCa | None:
 
 def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The context for DB_SSL=true: chain always verified, host name too under verify-full."""
-    if not settings.db_ssl or settings.db_ssl_mode == "disable":
+    if _tls_off(settings):
         return None
     ca = load_ca(settings)
     context = ssl.create_default_context(cadata=ca.pem if ca else None)
@@ -217,3 +220,15 @@ def _verification_failure(exc: ssl.SSLCertVerificationError, host: str, port: in
         f"the certificate of {host}:{port} was refused ({exc.verify_message}): "
         "download the current CA certificate from your provider",
     )
+
+
+def warn_if_unencrypted(settings: Settings) -> None:
+    """In production, say at start-up that the database connection is plaintext (DB_SSL off)."""
+    if settings.production and settings.db_backend != "sqlite" and _tls_off(settings):
+        logging.getLogger("gateway").warning(
+            "DB_SSL is off: the connection to the database is unencrypted; set DB_SSL=true"
+        )
+
+
+def _tls_off(settings: Settings) -> bool:
+    return not settings.db_ssl or settings.db_ssl_mode == "disable"

@@ -30,6 +30,8 @@ from gateway.settings import Settings
 from tests.tls_servers import Certificates, TlsServer, mariadb_servers, postgres_servers
 
 BACKENDS = ("sqlite", "postgres", "mysql")
+# The same backends reached over verified TLS, on the throwaway servers of tests/tls_servers.py.
+TLS_VARIANTS = ("postgres+tls", "mysql+tls")
 PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("TEST_PG_USER", "postgres")}
 MY = {"host": "127.0.0.1", "port": 3306, "user": os.environ.get("TEST_MYSQL_USER", "root")}
 TABLES = ("activities", "shots", "memberships", "shooting_sessions", "club_groups", "users")
@@ -131,7 +133,10 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..
 
     def make(backend: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {"db_backend": backend, "db_pool_min": 1}
-        if backend == "sqlite":
+        if backend in TLS_VARIANTS:
+            server: TlsServer = request.getfixturevalue("tls_server")(backend.removesuffix("+tls"))
+            values.update({key.lower(): value for key, value in server.env().items()})
+        elif backend == "sqlite":
             values["db_sqlite_path"] = tmp_path / "gateway.db"
         elif backend == "postgres":
             values.update(
@@ -160,9 +165,14 @@ async def empty_tables(source: DataSource) -> None:
             await conn.execute(f"DELETE FROM {table}")
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test taking `backend` runs on each backend; modules with OVER_TLS_TOO also over TLS."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    if any("backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    over_tls = TLS_VARIANTS if getattr(metafunc.module, "OVER_TLS_TOO", False) else ()
+    metafunc.parametrize("backend", BACKENDS + over_tls)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ process on a fresh database; every answer must match the table and the other doo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import server_env
+from tests.conftest import TLS_VARIANTS, server_env
 from tests.processes import DOORS, serve
+from tests.tls_servers import TlsServer
 
+# Also on PostgreSQL and MariaDB over verified TLS, the CA given as DB_CA_CERT as on Vercel.
+OVER_TLS_TOO = True
 ORIGIN = "http://localhost:5173"
 ALICE, JUNIORS, FIRST_SESSION = "VXNlcjox", "R3JvdXA6MQ", "U2hvb3RpbmdTZXNzaW9uOjE"
 
@@ -251,10 +255,20 @@ async def run_table(base: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def door_env(tmp_path: Path, fresh_database: Callable[[str], str]) -> Callable[[str, str], dict[str, str]]:
+def door_env(
+    tmp_path: Path, fresh_database: Callable[[str], str], tls_server: Callable[[str], TlsServer]
+) -> Callable[[str, str], dict[str, str]]:
     """Environment for one door on `backend`, with a database of its own."""
 
     def make(backend: str, door: str) -> dict[str, str]:
+        if backend in TLS_VARIANTS:
+            server = tls_server(backend.removesuffix("+tls"))
+            database = f"asgi_{door}_{uuid.uuid4().hex[:8]}"
+            server.create_database(database)
+            tls = server.env(
+                DB_NAME=database, DB_CA_CERT_PATH="", DB_CA_CERT=server.ca_base64, CORS_ORIGINS=ORIGIN
+            )
+            return {**server_env(server.backend, database), **tls}
         if backend == "sqlite":
             return server_env(backend, None, DB_SQLITE_PATH=str(tmp_path / f"{door}.db"), CORS_ORIGINS=ORIGIN)
         return server_env(backend, fresh_database(backend), CORS_ORIGINS=ORIGIN)

@@ -9,6 +9,9 @@ from tests.club import CREATE_SESSION, CREATE_USER, JOIN, make_group, make_sessi
 from tests.conftest import count_rows
 from tests.graphql_client import data, error_codes, graphql
 
+# The core scenarios also run over verified TLS to PostgreSQL and MariaDB.
+OVER_TLS_TOO = True
+
 ACTIVITIES = "{ activities { edges { node { kind user { id } group { id } shootingSession { id } } } } }"
 
 

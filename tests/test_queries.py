@@ -9,6 +9,9 @@ from aiohttp.test_utils import TestClient
 from tests.club import JOIN, make_group, make_session, make_user
 from tests.graphql_client import data, error_codes, graphql
 
+# The core scenarios also run over verified TLS to PostgreSQL and MariaDB.
+OVER_TLS_TOO = True
+
 SESSIONS = """
 query($first: Int, $after: String, $filter: ShootingSessionFilter, $order: ShootingSessionOrder) {
   shootingSessions(first: $first, after: $after, filter: $filter, orderBy: $order) {

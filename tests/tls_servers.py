@@ -37,6 +37,15 @@ class TlsServer:
     backend: str
     port: int
     ca_pem: Path
+    admin_socket: Path
+
+    def create_database(self, name: str) -> None:
+        """An empty database the application user owns, created over the admin socket."""
+        if self.backend == "postgres":
+            _psql(self.admin_socket, self.port, f"CREATE DATABASE {name} OWNER {USER}")
+        else:
+            _mysql_admin(self.admin_socket, f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            _mysql_admin(self.admin_socket, f"GRANT ALL ON {name}.* TO '{USER}'@'%'")
 
     @property
     def ca_base64(self) -> str:
@@ -142,7 +151,7 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
                 user="postgres",
             )
             started.append(data)
-            servers[name] = TlsServer("postgres", port, certs.ca_pem)
+            servers[name] = TlsServer("postgres", port, certs.ca_pem, root)
         _postgres_setup(root, servers["valid"].port)
         yield servers
     finally:
@@ -169,30 +178,19 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
 
 def _postgres_setup(socket_dir: Path, port: int) -> None:
     """The application user and database, and a reader who may not create tables."""
-    for statement in (
-        f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'",
-        f"CREATE DATABASE {DATABASE} OWNER {USER}",
-        f"CREATE ROLE {READER} LOGIN PASSWORD '{PASSWORD}'",
-    ):
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                str(socket_dir),
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                statement,
-            ],
-            env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+    _psql(socket_dir, port, f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
+    _psql(socket_dir, port, f"CREATE DATABASE {DATABASE} OWNER {USER}")
+    _psql(socket_dir, port, f"CREATE ROLE {READER} LOGIN PASSWORD '{PASSWORD}'")
+
+
+def _psql(socket_dir: Path, port: int, statement: str) -> None:
+    subprocess.run(
+        ["psql", "-h", str(socket_dir), "-p", str(port), "-U", "postgres", "-d", "postgres", "-c", statement],
+        env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 @contextmanager
@@ -239,7 +237,7 @@ def mariadb_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
             )
             _wait_for_socket(socket, root / f"{name}.err")
             _mariadb_setup(socket)
-            servers[name] = TlsServer("mysql", port, certs.ca_pem)
+            servers[name] = TlsServer("mysql", port, certs.ca_pem, socket)
         yield servers
     finally:
         for process in processes:
@@ -253,26 +251,29 @@ def mariadb_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
 
 
 def _wait_for_socket(socket: Path, log: Path) -> None:
+    ping = ["mariadb-admin", "--no-defaults", f"--socket={socket}", "--user=root", "ping"]
     for _ in range(300):
-        try:
-            pymysql.connect(unix_socket=str(socket), user="root").close()
+        if subprocess.run(ping, capture_output=True, timeout=30).returncode == 0:
             return
-        except pymysql.err.MySQLError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise RuntimeError(f"MariaDB did not start: {log.read_text() if log.exists() else 'no log'}")
 
 
 def _mariadb_setup(socket: Path) -> None:
+    for statement in (
+        f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4",
+        f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
+        f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%'",
+        f"CREATE USER '{READER}'@'%' IDENTIFIED BY '{PASSWORD}'",
+        f"GRANT SELECT ON {DATABASE}.* TO '{READER}'@'%'",
+    ):
+        _mysql_admin(socket, statement)
+
+
+def _mysql_admin(socket: Path, statement: str) -> None:
     conn = pymysql.connect(unix_socket=str(socket), user="root")
     try:
         with conn.cursor() as cursor:
-            for statement in (
-                f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4",
-                f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
-                f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%'",
-                f"CREATE USER '{READER}'@'%' IDENTIFIED BY '{PASSWORD}'",
-                f"GRANT SELECT ON {DATABASE}.* TO '{READER}'@'%'",
-            ):
-                cursor.execute(statement)
+            cursor.execute(statement)
     finally:
         conn.close()

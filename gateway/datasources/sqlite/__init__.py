@@ -86,10 +86,14 @@ class SqliteDataSource(SqlDataSource):
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         except sqlite3.Error as exc:
             raise DataSourceUnavailable(f"DB_SQLITE_PATH={self._path}: {exc}") from exc
-        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            # Close it, or its worker thread outlives the pool (and the event loop).
+            await conn.close()
+            raise DataSourceUnavailable(f"DB_SQLITE_PATH={self._path}: {exc}") from exc
         self._all.append(conn)
         return conn
 
@@ -99,6 +103,9 @@ class SqliteDataSource(SqlDataSource):
                 f"DB_SQLITE_PATH={self._path}: folder {self._path.parent} does not exist"
             )
         self._closed = False
+        async with self.connection() as conn:
+            # WAL is a property of the file: set once here, not racing on every new connection.
+            await conn.fetch("PRAGMA journal_mode = WAL")
         async with self.transaction() as conn:
             await apply_migrations(conn, load_migrations(__name__))
 

@@ -1,0 +1,312 @@
+"""check-connection: connect as the server would and say exactly what works and what does not."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import ssl
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import aiomysql
+import asyncpg
+import pymysql
+
+from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.settings import Settings
+from gateway.tls import (
+    TlsError,
+    TlsProblem,
+    client_ssl_context,
+    explain_tls_failure,
+    load_ca,
+    server_without_tls,
+)
+
+__all__ = ["Failure", "Report", "check_connection"]
+
+
+class Failure(IntEnum):
+    """Each failure class, valued as the exit code of `gateway check-connection`."""
+
+    CONFIG = 2
+    CA = 10
+    NETWORK = 11
+    TLS = 12
+    ACCESS_DENIED = 13
+    UNKNOWN_DATABASE = 14
+    PERMISSION = 15
+    OTHER = 16
+
+
+ADVICE = {
+    Failure.CONFIG: "fix the variable named above in the environment or .env",
+    Failure.CA: "put your provider's CA certificate in certs/ca.pem and set DB_CA_CERT_PATH "
+    "(or DB_CA_CERT from `gateway encode-cert`)",
+    Failure.NETWORK: "check DB_HOST and DB_PORT, the firewall, and that this machine's IP address is on "
+    "the database's allow-list",
+    Failure.TLS: "re-download the CA certificate from your provider, connect with the host name on the "
+    "certificate, and keep DB_SSL=true",
+    Failure.ACCESS_DENIED: "check DB_USER and DB_PASSWORD (and that the user may connect from this host)",
+    Failure.UNKNOWN_DATABASE: "check DB_NAME, or create the database and grant the user access to it",
+    Failure.PERMISSION: "grant the user the privilege named above on the database",
+    Failure.OTHER: "see the message above",
+}
+
+_TLS_CONFIG_PROBLEMS = frozenset({TlsProblem.CA_MISSING, TlsProblem.CA_INVALID, TlsProblem.CLIENT_CERT})
+# MySQL error numbers.
+_ACCESS_DENIED = frozenset({1045, 1698})
+# MySQL hides whether a database exists from a user who has no privileges on it.
+_DATABASE_DENIED = 1044
+_UNKNOWN_DATABASE = 1049
+_COMMAND_DENIED = frozenset({1142, 1227})
+
+
+@dataclass
+class Report:
+    """Everything check-connection found; `failure` is None when all checks passed."""
+
+    backend: str
+    target: str
+    ca: dict[str, Any] | None = None
+    server_version: str | None = None
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    current_user: str | None = None
+    can_create_tables: bool | None = None
+    failure: Failure | None = None
+    message: str | None = None
+    advice: str | None = None
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.failure or 0)
+
+    def fail(self, failure: Failure, message: str) -> Report:
+        self.failure, self.message, self.advice = failure, message, ADVICE[failure]
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failure"] = self.failure.name.lower() if self.failure else None
+        data["ok"] = self.failure is None
+        data["exit_code"] = self.exit_code
+        return data
+
+
+class _Diagnosed(Exception):
+    def __init__(self, failure: Failure, message: str) -> None:
+        self.failure = failure
+        super().__init__(message)
+
+
+async def check_connection(settings: Settings) -> Report:
+    """Run every check in order, stopping at the first failure, which the report names."""
+    s = settings
+    if s.db_backend == "sqlite":
+        return _check_sqlite(s)
+    report = Report(s.db_backend, f"{s.db_user}@{s.db_host}:{s.database_port}/{s.db_name}")
+    try:
+        context = _check_ca(s, report)
+        probe = _probe_postgres if s.db_backend == "postgres" else _probe_mysql
+        await asyncio.wait_for(probe(s, context, report), timeout=s.db_connect_timeout * 3)
+    except _Diagnosed as exc:
+        return report.fail(exc.failure, str(exc))
+    except TimeoutError:
+        return report.fail(
+            Failure.NETWORK,
+            f"no answer from {s.db_host}:{s.database_port} within {s.db_connect_timeout}s"
+            " (DB_CONNECT_TIMEOUT)",
+        )
+    return report
+
+
+def _check_ca(s: Settings, report: Report) -> ssl.SSLContext | None:
+    if not s.db_ssl or s.db_ssl_mode == "disable":
+        report.checks.append("TLS is off (DB_SSL=false): the connection is not encrypted")
+        return None
+    try:
+        ca = load_ca(s)
+        context = client_ssl_context(s)
+    except TlsError as exc:
+        raise _Diagnosed(Failure.CA, str(exc)) from None
+    if ca is None:
+        report.ca = {"source": "system trust store"}
+    else:
+        first = ca.certificates[0]
+        report.ca = {
+            "source": ca.source,
+            "subject": first.subject,
+            "expires": first.not_after.date().isoformat(),
+            "days_left": first.days_left(),
+            "certificates": len(ca.certificates),
+        }
+    report.checks.append(f"CA certificate: {_describe_ca(report.ca)}")
+    return context
+
+
+def _describe_ca(ca: dict[str, Any]) -> str:
+    if "subject" not in ca:
+        return str(ca["source"])
+    return f"{ca['source']}, {ca['subject']!r}, expires {ca['expires']} ({ca['days_left']} days left)"
+
+
+def _connect_failure(exc: BaseException, s: Settings) -> _Diagnosed:
+    """The failure class of an exception raised while connecting."""
+    tls = explain_tls_failure(exc, s.db_host, s.database_port)
+    if tls is not None:
+        failure = Failure.CA if tls.problem in _TLS_CONFIG_PROBLEMS else Failure.TLS
+        return _Diagnosed(failure, str(tls))
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return _Diagnosed(Failure.NETWORK, f"the host name {s.db_host!r} cannot be resolved (DNS)")
+        if isinstance(cause, ConnectionRefusedError):
+            return _Diagnosed(Failure.NETWORK, f"{s.db_host}:{s.database_port} refused the connection")
+        if isinstance(cause, TimeoutError):
+            return _Diagnosed(Failure.NETWORK, f"connecting to {s.db_host}:{s.database_port} timed out")
+        cause = cause.__cause__ or cause.__context__
+    return _Diagnosed(Failure.OTHER, f"{type(exc).__name__}: {exc}")
+
+
+async def _probe_postgres(s: Settings, context: ssl.SSLContext | None, report: Report) -> None:
+    try:
+        conn = await asyncpg.connect(
+            host=s.db_host,
+            port=s.database_port,
+            user=s.db_user,
+            password=s.db_password.get_secret_value(),
+            database=s.db_name,
+            ssl=context or False,
+            timeout=s.db_connect_timeout,
+        )
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise _Diagnosed(Failure.ACCESS_DENIED, f"PostgreSQL refused {s.db_user!r}: {exc}") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise _Diagnosed(Failure.UNKNOWN_DATABASE, f"database {s.db_name!r} does not exist") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise _connect_failure(exc, s) from None
+    try:
+        report.server_version = str(await conn.fetchval("SHOW server_version"))
+        report.current_user = str(await conn.fetchval("SELECT current_user"))
+        row = await conn.fetchrow("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        if row is not None and row["version"]:
+            report.tls_version, report.tls_cipher = row["version"], row["cipher"]
+        report.checks.append(_connected_line(report))
+        table = f"gateway_check_{uuid.uuid4().hex[:8]}"
+        try:
+            await conn.execute(f"CREATE TABLE {table} (id integer)")
+            await conn.execute(f"DROP TABLE {table}")
+        except asyncpg.InsufficientPrivilegeError as exc:
+            report.can_create_tables = False
+            raise _Diagnosed(
+                Failure.PERMISSION,
+                f"{report.current_user} cannot create tables ({exc}): the gateway creates its tables on "
+                f"first start; GRANT CREATE ON SCHEMA public TO {report.current_user} (or run "
+                "`gateway init-db` once as a user who can)",
+            ) from None
+        report.can_create_tables = True
+        report.checks.append("permissions: created and dropped a scratch table")
+    finally:
+        await conn.close()
+
+
+async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Report) -> None:
+    try:
+        offers_tls = context is None or await server_offers_tls(
+            s.db_host, s.database_port, s.db_connect_timeout
+        )
+        if not offers_tls:
+            raise server_without_tls(s.db_host, s.database_port)
+        conn = await aiomysql.connect(
+            host=s.db_host,
+            port=s.database_port,
+            user=s.db_user,
+            password=s.db_password.get_secret_value(),
+            db=s.db_name,
+            ssl=context,
+            connect_timeout=s.db_connect_timeout,
+            autocommit=True,
+        )
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0]
+        if code in _ACCESS_DENIED:
+            hint = "" if s.db_ssl else " (a server that requires TLS also answers this: try DB_SSL=true)"
+            raise _Diagnosed(Failure.ACCESS_DENIED, f"MySQL refused: {exc.args[1]}{hint}") from None
+        if code == _UNKNOWN_DATABASE:
+            raise _Diagnosed(Failure.UNKNOWN_DATABASE, f"database {s.db_name!r} does not exist") from None
+        if code == _DATABASE_DENIED:
+            raise _Diagnosed(
+                Failure.UNKNOWN_DATABASE,
+                f"{s.db_user!r} may not use database {s.db_name!r}: it does not exist, or the user has no "
+                "privileges on it",
+            ) from None
+        raise _connect_failure(exc, s) from None
+    except (OSError, TlsError) as exc:
+        raise _connect_failure(exc, s) from None
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute("SELECT VERSION(), CURRENT_USER()")
+            report.server_version, report.current_user = await cursor.fetchone()
+            await cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+            status = dict(await cursor.fetchall())
+        if context is not None and not status.get("Ssl_cipher"):
+            raise _Diagnosed(Failure.TLS, str(server_without_tls(s.db_host, s.database_port)))
+        report.tls_version = status.get("Ssl_version") or None
+        report.tls_cipher = status.get("Ssl_cipher") or None
+        report.checks.append(_connected_line(report))
+        table = f"gateway_check_{uuid.uuid4().hex[:8]}"
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(f"CREATE TABLE {table} (id INT)")
+                await cursor.execute(f"DROP TABLE {table}")
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] not in _COMMAND_DENIED:
+                raise
+            report.can_create_tables = False
+            raise _Diagnosed(
+                Failure.PERMISSION,
+                f"{report.current_user} cannot create tables ({exc.args[1]}): the gateway creates its "
+                f"tables on first start; GRANT CREATE, DROP, ALTER, INDEX, SELECT, INSERT, UPDATE, DELETE ON "
+                f"{s.db_name}.* TO the user (or run `gateway init-db` once as a user who can)",
+            ) from None
+        report.can_create_tables = True
+        report.checks.append("permissions: created and dropped a scratch table")
+    finally:
+        conn.close()
+
+
+def _connected_line(report: Report) -> str:
+    tls = f"{report.tls_version}, {report.tls_cipher}" if report.tls_version else "NOT encrypted"
+    return f"connected: server {report.server_version}, as {report.current_user}, TLS: {tls}"
+
+
+def _check_sqlite(s: Settings) -> Report:
+    report = Report("sqlite", str(s.db_sqlite_path.resolve()))
+    try:
+        conn = sqlite3.connect(s.db_sqlite_path)
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS gateway_check (id INTEGER)")
+            conn.execute("DROP TABLE gateway_check")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return report.fail(Failure.PERMISSION, f"cannot write {report.target}: {exc}")
+    report.server_version = sqlite3.sqlite_version
+    report.can_create_tables = True
+    report.checks.append(f"SQLite {sqlite3.sqlite_version} file {report.target} is writable")
+    return report
+
+
+def render(report: Report) -> str:
+    """The human-readable report, one check per line, the failure and its advice last."""
+    lines = [f"checking {report.backend} {report.target}", *(f"  - {check}" for check in report.checks)]
+    if report.failure is not None:
+        lines += [f"  FAILED ({report.failure.name.lower()}): {report.message}", f"  fix: {report.advice}"]
+    else:
+        lines.append("all checks passed")
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""TLS to real PostgreSQL and MariaDB servers: verified when right, refused by name when wrong."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.datasources import create_data_source
+from gateway.settings import Settings
+from gateway.tls import TlsError, TlsProblem
+from tests.conftest import MY, PG, server_env
+from tests.processes import ROOT, free_port
+from tests.tcp_proxy import TcpProxy
+from tests.tls_servers import PASSWORD, READER, TlsServer
+
+TLS_BACKENDS = ("postgres", "mysql")
+# PostgreSQL's SSLRequest: length 8, code 80877103. The only bytes a client may send before TLS.
+SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    return Settings(_env_file=None, **{key.lower(): value for key, value in env.items()})  # type: ignore[arg-type]
+
+
+async def encryption_seen_by_server(env: dict[str, str]) -> str:
+    """Open the data source as the gateway does; ask the server how this connection is protected."""
+    source = create_data_source(settings_from(env))
+    await source.open()
+    try:
+        async with source.connection() as conn:  # type: ignore[attr-defined]
+            if env["DB_BACKEND"] == "postgres":
+                rows = await conn.fetch(
+                    "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl"
+                )
+                return str(rows[0]["version"]) if rows else ""
+            rows = await conn.fetch("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            return str(rows[0]["Value"]) if rows else ""
+    finally:
+        await source.close()
+
+
+async def refusal(env: dict[str, str]) -> TlsError:
+    source = create_data_source(settings_from(env))
+    with pytest.raises(TlsError) as caught:
+        await source.open()
+    await source.close()
+    return caught.value
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+@pytest.mark.parametrize("ca_from", ["file", "base64"])
+async def test_verified_connection_is_encrypted_by_the_servers_account(
+    backend: str, ca_from: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    server = tls_server(backend)
+    env = server.env() if ca_from == "file" else server.env(DB_CA_CERT_PATH="", DB_CA_CERT=server.ca_base64)
+    env = {k: v for k, v in env.items() if v}
+    assert await encryption_seen_by_server(env) in ("TLSv1.2", "TLSv1.3")
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_verify_ca_accepts_a_server_reached_by_an_address_its_certificate_lacks(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    env = tls_server(backend).env(DB_HOST="127.0.0.1", DB_SSL_MODE="verify-ca")
+    assert await encryption_seen_by_server(env) in ("TLSv1.2", "TLSv1.3")
+
+
+MISCONFIGURED: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], TlsProblem, str]] = {
+    "wrong CA": (
+        lambda s, tmp: s.env(DB_CA_CERT_PATH=str(s.ca_pem.parent / "other-ca.pem")),
+        TlsProblem.UNTRUSTED_SERVER,
+        "not signed by the configured CA",
+    ),
+    "host name mismatch": (
+        lambda s, tmp: s.env(DB_HOST="127.0.0.1"),
+        TlsProblem.HOST_NAME_MISMATCH,
+        "is not issued for '127.0.0.1'",
+    ),
+    "CA file missing": (
+        lambda s, tmp: s.env(DB_CA_CERT_PATH=str(tmp / "missing.pem")),
+        TlsProblem.CA_MISSING,
+        "cannot be read (No such file or directory)",
+    ),
+    "DB_CA_CERT not base64": (
+        lambda s, tmp: {**s.env(DB_CA_CERT="not base64!"), "DB_CA_CERT_PATH": ""},
+        TlsProblem.CA_INVALID,
+        "DB_CA_CERT is not valid base64: encode the PEM file with `gateway encode-cert PATH`",
+    ),
+    "DB_CA_CERT not a PEM": (
+        lambda s, tmp: {
+            **s.env(DB_CA_CERT=base64.b64encode(b"secret-payload").decode()),
+            "DB_CA_CERT_PATH": "",
+        },
+        TlsProblem.CA_INVALID,
+        "DB_CA_CERT is not a PEM certificate",
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+@pytest.mark.parametrize("case", list(MISCONFIGURED))
+async def test_each_misconfiguration_is_refused_with_its_own_message(
+    backend: str, case: str, tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    make_env, problem, message = MISCONFIGURED[case]
+    env = {k: v for k, v in make_env(tls_server(backend), tmp_path).items() if v}
+    error = await refusal(env)
+    assert error.problem == problem
+    assert message in str(error)
+    assert "c2VjcmV0LXBheWxvYWQ" not in str(error)
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_an_expired_server_certificate_is_refused(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    error = await refusal(tls_server(backend, "expired").env())
+    assert error.problem == TlsProblem.SERVER_CERT_EXPIRED
+    assert "has expired: the server must renew it" in str(error)
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_a_server_without_tls_is_refused_before_anything_is_sent_in_plaintext(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    plain = PG if backend == "postgres" else MY
+    proxy = TcpProxy(str(plain["host"]), int(plain["port"]))
+    await proxy.start()
+    try:
+        env = tls_server(backend).env(
+            DB_HOST="127.0.0.1", DB_PORT=str(proxy.port), DB_USER=str(plain["user"]), DB_NAME="test"
+        )
+        error = await refusal(env)
+    finally:
+        await proxy.cut()
+    assert error.problem == TlsProblem.SERVER_WITHOUT_TLS
+    assert "does not offer TLS, and DB_SSL=true never falls back to plaintext" in str(error)
+    # PostgreSQL clients ask for TLS first; MySQL's greeting comes from the server, so nothing at all.
+    assert bytes(proxy.sent) == (SSL_REQUEST if backend == "postgres" else b"")
+
+
+def run_gateway(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        env=server_env("sqlite", None, **env),
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def check(env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+    """check-connection's exit code and JSON report, and its text output, for `env`."""
+    as_json = run_gateway(["check-connection", "--json"], env)
+    as_text = run_gateway(["check-connection"], env)
+    assert as_json.returncode == as_text.returncode, as_text.stdout + as_text.stderr
+    for output in (as_json.stdout + as_json.stderr, as_text.stdout + as_text.stderr):
+        assert PASSWORD not in output
+    return as_json.returncode, json.loads(as_json.stdout), as_text.stdout
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+def test_check_connection_reports_server_tls_user_ca_and_permissions(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    code, report, text = check(tls_server(backend).env())
+    assert code == 0, report
+    assert report["ok"] is True
+    assert report["tls_version"] in ("TLSv1.2", "TLSv1.3") and report["tls_cipher"]
+    assert report["current_user"].split("@")[0] == "club"
+    assert report["server_version"]
+    assert report["can_create_tables"] is True
+    assert report["ca"]["days_left"] > 0 and report["ca"]["subject"]
+    assert "all checks passed" in text
+
+
+FAILURES: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], int, str, str]] = {
+    "CA not found": (
+        lambda s, tmp: s.env(DB_CA_CERT_PATH=str(tmp / "nope.pem")),
+        10,
+        "ca",
+        "put your provider's CA certificate",
+    ),
+    "DNS failure": (lambda s, tmp: s.env(DB_HOST="db.invalid"), 11, "network", "allow-list"),
+    "connection refused": (lambda s, tmp: s.env(DB_PORT=str(free_port())), 11, "network", "firewall"),
+    "wrong CA": (
+        lambda s, tmp: s.env(DB_CA_CERT_PATH=str(s.ca_pem.parent / "other-ca.pem")),
+        12,
+        "tls",
+        "re-download the CA certificate",
+    ),
+    "access denied": (lambda s, tmp: s.env(DB_PASSWORD="wrong-password"), 13, "access_denied", "DB_PASSWORD"),
+    "unknown database": (lambda s, tmp: s.env(DB_NAME="no_such_db"), 14, "unknown_database", "DB_NAME"),
+    "no CREATE privilege": (lambda s, tmp: s.env(DB_USER=READER), 15, "permission", "grant the user"),
+}
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_check_connection_diagnoses_each_failure_class(
+    backend: str, case: str, tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    make_env, exit_code, failure, advice = FAILURES[case]
+    code, report, text = check(make_env(tls_server(backend), tmp_path))
+    assert (code, report["failure"], report["exit_code"]) == (exit_code, failure, exit_code), report
+    assert advice in report["advice"]
+    assert f"FAILED ({failure})" in text and "fix: " in text
+
+
+def test_check_connection_without_tls_says_so_and_passes_on_sqlite(tmp_path: Path) -> None:
+    result = run_gateway(["check-connection"], {"DB_SQLITE_PATH": str(tmp_path / "club.db")})
+    assert result.returncode == 0
+    assert "is writable" in result.stdout
+
+
+def test_encode_cert_round_trips_the_exact_bytes(
+    tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    ca = tls_server("postgres").ca_pem
+    result = run_gateway(["encode-cert", str(ca)], {}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    value = result.stdout.strip()
+    assert base64.b64decode(value) == ca.read_bytes()
+    assert (tmp_path / "certs" / "ca_base64.txt").read_text().strip() == value
+    assert "DB_CA_CERT" in result.stderr and "expires" in result.stderr
+
+
+def test_encode_cert_refuses_a_file_that_is_not_a_certificate(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    result = run_gateway(["encode-cert", "key.pem"], {}, cwd=tmp_path)
+    assert result.returncode == 10
+    assert "key.pem is not a PEM certificate" in result.stderr
+    assert not (tmp_path / "certs").exists()
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+def test_setup_wizard_on_standard_input_writes_a_private_env_that_connects(
+    backend: str, tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    server = tls_server(backend)
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_bytes(server.ca_pem.read_bytes())
+    answers = [backend, "localhost", str(server.port), "club", PASSWORD, "club", "y", "certs/missing.pem", ""]
+    result = run_gateway(["setup"], {}, cwd=tmp_path, stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "certs/missing.pem" in result.stdout  # refused, asked again, default certs/ca.pem taken
+    env_file = tmp_path / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert "all checks passed" in result.stdout
+    again = run_gateway(["check-connection"], {}, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout
+
+    before = env_file.read_text()
+    kept = run_gateway(["setup"], {}, cwd=tmp_path, stdin="n\n")
+    assert kept.returncode == 1 and env_file.read_text() == before
+
+
+def test_setup_from_flags_refuses_to_overwrite_without_force(
+    tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    server = tls_server("mysql")
+    flags = ["setup", "--non-interactive", "--backend", "mysql", "--port", str(server.port), "--user", "club"]
+    flags += ["--database", "club", "--ca-cert", str(server.ca_pem), "--password-stdin"]
+    first = run_gateway(flags, {}, cwd=tmp_path, stdin=PASSWORD + "\n")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_gateway(flags, {}, cwd=tmp_path, stdin=PASSWORD + "\n")
+    assert second.returncode == 2 and "pass --force" in second.stderr
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+def test_serve_refuses_to_start_over_an_untrusted_server(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    server = tls_server(backend)
+    env = server.env(DB_CA_CERT_PATH=str(server.ca_pem.parent / "other-ca.pem"), PORT=str(free_port()))
+    result = run_gateway(["serve"], env)
+    assert result.returncode == 3
+    assert "TLS to the database refused: the certificate of localhost" in result.stderr
+    assert PASSWORD not in result.stderr
