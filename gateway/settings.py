@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     db_ssl_cert: Path | None = None
     db_ssl_key: Path | None = None
 
+    aws_secret_name: str | None = None
+    aws_region: str = "ca-central-1"
+    aws_endpoint_url: str | None = None
+    db_secret_fallback: bool | None = None  # unset: true in development, false in production
+    db_secret_ttl: float = Field(default=300.0, gt=0)
+    db_iam_auth: bool = False
+
     db_pool_max: int = Field(default=10, ge=1, le=1000)
     db_pool_min: int = Field(default=2, ge=0, le=1000)
     db_idle_timeout: float = Field(default=30.0, gt=0)
@@ -85,10 +92,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DB_POOL_MIN ({self.db_pool_min}) is greater than DB_POOL_MAX ({self.db_pool_max})"
             )
-        if self.db_backend != "sqlite":
+        if self.db_backend != "sqlite" and not self.aws_secret_name:
             for name in ("db_user", "db_name"):
                 if not getattr(self, name):
                     raise ValueError(f"{name.upper()} is required when DB_BACKEND={self.db_backend}")
+        if self.db_iam_auth and (self.db_backend == "sqlite" or not self.db_ssl):
+            raise ValueError(
+                "DB_IAM_AUTH=true needs DB_SSL=true and a postgres or mysql backend"
+                " (RDS accepts IAM tokens only over TLS)"
+            )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
         return self
@@ -101,6 +113,11 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def secret_fallback(self) -> bool:
+        """Whether to use the environment's credentials when Secrets Manager is unreachable."""
+        return not self.production if self.db_secret_fallback is None else self.db_secret_fallback
 
 
 def _describe(error: Mapping[str, Any]) -> str:

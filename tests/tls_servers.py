@@ -39,13 +39,20 @@ class TlsServer:
     ca_pem: Path
     admin_socket: Path
 
-    def create_database(self, name: str) -> None:
-        """An empty database the application user owns, created over the admin socket."""
+    def admin(self, statement: str) -> None:
+        """Run one statement as the superuser, over the server's local socket."""
         if self.backend == "postgres":
-            _psql(self.admin_socket, self.port, f"CREATE DATABASE {name} OWNER {USER}")
+            _psql(self.admin_socket, self.port, statement)
         else:
-            _mysql_admin(self.admin_socket, f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            _mysql_admin(self.admin_socket, f"GRANT ALL ON {name}.* TO '{USER}'@'%'")
+            _mysql_admin(self.admin_socket, statement)
+
+    def create_database(self, name: str) -> None:
+        """An empty database the application user owns."""
+        if self.backend == "postgres":
+            self.admin(f"CREATE DATABASE {name} OWNER {USER}")
+        else:
+            self.admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            self.admin(f"GRANT ALL ON {name}.* TO '{USER}'@'%'")
 
     @property
     def ca_base64(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import aiomysql
 import pymysql
 
+from gateway.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
 from gateway.datasources.mysql.handshake import server_offers_tls
@@ -27,6 +29,7 @@ __all__ = ["MysqlDataSource"]
 log = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = 1062
+_ACCESS_DENIED = 1045
 _MIGRATION_LOCK = "gateway_migrations"
 _CLOSE_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
@@ -96,40 +99,34 @@ class MysqlDataSource(SqlDataSource):
         self._settings = settings
         self._pool: aiomysql.Pool | None = None
         self._encrypted: weakref.WeakSet[aiomysql.Connection] = weakref.WeakSet()
+        self._ssl: ssl.SSLContext | None = None
+        self._credentials: CredentialProvider = EnvCredentials(settings)
+        self._pool_credentials: Credentials | None = None
+        self._where = (settings.db_host, settings.database_port)
+        self._renew_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.auth_retries = 0
 
     async def open(self) -> None:
         s = self._settings
-        ssl_context = client_ssl_context(s)
+        self._ssl = client_ssl_context(s)
+        self._credentials = await open_credentials(s)
+        first = await self._credentials.current()
+        self._where = (first.host, first.port)
         try:
-            if ssl_context is not None and not await server_offers_tls(
-                s.db_host, s.database_port, s.db_connect_timeout
+            if self._ssl is not None and not await server_offers_tls(
+                first.host, first.port, s.db_connect_timeout
             ):
-                raise server_without_tls(s.db_host, s.database_port)
-            # connect_timeout bounds only the TCP connect; bound the whole handshake too.
-            async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
-                self._pool = await aiomysql.create_pool(
-                    host=s.db_host,
-                    port=s.database_port,
-                    user=s.db_user,
-                    password=s.db_password.get_secret_value(),
-                    db=s.db_name,
-                    minsize=s.db_pool_min,
-                    maxsize=s.db_pool_max,
-                    # aiomysql recycles a connection unused for this long: the idle timeout.
-                    pool_recycle=int(s.db_idle_timeout),
-                    connect_timeout=s.db_connect_timeout,
-                    autocommit=True,
-                    charset="utf8mb4",
-                    ssl=ssl_context,
-                    init_command="SET time_zone = '+00:00'",
-                )
+                raise server_without_tls(first.host, first.port)
+            self._pool = await self._create_pool(first)
+            self._pool_credentials = first
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            tls_failure = explain_tls_failure(exc, s.db_host, s.database_port)
+            tls_failure = explain_tls_failure(exc, first.host, first.port)
             if tls_failure is not None:
                 raise tls_failure from exc
             detail = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
             raise DataSourceUnavailable(
-                f"cannot connect to MySQL at {s.db_host}:{s.database_port} as {s.db_user} ({detail})"
+                f"cannot connect to MySQL at {first.host}:{first.port} as {first.user} ({detail})"
             ) from exc
         async with self.connection() as conn:
             rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
@@ -143,8 +140,53 @@ class MysqlDataSource(SqlDataSource):
                 await conn.execute("SET SESSION sql_notes = 1")
                 await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
 
+    async def _create_pool(self, credentials: Credentials) -> aiomysql.Pool:
+        s = self._settings
+        # connect_timeout bounds only the TCP connect; bound the whole handshake too.
+        async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
+            return await aiomysql.create_pool(
+                host=credentials.host,
+                port=credentials.port,
+                user=credentials.user,
+                password=credentials.password.get_secret_value(),
+                db=credentials.database,
+                minsize=s.db_pool_min,
+                maxsize=s.db_pool_max,
+                # aiomysql recycles a connection unused for this long: the idle timeout.
+                pool_recycle=int(s.db_idle_timeout),
+                connect_timeout=s.db_connect_timeout,
+                autocommit=True,
+                charset="utf8mb4",
+                ssl=self._ssl,
+                init_command="SET time_zone = '+00:00'",
+            )
+
+    async def _renewed_pool(self, failed: aiomysql.Pool) -> aiomysql.Pool | None:
+        """After a rejected password: a pool with credentials read again, or None if they did not change.
+
+        aiomysql's pool keeps the password it was made with, so rotation means a new pool; the old
+        one is closed, which lets the queries running on its connections finish first.
+        """
+        retired: aiomysql.Pool = failed
+        async with self._renew_lock:
+            if self._pool is not failed:
+                return self._pool  # another request renewed it meanwhile
+            before = self._pool_credentials
+            renewed = await self._credentials.refresh()
+            if renewed == before:
+                return None
+            self._pool = await self._create_pool(renewed)
+            self._pool_credentials = renewed
+            self.auth_retries += 1
+            log.info("MySQL rejected the password; new pool with the credentials read again")
+            retired.close()
+            self._retiring.add(asyncio.create_task(retired.wait_closed()))
+            return self._pool
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        for retiring in self._retiring:
+            retiring.cancel()
         if pool is None:
             return
         pool.close()
@@ -154,22 +196,32 @@ class MysqlDataSource(SqlDataSource):
             log.warning("MySQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
             pool.terminate()
 
+    async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        try:
+            # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
+            async with asyncio.timeout(self._settings.db_acquire_timeout):
+                return await pool.acquire()
+        except TimeoutError:
+            raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[aiomysql.Connection]:
         pool = self._pool
         if pool is None:
             raise DataSourceUnavailable("pool is closed")
         try:
-            # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
-            async with asyncio.timeout(self._settings.db_acquire_timeout):
-                conn = await pool.acquire()
-        except TimeoutError:
-            raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+            try:
+                conn = await self._acquire_from(pool)
+            except pymysql.err.OperationalError as exc:
+                renewed = await self._renewed_pool(pool) if exc.args[0] == _ACCESS_DENIED else None
+                if renewed is None:
+                    raise
+                pool = renewed
+                conn = await self._acquire_from(pool)
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            s = self._settings
-            raise explain_tls_failure(exc, s.db_host, s.database_port) or _unavailable(exc) from exc
+            raise explain_tls_failure(exc, *self._where) or _unavailable(exc) from exc
         try:
-            if self._settings.db_ssl and conn not in self._encrypted:
+            if self._ssl is not None and conn not in self._encrypted:
                 await self._require_encryption(conn)
             yield conn
         finally:
@@ -182,8 +234,7 @@ class MysqlDataSource(SqlDataSource):
             row = await cursor.fetchone()
         if not row or not row[1]:
             conn.close()
-            s = self._settings
-            raise server_without_tls(s.db_host, s.database_port)
+            raise server_without_tls(*self._where)
         self._encrypted.add(conn)
 
     @asynccontextmanager

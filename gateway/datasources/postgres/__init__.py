@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
 from gateway.datasources.placeholders import numbered_style
@@ -36,6 +37,16 @@ _CONNECTION_ERRORS = (
 
 def _unavailable(exc: BaseException) -> DataSourceUnavailable:
     return DataSourceUnavailable(f"PostgreSQL unavailable ({type(exc).__name__})")
+
+
+def _target(credentials: Credentials) -> dict[str, Any]:
+    return {
+        "host": credentials.host,
+        "port": credentials.port,
+        "user": credentials.user,
+        "password": credentials.password.get_secret_value(),
+        "database": credentials.database,
+    }
 
 
 class _Connection:
@@ -71,17 +82,18 @@ class PostgresDataSource(SqlDataSource):
         super().__init__()
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._credentials: CredentialProvider = EnvCredentials(settings)
+        self.auth_retries = 0
 
     async def open(self) -> None:
         s = self._settings
         ssl_context = client_ssl_context(s)
+        self._credentials = await open_credentials(s)
+        first = await self._credentials.current()
         try:
             self._pool = await asyncpg.create_pool(
-                host=s.db_host,
-                port=s.database_port,
-                user=s.db_user,
-                password=s.db_password.get_secret_value(),
-                database=s.db_name,
+                # Each new connection asks for the current credentials: rotation needs no restart.
+                connect=self._connect,
                 # False, not asyncpg's default "prefer", which would fall back to plaintext.
                 ssl=ssl_context or False,
                 min_size=s.db_pool_min,
@@ -90,12 +102,12 @@ class PostgresDataSource(SqlDataSource):
                 timeout=s.db_connect_timeout,
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            tls_failure = explain_tls_failure(exc, s.db_host, s.database_port)
+            tls_failure = explain_tls_failure(exc, first.host, first.port)
             if tls_failure is not None:
                 raise tls_failure from exc
             raise DataSourceUnavailable(
-                f"cannot connect to PostgreSQL at {s.db_host}:{s.database_port}"
-                f" as {s.db_user} ({type(exc).__name__}: {exc})"
+                f"cannot connect to PostgreSQL at {first.host}:{first.port}"
+                f" as {first.user} ({type(exc).__name__}: {exc})"
             ) from exc
         async with self._acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
@@ -104,6 +116,19 @@ class PostgresDataSource(SqlDataSource):
                     await apply_migrations(_Connection(conn, self), load_migrations(__name__))
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
+
+    async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
+        """A new connection with the current credentials; on a rejected password, re-read them once."""
+        credentials = await self._credentials.current()
+        try:
+            return await asyncpg.connect(*args, **_target(credentials), **kwargs)
+        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+            renewed = await self._credentials.refresh()
+            if renewed == credentials:
+                raise
+            self.auth_retries += 1
+            log.info("PostgreSQL rejected the password; retrying with the credentials read again")
+            return await asyncpg.connect(*args, **_target(renewed), **kwargs)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -1,0 +1,98 @@
+"""Where database credentials come from: the environment, or AWS Secrets Manager (with IAM tokens)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from gateway.errors import Unavailable
+from gateway.settings import Settings
+
+__all__ = [
+    "CredentialProvider",
+    "Credentials",
+    "EnvCredentials",
+    "SecretError",
+    "SecretUnreachable",
+    "open_credentials",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a connection needs; the password is a SecretStr, so repr and logs show only stars."""
+
+    host: str
+    port: int
+    user: str
+    password: SecretStr
+    database: str
+
+
+class SecretError(Unavailable):
+    """The secret cannot be used as it is (missing, forbidden, malformed); never falls back."""
+
+
+class SecretUnreachable(Unavailable):
+    """Secrets Manager did not answer in time."""
+
+
+class CredentialProvider(Protocol):
+    async def current(self) -> Credentials:
+        """Credentials for a new connection (cached)."""
+        ...
+
+    async def refresh(self) -> Credentials:
+        """Credentials after an authentication failure: re-read, bypassing the cache (rate-limited)."""
+        ...
+
+
+def env_credentials(settings: Settings) -> Credentials:
+    return Credentials(
+        host=settings.db_host,
+        port=settings.database_port,
+        user=settings.db_user,
+        password=settings.db_password,
+        database=settings.db_name,
+    )
+
+
+class EnvCredentials:
+    """DB_HOST, DB_USER, DB_PASSWORD... from the environment or .env; they never change."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._credentials = env_credentials(settings)
+
+    async def current(self) -> Credentials:
+        return self._credentials
+
+    async def refresh(self) -> Credentials:
+        return self._credentials
+
+
+async def open_credentials(settings: Settings) -> CredentialProvider:
+    """The provider the settings ask for, having read the secret once (fallback per DB_SECRET_FALLBACK)."""
+    provider: CredentialProvider = EnvCredentials(settings)
+    if settings.aws_secret_name:
+        from gateway.aws_secret import SecretsManagerCredentials
+
+        secret = SecretsManagerCredentials(settings)
+        try:
+            await secret.current()
+            provider = secret
+        except SecretUnreachable as exc:
+            if not settings.secret_fallback:
+                raise SecretUnreachable(
+                    f"{exc}; refusing to start (set DB_SECRET_FALLBACK=true to use DB_PASSWORD instead)"
+                ) from None
+            log.warning("%s; using the credentials from the environment (DB_SECRET_FALLBACK)", exc)
+    if settings.db_iam_auth:
+        from gateway.aws_secret import IamTokenCredentials
+
+        provider = IamTokenCredentials(settings, provider)
+    return provider

@@ -1,0 +1,347 @@
+"""Credentials from AWS Secrets Manager (moto in server mode) for real PostgreSQL and MariaDB users."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from aiohttp.test_utils import TestClient
+from moto.server import ThreadedMotoServer
+
+from gateway import aws_secret
+from gateway.app import create_app
+from gateway.app_keys import DATA_SOURCE
+from gateway.aws_secret import IamTokenCredentials, SecretsManagerCredentials
+from gateway.credentials import EnvCredentials, SecretError, SecretUnreachable
+from gateway.datasources import create_data_source
+from gateway.settings import Settings, SettingsError, load_settings
+from tests.conftest import server_env
+from tests.processes import free_port, serve
+from tests.tls_servers import TlsServer
+
+TLS_BACKENDS = ("postgres", "mysql")
+AWS_KEYS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A Secrets Manager played by moto, as a real HTTP server on loopback."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """boto3's Secrets Manager client on moto; the same endpoint and dummy keys for the gateway."""
+    for key, value in AWS_KEYS.items():
+        monkeypatch.setenv(key, value)
+    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_url)
+
+
+@dataclass
+class DbUser:
+    """A database user made for one test, on a TLS-only server that checks passwords."""
+
+    server: TlsServer
+    name: str
+    password: str
+    database: str
+
+    def set_password(self, password: str) -> None:
+        if self.server.backend == "postgres":
+            self.server.admin(f"ALTER ROLE {self.name} PASSWORD '{password}'")
+        else:
+            self.server.admin(f"ALTER USER '{self.name}'@'%' IDENTIFIED BY '{password}'")
+        self.password = password
+
+    def rds_secret(self) -> dict[str, Any]:
+        """The RDS rotation template's shape."""
+        engine = "postgres" if self.server.backend == "postgres" else "mysql"
+        return {
+            "engine": engine,
+            "host": "localhost",
+            "port": self.server.port,
+            "username": self.name,
+            "password": self.password,
+            "dbname": self.database,
+        }
+
+    def tls_env(self) -> dict[str, str]:
+        """What the gateway needs besides credentials: the backend and its TLS CA."""
+        return {
+            "DB_BACKEND": self.server.backend,
+            "DB_SSL": "true",
+            "DB_CA_CERT_PATH": str(self.server.ca_pem),
+        }
+
+
+@pytest.fixture
+def db_user(request: pytest.FixtureRequest, tls_server: Callable[[str], TlsServer]) -> Iterator[DbUser]:
+    backend = request.node.callspec.params["backend"]
+    server = tls_server(backend)
+    suffix = uuid.uuid4().hex[:8]
+    user = DbUser(server, f"rot_{suffix}", f"first-{uuid.uuid4().hex}", f"rot_{suffix}")
+    if backend == "postgres":
+        server.admin(f"CREATE ROLE {user.name} LOGIN PASSWORD '{user.password}'")
+        server.admin(f"CREATE DATABASE {user.database} OWNER {user.name}")
+    else:
+        server.admin(f"CREATE USER '{user.name}'@'%' IDENTIFIED BY '{user.password}'")
+        server.admin(f"CREATE DATABASE {user.database} CHARACTER SET utf8mb4")
+        server.admin(f"GRANT ALL ON {user.database}.* TO '{user.name}'@'%'")
+    yield user
+    if backend == "postgres":
+        server.admin(f"DROP DATABASE IF EXISTS {user.database} WITH (FORCE)")
+        server.admin(f"DROP ROLE IF EXISTS {user.name}")
+    else:
+        server.admin(f"DROP DATABASE IF EXISTS {user.database}")
+        server.admin(f"DROP USER IF EXISTS '{user.name}'@'%'")
+
+
+def put_secret(aws: Any, value: Any) -> str:
+    name = f"club/db/{uuid.uuid4().hex[:8]}"
+    aws.create_secret(Name=name, SecretString=value if isinstance(value, str) else json.dumps(value))
+    return name
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    return load_settings(_env_file=None, **{key.lower(): value for key, value in env.items()})
+
+
+async def current_user(settings: Settings) -> str:
+    source = create_data_source(settings)
+    await source.open()
+    try:
+        async with source.connection() as conn:  # type: ignore[attr-defined]
+            rows = await conn.fetch("SELECT CURRENT_USER AS who")
+    finally:
+        await source.close()
+    return str(rows[0]["who"]).split("@")[0]
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_the_gateway_serves_with_credentials_from_the_secret_alone(
+    backend: str, aws: Any, moto_url: str, db_user: DbUser
+) -> None:
+    name = put_secret(aws, db_user.rds_secret())
+    env = server_env(
+        backend, None, **db_user.tls_env(), **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_url
+    )
+    env = {k: v for k, v in env.items() if not k.startswith(("DB_HOST", "DB_PORT", "DB_USER", "DB_NAME"))}
+    assert "DB_PASSWORD" not in env
+    async with serve("aiohttp", env) as served, aiohttp.ClientSession() as http:
+        create = {"query": 'mutation { createUser(input: {email: "a@b.co", displayName: "A"}) { email } }'}
+        async with http.post(served.url + "/graphql", json=create) as response:
+            assert await response.json() == {"data": {"createUser": {"email": "a@b.co"}}}
+        async with http.post(
+            served.url + "/graphql", json={"query": "{ users { edges { node { email } } } }"}
+        ) as r:
+            seen = await r.text()
+        async with http.get(served.url + "/readyz") as ready:
+            ready_body = await ready.text()
+    assert "a@b.co" in seen and ready.status == 200
+    for text in (seen, ready_body, served.stderr):
+        assert db_user.password not in text
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+@pytest.mark.parametrize("shape", ["rds rotation", "rds master user", "seed app"])
+async def test_each_secret_shape_connects_as_its_user(
+    backend: str, shape: str, aws: Any, moto_url: str, db_user: DbUser
+) -> None:
+    env = {**db_user.tls_env(), "AWS_ENDPOINT_URL": moto_url}
+    if shape == "rds rotation":
+        secret: dict[str, Any] = {**db_user.rds_secret(), "port": str(db_user.server.port)}
+    elif shape == "rds master user":
+        secret = {"username": db_user.name, "password": db_user.password}
+        env.update(DB_HOST="localhost", DB_PORT=str(db_user.server.port), DB_NAME=db_user.database)
+    else:
+        secret = {
+            "host": "localhost",
+            "port": db_user.server.port,
+            "database": db_user.database,
+            "user": db_user.name,
+            "password": db_user.password,
+        }
+    # Values in the secret win over the environment's.
+    env.setdefault("DB_USER", "someone_else")
+    settings = settings_for({**env, "AWS_SECRET_NAME": put_secret(aws, secret)})
+    assert await current_user(settings) == db_user.name
+    assert db_user.password not in repr(settings)
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_rotation_under_load_needs_no_restart(
+    backend: str, aws: Any, moto_url: str, db_user: DbUser, aiohttp_client: Any
+) -> None:
+    name = put_secret(aws, db_user.rds_secret())
+    env = {**db_user.tls_env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url}
+    settings = settings_for({**env, "DB_POOL_MIN": "1", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
+    app = create_app(settings)
+    client: TestClient = await aiohttp_client(app)
+    source = app[DATA_SOURCE]
+    outcomes: list[bool] = []
+    stop = asyncio.Event()
+
+    async def ask() -> None:
+        response = await client.post(
+            "/graphql", json={"query": "{ users(first: 1) { edges { node { id } } } }"}
+        )
+        body = await response.json()
+        outcomes.append(response.status == 200 and "errors" not in body)
+
+    async def steady() -> None:
+        while not stop.is_set():
+            await ask()
+            await asyncio.sleep(0.01)
+
+    workers = [asyncio.create_task(steady()) for _ in range(3)]
+    await asyncio.sleep(0.5)
+    rotated = db_user.rds_secret() | {"password": f"second-{uuid.uuid4().hex}"}
+    db_user.set_password(rotated["password"])
+    aws.put_secret_value(SecretId=name, SecretString=json.dumps(rotated))
+    # A burst needs new connections, which must now use the new password; idle ones recycle too.
+    await asyncio.gather(*(ask() for _ in range(20)))
+    await asyncio.sleep(1.5)
+    await asyncio.gather(*(ask() for _ in range(20)))
+    stop.set()
+    await asyncio.gather(*workers)
+
+    assert outcomes and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} queries failed"
+    assert source.auth_retries >= 1  # the rotation was met, not avoided
+    provider = source._credentials
+    assert isinstance(provider, SecretsManagerCredentials)
+    assert provider.fetches == 2  # read at start, re-read once on rejection: no storm of refreshes
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_secrets_manager_down_falls_back_in_development_only(
+    backend: str, aws: Any, db_user: DbUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    env = {
+        **db_user.tls_env(),
+        "AWS_SECRET_NAME": "club/db/anything",
+        "AWS_ENDPOINT_URL": down,
+        "DB_HOST": "localhost",
+        "DB_PORT": str(db_user.server.port),
+        "DB_USER": db_user.name,
+        "DB_PASSWORD": db_user.password,
+        "DB_NAME": db_user.database,
+    }
+    with caplog.at_level(logging.WARNING):
+        assert await current_user(settings_for(env)) == db_user.name
+    assert "AWS Secrets Manager unreachable" in caplog.text
+    assert "using the credentials from the environment" in caplog.text
+
+    source = create_data_source(settings_for({**env, "APP_ENV": "production"}))
+    with pytest.raises(SecretUnreachable) as refused:
+        await source.open()
+    await source.close()
+    assert "refusing to start (set DB_SECRET_FALLBACK=true" in str(refused.value)
+    assert db_user.password not in caplog.text + str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("user=club password=hunter2", "is not JSON"),
+        ({"username": "club", "pass": "hunter2"}, "has no 'password' key"),
+        ({"username": "club", "password": "hunter2", "port": "fivefourthreetwo"}, "'port' is not a number"),
+    ],
+)
+async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
+    backend: str, value: Any, message: str, aws: Any, moto_url: str, db_user: DbUser
+) -> None:
+    name = put_secret(aws, value)
+    env = {
+        **db_user.tls_env(),
+        "AWS_SECRET_NAME": name,
+        "AWS_ENDPOINT_URL": moto_url,
+        "DB_SECRET_FALLBACK": "true",
+    }
+    source = create_data_source(settings_for(env))
+    with pytest.raises(SecretError) as refused:
+        await source.open()
+    await source.close()
+    assert str(refused.value).startswith(f"secret {name!r}")
+    assert message in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_an_unknown_secret_names_the_secret_and_region(aws: Any, moto_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "init-db"],
+        env=server_env(
+            "postgres",
+            "x",
+            DB_USER="x",
+            AWS_SECRET_NAME="club/missing",
+            AWS_ENDPOINT_URL=moto_url,
+            **AWS_KEYS,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert (
+        "secret 'club/missing' not found in ca-central-1: check AWS_SECRET_NAME and AWS_REGION"
+        in result.stderr
+    )
+
+
+async def test_boto3_runs_off_the_event_loop_thread(aws: Any, moto_url: str) -> None:
+    name = put_secret(aws, {"username": "club", "password": "pw", "host": "h", "dbname": "d"})
+    settings = settings_for({"DB_BACKEND": "postgres", "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url})
+    provider = SecretsManagerCredentials(settings.model_copy(update={"db_secret_ttl": 0.001}))
+    await provider.current()
+    calls: list[int] = []
+    provider.client.meta.events.register("before-call", lambda **_: calls.append(threading.get_ident()))
+    for _ in range(3):
+        await asyncio.sleep(0.002)
+        await provider.current()
+    assert len(calls) == 3
+    assert threading.get_ident() not in calls
+
+
+async def test_iam_auth_uses_a_token_renewed_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in AWS_KEYS.items():
+        monkeypatch.setenv(key, value)
+    settings = settings_for(
+        {"DB_BACKEND": "postgres", "DB_HOST": "club.example.rds", "DB_USER": "club", "DB_NAME": "club"}
+        | {"DB_SSL": "true", "DB_IAM_AUTH": "true"}
+    )
+    provider = IamTokenCredentials(settings, EnvCredentials(settings))
+    first = await provider.current()
+    token = first.password.get_secret_value()
+    assert token.startswith("club.example.rds:5432/?Action=connect&DBUser=club")
+    assert "X-Amz-Expires=900" in token
+    assert (await provider.current()).password.get_secret_value() == token  # cached
+    monkeypatch.setattr(aws_secret, "IAM_TOKEN_LIFETIME", 0.0)
+    await asyncio.sleep(1.1)  # signatures carry the second they were made
+    assert (await provider.current()).password.get_secret_value() != token
+    assert token not in repr(first)
+
+
+def test_iam_auth_requires_tls() -> None:
+    with pytest.raises(SettingsError, match="DB_IAM_AUTH=true needs DB_SSL=true"):
+        load_settings(_env_file=None, db_backend="postgres", db_user="u", db_name="d", db_iam_auth=True)
