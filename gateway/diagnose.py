@@ -15,7 +15,9 @@ import aiomysql
 import asyncpg
 import pymysql
 
+from gateway.credentials import open_credentials
 from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.errors import Unavailable
 from gateway.settings import Settings
 from gateway.tls import (
     TlsError,
@@ -40,6 +42,7 @@ class Failure(IntEnum):
     UNKNOWN_DATABASE = 14
     PERMISSION = 15
     OTHER = 16
+    SECRET = 17
 
 
 ADVICE = {
@@ -54,6 +57,8 @@ ADVICE = {
     Failure.UNKNOWN_DATABASE: "check DB_NAME, or create the database and grant the user access to it",
     Failure.PERMISSION: "grant the user the privilege named above on the database",
     Failure.OTHER: "see the message above",
+    Failure.SECRET: "check AWS_SECRET_NAME, AWS_REGION, the secret's JSON, and that this machine's role may "
+    "call secretsmanager:GetSecretValue on it",
 }
 
 _TLS_CONFIG_PROBLEMS = frozenset({TlsProblem.CA_MISSING, TlsProblem.CA_INVALID, TlsProblem.CLIENT_CERT})
@@ -109,7 +114,13 @@ async def check_connection(settings: Settings) -> Report:
     s = settings
     if s.db_backend == "sqlite":
         return _check_sqlite(s)
+    try:
+        s = await _with_credentials(s)
+    except Unavailable as exc:
+        return Report(s.db_backend, f"secret {s.aws_secret_name}").fail(Failure.SECRET, str(exc))
     report = Report(s.db_backend, f"{s.db_user}@{s.db_host}:{s.database_port}/{s.db_name}")
+    if settings.aws_secret_name:
+        report.checks.append(f"credentials: read from secret {settings.aws_secret_name!r}")
     try:
         context = _check_ca(s, report)
         probe = _probe_postgres if s.db_backend == "postgres" else _probe_mysql
@@ -123,6 +134,13 @@ async def check_connection(settings: Settings) -> Report:
             " (DB_CONNECT_TIMEOUT)",
         )
     return report
+
+
+async def _with_credentials(s: Settings) -> Settings:
+    """`s` with the credentials the server would use (from Secrets Manager when configured)."""
+    c = await (await open_credentials(s)).current()
+    update = {"db_host": c.host, "db_port": c.port, "db_user": c.user, "db_password": c.password}
+    return s.model_copy(update={**update, "db_name": c.database})
 
 
 def _check_ca(s: Settings, report: Report) -> ssl.SSLContext | None:

@@ -345,3 +345,27 @@ async def test_iam_auth_uses_a_token_renewed_before_it_expires(monkeypatch: pyte
 def test_iam_auth_requires_tls() -> None:
     with pytest.raises(SettingsError, match="DB_IAM_AUTH=true needs DB_SSL=true"):
         load_settings(_env_file=None, db_backend="postgres", db_user="u", db_name="d", db_iam_auth=True)
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+def test_check_connection_uses_the_secret_and_never_prints_the_password(
+    backend: str, aws: Any, moto_url: str, db_user: DbUser
+) -> None:
+    def check(secret: Any) -> subprocess.CompletedProcess[str]:
+        env = server_env(backend, None, **db_user.tls_env(), **AWS_KEYS, AWS_ENDPOINT_URL=moto_url)
+        env["AWS_SECRET_NAME"] = put_secret(aws, secret)
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "check-connection"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    good = check(db_user.rds_secret())
+    assert good.returncode == 0, good.stdout
+    assert f"as {db_user.name}" in good.stdout and "credentials: read from secret" in good.stdout
+    bad = check({"username": db_user.name, "pwd": db_user.password})
+    assert bad.returncode == 17 and "has no 'password' key" in bad.stdout
+    for result in (good, bad):
+        assert db_user.password not in result.stdout + result.stderr
