@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp_cors
@@ -12,8 +12,9 @@ from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
 from gateway import cors
-from gateway.app_keys import DATA_SOURCE, SETTINGS
+from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
 from gateway.datasources import create_data_source
+from gateway.fastpath import FastPath
 from gateway.health import readiness
 from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
@@ -42,6 +43,8 @@ async def _data_source_ctx(app: web.Application) -> AsyncIterator[None]:
     source = create_data_source(settings)
     await source.open()
     app[DATA_SOURCE] = source
+    if settings.fast_path and source.json_sql is not None:
+        app[FAST_PATH] = FastPath(app[SCHEMA]._schema, source.json_sql)
     log.info("data source %s open", settings.db_backend)
     yield
     await source.close()
@@ -61,13 +64,30 @@ async def _root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/graphql")
 
 
+def _graphql_post(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """POST /graphql: the compiled fast path when it can answer, else Strawberry's view."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        fast = request.app.get(FAST_PATH)
+        if fast is not None and request.content_type == "application/json":
+            # The view reads the body again if needed: aiohttp keeps it.
+            body = await fast.answer(request.app[DATA_SOURCE], await request.read())
+            if body is not None:
+                return web.Response(body=body, content_type="application/json")
+        return await view(request)
+
+    return handle
+
+
 def create_app(settings: Settings) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
     app = web.Application()
     app[SETTINGS] = settings
+    schema = build_schema(production=settings.production)
+    app[SCHEMA] = schema
     app.cleanup_ctx.append(_data_source_ctx)
 
-    view = GatewayView(schema=build_schema(production=settings.production), graphql_ide="graphiql")
+    view = GatewayView(schema=schema, graphql_ide="graphiql")
     cors_config = aiohttp_cors.setup(
         app,
         defaults={
@@ -82,7 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     graphql = app.router.add_resource("/graphql")
     cors_config.add(graphql.add_route("GET", view))
-    cors_config.add(graphql.add_route("POST", view))
+    cors_config.add(graphql.add_route("POST", _graphql_post(view)))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/", _root)

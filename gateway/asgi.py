@@ -13,11 +13,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway import cors
 from gateway.errors import ErrorCode, GatewayError
+from gateway.fastpath import FastPath
 from gateway.health import readiness
 from gateway.lazy_source import LazyDataSource, serverless_profile
 from gateway.schema import RequestContext, build_schema
@@ -30,7 +31,9 @@ class _GraphQLView(GraphQL[RequestContext, None]):
     """Strawberry's ASGI view, with our request context and orjson."""
 
     def __init__(self, settings: Settings, lazy: LazyDataSource) -> None:
-        super().__init__(build_schema(production=settings.production), graphql_ide="graphiql")
+        schema = build_schema(production=settings.production)
+        super().__init__(schema, graphql_ide="graphiql")
+        self.core_schema = schema._schema
         self._settings = settings
         self._lazy = lazy
 
@@ -42,20 +45,65 @@ class _GraphQLView(GraphQL[RequestContext, None]):
 
 
 class _GraphQLDoor:
-    """Opens the data source before Strawberry sees the request; a failure is UNAVAILABLE."""
+    """Opens the data source before Strawberry sees the request (a failure is UNAVAILABLE), and
+    answers through the compiled fast path when it can, as `gateway serve` does."""
 
-    def __init__(self, view: _GraphQLView, lazy: LazyDataSource) -> None:
+    def __init__(self, view: _GraphQLView, lazy: LazyDataSource, settings: Settings) -> None:
         self._view = view
         self._lazy = lazy
+        self._settings = settings
+        self._fast: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._lazy.get()
+            source = await self._lazy.get()
         except GatewayError as exc:
             error = {"message": str(exc), "extensions": {"code": ErrorCode.UNAVAILABLE.value}}
             await JSONResponse({"data": None, "errors": [error]}, status_code=503)(scope, receive, send)
             return
+        if self._fast is None and self._settings.fast_path and source.json_sql is not None:
+            self._fast = FastPath(self._view.core_schema, source.json_sql)
+        if self._fast is not None and scope["method"] == "POST" and _is_json(scope):
+            body = await _read_body(receive)
+            answer = await self._fast.answer(source, body)
+            if answer is not None:
+                await Response(answer, media_type="application/json")(scope, receive, send)
+                return
+            receive = _replay(body, receive)
         await self._view(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";")[0].strip().lower() == b"application/json")
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives Strawberry the body already read, then the rest of the connection."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def create_asgi_app(settings: Settings) -> Starlette:
@@ -84,7 +132,7 @@ def create_asgi_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", _GraphQLDoor(_GraphQLView(settings, lazy), lazy)),
+            Route("/graphql", _GraphQLDoor(_GraphQLView(settings, lazy), lazy, settings)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/", root),

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     app_env: Literal["development", "production"] = "development"
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173"]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Queries the database can answer alone run as one JSON-building statement per root field.
+    fast_path: bool = True
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -9,14 +9,18 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.app import create_app
+from gateway.app_keys import DATA_SOURCE
 from gateway.datasources import create_data_source
 from gateway.datasources.migrations import load_migrations
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
+from tests.graphql_client import error_codes, graphql
 from tests.processes import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +110,20 @@ def test_export_schema_prints_the_sdl() -> None:
     assert result.returncode == 0
     assert "type ShootingSession {" in result.stdout
     assert "createShootingSession(input: CreateShootingSessionInput!): ShootingSession!" in result.stdout
+
+
+async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
+    backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    """With every connection taken, a query waits DB_ACQUIRE_TIMEOUT, then gets UNAVAILABLE."""
+    app = create_app(make_settings(backend, db_pool_max=1, db_pool_min=1, db_acquire_timeout=0.5))
+    client = await aiohttp_client(app)
+    query = "{ users(first: 1) { edges { cursor } } }"
+    assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
+    async with app[DATA_SOURCE].connection():  # type: ignore[attr-defined]
+        started = asyncio.get_running_loop().time()
+        body = await graphql(client, query)
+        waited = asyncio.get_running_loop().time() - started
+    assert error_codes(body) == ["UNAVAILABLE"]
+    assert waited >= 0.5
+    assert "errors" not in await graphql(client, query)  # released: served again

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from gateway.datasources.json_sql import JsonSql
 from gateway.errors import Unavailable
 
 __all__ = [
@@ -130,6 +131,9 @@ class DataSource(Protocol):
     """What the schema needs from a database. Lists return at most `page.first` records."""
 
     statements: int  # SQL statements executed so far, for tests and benchmarks
+    json_sql: JsonSql | None  # how this backend builds JSON in SQL, when the fast path may use it
+
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]: ...
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...

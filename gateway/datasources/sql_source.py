@@ -26,6 +26,7 @@ from gateway.datasources.base import (
     UniqueViolation,
     UserRecord,
 )
+from gateway.datasources.json_sql import JsonSql
 from gateway.datasources.sql_rows import (
     ACTIVITY_COLUMNS,
     GROUP_COLUMNS,
@@ -45,7 +46,7 @@ from gateway.datasources.sql_rows import (
 )
 from gateway.errors import Conflict, NotFound
 
-__all__ = ["SqlDataSource"]
+__all__ = ["SqlDataSource", "created_session"]
 
 _SESSION_ORDER = {
     "STARTED_AT_DESC": ("DESC", "<"),
@@ -53,6 +54,22 @@ _SESSION_ORDER = {
 }
 
 _OWNERS = frozenset({"user_id", "group_id"})
+
+
+def created_session(session_id: int, new: NewSession) -> SessionRecord:
+    """The record of the session `new` just inserted as `session_id`."""
+    return SessionRecord(
+        id=session_id,
+        user_id=new.user_id,
+        group_id=new.group_id,
+        started_at=as_utc(new.started_at),
+        location=new.location,
+        discipline=new.discipline,
+        distance_meters=new.distance_meters,
+        notes=new.notes,
+        shot_count=len(new.shots),
+        total_tenths=sum(shot.score_tenths for shot in new.shots),
+    )
 
 
 class SqlDataSource(ABC):
@@ -63,6 +80,16 @@ class SqlDataSource(ABC):
 
     def __init__(self) -> None:
         self.statements = 0
+        self.json_sql: JsonSql | None = None
+
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
+        """The `data` column of the one row a JSON-building statement returns, and its `ok` flag."""
+        row = (await self._fetch(sql, args))[0]
+        value = row["data"]
+        # MariaDB labels a JSON built only of computed ASCII text as binary.
+        if isinstance(value, bytes):
+            value = value.decode()
+        return value, bool(row.get("ok", True))
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -298,18 +325,7 @@ class SqlDataSource(ABC):
             )
             await self._insert_shots(conn, session_id, 1, new.shots)
             await self._record(conn, "SESSION_CREATED", new.user_id, new.group_id, session_id, now)
-        return SessionRecord(
-            id=session_id,
-            user_id=new.user_id,
-            group_id=new.group_id,
-            started_at=as_utc(new.started_at),
-            location=new.location,
-            discipline=new.discipline,
-            distance_meters=new.distance_meters,
-            notes=new.notes,
-            shot_count=len(new.shots),
-            total_tenths=total,
-        )
+        return created_session(session_id, new)
 
     async def add_shots(self, session_id: int, shots: Sequence[NewShot]) -> SessionRecord:
         async with self.transaction() as conn:

@@ -12,6 +12,7 @@ import strawberry
 from gateway.datasources.base import NewShot
 from gateway.errors import BadUserInput
 from gateway.schema.ids import decode_id
+from gateway.schema.input_building import build_directly
 
 __all__ = [
     "CreateGroupInput",
@@ -188,3 +189,8 @@ def session_changes(given: UpdateShootingSessionInput) -> dict[str, Any]:
     if given.distance_meters is not strawberry.UNSET:
         changes["distance_meters"] = positive("input.distanceMeters", given.distance_meters, 100_000)
     return changes
+
+
+# Nested classes first: a class's builder calls its fields' builders.
+build_directly(ShotInput, CreateShootingSessionInput, CreateUserInput, CreateGroupInput,
+               UpdateShootingSessionInput, ShootingSessionFilter)

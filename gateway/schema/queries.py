@@ -25,7 +25,7 @@ from gateway.schema.types import (
     User,
 )
 
-__all__ = ["Query"]
+__all__ = ["ACTIVITIES", "GROUPS", "SESSIONS", "USERS", "Query", "session_filter"]
 
 USERS: Listing[UserRecord] = Listing("users", (int,), by_id)
 GROUPS: Listing[GroupRecord] = Listing("groups", (int,), by_id)
@@ -35,7 +35,8 @@ SESSIONS = {
 }
 
 
-def _filter(given: ShootingSessionFilter | None) -> SessionFilter:
+def session_filter(given: ShootingSessionFilter | None) -> SessionFilter:
+    """The data-source filter for the GraphQL one, its IDs and instants checked."""
     if given is None:
         return SessionFilter()
     return SessionFilter(
@@ -94,7 +95,7 @@ class Query:
     ) -> Connection[ShootingSession]:
         listing = SESSIONS[order_by]
         page = listing.page(first, after)
-        records = await info.context.data_source.list_sessions(_filter(filter), order_by.value, page)
+        records = await info.context.data_source.list_sessions(session_filter(filter), order_by.value, page)
         return listing.connection(records, page, ShootingSession.from_record)
 
     @strawberry.field(description="The activity feed, newest first, of a user, a group or all.")

@@ -148,6 +148,7 @@ class ShootingSession:
     notes: str | None
     shot_count: int
     total_score: float = strawberry.field(description="Sum of the shots' scores.")
+    total_tenths: strawberry.Private[int]
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> ShootingSession:
@@ -163,13 +164,15 @@ class ShootingSession:
             notes=record.notes,
             shot_count=record.shot_count,
             total_score=record.total_tenths / 10,
+            total_tenths=record.total_tenths,
         )
 
     @strawberry.field(description="Mean score per shot, to two decimal places; null with no shots.")
     def average_score(self) -> float | None:
         if not self.shot_count:
             return None
-        return round(self.total_score / self.shot_count, 2)
+        # Exact decimal rounding, half up, in integers: binary floats would round 2.675 down.
+        return (self.total_tenths * 20 + self.shot_count) // (2 * self.shot_count) / 100
 
     @strawberry.field
     async def user(self, info: Ctx) -> User:

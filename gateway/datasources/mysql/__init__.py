@@ -18,6 +18,7 @@ from gateway.credentials import CredentialProvider, Credentials, EnvCredentials,
 from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
 from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.datasources.mysql.json_sql import MariadbJsonSql
 from gateway.datasources.placeholders import format_style
 from gateway.datasources.sql_rows import Row
 from gateway.datasources.sql_source import SqlDataSource
@@ -35,6 +36,14 @@ _CLOSE_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
 # Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
 _CONNECTION_CODES = frozenset({1040, 2002, 2003, 2006, 2013, 2055})
+
+
+def _json_sql(version: str) -> MariadbJsonSql | None:
+    """MariaDB 10.5+ orders and limits inside JSON_ARRAYAGG; MySQL 8 cannot, so it stays interpreted."""
+    if "mariadb" not in version.lower():
+        return None
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return MariadbJsonSql() if (major, minor) >= (10, 5) else None
 
 
 def _adapt(value: Any) -> Any:
@@ -63,7 +72,7 @@ class _Connection:
         self._owner.statements += 1
         cursor = await self._conn.cursor(aiomysql.DictCursor)
         try:
-            await cursor.execute(format_style(sql), [_adapt(a) for a in args] or None)
+            await cursor.execute(format_style(sql), [_adapt(a) for a in args])
         except pymysql.err.IntegrityError as exc:
             if exc.args[0] == _DUPLICATE_KEY:
                 raise UniqueViolation(str(exc.args[1])) from exc
@@ -139,6 +148,7 @@ class MysqlDataSource(SqlDataSource):
             finally:
                 await conn.execute("SET SESSION sql_notes = 1")
                 await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
+            self.json_sql = _json_sql((await conn.fetch("SELECT VERSION() AS v"))[0]["v"])
 
     async def _create_pool(self, credentials: Credentials) -> aiomysql.Pool:
         s = self._settings

@@ -16,6 +16,7 @@ from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
 from gateway.datasources.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql_rows import Row
 from gateway.datasources.sql_source import SqlDataSource
+from gateway.datasources.sqlite.json_sql import FUNCTIONS, SqliteJsonSql
 from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
@@ -72,6 +73,7 @@ class SqliteDataSource(SqlDataSource):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
+        self.json_sql = SqliteJsonSql()
         self._path = Path(settings.db_sqlite_path)
         self._max = settings.db_pool_max
         self._busy_ms = int(settings.db_acquire_timeout * 1000)
@@ -90,6 +92,8 @@ class SqliteDataSource(SqlDataSource):
             await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA synchronous = NORMAL")
+            for name, (arity, function) in FUNCTIONS.items():
+                await conn.create_function(name, arity, function, deterministic=True)
         except sqlite3.Error as exc:
             # Close it, or its worker thread outlives the pool (and the event loop).
             await conn.close()
@@ -103,11 +107,30 @@ class SqliteDataSource(SqlDataSource):
                 f"DB_SQLITE_PATH={self._path}: folder {self._path.parent} does not exist"
             )
         self._closed = False
-        async with self.connection() as conn:
-            # WAL is a property of the file: set once here, not racing on every new connection.
-            await conn.fetch("PRAGMA journal_mode = WAL")
-        async with self.transaction() as conn:
-            await apply_migrations(conn, load_migrations(__name__))
+        try:
+            await self._use_wal()
+            async with self.transaction() as conn:
+                await apply_migrations(conn, load_migrations(__name__))
+        except BaseException:
+            await self.close()  # or the connections' threads outlive a failed start
+            raise
+
+    async def _use_wal(self) -> None:
+        """WAL is a property of the file: set once here, not racing on every new connection.
+
+        Switching needs the file to itself, and SQLite answers "locked" at once instead of
+        waiting busy_timeout when another process is switching too: retry until that timeout.
+        """
+        deadline = asyncio.get_running_loop().time() + self._acquire_timeout
+        while True:
+            try:
+                async with self.connection() as conn:
+                    await conn.fetch("PRAGMA journal_mode = WAL")
+                return
+            except DataSourceUnavailable:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         self._closed = True
