@@ -19,18 +19,27 @@ EXIT_UNAVAILABLE = 3
 EXIT_CA = 10  # as gateway.diagnose.Failure.CA
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
-    from gateway.app import create_app
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.tls import warn_if_unencrypted
+    from gateway.workers import PoolSplitError, serve, split_pool
 
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        split_pool(settings, args.workers)
+    except PoolSplitError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
     warn_if_unencrypted(settings)
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", file=sys.stderr)
-    web.run_app(create_app(settings), host=host, port=port, shutdown_timeout=15, print=None)
-    return 0
+    return serve(settings, host, port, args.workers)
 
 
 async def _init_db(settings: Settings, demo: bool) -> str:
@@ -84,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the GraphQL API (default port 3001)")
     serve.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 3001)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT), DB_POOL_MAX split between them (default 1)",
+    )
     init = commands.add_parser("init-db", help="create or migrate the database tables")
     init.add_argument("--demo", action="store_true", help="also load a small sample club")
     commands.add_parser("export-schema", help="print the schema in SDL")

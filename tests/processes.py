@@ -51,17 +51,19 @@ class Served:
     stderr: str = ""
 
 
-def command(door: str, port: int) -> list[str]:
+def command(door: str, port: int, *options: str) -> list[str]:
     if door == "aiohttp":
-        return [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
+        return [sys.executable, "-m", "gateway", "serve", "--port", str(port), *options]
     return [sys.executable, "-m", "uvicorn", "api.index:app", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @asynccontextmanager
-async def serve(door: str, env: dict[str, str]) -> AsyncIterator[Served]:
-    """Start the gateway behind `door`, wait until it answers, SIGTERM it on exit."""
+async def serve(door: str, env: dict[str, str], *options: str) -> AsyncIterator[Served]:
+    """Start the gateway behind `door`, with `serve` options; wait until it answers; SIGTERM on exit."""
     port = free_port()
-    process = subprocess.Popen(command(door, port), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(door, port, *options), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
     served = Served(url=f"http://127.0.0.1:{port}", process=process)
     try:
         await wait_until_up(port, server=process)

@@ -1,0 +1,114 @@
+"""Serving: one process, or N worker processes sharing the port, each with its own share of the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import sys
+from multiprocessing.connection import wait
+from types import FrameType
+
+from gateway.settings import Settings
+
+__all__ = ["PoolSplitError", "event_loop", "serve", "split_pool"]
+
+log = logging.getLogger(__name__)
+
+
+class PoolSplitError(ValueError):
+    """DB_POOL_MAX cannot give each worker a connection."""
+
+    def __init__(self, pool_max: int, workers: int) -> None:
+        super().__init__(
+            f"DB_POOL_MAX={pool_max} cannot be split across {workers} workers: each needs at least one"
+            f" connection (raise DB_POOL_MAX or lower --workers)"
+        )
+
+
+def split_pool(settings: Settings, workers: int) -> Settings:
+    """Settings for one of `workers` processes: DB_POOL_MAX and DB_POOL_MIN divided, rounded down.
+
+    The total stays within DB_POOL_MAX, the number of connections the database was sized for.
+    """
+    if workers == 1:
+        return settings
+    share = settings.db_pool_max // workers
+    if share < 1:
+        raise PoolSplitError(settings.db_pool_max, workers)
+    return settings.model_copy(
+        update={"db_pool_max": share, "db_pool_min": min(settings.db_pool_min // workers, share)}
+    )
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (Linux, macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+
+    configure_logging(settings)
+    loop = event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        shutdown_timeout=15,
+        print=None,
+        loop=loop,
+    )
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
+    """Serve until SIGTERM/SIGINT; with several workers, the first to die stops the others."""
+    if workers == 1:
+        _serve_one(settings, host, port, reuse_port=False)
+        return 0
+    share = split_pool(settings, workers)
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_serve_one, args=(share, host, port, True), name=f"gateway-worker-{i + 1}")
+        for i in range(workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each worker finishes its requests and closes its pool
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    crashed = False
+    try:
+        for process in processes:
+            process.start()
+        log.info(
+            "%d workers on %s:%d, each with DB_POOL_MAX=%d", workers, host, port, share.db_pool_max
+        )
+        ready = wait([p.sentinel for p in processes])
+        if not stopping:
+            crashed = True
+            dead = next(p for p in processes if p.sentinel in ready)
+            dead.join()
+            print(f"{dead.name} exited with code {dead.exitcode}; stopping the others", file=sys.stderr)
+            stop(signal.SIGTERM, None)
+        for process in processes:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 1 if crashed else 0
