@@ -1,0 +1,430 @@
+"""`python -m bench` (run by `bash bench/run`): the gateway against a raw handler and PostGraphile.
+
+Creates the dataset in a throwaway PostgreSQL (with pg_stat_statements) and in the machine's
+MariaDB, starts every system as its own process on a loopback port, checks each one's answers,
+counts SQL statements per request, then loads each system in turn with wrk (same load, same
+time), alternating the order across rounds, and prints medians and ratios as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pymysql
+
+from bench.dataset import USERS, load_mariadb, load_postgres
+from bench.load import CONNECTIONS, Result, wrk
+from bench.postgres_instance import free_port, postgres_instance
+from bench.queries import QUERY_M, QUERY_N, QUERY_P, shots_input
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRAPHILE = ROOT / "bench" / "postgraphile" / "node_modules" / ".bin" / "postgraphile"
+PG_N = """{ allShootingSessions(first: 50, orderBy: STARTED_AT_DESC) { nodes {
+  id startedAt location userByUserId { id displayName }
+  shotsBySessionId(orderBy: SEQUENCE_ASC) { nodes { sequence scoreTenths } } } } }"""
+PG_P = "query($id: BigInt!) { userById(id: $id) { id displayName email } }"
+IDS = [1 + (i * 37) % USERS for i in range(100)]  # the users P and M cycle through
+
+
+def gateway_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+@dataclass
+class System:
+    """One server process and, per query, the path and bodies it is loaded with (None: not offered)."""
+
+    name: str
+    backend: str
+    command: list[str]
+    env: dict[str, str]
+    requests: dict[str, tuple[str, list[str]] | None]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def gateway(name: str, backend: str, env: dict[str, str], workers: int = 1, fast: bool = True) -> System:
+    bodies = {
+        "N": ("/graphql", [orjson.dumps({"query": QUERY_N}).decode()]),
+        "P": (
+            "/graphql",
+            [
+                orjson.dumps({"query": QUERY_P, "variables": {"id": gateway_id("User", i)}}).decode()
+                for i in IDS
+            ],
+        ),
+        "M": (
+            "/graphql",
+            [
+                orjson.dumps(
+                    {
+                        "query": QUERY_M,
+                        "variables": {
+                            "input": {
+                                "userId": gateway_id("User", i),
+                                "discipline": "10m Air Rifle",
+                                "shots": shots_input(),
+                            }
+                        },
+                    }
+                ).decode()
+                for i in IDS
+            ],
+        ),
+    }
+    settings = {"APP_ENV": "production", "LOG_LEVEL": "WARNING", "FAST_PATH": "true" if fast else "false"}
+    system = System(name, backend, [], {**env, **settings}, bodies)
+    system.command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--port",
+        str(system.port),
+        "--workers",
+        str(workers),
+    ]
+    return system
+
+
+def raw(name: str, backend: str, env: dict[str, str]) -> System:
+    bodies = {
+        "N": ("/n", ["{}"]),
+        "P": ("/p", [orjson.dumps({"id": i}).decode() for i in IDS]),
+        "M": ("/m", [orjson.dumps({"userId": i, "shots": shots_input()}).decode() for i in IDS]),
+    }
+    system = System(name, backend, [], env, bodies)
+    system.command = [sys.executable, "-m", "bench.raw_server", "--port", str(system.port)]
+    return system
+
+
+def postgraphile(env: dict[str, str]) -> System:
+    bodies = {
+        "N": ("/graphql", [orjson.dumps({"query": PG_N}).decode()]),
+        "P": ("/graphql", [orjson.dumps({"query": PG_P, "variables": {"id": str(i)}}).decode() for i in IDS]),
+        "M": None,  # one mutation cannot create a session with its shots without a plugin
+    }
+    system = System("PostGraphile 4", "postgres", [], {**env, "NODE_ENV": "production"}, bodies)
+    url = f"postgres://postgres@127.0.0.1:{env['DB_PORT']}/{env['DB_NAME']}"
+    system.command = [
+        str(POSTGRAPHILE),
+        "-c",
+        url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(system.port),
+        "--disable-query-log",
+        "--schema",
+        "public",
+    ]
+    return system
+
+
+@contextmanager
+def running(system: System) -> Iterator[System]:
+    env = {**os.environ, **system.env}
+    system.process = subprocess.Popen(
+        system.command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        path, bodies = next(r for r in system.requests.values() if r is not None)
+        while True:
+            if system.process.poll() is not None:
+                raise RuntimeError(f"{system.name} exited: {system.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                _post(system.url(path), bodies[0], timeout=5)
+                break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system.name} did not start")
+            time.sleep(0.2)
+        yield system
+    finally:
+        system.process.terminate()
+        system.process.wait(timeout=30)
+
+
+def _post(url: str, body: str, timeout: float = 30) -> bytes:
+    """POST a JSON body; an HTTP error status raises (urllib.error.HTTPError is an OSError)."""
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        data: bytes = response.read()
+    return data
+
+
+def ask(system: System, query: str, index: int = 0) -> dict[str, Any]:
+    entry = system.requests[query]
+    assert entry is not None
+    path, bodies = entry
+    answer: dict[str, Any] = orjson.loads(_post(system.url(path), bodies[index % len(bodies)]))
+    if "errors" in answer:
+        raise RuntimeError(f"{system.name} {query}: {answer['errors']}")
+    return answer
+
+
+def check(system: System, query: str) -> None:
+    """The answer has the expected shape: 50 sessions of 10 shots, a user, a created session."""
+    data = ask(system, query)["data"]
+    if query == "N":
+        root = next(iter(data.values()))
+        nodes = root.get("nodes") or [edge["node"] for edge in root["edges"]]
+        shots = [s.get("shots") or s.get("shotsBySessionId") for s in nodes]
+        shot_counts = {len(s if isinstance(s, list) else s["nodes"]) for s in shots}
+        if len(nodes) != 50 or shot_counts != {10}:
+            raise RuntimeError(f"{system.name} N: {len(nodes)} sessions, shots per session {shot_counts}")
+    elif query == "P" and not (data.get("user") or data.get("userById")):
+        raise RuntimeError(f"{system.name} P: no user")
+    elif query == "M" and data["createShootingSession"]["shotCount"] != 10:
+        raise RuntimeError(f"{system.name} M: {data}")
+
+
+def statements_per_request(system: System, query: str, counter: Callable[[], int], n: int = 20) -> float:
+    """Statements the client sent per request (top level: not those run by triggers and checks)."""
+    ask(system, query)
+    before = counter()
+    itself = counter() - before  # what reading the counter adds (MariaDB counts its session set-up)
+    for i in range(n):
+        ask(system, query, i)
+    return (counter() - before - 2 * itself) / n
+
+
+def pg_counter(env: dict[str, str]) -> Callable[[], int]:
+    async def count() -> int:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=int(env["DB_PORT"]), user="postgres", database=env["DB_NAME"]
+        )
+        try:
+            value = await conn.fetchval(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+                " WHERE query NOT ILIKE '%pg_stat_statements%'"
+            )
+        finally:
+            await conn.close()
+        return int(value)
+
+    return lambda: asyncio.run(count())
+
+
+def mariadb_counter() -> int:
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            value = int(cursor.fetchone()[1])
+    finally:
+        conn.close()
+    return value - 1  # this SHOW STATUS itself
+
+
+@dataclass
+class Table:
+    results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+    statements: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, system: str, query: str, result: Result) -> None:
+        self.results.setdefault((system, query), []).append(result)
+
+    def median(self, system: str, query: str, attribute: str = "rps") -> float:
+        return statistics.median(getattr(r, attribute) for r in self.results[(system, query)])
+
+    def ratio(self, a: str, b: str, query: str) -> float:
+        """The median of the per-round ratios of requests/s (the rounds ran under like conditions)."""
+        pairs = zip(self.results[(a, query)], self.results[(b, query)], strict=True)
+        return statistics.median(x.rps / y.rps for x, y in pairs)
+
+
+def load_rounds(systems: list[System], queries: list[str], rounds: int, seconds: float, table: Table) -> None:
+    for round_ in range(rounds):
+        for query in queries:
+            offered = [s for s in systems if s.requests[query] is not None]
+            shift = round_ % len(offered)
+            for system in offered[shift:] + offered[:shift]:
+                path, bodies = system.requests[query]  # type: ignore[misc]
+                result = wrk(system.url(path), bodies, seconds)
+                table.add(system.name, query, result)
+                print(
+                    f"  round {round_ + 1} {query} {system.name:<22} {result.rps:8.0f} req/s"
+                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                    + (f"  ERRORS {result.errors}" if result.errors else ""),
+                    file=sys.stderr,
+                )
+
+
+def versions(pg_env: dict[str, str]) -> str:
+    async def pg() -> str:
+        conn = await asyncpg.connect(host="127.0.0.1", port=int(pg_env["DB_PORT"]), user="postgres")
+        try:
+            return str(await conn.fetchval("SHOW server_version")).split()[0]
+        finally:
+            await conn.close()
+
+    my = pymysql.connect(host="127.0.0.1", port=3306, user="root")
+    with my.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        mariadb = cursor.fetchone()[0].split("-")[0]
+    my.close()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
+    return (
+        f"PostgreSQL {asyncio.run(pg())}, MariaDB {mariadb}, Python {platform.python_version()},"
+        f" Node {subprocess.run(['node', '-v'], capture_output=True, text=True).stdout.strip()},"
+        f" wrk {wrk_version}"
+    )
+
+
+def report(
+    table: Table,
+    gateways: dict[str, tuple[str, str, str | None]],
+    seconds: float,
+    rounds: int,
+    machine: str,
+    workers: list[tuple[str, str]],
+) -> str:
+    """The Markdown table: per backend, query and system the medians, then the ratios."""
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; wrk, {CONNECTIONS} connections,"
+        f" {seconds:g} s per run, {rounds} rounds alternating the order; medians.",
+        "",
+        "| backend | query | system | req/s | p50 ms | p99 ms | SQL statements / request |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for system, query in table.results:
+        if (system, query) not in table.statements or "worker" in system:
+            continue
+        backend = "MariaDB" if "MariaDB" in system or "aiomysql" in system else "PostgreSQL"
+        lines.append(
+            f"| {backend} | {query} | {system} | {table.median(system, query):,.0f} |"
+            f" {table.median(system, query, 'p50_ms'):.2f} | {table.median(system, query, 'p99_ms'):.2f} |"
+            f" {table.statements[(system, query)]:g} |"
+        )
+    lines += ["", "| backend | query | gateway / raw | gateway / PostGraphile |", "|---|---|---:|---:|"]
+    for backend, (gw, raw_name, peer) in gateways.items():
+        for query in ("N", "P", "M"):
+            if (gw, query) not in table.results:
+                continue
+            vs_peer = (
+                f"{table.ratio(gw, peer, query):.2f}" if peer and (peer, query) in table.results else "n/a"
+            )
+            lines.append(f"| {backend} | {query} | {table.ratio(gw, raw_name, query):.2f} | {vs_peer} |")
+    for one, two in workers:
+        lines += [
+            "",
+            f"`{two}` / `{one}`, N on PostgreSQL: {table.ratio(two, one, 'N'):.2f}"
+            f" ({table.median(two, 'N'):,.0f} vs {table.median(one, 'N'):,.0f} req/s)",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each load run (default 10)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds, each system once per query (default 3)"
+    )
+    parser.add_argument("--no-mysql", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--no-workers", action="store_true", help="skip --workers 2 against one worker")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "bench" / "results.md", help="where the table goes"
+    )
+    args = parser.parse_args()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    table = Table()
+    with postgres_instance() as pg_port, ExitStack() as stack:
+        print("loading the dataset into PostgreSQL…", file=sys.stderr)
+        pg_env = asyncio.run(load_postgres(pg_port, "club_bench"))
+        asyncio.run(_create_extension(pg_env))
+        pg_systems = [
+            gateway("gateway", "postgres", pg_env),
+            raw("raw aiohttp+asyncpg", "postgres", pg_env),
+            postgraphile(pg_env),
+        ]
+        gateways: dict[str, tuple[str, str, str | None]] = {
+            "PostgreSQL": ("gateway", "raw aiohttp+asyncpg", "PostGraphile 4")
+        }
+        my_systems: list[System] = []
+        if not args.no_mysql:
+            print("loading the dataset into MariaDB…", file=sys.stderr)
+            my_env = load_mariadb("gw_bench")
+            my_systems = [
+                gateway("gateway (MariaDB)", "mysql", my_env),
+                raw("raw aiohttp+aiomysql", "mysql", my_env),
+            ]
+            gateways["MariaDB"] = ("gateway (MariaDB)", "raw aiohttp+aiomysql", None)
+        for system in pg_systems + my_systems:
+            stack.enter_context(running(system))
+        for system in pg_systems + my_systems:
+            counter = pg_counter(pg_env) if system.backend == "postgres" else mariadb_counter
+            for query, entry in system.requests.items():
+                if entry is None:
+                    continue
+                check(system, query)
+                table.statements[(system.name, query)] = statements_per_request(system, query, counter)
+                wrk(system.url(entry[0]), entry[1], 3)  # warm-up (JIT, caches, pools)
+        print("loading each system in turn…", file=sys.stderr)
+        load_rounds(pg_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
+        if my_systems:
+            load_rounds(my_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
+        workers: list[tuple[str, str]] = []
+        if not args.no_workers:
+            for fast in (True, False):
+                label = "" if fast else ", FAST_PATH=false"
+                pair = [
+                    gateway(
+                        f"gateway, {n} worker{'s' if n > 1 else ''}{label}",
+                        "postgres",
+                        pg_env,
+                        workers=n,
+                        fast=fast,
+                    )
+                    for n in (1, 2)
+                ]
+                for system in pair:
+                    stack.enter_context(running(system))
+                    table.statements[(system.name, "N")] = statements_per_request(
+                        system, "N", pg_counter(pg_env)
+                    )
+                    wrk(system.url("/graphql"), system.requests["N"][1], 3)  # type: ignore[index]
+                load_rounds(pair, ["N"], args.rounds, args.seconds, table)
+                workers.append((pair[0].name, pair[1].name))
+        text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
+    print(text)
+    args.output.write_text(text + "\n")
+    print(f"\n(also written to {args.output})", file=sys.stderr)
+    return 0
+
+
+async def _create_extension(env: dict[str, str]) -> None:
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=int(env["DB_PORT"]), user="postgres", database=env["DB_NAME"]
+    )
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The floor: a hand-written aiohttp handler per operation, one SQL statement building the JSON.
+
+`python -m bench.raw_server --port P` over the DB_* environment of the gateway (postgres or mysql).
+POST /n (the 50 newest sessions), /p {"id": n} (a user), /m {"userId": n, "shots": [...]} (a write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomysql
+import asyncpg
+import orjson
+from aiohttp import web
+
+from gateway.workers import event_loop
+
+PG_N = """
+SELECT json_build_object('data', json_build_object('shootingSessions', json_build_object('edges',
+  COALESCE(json_agg(json_build_object('node', json_build_object(
+    'id', s.id, 'startedAt', s.started_at, 'location', s.location,
+    'user', json_build_object('id', u.id, 'displayName', u.display_name),
+    'shots', (SELECT json_agg(json_build_object('sequence', t.sequence, 'score', t.score_tenths / 10.0)
+              ORDER BY t.sequence) FROM shots t WHERE t.session_id = s.id)
+  )) ORDER BY s.started_at DESC, s.id DESC), '[]'))))
+FROM (SELECT * FROM shooting_sessions ORDER BY started_at DESC, id DESC LIMIT 50) s
+JOIN users u ON u.id = s.user_id
+"""
+PG_P = """SELECT json_build_object('data', json_build_object('user',
+  (SELECT json_build_object('id', id, 'displayName', display_name, 'email', email)
+   FROM users WHERE id = $1)))"""
+
+MY_N = """
+SELECT JSON_OBJECT('data', JSON_OBJECT('shootingSessions', JSON_OBJECT('edges',
+  COALESCE(JSON_ARRAYAGG(JSON_OBJECT('node', JSON_OBJECT(
+    'id', s.id, 'startedAt', s.started_at, 'location', s.location,
+    'user', JSON_OBJECT('id', u.id, 'displayName', u.display_name),
+    'shots', (SELECT JSON_ARRAYAGG(JSON_OBJECT('sequence', t.sequence, 'score', t.score_tenths / 10)
+              ORDER BY t.sequence) FROM shots t WHERE t.session_id = s.id)
+  )) ORDER BY s.started_at DESC, s.id DESC), JSON_ARRAY()))))
+FROM (SELECT * FROM shooting_sessions ORDER BY started_at DESC, id DESC LIMIT 50) s
+JOIN users u ON u.id = s.user_id
+"""
+MY_P = """SELECT JSON_OBJECT('data', JSON_OBJECT('user',
+  (SELECT JSON_OBJECT('id', id, 'displayName', display_name, 'email', email) FROM users WHERE id = %s)))"""
+
+
+def _created(session_id: int, shots: list[dict[str, float]]) -> bytes:
+    total = sum(round(s["score"] * 10) for s in shots)
+    return orjson.dumps(
+        {
+            "data": {
+                "createShootingSession": {"id": session_id, "shotCount": len(shots), "totalScore": total / 10}
+            }
+        }
+    )
+
+
+def _json(body: str | bytes) -> web.Response:
+    return web.Response(
+        body=body if isinstance(body, bytes) else body.encode(), content_type="application/json"
+    )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    pass
+
+
+def postgres_app(env: dict[str, str]) -> web.Application:
+    pool_key = web.AppKey("pool", asyncpg.Pool)
+
+    async def lifecycle(app: web.Application) -> Any:
+        app[pool_key] = await asyncpg.create_pool(
+            host=env["DB_HOST"],
+            port=int(env["DB_PORT"]),
+            user=env["DB_USER"],
+            database=env["DB_NAME"],
+            min_size=2,
+            max_size=10,
+            reset=_keep_session,  # as the gateway: no round trip to reset state it never sets
+        )
+        yield
+        await app[pool_key].close()
+
+    async def n(request: web.Request) -> web.Response:
+        return _json(await request.app[pool_key].fetchval(PG_N))
+
+    async def p(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        return _json(await request.app[pool_key].fetchval(PG_P, int(body["id"])))
+
+    async def m(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        user, shots = int(body["userId"]), body["shots"]
+        now = datetime.now(UTC)
+        async with request.app[pool_key].acquire() as conn, conn.transaction():
+            session_id = await conn.fetchval(
+                "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count, total_tenths,"
+                " created_at) VALUES ($1, $2, '10m Air Rifle', $3, $4, $2) RETURNING id",
+                user,
+                now,
+                len(shots),
+                sum(round(s["score"] * 10) for s in shots),
+            )
+            await conn.execute(
+                "INSERT INTO shots (session_id, sequence, score_tenths) SELECT $1, q, s"
+                " FROM unnest($2::smallint[]) WITH ORDINALITY AS a(s, q)",
+                session_id,
+                [round(s["score"] * 10) for s in shots],
+            )
+            await conn.execute(
+                "INSERT INTO activities (kind, created_at, user_id, session_id)"
+                " VALUES ('SESSION_CREATED', $1, $2, $3)",
+                now,
+                user,
+                session_id,
+            )
+        return _json(_created(session_id, shots))
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/n", n)
+    app.router.add_post("/p", p)
+    app.router.add_post("/m", m)
+    return app
+
+
+def mysql_app(env: dict[str, str]) -> web.Application:
+    pool_key = web.AppKey("pool", aiomysql.Pool)
+
+    async def lifecycle(app: web.Application) -> Any:
+        app[pool_key] = await aiomysql.create_pool(
+            host=env["DB_HOST"],
+            port=int(env["DB_PORT"]),
+            user=env["DB_USER"],
+            db=env["DB_NAME"],
+            minsize=2,
+            maxsize=10,
+            autocommit=True,
+            charset="utf8mb4",
+        )
+        yield
+        app[pool_key].close()
+        await app[pool_key].wait_closed()
+
+    async def one(request: web.Request, sql: str, args: tuple[Any, ...] = ()) -> web.Response:
+        async with request.app[pool_key].acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(sql, args)
+            (value,) = await cursor.fetchone()
+        return _json(value)
+
+    async def n(request: web.Request) -> web.Response:
+        return await one(request, MY_N)
+
+    async def p(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        return await one(request, MY_P, (int(body["id"]),))
+
+    async def m(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        user, shots = int(body["userId"]), body["shots"]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        tenths = [round(s["score"] * 10) for s in shots]
+        async with request.app[pool_key].acquire() as conn:
+            await conn.begin()
+            try:
+                async with conn.cursor() as cursor:
+                    await cursor.execute(
+                        "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count,"
+                        " total_tenths, created_at) VALUES (%s, %s, '10m Air Rifle', %s, %s, %s)",
+                        (user, now, len(shots), sum(tenths), now),
+                    )
+                    session_id = cursor.lastrowid
+                    values = ", ".join(["(%s, %s, %s)"] * len(tenths))
+                    args = [v for q, t in enumerate(tenths, 1) for v in (session_id, q, t)]
+                    await cursor.execute(
+                        f"INSERT INTO shots (session_id, sequence, score_tenths) VALUES {values}", args
+                    )
+                    await cursor.execute(
+                        "INSERT INTO activities (kind, created_at, user_id, session_id)"
+                        " VALUES ('SESSION_CREATED', %s, %s, %s)",
+                        (now, user, session_id),
+                    )
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+        return _json(_created(session_id, shots))
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/n", n)
+    app.router.add_post("/p", p)
+    app.router.add_post("/m", m)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    env = dict(os.environ)
+    app = postgres_app(env) if env["DB_BACKEND"] == "postgres" else mysql_app(env)
+    loop = event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop)
+
+
+if __name__ == "__main__":
+    main()
