@@ -9,6 +9,7 @@ With CI=true an unreachable server fails the run instead of skipping its tests.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import tempfile
@@ -35,6 +36,19 @@ TLS_VARIANTS = ("postgres+tls", "mysql+tls")
 PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("TEST_PG_USER", "postgres")}
 MY = {"host": "127.0.0.1", "port": 3306, "user": os.environ.get("TEST_MYSQL_USER", "root")}
 TABLES = ("activities", "shots", "memberships", "shooting_sessions", "club_groups", "users")
+
+
+def pytest_collection_finish() -> None:
+    # Modules and schemas live for the whole session: keep them out of every collection below.
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect cycles as each test ends, so a socket it leaked fails that test, not a later one."""
+    yield
+    gc.collect()
 
 
 def unreachable(what: str, exc: BaseException) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,40 @@ async def test_verify_ca_accepts_a_server_reached_by_an_address_its_certificate_
     assert await encryption_seen_by_server(env) in ("TLSv1.2", "TLSv1.3")
 
 
+def sockets_open_to(port: int) -> int:
+    """How many TCP sockets this process holds connected to `port` (Linux /proc)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            ours.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # the fd of the listing itself, already closed
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and f"socket:[{fields[9]}]" in ours:
+                count += 1
+    return count
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_closing_the_data_source_closes_every_tls_socket(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    """Shutdown leaves no connection to the server half-closed behind it."""
+    server = tls_server(backend)
+    source = create_data_source(settings_from(server.env(DB_POOL_MIN="2")))
+    await source.open()
+    async with source.connection() as first, source.connection() as second:  # type: ignore[attr-defined]
+        await first.fetch("SELECT 1 AS one")
+        await second.fetch("SELECT 2 AS two")
+    assert sockets_open_to(server.port) >= 2
+    await source.close()
+    assert sockets_open_to(server.port) == 0
+
+
 MISCONFIGURED: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], TlsProblem, str]] = {
     "wrong CA": (
         lambda s, tmp: s.env(DB_CA_CERT_PATH=str(s.ca_pem.parent / "other-ca.pem")),
@@ -105,8 +142,22 @@ MISCONFIGURED: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], TlsP
 }
 
 
+@pytest.fixture
+def collect_refused_sockets() -> Iterator[None]:
+    """asyncpg and aiomysql leave the socket of a refused TLS handshake to the garbage collector.
+
+    Collect it here, where it is expected, rather than in whichever later test the collector
+    happens to run (where `filterwarnings = error` would blame that test).
+    """
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 @pytest.mark.parametrize("case", list(MISCONFIGURED))
+@pytest.mark.usefixtures("collect_refused_sockets")
 async def test_each_misconfiguration_is_refused_with_its_own_message(
     backend: str, case: str, tls_server: Callable[..., TlsServer], tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import weakref
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _DUPLICATE_KEY = 1062
 _ACCESS_DENIED = 1045
 _MIGRATION_LOCK = "gateway_migrations"
+_SOCKETS_CLOSE_TIMEOUT = 2.0
 _CLOSE_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
 # Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
@@ -44,6 +46,13 @@ def _json_sql(version: str) -> MariadbJsonSql | None:
         return None
     major, minor = (int(part) for part in version.split(".")[:2])
     return MariadbJsonSql() if (major, minor) >= (10, 5) else None
+
+
+def _streams(pool: aiomysql.Pool) -> list[asyncio.StreamWriter]:
+    """The streams of the pool's connections, from aiomysql's private attributes (none if renamed)."""
+    connections = [*getattr(pool, "_free", ()), *getattr(pool, "_used", ())]
+    streams = (getattr(conn, "_writer", None) for conn in connections)
+    return [stream for stream in streams if isinstance(stream, asyncio.StreamWriter)]
 
 
 def _adapt(value: Any) -> Any:
@@ -199,12 +208,18 @@ class MysqlDataSource(SqlDataSource):
             retiring.cancel()
         if pool is None:
             return
+        streams = _streams(pool)
         pool.close()
         try:
             await asyncio.wait_for(pool.wait_closed(), _CLOSE_TIMEOUT)
         except TimeoutError:
             log.warning("MySQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
             pool.terminate()
+        # aiomysql closes a connection without waiting: over TLS its socket stays open until the
+        # server answers the close_notify, and a loop stopped before then leaks it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SOCKETS_CLOSE_TIMEOUT):
+                await asyncio.gather(*(stream.wait_closed() for stream in streams), return_exceptions=True)
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
         try:
