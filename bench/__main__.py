@@ -65,7 +65,7 @@ class System:
 
 
 def gateway(name: str, backend: str, env: dict[str, str], workers: int = 1, fast: bool = True) -> System:
-    bodies = {
+    bodies: dict[str, tuple[str, list[str]] | None] = {
         "N": ("/graphql", [orjson.dumps({"query": QUERY_N}).decode()]),
         "P": (
             "/graphql",
@@ -108,19 +108,21 @@ def gateway(name: str, backend: str, env: dict[str, str], workers: int = 1, fast
     return system
 
 
-def raw(name: str, backend: str, env: dict[str, str]) -> System:
-    bodies = {
+def raw(name: str, backend: str, env: dict[str, str], processes: int = 1) -> System:
+    bodies: dict[str, tuple[str, list[str]] | None] = {
         "N": ("/n", ["{}"]),
         "P": ("/p", [orjson.dumps({"id": i}).decode() for i in IDS]),
         "M": ("/m", [orjson.dumps({"userId": i, "shots": shots_input()}).decode() for i in IDS]),
     }
     system = System(name, backend, [], env, bodies)
-    system.command = [sys.executable, "-m", "bench.raw_server", "--port", str(system.port)]
+    system.command = [
+        sys.executable, "-m", "bench.raw_server", "--port", str(system.port), "--processes", str(processes)
+    ]
     return system
 
 
 def postgraphile(env: dict[str, str]) -> System:
-    bodies = {
+    bodies: dict[str, tuple[str, list[str]] | None] = {
         "N": ("/graphql", [orjson.dumps({"query": PG_N}).decode()]),
         "P": ("/graphql", [orjson.dumps({"query": PG_P, "variables": {"id": str(i)}}).decode() for i in IDS]),
         "M": None,  # one mutation cannot create a session with its shots without a plugin
@@ -312,7 +314,7 @@ def report(
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for system, query in table.results:
-        if (system, query) not in table.statements or "worker" in system:
+        if (system, query) not in table.statements or "worker" in system or "process" in system:
             continue
         backend = "MariaDB" if "MariaDB" in system or "aiomysql" in system else "PostgreSQL"
         lines.append(
@@ -336,6 +338,18 @@ def report(
             f" ({table.median(two, 'N'):,.0f} vs {table.median(one, 'N'):,.0f} req/s)",
         ]
     return "\n".join(lines)
+
+
+def scaling(
+    pair: list[System], pg_env: dict[str, str], args: argparse.Namespace, stack: ExitStack, table: Table
+) -> None:
+    """Start one and two processes of a system and load them in turn on N."""
+    for system in pair:
+        stack.enter_context(running(system))
+        table.statements[(system.name, "N")] = statements_per_request(system, "N", pg_counter(pg_env))
+        path, bodies = system.requests["N"]  # type: ignore[misc]
+        wrk(system.url(path), bodies, 3)  # warm-up
+    load_rounds(pair, ["N"], args.rounds, args.seconds, table)
 
 
 def main() -> int:
@@ -401,14 +415,12 @@ def main() -> int:
                     )
                     for n in (1, 2)
                 ]
-                for system in pair:
-                    stack.enter_context(running(system))
-                    table.statements[(system.name, "N")] = statements_per_request(
-                        system, "N", pg_counter(pg_env)
-                    )
-                    wrk(system.url("/graphql"), system.requests["N"][1], 3)  # type: ignore[index]
-                load_rounds(pair, ["N"], args.rounds, args.seconds, table)
+                scaling(pair, pg_env, args, stack, table)
                 workers.append((pair[0].name, pair[1].name))
+            # What a second process can add at all on this machine: the hand-written handler's own.
+            pair = [raw(f"raw, {n} process{'es' if n > 1 else ''}", "postgres", pg_env, n) for n in (1, 2)]
+            scaling(pair, pg_env, args, stack, table)
+            workers.append((pair[0].name, pair[1].name))
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
     print(text)
     args.output.write_text(text + "\n")

@@ -1,6 +1,7 @@
 """The floor: a hand-written aiohttp handler per operation, one SQL statement building the JSON.
 
-`python -m bench.raw_server --port P` over the DB_* environment of the gateway (postgres or mysql).
+`python -m bench.raw_server --port P [--processes N]`, over the gateway's DB_* environment
+(postgres or mysql).
 POST /n (the 50 newest sessions), /p {"id": n} (a user), /m {"userId": n, "shots": [...]} (a write).
 """
 
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -199,15 +202,33 @@ def mysql_app(env: dict[str, str]) -> web.Application:
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+def _serve(port: int) -> None:
     env = dict(os.environ)
     app = postgres_app(env) if env["DB_BACKEND"] == "postgres" else mysql_app(env)
     loop = event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=loop, reuse_port=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    args = parser.parse_args()
+    if args.processes == 1:
+        _serve(args.port)
+        return
+    children = [multiprocessing.Process(target=_serve, args=(args.port,)) for _ in range(args.processes)]
+    for child in children:
+        child.start()
+    # The benchmark stops this parent with SIGTERM: pass it on.
+    def stop(*_: object) -> None:
+        for child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        child.join()
 
 
 if __name__ == "__main__":
