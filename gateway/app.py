@@ -12,8 +12,10 @@ from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
 from gateway import cors
-from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
+from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS, UNAVAILABLE
 from gateway.datasources import create_data_source
+from gateway.datasources.base import DataSourceUnavailable
+from gateway.datasources.unavailable import for_request
 from gateway.fastpath import FastPath
 from gateway.health import readiness
 from gateway.schema import RequestContext, build_schema
@@ -29,7 +31,7 @@ class GatewayView(GraphQLView[RequestContext, None]):
 
     async def get_context(self, request: web.Request, response: Any) -> RequestContext:
         return RequestContext(
-            data_source=request.app[DATA_SOURCE],
+            data_source=for_request(request.app[DATA_SOURCE], request.get(UNAVAILABLE)),
             settings=request.app[SETTINGS],
             request=request,
         )
@@ -71,9 +73,13 @@ def _graphql_post(view: GatewayView) -> Callable[[web.Request], Awaitable[web.St
         fast = request.app.get(FAST_PATH)
         if fast is not None and request.content_type == "application/json":
             # The view reads the body again if needed: aiohttp keeps it.
-            body = await fast.answer(request.app[DATA_SOURCE], await request.read())
-            if body is not None:
-                return web.Response(body=body, content_type="application/json")
+            try:
+                body = await fast.answer(request.app[DATA_SOURCE], await request.read())
+            except DataSourceUnavailable as exc:
+                request[UNAVAILABLE] = exc
+            else:
+                if body is not None:
+                    return web.Response(body=body, content_type="application/json")
         return await view(request)
 
     return handle

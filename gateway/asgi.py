@@ -17,6 +17,8 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway import cors
+from gateway.datasources.base import DataSourceUnavailable
+from gateway.datasources.unavailable import for_request
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fastpath import FastPath
 from gateway.health import readiness
@@ -25,6 +27,9 @@ from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
 
 __all__ = ["create_asgi_app"]
+
+# In a request's scope: what the fast path found when it could not get a connection.
+_UNAVAILABLE = "gateway.unavailable"
 
 
 class _GraphQLView(GraphQL[RequestContext, None]):
@@ -38,7 +43,8 @@ class _GraphQLView(GraphQL[RequestContext, None]):
         self._lazy = lazy
 
     async def get_context(self, request: Any, response: Any) -> RequestContext:
-        return RequestContext(data_source=await self._lazy.get(), settings=self._settings, request=request)
+        source = for_request(await self._lazy.get(), request.scope.get(_UNAVAILABLE))
+        return RequestContext(data_source=source, settings=self._settings, request=request)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -65,10 +71,14 @@ class _GraphQLDoor:
             self._fast = FastPath(self._view.core_schema, source.json_sql)
         if self._fast is not None and scope["method"] == "POST" and _is_json(scope):
             body = await _read_body(receive)
-            answer = await self._fast.answer(source, body)
-            if answer is not None:
-                await Response(answer, media_type="application/json")(scope, receive, send)
-                return
+            try:
+                answer = await self._fast.answer(source, body)
+            except DataSourceUnavailable as exc:
+                scope[_UNAVAILABLE] = exc
+            else:
+                if answer is not None:
+                    await Response(answer, media_type="application/json")(scope, receive, send)
+                    return
             receive = _replay(body, receive)
         await self._view(scope, receive, send)
 

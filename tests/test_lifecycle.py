@@ -115,8 +115,8 @@ def test_export_schema_prints_the_sdl() -> None:
 async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
     backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
-    """With every connection taken, a query waits DB_ACQUIRE_TIMEOUT, then gets UNAVAILABLE."""
-    app = create_app(make_settings(backend, db_pool_max=1, db_pool_min=1, db_acquire_timeout=0.5))
+    """With every connection taken, a query waits DB_ACQUIRE_TIMEOUT once, then gets UNAVAILABLE."""
+    app = create_app(make_settings(backend, db_pool_max=1, db_pool_min=1, db_acquire_timeout=1.0))
     client = await aiohttp_client(app)
     query = "{ users(first: 1) { edges { cursor } } }"
     assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
@@ -125,5 +125,6 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
         body = await graphql(client, query)
         waited = asyncio.get_running_loop().time() - started
     assert error_codes(body) == ["UNAVAILABLE"]
-    assert waited >= 0.5
+    # Once: the interpreted path, which words the error, does not wait again after the fast path.
+    assert 1.0 <= waited < 1.9
     assert "errors" not in await graphql(client, query)  # released: served again

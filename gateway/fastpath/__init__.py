@@ -146,7 +146,10 @@ class FastPath:
         return key, statements, coerced
 
     async def answer(self, source: DataSource, body: bytes) -> bytes | None:
-        """The response to a POST body of `application/json`, or None when Strawberry must answer."""
+        """The response to a POST body of `application/json`, or None when Strawberry must answer.
+
+        Raises DataSourceUnavailable when no connection could be had.
+        """
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -167,7 +170,10 @@ class FastPath:
         operation_name: str | None,
         variables: dict[str, Any] | None,
     ) -> bytes | None:
-        """The response body, or None when the operation must run through Strawberry."""
+        """The response body, or None when the operation must run through Strawberry.
+
+        Raises DataSourceUnavailable when no connection could be had.
+        """
         planned = self.plan(query, operation_name, variables)
         if planned is None:
             return None
@@ -182,8 +188,10 @@ class FastPath:
             else:
                 runs = (_run(source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
-        except (DataSourceUnavailable, _RowsRefused):
-            return None  # the interpreted path reports it with the API's error code
+        except DataSourceUnavailable:
+            raise  # the door lets the interpreted path report it, without waiting again
+        except _RowsRefused:
+            return None  # the interpreted path raises the matching error
         except Exception as exc:
             # A statement the database refuses (SQLite's parser has a small stack, say) will
             # be refused again: this operation runs interpreted from now on.
