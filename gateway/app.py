@@ -16,7 +16,7 @@ from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS, UNAVAILAB
 from gateway.datasources import create_data_source
 from gateway.datasources.base import DataSourceUnavailable
 from gateway.datasources.unavailable import for_request
-from gateway.fastpath import FastPath
+from gateway.fastpath import fast_path_for
 from gateway.health import readiness
 from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
@@ -45,8 +45,9 @@ async def _data_source_ctx(app: web.Application) -> AsyncIterator[None]:
     source = create_data_source(settings)
     await source.open()
     app[DATA_SOURCE] = source
-    if settings.fast_path and source.json_sql is not None:
-        app[FAST_PATH] = FastPath(app[SCHEMA]._schema, source.json_sql)
+    fast = fast_path_for(app[SCHEMA]._schema, settings, source)
+    if fast is not None:
+        app[FAST_PATH] = fast
     log.info("data source %s open", settings.db_backend)
     yield
     await source.close()

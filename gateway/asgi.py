@@ -20,7 +20,7 @@ from gateway import cors
 from gateway.datasources.base import DataSourceUnavailable
 from gateway.datasources.unavailable import for_request
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fastpath import FastPath
+from gateway.fastpath import FastPath, fast_path_for
 from gateway.health import readiness
 from gateway.lazy_source import LazyDataSource, serverless_profile
 from gateway.schema import RequestContext, build_schema
@@ -67,8 +67,8 @@ class _GraphQLDoor:
             error = {"message": str(exc), "extensions": {"code": ErrorCode.UNAVAILABLE.value}}
             await JSONResponse({"data": None, "errors": [error]}, status_code=503)(scope, receive, send)
             return
-        if self._fast is None and self._settings.fast_path and source.json_sql is not None:
-            self._fast = FastPath(self._view.core_schema, source.json_sql)
+        if self._fast is None:
+            self._fast = fast_path_for(self._view.core_schema, self._settings, source)
         if self._fast is not None and scope["method"] == "POST" and _is_json(scope):
             body = await _read_body(receive)
             try:

@@ -33,8 +33,9 @@ from gateway.datasources.base import DataSource, DataSourceUnavailable
 from gateway.datasources.json_sql import JsonSql
 from gateway.errors import BadUserInput
 from gateway.fastpath.compiler import NotCompilable, RootStatement, compile_operation
+from gateway.settings import Settings
 
-__all__ = ["FastPath"]
+__all__ = ["FastPath", "fast_path_for"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,13 @@ class FastPath:
         self.answered += 1
         fields = b",".join(b'"%s":%s' % (s.key.encode(), v) for s, v in zip(statements, values, strict=True))
         return b'{"data":{' + fields + b"}}"
+
+
+def fast_path_for(schema: GraphQLSchema, settings: Settings, source: DataSource) -> FastPath | None:
+    """The fast path over an open `source`, or None when FAST_PATH=false or it has no JSON SQL."""
+    if not settings.fast_path or source.json_sql is None:
+        return None
+    return FastPath(schema, source.json_sql)
 
 
 class _RowsRefused(Exception):
