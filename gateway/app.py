@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp_cors
-import orjson
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
-from gateway import cors
-from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS, UNAVAILABLE
+from gateway import cors, json_post
+from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
 from gateway.datasources import create_data_source
-from gateway.datasources.base import DataSourceUnavailable
-from gateway.datasources.unavailable import for_request
+from gateway.datasources.base import DataSource
 from gateway.fastpath import fast_path_for
 from gateway.health import readiness
 from gateway.schema import RequestContext, build_schema
@@ -26,18 +24,18 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
+def _context(request: web.Request, source: DataSource) -> RequestContext:
+    return RequestContext(data_source=source, settings=request.app[SETTINGS], request=request)
+
+
 class GatewayView(GraphQLView[RequestContext, None]):
-    """Strawberry's aiohttp view, with our request context and orjson."""
+    """Strawberry's aiohttp view, with our request context and encoder."""
 
     async def get_context(self, request: web.Request, response: Any) -> RequestContext:
-        return RequestContext(
-            data_source=for_request(request.app[DATA_SOURCE], request.get(UNAVAILABLE)),
-            settings=request.app[SETTINGS],
-            request=request,
-        )
+        return _context(request, request.app[DATA_SOURCE])
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return json_post.encode(data)
 
 
 async def _data_source_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -68,17 +66,20 @@ async def _root(request: web.Request) -> web.Response:
 
 
 def _graphql_post(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """POST /graphql: the compiled fast path when it can answer, else Strawberry's view."""
+    """POST /graphql: one operation in JSON is answered by `json_post`, anything else by the view."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        fast = request.app.get(FAST_PATH)
-        if fast is not None and request.content_type == "application/json":
+        if request.content_type == "application/json":
             # The view reads the body again if needed: aiohttp keeps it.
-            try:
-                body = await fast.answer(request.app[DATA_SOURCE], await request.read())
-            except DataSourceUnavailable as exc:
-                request[UNAVAILABLE] = exc
-            else:
+            operation = json_post.read_operation(await request.read(), request.headers.get("Accept", ""))
+            if operation is not None:
+                body = await json_post.answer(
+                    request.app[SCHEMA],
+                    request.app.get(FAST_PATH),
+                    request.app[DATA_SOURCE],
+                    operation,
+                    lambda source: _context(request, source),
+                )
                 if body is not None:
                     return web.Response(body=body, content_type="application/json")
         return await view(request)

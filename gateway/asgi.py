@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -16,9 +15,8 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
-from gateway import cors
-from gateway.datasources.base import DataSourceUnavailable
-from gateway.datasources.unavailable import for_request
+from gateway import cors, json_post
+from gateway.datasources.base import DataSource
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fastpath import FastPath, fast_path_for
 from gateway.health import readiness
@@ -28,36 +26,33 @@ from gateway.settings import Settings
 
 __all__ = ["create_asgi_app"]
 
-# In a request's scope: what the fast path found when it could not get a connection.
-_UNAVAILABLE = "gateway.unavailable"
-
 
 class _GraphQLView(GraphQL[RequestContext, None]):
-    """Strawberry's ASGI view, with our request context and orjson."""
+    """Strawberry's ASGI view, with our request context and encoder."""
 
     def __init__(self, settings: Settings, lazy: LazyDataSource) -> None:
-        schema = build_schema(production=settings.production)
-        super().__init__(schema, graphql_ide="graphiql")
-        self.core_schema = schema._schema
-        self._settings = settings
+        self.gateway_schema = build_schema(production=settings.production)
+        super().__init__(self.gateway_schema, graphql_ide="graphiql")
+        self.settings = settings
         self._lazy = lazy
 
+    def context(self, request: Any, source: DataSource) -> RequestContext:
+        return RequestContext(data_source=source, settings=self.settings, request=request)
+
     async def get_context(self, request: Any, response: Any) -> RequestContext:
-        source = for_request(await self._lazy.get(), request.scope.get(_UNAVAILABLE))
-        return RequestContext(data_source=source, settings=self._settings, request=request)
+        return self.context(request, await self._lazy.get())
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return json_post.encode(data)
 
 
 class _GraphQLDoor:
-    """Opens the data source before Strawberry sees the request (a failure is UNAVAILABLE), and
-    answers through the compiled fast path when it can, as `gateway serve` does."""
+    """Opens the data source before Strawberry sees the request (a failure is UNAVAILABLE); a POST
+    of one operation in JSON is answered by `json_post`, as `gateway serve` does."""
 
-    def __init__(self, view: _GraphQLView, lazy: LazyDataSource, settings: Settings) -> None:
+    def __init__(self, view: _GraphQLView, lazy: LazyDataSource) -> None:
         self._view = view
         self._lazy = lazy
-        self._settings = settings
         self._fast: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,14 +63,20 @@ class _GraphQLDoor:
             await JSONResponse({"data": None, "errors": [error]}, status_code=503)(scope, receive, send)
             return
         if self._fast is None:
-            self._fast = fast_path_for(self._view.core_schema, self._settings, source)
-        if self._fast is not None and scope["method"] == "POST" and _is_json(scope):
+            self._fast = fast_path_for(self._view.gateway_schema._schema, self._view.settings, source)
+        media_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and media_type == "application/json":
             body = await _read_body(receive)
-            try:
-                answer = await self._fast.answer(source, body)
-            except DataSourceUnavailable as exc:
-                scope[_UNAVAILABLE] = exc
-            else:
+            operation = json_post.read_operation(body, _header(scope, b"accept"))
+            if operation is not None:
+                request = Request(scope, receive)
+                answer = await json_post.answer(
+                    self._view.gateway_schema,
+                    self._fast,
+                    source,
+                    operation,
+                    lambda found: self._view.context(request, found),
+                )
                 if answer is not None:
                     await Response(answer, media_type="application/json")(scope, receive, send)
                     return
@@ -83,11 +84,11 @@ class _GraphQLDoor:
         await self._view(scope, receive, send)
 
 
-def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bool(value.split(b";")[0].strip().lower() == b"application/json")
-    return False
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -142,7 +143,7 @@ def create_asgi_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", _GraphQLDoor(_GraphQLView(settings, lazy), lazy, settings)),
+            Route("/graphql", _GraphQLDoor(_GraphQLView(settings, lazy), lazy)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/", root),

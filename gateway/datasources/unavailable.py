@@ -7,7 +7,7 @@ from typing import Any, NoReturn, cast
 
 from gateway.datasources.base import DataSource, DataSourceUnavailable
 
-__all__ = ["UnavailableSource", "for_request"]
+__all__ = ["UnavailableSource"]
 
 
 class UnavailableSource:
@@ -24,14 +24,14 @@ class UnavailableSource:
     def __init__(self, found: DataSourceUnavailable) -> None:
         self._reason = str(found)
 
+    @classmethod
+    def found(cls, reason: DataSourceUnavailable) -> DataSource:
+        """A source that fails every call with `reason`."""
+        # It answers every member of the protocol, through __getattr__.
+        return cast(DataSource, cls(reason))
+
     def __getattr__(self, name: str) -> Callable[..., Awaitable[NoReturn]]:
         async def unavailable(*args: Any, **kwargs: Any) -> NoReturn:
             raise DataSourceUnavailable(self._reason)
 
         return unavailable
-
-
-def for_request(source: DataSource, found: DataSourceUnavailable | None) -> DataSource:
-    """The source a request's resolvers use: `source`, unless the request already found it unavailable."""
-    # UnavailableSource answers every member of the protocol, through __getattr__.
-    return source if found is None else cast(DataSource, UnavailableSource(found))

@@ -16,7 +16,6 @@ from collections import OrderedDict
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-import orjson
 from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
@@ -145,24 +144,6 @@ class FastPath:
         if statements is _INTERPRETED:
             return None
         return key, statements, coerced
-
-    async def answer(self, source: DataSource, body: bytes) -> bytes | None:
-        """The response to a POST body of `application/json`, or None when Strawberry must answer.
-
-        Raises DataSourceUnavailable when no connection could be had.
-        """
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None  # Strawberry answers it with its own message
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return None
-        variables, operation = payload.get("variables"), payload.get("operationName")
-        if not (variables is None or isinstance(variables, dict)):
-            return None
-        if not (operation is None or isinstance(operation, str)):
-            return None
-        return await self.execute(source, payload["query"], operation, variables)
 
     async def execute(
         self,
