@@ -303,13 +303,12 @@ class SqlDataSource(ABC):
         now = datetime.now(UTC)
         total = sum(shot.score_tenths for shot in new.shots)
         async with self.transaction() as conn:
-            await self._require_user(conn, new.user_id)
-            if new.group_id is not None:
-                await self._require_group(conn, new.group_id)
+            # One round trip: the row is inserted only if its user (and group) exist.
             session_id = await conn.insert(
                 "INSERT INTO shooting_sessions (user_id, group_id, started_at, location,"
                 " discipline, distance_meters, notes, shot_count, total_tenths, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM users u WHERE u.id = ?"
+                " AND (? IS NULL OR EXISTS (SELECT 1 FROM club_groups g WHERE g.id = ?))",
                 (
                     new.user_id,
                     new.group_id,
@@ -321,8 +320,16 @@ class SqlDataSource(ABC):
                     len(new.shots),
                     total,
                     now,
+                    new.user_id,
+                    new.group_id,
+                    new.group_id,
                 ),
             )
+            if not session_id:
+                await self._require_user(conn, new.user_id)
+                if new.group_id is not None:
+                    await self._require_group(conn, new.group_id)
+                raise NotFound("user")  # created since the INSERT looked: it did not exist then
             await self._insert_shots(conn, session_id, 1, new.shots)
             await self._record(conn, "SESSION_CREATED", new.user_id, new.group_id, session_id, now)
         return created_session(session_id, new)

@@ -106,7 +106,7 @@ class _Connection:
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
         cursor = await self._run(sql, args)
         await cursor.close()
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid) if cursor.rowcount else 0
 
 
 class MysqlDataSource(SqlDataSource):

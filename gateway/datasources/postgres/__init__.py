@@ -120,7 +120,7 @@ class _Connection:
         return int(count) if count.isdigit() else 0
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return int(await self._call("fetchval", sql + " RETURNING id", args))
+        return int(await self._call("fetchval", sql + " RETURNING id", args) or 0)
 
 
 class PostgresDataSource(SqlDataSource):

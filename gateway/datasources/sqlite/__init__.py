@@ -59,7 +59,8 @@ class _Connection:
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
         cursor = await self._run(sql, args)
-        return int(cursor.lastrowid or 0)
+        # lastrowid keeps the previous insert's id when this one inserted nothing.
+        return int(cursor.lastrowid or 0) if cursor.rowcount > 0 else 0
 
 
 class SqliteDataSource(SqlDataSource):
