@@ -30,6 +30,7 @@ import asyncpg
 import orjson
 import pymysql
 
+from bench.cpu import Cores, measure, process_named
 from bench.dataset import USERS, load_mariadb, load_postgres
 from bench.load import CONNECTIONS, Result, wrk
 from bench.postgres_instance import free_port, postgres_instance
@@ -244,11 +245,19 @@ def mariadb_counter() -> int:
 
 @dataclass
 class Table:
+    databases: dict[str, int]  # backend: the database server's pid
     results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+    cores: dict[tuple[str, str], list[Cores]] = field(default_factory=dict)
     statements: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def add(self, system: str, query: str, result: Result) -> None:
+    def add(self, system: str, query: str, result: Result, cores: Cores) -> None:
         self.results.setdefault((system, query), []).append(result)
+        self.cores.setdefault((system, query), []).append(cores)
+
+    def median_cores(self, system: str, query: str) -> Cores:
+        runs = self.cores[(system, query)]
+        fields = ("server", "database", "load")
+        return Cores(*(statistics.median(getattr(c, f) for c in runs) for f in fields))
 
     def median(self, system: str, query: str, attribute: str = "rps") -> float:
         return statistics.median(getattr(r, attribute) for r in self.results[(system, query)])
@@ -266,11 +275,14 @@ def load_rounds(systems: list[System], queries: list[str], rounds: int, seconds:
             shift = round_ % len(offered)
             for system in offered[shift:] + offered[:shift]:
                 path, bodies = system.requests[query]  # type: ignore[misc]
+                assert system.process is not None
+                stop = measure(system.process.pid, table.databases[system.backend])
                 result = wrk(system.url(path), bodies, seconds)
-                table.add(system.name, query, result)
+                cores = stop()
+                table.add(system.name, query, result, cores)
                 print(
                     f"  round {round_ + 1} {query} {system.name:<22} {result.rps:8.0f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  cores {cores}"
                     + (f"  ERRORS {result.errors}" if result.errors else ""),
                     file=sys.stderr,
                 )
@@ -308,10 +320,12 @@ def report(
     """The Markdown table: per backend, query and system the medians, then the ratios."""
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; wrk, {CONNECTIONS} connections,"
-        f" {seconds:g} s per run, {rounds} rounds alternating the order; medians.",
+        f" {seconds:g} s per run, {rounds} rounds alternating the order; medians. Cores: CPU time"
+        " over wall time during the runs, of the system, the database server and wrk.",
         "",
-        "| backend | query | system | req/s | p50 ms | p99 ms | SQL statements / request |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| backend | query | system | req/s | p50 ms | p99 ms | SQL statements / request"
+        " | cores: system / database / wrk |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for system, query in table.results:
         if (system, query) not in table.statements or "worker" in system or "process" in system:
@@ -320,7 +334,7 @@ def report(
         lines.append(
             f"| {backend} | {query} | {system} | {table.median(system, query):,.0f} |"
             f" {table.median(system, query, 'p50_ms'):.2f} | {table.median(system, query, 'p99_ms'):.2f} |"
-            f" {table.statements[(system, query)]:g} |"
+            f" {table.statements[(system, query)]:g} | {table.median_cores(system, query)} |"
         )
     lines += ["", "| backend | query | gateway / raw | gateway / PostGraphile |", "|---|---|---:|---:|"]
     for backend, (gw, raw_name, peer) in gateways.items():
@@ -335,7 +349,8 @@ def report(
         lines += [
             "",
             f"`{two}` / `{one}`, N on PostgreSQL: {table.ratio(two, one, 'N'):.2f}"
-            f" ({table.median(two, 'N'):,.0f} vs {table.median(one, 'N'):,.0f} req/s)",
+            f" ({table.median(two, 'N'):,.0f} vs {table.median(one, 'N'):,.0f} req/s;"
+            f" cores {table.median_cores(two, 'N')} vs {table.median_cores(one, 'N')})",
         ]
     return "\n".join(lines)
 
@@ -365,10 +380,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-    table = Table()
-    with postgres_instance() as pg_port, ExitStack() as stack:
+    with postgres_instance() as pg, ExitStack() as stack:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
-        pg_env = asyncio.run(load_postgres(pg_port, "club_bench"))
+        pg_env = asyncio.run(load_postgres(pg.port, "club_bench"))
+        databases = {"postgres": pg.pid}
+        if not args.no_mysql:
+            databases["mysql"] = process_named("mariadbd", "mysqld")
+        table = Table(databases)
         asyncio.run(_create_extension(pg_env))
         pg_systems = [
             gateway("gateway", "postgres", pg_env),

@@ -9,9 +9,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["free_port", "postgres_instance"]
+__all__ = ["PostgresInstance", "free_port", "postgres_instance"]
 
 
 def free_port() -> int:
@@ -30,9 +31,15 @@ def _as_postgres(*command: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
 
 
+@dataclass(frozen=True)
+class PostgresInstance:
+    port: int
+    pid: int  # the postmaster's: its children are the backends
+
+
 @contextmanager
-def postgres_instance() -> Iterator[int]:
-    """A PostgreSQL on a free loopback port, trust auth for user postgres; yields the port."""
+def postgres_instance() -> Iterator[PostgresInstance]:
+    """A PostgreSQL on a free loopback port, trust auth for user postgres."""
     root = Path(tempfile.mkdtemp(prefix="gw-bench-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -57,7 +64,7 @@ def postgres_instance() -> Iterator[int]:
         timeout=120,
     )
     try:
-        yield port
+        yield PostgresInstance(port, int((data / "postmaster.pid").read_text().split()[0]))
     finally:
         subprocess.run(
             _as_postgres(_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
