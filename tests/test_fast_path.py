@@ -8,6 +8,7 @@ JSON, key order included, and the fast path must have answered the ones it can c
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -345,6 +346,21 @@ async def test_the_benchmark_queries_take_one_statement_each(paths: Paths) -> No
         before = source.statements
         await paths.same(query, **variables)
         assert source.statements - before == 1
+
+
+async def test_ids_and_cursors_are_encoded_as_python_encodes_them_at_any_length(
+    backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    """base64url in SQL: padding dropped, + and / swapped, and the line breaks encoders add past 76."""
+    client = await aiohttp_client(create_app(make_settings(backend)))
+    source = client.app[DATA_SOURCE]
+    texts = ["", "a", "User:1", "ShootingSession:9007199254740993", '["x",">>>???",1]' * 9, "Zoë ✓ +/" * 30]
+    async with source.connection() as conn:
+        for text in texts:
+            built = source.json_sql.object([("id", source.json_sql.base64url("?"))])
+            rows = await conn.fetch(f"SELECT {built} AS v", (text,))
+            encoded = json.loads(rows[0]["v"])["id"]
+            assert encoded == base64.urlsafe_b64encode(text.encode()).decode().rstrip("="), text
 
 
 def test_the_walk_reaches_every_field_of_the_schema() -> None:
