@@ -37,11 +37,9 @@ class PostgresJsonSql(JsonSql):
         return f"rtrim(replace(replace(replace({encoded}, E'\\n', ''), '+', '-'), '/', '_'), '=')"
 
     def timestamp(self, column: str) -> str:
-        micros = f"to_char({column}, 'US')"
-        return (
-            f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-            f" || CASE WHEN {micros} = '000000' THEN '' ELSE '.' || {micros} END || '+00:00'"
-        )
+        # Python's isoformat: microseconds only when there are some. One to_char, not three.
+        formatted = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+        return f"replace({formatted}, '.000000+', '+')"
 
     def text(self, value: str) -> str:
         return f"({value})::text"
