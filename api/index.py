@@ -8,10 +8,10 @@ from pathlib import Path
 # Vercel puts this folder on sys.path, not the project root that holds the `gateway` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.asgi import create_asgi_app
+from gateway.connect.tls import warn_if_unencrypted
+from gateway.doors.asgi_app import create_asgi_app
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
-from gateway.tls import warn_if_unencrypted
 
 try:
     settings = load_settings()

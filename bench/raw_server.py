@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from gateway.workers import event_loop
+from gateway.doors.workers import event_loop
 
 PG_N = """
 SELECT json_build_object('data', json_build_object('shootingSessions', json_build_object('edges',

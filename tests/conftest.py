@@ -24,9 +24,9 @@ import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.app_keys import DATA_SOURCE
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import DATA_SOURCE
 from gateway.settings import Settings
 from tests.tls_servers import Certificates, TlsServer, mariadb_servers, postgres_servers
 

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp.test_utils import TestClient
 
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from tests.club import make_group, make_user
 from tests.conftest import count_rows
 from tests.graphql_client import data, graphql

@@ -18,8 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type, is_leaf_type
 
-from gateway.app import create_app
-from gateway.app_keys import DATA_SOURCE, FAST_PATH
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import DATA_SOURCE, FAST_PATH
 from gateway.schema import build_schema
 from gateway.settings import Settings
 from tests.club import make_group, make_session, make_user
@@ -397,7 +397,7 @@ async def test_the_vercel_entry_takes_the_fast_path_alike(
 ) -> None:
     """The ASGI app answers like `gateway serve`, in one statement, and falls back alike."""
     from bench.queries import QUERY_N
-    from gateway.asgi import create_asgi_app
+    from gateway.doors.asgi_app import create_asgi_app
 
     cases = [{"query": QUERY_N}, {"query": "{ users(first: 101) { edges { cursor } } }"}]
     for payload in cases:

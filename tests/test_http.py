@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.app_keys import DATA_SOURCE
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import DATA_SOURCE
 from gateway.settings import Settings
 from tests.club import make_user
 from tests.conftest import empty_tables

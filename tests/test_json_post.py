@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import GatewayView, create_app
-from gateway.app_keys import DATA_SOURCE, SCHEMA, SETTINGS
+from gateway.doors.aiohttp_app import GatewayView, create_app
+from gateway.doors.app_keys import DATA_SOURCE, SCHEMA, SETTINGS
 from gateway.settings import Settings
 from tests.club import make_session, make_user
 from tests.conftest import empty_tables

@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import create_app
-from gateway.app_keys import DATA_SOURCE
 from gateway.datasources import create_data_source
-from gateway.datasources.migrations import load_migrations
+from gateway.datasources.sql.migrations import load_migrations
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import DATA_SOURCE
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
 from tests.graphql_client import error_codes, graphql

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from tests.club import CREATE_SESSION, CREATE_USER, JOIN, make_group, make_session, make_user
 from tests.conftest import count_rows
 from tests.graphql_client import data, error_codes, graphql

@@ -19,12 +19,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
 
-from gateway import aws_secret
-from gateway.app import create_app
-from gateway.app_keys import DATA_SOURCE
-from gateway.aws_secret import IamTokenCredentials, SecretsManagerCredentials
-from gateway.credentials import EnvCredentials, SecretError, SecretUnreachable
+from gateway.connect import aws_secret
+from gateway.connect.aws_secret import IamTokenCredentials, SecretsManagerCredentials
+from gateway.connect.credentials import EnvCredentials, SecretError, SecretUnreachable
 from gateway.datasources import create_data_source
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import DATA_SOURCE
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.conftest import server_env
 from tests.processes import free_port, serve

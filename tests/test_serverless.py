@@ -16,7 +16,7 @@ import pymysql
 import pytest
 from starlette.applications import Starlette
 
-from gateway.lazy_source import SERVERLESS_POOL, LazyDataSource, serverless_profile
+from gateway.doors.lazy_source import SERVERLESS_POOL, LazyDataSource, serverless_profile
 from gateway.settings import Settings
 from tests.conftest import MY, PG, server_env
 from tests.processes import ROOT, free_port, serve

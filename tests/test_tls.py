@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from gateway.connect.tls import TlsError, TlsProblem
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
-from gateway.tls import TlsError, TlsProblem
 from tests.conftest import MY, PG, server_env
 from tests.processes import ROOT, free_port
 from tests.tcp_proxy import TcpProxy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from gateway.settings import Settings
 
 __all__ = ["BACKENDS", "create_data_source"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, cast
 
-from gateway.datasources.base import DataSource, DataSourceUnavailable
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 
 __all__ = ["UnavailableSource"]
 

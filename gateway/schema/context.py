@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from gateway.schema.loaders import Loaders
 from gateway.settings import Settings
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import strawberry
 
-from gateway.datasources.base import NewShot
+from gateway.datasources.records import NewShot
 from gateway.errors import BadUserInput
 from gateway.schema.ids import decode_id
 from gateway.schema.input_building import build_directly

@@ -8,14 +8,8 @@ from typing import Any, Literal, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from gateway.datasources.base import (
-    DataSource,
-    GroupRecord,
-    Page,
-    SessionRecord,
-    ShotRecord,
-    UserRecord,
-)
+from gateway.datasources.protocol import DataSource
+from gateway.datasources.records import GroupRecord, Page, SessionRecord, ShotRecord, UserRecord
 
 __all__ = ["Loaders"]
 

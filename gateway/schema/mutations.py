@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import strawberry
 
-from gateway.datasources.base import NewSession
+from gateway.datasources.records import NewSession
 from gateway.errors import BadUserInput, NotFound
 from gateway.schema.inputs import (
     CreateGroupInput,

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from gateway.datasources.base import Page
+from gateway.datasources.records import Page
 from gateway.errors import BadUserInput
 from gateway.schema.ids import decode_cursor, encode_cursor
 

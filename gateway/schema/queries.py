@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from gateway.datasources.base import ActivityRecord, GroupRecord, SessionFilter, UserRecord
+from gateway.datasources.records import ActivityRecord, GroupRecord, SessionFilter, UserRecord
 from gateway.schema.ids import decode_id
 from gateway.schema.inputs import (
     ShootingSessionFilter,

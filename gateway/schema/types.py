@@ -9,13 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.datasources.base import (
-    ActivityRecord,
-    GroupRecord,
-    SessionRecord,
-    ShotRecord,
-    UserRecord,
-)
+from gateway.datasources.records import ActivityRecord, GroupRecord, SessionRecord, ShotRecord, UserRecord
 from gateway.schema.context import RequestContext
 from gateway.schema.ids import encode_id
 from gateway.schema.pagination import Connection, Listing, by_id, by_start

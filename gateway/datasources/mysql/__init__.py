@@ -15,16 +15,16 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from gateway.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
-from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
-from gateway.datasources.migrations import apply_migrations, load_migrations
+from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
+from gateway.connect.tls import client_ssl_context, explain_tls_failure, server_without_tls
 from gateway.datasources.mysql.handshake import server_offers_tls
 from gateway.datasources.mysql.json_sql import MariadbJsonSql
-from gateway.datasources.placeholders import format_style
-from gateway.datasources.sql_rows import Row
-from gateway.datasources.sql_source import SqlDataSource
+from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.sql.migrations import apply_migrations, load_migrations
+from gateway.datasources.sql.placeholders import format_style
+from gateway.datasources.sql.rows import Row
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.settings import Settings
-from gateway.tls import client_ssl_context, explain_tls_failure, server_without_tls
 
 __all__ = ["MysqlDataSource"]
 

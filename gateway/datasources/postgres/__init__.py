@@ -11,16 +11,17 @@ from typing import Any
 
 import asyncpg
 
-from gateway.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
-from gateway.datasources.base import DataSourceUnavailable, NewSession, SessionRecord, UniqueViolation
-from gateway.datasources.migrations import apply_migrations, load_migrations
-from gateway.datasources.placeholders import numbered_style
+from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
+from gateway.connect.tls import client_ssl_context, explain_tls_failure
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
-from gateway.datasources.sql_rows import Row
-from gateway.datasources.sql_source import SqlDataSource, created_session
+from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.records import NewSession, SessionRecord
+from gateway.datasources.sql.migrations import apply_migrations, load_migrations
+from gateway.datasources.sql.placeholders import numbered_style
+from gateway.datasources.sql.rows import Row
+from gateway.datasources.sql.source import SqlDataSource, created_session
 from gateway.errors import NotFound
 from gateway.settings import Settings
-from gateway.tls import client_ssl_context, explain_tls_failure
 
 __all__ = ["PostgresDataSource"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.datasources.json_sql import JsonSql
+from gateway.datasources.sql.json_sql import JsonSql
 
 __all__ = ["PostgresJsonSql"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.datasources.base import DataSourceUnavailable, UniqueViolation
-from gateway.datasources.migrations import apply_migrations, load_migrations
-from gateway.datasources.sql_rows import Row
-from gateway.datasources.sql_source import SqlDataSource
+from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.sql.migrations import apply_migrations, load_migrations
+from gateway.datasources.sql.rows import Row
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sqlite.json_sql import FUNCTIONS, SqliteJsonSql
 from gateway.settings import Settings
 

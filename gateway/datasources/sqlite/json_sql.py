@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from gateway.datasources.json_sql import JsonSql
+from gateway.datasources.sql.json_sql import JsonSql
 
 __all__ = ["FUNCTIONS", "SqliteJsonSql"]
 

@@ -28,10 +28,11 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_variable_values
 
-from gateway.datasources.base import DataSource, DataSourceUnavailable
-from gateway.datasources.json_sql import JsonSql
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable
+from gateway.datasources.sql.json_sql import JsonSql
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
-from gateway.fastpath.compiler import NotCompilable, RootStatement, compile_operation
+from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, compile_operation
 from gateway.settings import Settings
 
 __all__ = ["FastPath", "fast_path_for"]
@@ -96,8 +97,16 @@ def _shape(value: Any) -> Any:
 class FastPath:
     """Compiles and runs query operations against one data source's JSON SQL."""
 
-    def __init__(self, schema: GraphQLSchema, sql: JsonSql, documents: int = 256, plans: int = 512) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        source: SqlDataSource,
+        sql: JsonSql,
+        documents: int = 256,
+        plans: int = 512,
+    ) -> None:
         self._schema = schema
+        self._source = source
         self._sql = sql
         self._documents: _Lru[str, Any] = _Lru(documents)
         self._plans: _Lru[tuple[Any, ...], list[RootStatement]] = _Lru(plans)
@@ -147,7 +156,6 @@ class FastPath:
 
     async def execute(
         self,
-        source: DataSource,
         query: str,
         operation_name: str | None,
         variables: dict[str, Any] | None,
@@ -166,9 +174,9 @@ class FastPath:
             return None
         try:
             if len(statements) == 1:
-                values = [await _run(source, statements[0], bound[0])]
+                values = [await _run(self._source, statements[0], bound[0])]
             else:
-                runs = (_run(source, s, b) for s, b in zip(statements, bound, strict=True))
+                runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
         except DataSourceUnavailable:
             raise  # the door lets the interpreted path report it, without waiting again
@@ -187,16 +195,16 @@ class FastPath:
 
 def fast_path_for(schema: GraphQLSchema, settings: Settings, source: DataSource) -> FastPath | None:
     """The fast path over an open `source`, or None when FAST_PATH=false or it has no JSON SQL."""
-    if not settings.fast_path or source.json_sql is None:
+    if not settings.fast_path or not isinstance(source, SqlDataSource) or source.json_sql is None:
         return None
-    return FastPath(schema, source.json_sql)
+    return FastPath(schema, source, source.json_sql)
 
 
 class _RowsRefused(Exception):
     """A row fails a check of the statement: the interpreted path raises the matching error."""
 
 
-async def _run(source: DataSource, statement: RootStatement, args: list[Any]) -> bytes:
+async def _run(source: SqlDataSource, statement: RootStatement, args: list[Any]) -> bytes:
     if statement.sql is None:
         return statement.constant
     value, ok = await source.fetch_json(statement.sql, args)

@@ -21,9 +21,9 @@ from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from gateway.datasources.base import DataSource, DataSourceUnavailable
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.fastpath import FastPath
+from gateway.execution.fastpath import FastPath
 
 __all__ = ["JsonOperation", "answer", "encode", "read_operation"]
 
@@ -80,9 +80,7 @@ async def answer(
     """
     if fast is not None:
         try:
-            compiled = await fast.execute(
-                source, operation.query, operation.operation_name, operation.variables
-            )
+            compiled = await fast.execute(operation.query, operation.operation_name, operation.variables)
         except DataSourceUnavailable as exc:
             # The resolvers fail at once with the same reason instead of waiting
             # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.

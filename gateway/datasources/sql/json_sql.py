@@ -1,7 +1,7 @@
 """How a backend's SQL builds JSON: the expressions the fast path composes into one statement.
 
 Every method takes and returns SQL text. Each expression must print exactly what the
-interpreted path prints for the same value (see `gateway.fastpath`), so each backend's
+interpreted path prints for the same value (see `gateway.execution.fastpath`), so each backend's
 implementation lives beside it and is proven by the differential tests.
 """
 

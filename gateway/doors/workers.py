@@ -62,7 +62,7 @@ async def _freeze_startup_heap(app: object) -> None:
 def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     from aiohttp import web
 
-    from gateway.app import create_app
+    from gateway.doors.aiohttp_app import create_app
     from gateway.logs import configure_logging
 
     configure_logging(settings)

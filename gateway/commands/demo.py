@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.datasources.base import DataSource, NewSession, NewShot, Page
+from gateway.datasources.protocol import DataSource
+from gateway.datasources.records import NewSession, NewShot, Page
 
 __all__ = ["load_demo"]
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from gateway.datasources import create_data_source
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from gateway.settings import Settings
 
 __all__ = ["SERVERLESS_POOL", "LazyDataSource", "serverless_profile"]

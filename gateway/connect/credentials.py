@@ -79,7 +79,7 @@ async def open_credentials(settings: Settings) -> CredentialProvider:
     """The provider the settings ask for, having read the secret once (fallback per DB_SECRET_FALLBACK)."""
     provider: CredentialProvider = EnvCredentials(settings)
     if settings.aws_secret_name:
-        from gateway.aws_secret import SecretsManagerCredentials
+        from gateway.connect.aws_secret import SecretsManagerCredentials
 
         secret = SecretsManagerCredentials(settings)
         try:
@@ -92,7 +92,7 @@ async def open_credentials(settings: Settings) -> CredentialProvider:
                 ) from None
             log.warning("%s; using the credentials from the environment (DB_SECRET_FALLBACK)", exc)
     if settings.db_iam_auth:
-        from gateway.aws_secret import IamTokenCredentials
+        from gateway.connect.aws_secret import IamTokenCredentials
 
         provider = IamTokenCredentials(settings, provider)
     return provider

@@ -6,13 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.datasources.base import (
-    ActivityRecord,
-    GroupRecord,
-    SessionRecord,
-    ShotRecord,
-    UserRecord,
-)
+from gateway.datasources.records import ActivityRecord, GroupRecord, SessionRecord, ShotRecord, UserRecord
 
 __all__ = [
     "ACTIVITY_COLUMNS",

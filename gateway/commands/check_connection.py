@@ -15,11 +15,8 @@ import aiomysql
 import asyncpg
 import pymysql
 
-from gateway.credentials import open_credentials
-from gateway.datasources.mysql.handshake import server_offers_tls
-from gateway.errors import Unavailable
-from gateway.settings import Settings
-from gateway.tls import (
+from gateway.connect.credentials import open_credentials
+from gateway.connect.tls import (
     TlsError,
     TlsProblem,
     client_ssl_context,
@@ -27,6 +24,9 @@ from gateway.tls import (
     load_ca,
     server_without_tls,
 )
+from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.errors import Unavailable
+from gateway.settings import Settings
 
 __all__ = ["Failure", "Report", "check_connection"]
 

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.tls import CaCertificate, TlsError, TlsProblem, parse_ca_pem
+from gateway.connect.tls import CaCertificate, TlsError, TlsProblem, parse_ca_pem
 
 __all__ = ["EncodedCert", "encode_cert"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from gateway.diagnose import check_connection, render
+from gateway.commands.check_connection import check_connection, render
+from gateway.connect.tls import TlsError, parse_ca_pem
 from gateway.settings import DEFAULT_PORTS, SettingsError, load_settings
-from gateway.tls import TlsError, parse_ca_pem
 
 __all__ = ["Answers", "SetupError", "ask", "env_file_text", "run_setup", "write_env_file"]
 

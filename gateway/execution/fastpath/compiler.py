@@ -27,8 +27,8 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 
-from gateway.datasources.base import SessionFilter
-from gateway.datasources.json_sql import JsonSql
+from gateway.datasources.records import SessionFilter
+from gateway.datasources.sql.json_sql import JsonSql
 from gateway.schema.ids import decode_id
 from gateway.schema.inputs import ShootingSessionFilter, ShootingSessionOrder, id_of
 from gateway.schema.pagination import Listing

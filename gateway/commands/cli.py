@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
-EXIT_CA = 10  # as gateway.diagnose.Failure.CA
+EXIT_CA = 10  # as gateway.commands.check_connection.Failure.CA
 
 
 def _positive(text: str) -> int:
@@ -27,8 +27,8 @@ def _positive(text: str) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.tls import warn_if_unencrypted
-    from gateway.workers import PoolSplitError, serve, split_pool
+    from gateway.connect.tls import warn_if_unencrypted
+    from gateway.doors.workers import PoolSplitError, serve, split_pool
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -43,8 +43,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _init_db(settings: Settings, demo: bool) -> str:
+    from gateway.commands.demo import load_demo
     from gateway.datasources import create_data_source
-    from gateway.demo import load_demo
 
     source = create_data_source(settings)
     await source.open()
@@ -58,7 +58,7 @@ async def _init_db(settings: Settings, demo: bool) -> str:
 
 
 def _check_connection(settings: Settings, as_json: bool) -> int:
-    from gateway.diagnose import check_connection, render
+    from gateway.commands.check_connection import check_connection, render
 
     report = asyncio.run(check_connection(settings))
     print(json.dumps(report.as_json()) if as_json else render(report))
@@ -66,8 +66,8 @@ def _check_connection(settings: Settings, as_json: bool) -> int:
 
 
 def _encode_cert(path: Path) -> int:
-    from gateway.certs import encode_cert
-    from gateway.tls import TlsError
+    from gateway.commands.encode_cert import encode_cert
+    from gateway.connect.tls import TlsError
 
     try:
         encoded = encode_cert(path)
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "encode-cert":
         return _encode_cert(args.path)
     if args.command == "setup":
-        from gateway.setup_wizard import run_setup
+        from gateway.commands.setup import run_setup
 
         return run_setup(args)
     if args.command == "export-schema":
@@ -134,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(schema_sdl())
         return 0
+    from gateway.connect.tls import TlsError
     from gateway.errors import Unavailable
-    from gateway.tls import TlsError
 
     try:
         settings = load_settings()

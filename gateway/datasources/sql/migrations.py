@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 
-from gateway.datasources.sql_rows import SqlConnection
+from gateway.datasources.sql.rows import SqlConnection
 
 __all__ = ["Migration", "apply_migrations", "load_migrations"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
 from gateway.errors import GatewayError
 
 __all__ = ["READY_TIMEOUT", "readiness"]

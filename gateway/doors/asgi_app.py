@@ -15,12 +15,13 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
-from gateway import cors, json_post
-from gateway.datasources.base import DataSource
+from gateway.datasources.protocol import DataSource
+from gateway.doors import cors
+from gateway.doors.health import readiness
+from gateway.doors.lazy_source import LazyDataSource, serverless_profile
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fastpath import FastPath, fast_path_for
-from gateway.health import readiness
-from gateway.lazy_source import LazyDataSource, serverless_profile
+from gateway.execution import executor as json_post
+from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
 

@@ -10,12 +10,13 @@ import aiohttp_cors
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
-from gateway import cors, json_post
-from gateway.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
 from gateway.datasources import create_data_source
-from gateway.datasources.base import DataSource
-from gateway.fastpath import fast_path_for
-from gateway.health import readiness
+from gateway.datasources.protocol import DataSource
+from gateway.doors import cors
+from gateway.doors.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
+from gateway.doors.health import readiness
+from gateway.execution import executor as json_post
+from gateway.execution.fastpath import fast_path_for
 from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
 

@@ -13,7 +13,8 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gateway.datasources.base import (
+from gateway.datasources.protocol import UniqueViolation
+from gateway.datasources.records import (
     ActivityRecord,
     GroupRecord,
     NewSession,
@@ -23,11 +24,10 @@ from gateway.datasources.base import (
     SessionOrder,
     SessionRecord,
     ShotRecord,
-    UniqueViolation,
     UserRecord,
 )
-from gateway.datasources.json_sql import JsonSql
-from gateway.datasources.sql_rows import (
+from gateway.datasources.sql.json_sql import JsonSql
+from gateway.datasources.sql.rows import (
     ACTIVITY_COLUMNS,
     GROUP_COLUMNS,
     SESSION_COLUMNS,

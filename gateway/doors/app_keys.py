@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 from aiohttp import web
 
-from gateway.datasources.base import DataSource
-from gateway.fastpath import FastPath
+from gateway.datasources.protocol import DataSource
+from gateway.execution.fastpath import FastPath
 from gateway.settings import Settings
 
 __all__ = ["DATA_SOURCE", "FAST_PATH", "SCHEMA", "SETTINGS"]

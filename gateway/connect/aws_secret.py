@@ -20,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 from pydantic import SecretStr
 
-from gateway.credentials import (
+from gateway.connect.credentials import (
     CredentialProvider,
     Credentials,
     SecretError,
