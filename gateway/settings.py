@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_PORTS", "Settings", "SettingsError", "load_settings"]
+from gateway.datasources.registry import BACKENDS
 
-DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
+__all__ = ["Settings", "SettingsError", "load_settings"]
 
 # Values of these settings never appear in an error message.
 _SECRET_FIELDS = frozenset({"db_password", "db_ca_cert"})
@@ -32,7 +33,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    db_backend: Literal["sqlite", "postgres", "mysql"] = "sqlite"
+    db_backend: str = "sqlite"  # a name in gateway.datasources.registry.BACKENDS
     db_sqlite_path: Path = Path("gateway.db")
     db_host: str = "localhost"
     db_port: int | None = Field(default=None, ge=1, le=65535)
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
+
+    @field_validator("db_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            # Worded as pydantic words a Literal mismatch, so the message reads as it always has.
+            quoted = [repr(name) for name in BACKENDS]
+            expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -110,7 +121,7 @@ class Settings(BaseSettings):
     @property
     def database_port(self) -> int:
         """The port to connect to: DB_PORT, else the backend's standard port."""
-        return self.db_port or DEFAULT_PORTS.get(self.db_backend, 0)
+        return self.db_port or BACKENDS[self.db_backend].default_port or 0
 
     @property
     def production(self) -> bool:

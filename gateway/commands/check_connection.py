@@ -7,9 +7,10 @@ import socket
 import sqlite3
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, assert_never
 
 import aiomysql
 import asyncpg
@@ -25,6 +26,7 @@ from gateway.connect.tls import (
     server_without_tls,
 )
 from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.datasources.registry import BACKENDS, Probe
 from gateway.errors import Unavailable
 from gateway.settings import Settings
 
@@ -112,7 +114,8 @@ class _Diagnosed(Exception):
 async def check_connection(settings: Settings) -> Report:
     """Run every check in order, stopping at the first failure, which the report names."""
     s = settings
-    if s.db_backend == "sqlite":
+    probe = _network_probe(BACKENDS[s.db_backend].probe)
+    if probe is None:
         return _check_sqlite(s)
     try:
         s = await _with_credentials(s)
@@ -123,7 +126,6 @@ async def check_connection(settings: Settings) -> Report:
         report.checks.append(f"credentials: read from secret {settings.aws_secret_name!r}")
     try:
         context = _check_ca(s, report)
-        probe = _probe_postgres if s.db_backend == "postgres" else _probe_mysql
         await asyncio.wait_for(probe(s, context, report), timeout=s.db_connect_timeout * 3)
     except _Diagnosed as exc:
         return report.fail(exc.failure, str(exc))
@@ -296,6 +298,21 @@ async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Repo
         report.checks.append("permissions: created and dropped a scratch table")
     finally:
         conn.close()
+
+
+_NetworkProbe = Callable[[Settings, ssl.SSLContext | None, Report], Awaitable[None]]
+
+
+def _network_probe(probe: Probe) -> _NetworkProbe | None:
+    """The probe that connects over the network for this kind of backend; None for a local file."""
+    match probe:
+        case "sqlite":
+            return None
+        case "postgres":
+            return _probe_postgres
+        case "mysql":
+            return _probe_mysql
+    assert_never(probe)
 
 
 def _connected_line(report: Report) -> str:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.datasources.registry import BACKENDS, backend_names
 from gateway.logs import configure_logging
 from gateway.settings import Settings, SettingsError, load_settings
 
@@ -110,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--env-file", default=".env", help="file to write (default .env)")
     setup.add_argument("--non-interactive", action="store_true", help="take everything from flags")
     setup.add_argument("--force", action="store_true", help="overwrite an existing file without asking")
-    setup.add_argument("--backend", choices=("sqlite", "postgres", "mysql"), default="postgres")
+    setup.add_argument(
+        "--backend",
+        choices=backend_names(),
+        default="postgres",
+        help=", ".join(f"{b.name} ({b.label})" for b in BACKENDS.values()) + " (default postgres)",
+    )
     setup.add_argument("--host", default="localhost")
     setup.add_argument("--port", type=int)
     setup.add_argument("--user")

@@ -15,11 +15,10 @@ from typing import TextIO
 
 from gateway.commands.check_connection import check_connection, render
 from gateway.connect.tls import TlsError, parse_ca_pem
-from gateway.settings import DEFAULT_PORTS, SettingsError, load_settings
+from gateway.datasources.registry import BACKENDS, backend_names
+from gateway.settings import SettingsError, load_settings
 
 __all__ = ["Answers", "SetupError", "ask", "env_file_text", "run_setup", "write_env_file"]
-
-BACKENDS = ("sqlite", "postgres", "mysql")
 
 
 class SetupError(Exception):
@@ -91,12 +90,12 @@ def check_ca_file(path: str) -> None:
 def ask(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> Answers:
     """The wizard's questions, in order, with sensible defaults."""
     p = _Prompter(stdin, stdout)
-    a = Answers(backend=p.choice("database", BACKENDS, "postgres"))
-    if a.backend == "sqlite":
+    a = Answers(backend=p.choice("database", backend_names(), "postgres"))
+    if _default_port(a.backend) is None:
         a.sqlite_path = Path(p.line("SQLite file", str(a.sqlite_path)))
         return a
     a.host = p.line("host", a.host)
-    a.port = int(p.until_valid("port", str(DEFAULT_PORTS[a.backend]), _check_port))
+    a.port = int(p.until_valid("port", str(_default_port(a.backend)), _check_port))
     a.user = p.line("user")
     a.password = p.secret("password (not shown)")
     a.database = p.line("database")
@@ -104,6 +103,11 @@ def ask(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> Answers:
     if a.ssl:
         a.ca_path = Path(p.until_valid("CA certificate file", "certs/ca.pem", check_ca_file))
     return a
+
+
+def _default_port(backend: str) -> int | None:
+    """The backend's standard port; None for one that is a file, not a server."""
+    return BACKENDS[backend].default_port
 
 
 def _check_port(value: str) -> None:
@@ -121,12 +125,12 @@ def _quote(value: str) -> str:
 def env_file_text(a: Answers) -> str:
     """The .env content for these answers."""
     lines = ["# Written by `gateway setup`; keep it out of version control.", f"DB_BACKEND={a.backend}"]
-    if a.backend == "sqlite":
+    if _default_port(a.backend) is None:
         lines.append(f"DB_SQLITE_PATH={_quote(str(a.sqlite_path))}")
     else:
         lines += [
             f"DB_HOST={_quote(a.host)}",
-            f"DB_PORT={a.port or DEFAULT_PORTS[a.backend]}",
+            f"DB_PORT={a.port or _default_port(a.backend)}",
             f"DB_USER={_quote(a.user)}",
             f"DB_PASSWORD={_quote(a.password)}",
             f"DB_NAME={_quote(a.database)}",
@@ -161,8 +165,9 @@ def _from_flags(args: argparse.Namespace) -> Answers:
         ssl=args.ssl,
         ca_path=args.ca_cert,
     )
-    if answers.backend != "sqlite" and not (answers.user and answers.database):
-        raise SetupError("--user and --database are required for postgres and mysql")
+    if _default_port(answers.backend) is not None and not (answers.user and answers.database):
+        servers = [name for name, b in BACKENDS.items() if b.default_port is not None]
+        raise SetupError(f"--user and --database are required for {' and '.join(servers)}")
     if answers.ssl and answers.ca_path is not None:
         check_ca_file(str(answers.ca_path))
     return answers
