@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type, is_leaf_type
 
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE, FAST_PATH
+from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import build_schema
 from gateway.settings import Settings
 from tests.club import make_group, make_session, make_user
@@ -39,13 +39,13 @@ class Paths:
 
     async def both(self, query: str, **variables: Any) -> tuple[Any, Any, bool]:
         """Both answers, parsed with key order kept, and whether the fast path answered."""
-        before = self.fast.app[FAST_PATH].answered
+        before = self.fast.app[EXECUTOR].fast.answered
         answers = []
         for client in (self.fast, self.interpreted):
             response = await client.post("/graphql", json={"query": query, "variables": variables})
             assert response.content_type == "application/json"
             answers.append((response.status, json.loads(await response.read(), object_pairs_hook=list)))
-        return answers[0], answers[1], self.fast.app[FAST_PATH].answered > before
+        return answers[0], answers[1], self.fast.app[EXECUTOR].fast.answered > before
 
     async def same(self, query: str, *, compiled: bool | None = True, **variables: Any) -> Any:
         """The answer, the same on both paths; `compiled` says which path must have answered (None: any)."""
@@ -128,8 +128,8 @@ async def paths(
     fast_app = create_app(make_settings(backend))
     fast = await aiohttp_client(fast_app)
     interpreted = await aiohttp_client(create_app(make_settings(backend, fast_path=False)))
-    assert FAST_PATH not in interpreted.app
-    await empty_tables(fast_app[DATA_SOURCE])
+    assert interpreted.app[EXECUTOR].fast is None
+    await empty_tables(fast_app[EXECUTOR].data_source)
     yield Paths(backend, fast, interpreted, await build_club(interpreted))
 
 
@@ -341,7 +341,7 @@ async def test_the_benchmark_queries_take_one_statement_each(paths: Paths) -> No
     """Query N and query P of bench/ run as one SQL statement on the fast path."""
     from bench.queries import QUERY_N, QUERY_P
 
-    source = paths.fast.app[DATA_SOURCE]
+    source = paths.fast.app[EXECUTOR].data_source
     for query, variables in ((QUERY_N, {}), (QUERY_P, {"id": paths.ids["users"][1]["id"]})):
         before = source.statements
         await paths.same(query, **variables)
@@ -353,7 +353,7 @@ async def test_ids_and_cursors_are_encoded_as_python_encodes_them_at_any_length(
 ) -> None:
     """base64url in SQL: padding dropped, + and / swapped, and the line breaks encoders add past 76."""
     client = await aiohttp_client(create_app(make_settings(backend)))
-    source = client.app[DATA_SOURCE]
+    source = client.app[EXECUTOR].data_source
     texts = ["", "a", "User:1", "ShootingSession:9007199254740993", '["x",">>>???",1]' * 9, "Zoë ✓ +/" * 30]
     async with source.connection() as conn:
         for text in texts:
@@ -405,12 +405,12 @@ async def test_the_vercel_entry_takes_the_fast_path_alike(
         expected = json.loads(await served.read(), object_pairs_hook=list)
         for fast in (True, False):
             app = create_asgi_app(make_settings(paths.backend, fast_path=fast))
-            source = await app.state.data_source.get()
+            source = await app.state.executor.open()
             before = source.statements
             try:
                 status, body = await asgi_post(app, payload)
             finally:
-                await app.state.data_source.close()
+                await app.state.executor.close()
             assert (status, json.loads(body, object_pairs_hook=list)) == (served.status, expected)
             if payload["query"] == QUERY_N:
                 assert (source.statements - before == 1) == fast

@@ -16,7 +16,8 @@ import pymysql
 import pytest
 from starlette.applications import Starlette
 
-from gateway.doors.lazy_source import SERVERLESS_POOL, LazyDataSource, serverless_profile
+from gateway.doors.serverless import SERVERLESS_POOL, serverless_profile
+from gateway.execution.executor import Executor
 from gateway.settings import Settings
 from tests.conftest import MY, PG, server_env
 from tests.processes import ROOT, free_port, serve
@@ -81,13 +82,13 @@ async def test_sqlite_file_is_created_by_the_first_request_not_at_import(tmp_pat
 async def test_concurrent_first_uses_open_one_data_source(
     backend: str, make_settings: Callable[..., Settings]
 ) -> None:
-    lazy = LazyDataSource(make_settings(backend))
+    executor = Executor(make_settings(backend))
     try:
-        sources = await asyncio.gather(*(lazy.get() for _ in range(20)))
-        assert lazy.opens == 1
+        sources = await asyncio.gather(*(executor.open() for _ in range(20)))
+        assert executor.opens == 1
         assert all(source is sources[0] for source in sources)
     finally:
-        await lazy.close()
+        await executor.close()
 
 
 async def test_unreachable_database_is_unavailable_not_a_crash() -> None:

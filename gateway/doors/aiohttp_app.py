@@ -1,56 +1,35 @@
-"""The aiohttp application: routes, CORS, and the data source's lifecycle."""
+"""The aiohttp door (`gateway serve`): routes, CORS, and the executor's lifecycle."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp_cors
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
-from gateway.datasources import create_data_source
-from gateway.datasources.protocol import DataSource
 from gateway.doors import cors
-from gateway.doors.app_keys import DATA_SOURCE, FAST_PATH, SCHEMA, SETTINGS
-from gateway.doors.health import readiness
-from gateway.execution import executor as json_post
-from gateway.execution.fastpath import fast_path_for
-from gateway.schema import RequestContext, build_schema
+from gateway.doors.app_keys import EXECUTOR, SETTINGS
+from gateway.doors.graphql_view import ExecutorView
+from gateway.doors.health import readiness, unavailable
+from gateway.errors import GatewayError
+from gateway.execution.executor import Executor
+from gateway.execution.operation import read_json_operation
+from gateway.execution.policy import Policy
+from gateway.schema import RequestContext
 from gateway.settings import Settings
 
-__all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
+__all__ = ["GatewayView", "create_app"]
 
 
-def _context(request: web.Request, source: DataSource) -> RequestContext:
-    return RequestContext(data_source=source, settings=request.app[SETTINGS], request=request)
+class GatewayView(ExecutorView, GraphQLView[RequestContext, None]):  # type: ignore[misc]
+    """Strawberry's aiohttp view; the executor runs what it parses."""
 
 
-class GatewayView(GraphQLView[RequestContext, None]):
-    """Strawberry's aiohttp view, with our request context and encoder."""
-
-    async def get_context(self, request: web.Request, response: Any) -> RequestContext:
-        return _context(request, request.app[DATA_SOURCE])
-
-    def encode_json(self, data: object) -> bytes:
-        return json_post.encode(data)
-
-
-async def _data_source_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    source = create_data_source(settings)
-    await source.open()
-    app[DATA_SOURCE] = source
-    fast = fast_path_for(app[SCHEMA]._schema, settings, source)
-    if fast is not None:
-        app[FAST_PATH] = fast
-    log.info("data source %s open", settings.db_backend)
+async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[EXECUTOR].open()
     yield
-    await source.close()
-    log.info("data source %s closed", settings.db_backend)
+    await app[EXECUTOR].close()
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -58,7 +37,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    status, body = await readiness(request.app.get(DATA_SOURCE))
+    status, body = await readiness(request.app[EXECUTOR])
     return web.json_response(body, status=status)
 
 
@@ -66,21 +45,21 @@ async def _root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/graphql")
 
 
-def _graphql_post(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """POST /graphql: one operation in JSON is answered by `json_post`, anything else by the view."""
+def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """/graphql: a JSON POST of one operation is answered here, anything else by the view."""
+    executor = view.executor
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if request.content_type == "application/json":
+        try:
+            await executor.open()
+        except GatewayError as exc:
+            status, refusal = unavailable(exc)
+            return web.json_response(refusal, status=status)
+        if request.method == "POST" and request.content_type == "application/json":
             # The view reads the body again if needed: aiohttp keeps it.
-            operation = json_post.read_operation(await request.read(), request.headers.get("Accept", ""))
+            operation = read_json_operation(await request.read(), request.headers.get("Accept", ""))
             if operation is not None:
-                body = await json_post.answer(
-                    request.app[SCHEMA],
-                    request.app.get(FAST_PATH),
-                    request.app[DATA_SOURCE],
-                    operation,
-                    lambda source: _context(request, source),
-                )
+                body = await executor.answer(operation, request)
                 if body is not None:
                     return web.Response(body=body, content_type="application/json")
         return await view(request)
@@ -88,15 +67,16 @@ def _graphql_post(view: GatewayView) -> Callable[[web.Request], Awaitable[web.St
     return handle
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
     app = web.Application()
+    executor = Executor(settings, policy)
     app[SETTINGS] = settings
-    schema = build_schema(production=settings.production)
-    app[SCHEMA] = schema
-    app.cleanup_ctx.append(_data_source_ctx)
+    app[EXECUTOR] = executor
+    app.cleanup_ctx.append(_executor_ctx)
 
-    view = GatewayView(schema=schema, graphql_ide="graphiql")
+    view = GatewayView(schema=executor.schema, graphql_ide="graphiql")
+    view.executor = executor
     cors_config = aiohttp_cors.setup(
         app,
         defaults={
@@ -110,8 +90,9 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     graphql = app.router.add_resource("/graphql")
-    cors_config.add(graphql.add_route("GET", view))
-    cors_config.add(graphql.add_route("POST", _graphql_post(view)))
+    handle = _graphql(view)
+    cors_config.add(graphql.add_route("GET", handle))
+    cors_config.add(graphql.add_route("POST", handle))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/", _root)

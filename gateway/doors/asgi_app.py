@@ -1,10 +1,9 @@
-"""The same API as an ASGI app, for serverless hosts (Vercel): the pool opens on first request."""
+"""The ASGI door for serverless hosts (Vercel): the same executor behind Starlette, opened on first use."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,69 +14,46 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
-from gateway.datasources.protocol import DataSource
 from gateway.doors import cors
-from gateway.doors.health import readiness
-from gateway.doors.lazy_source import LazyDataSource, serverless_profile
-from gateway.errors import ErrorCode, GatewayError
-from gateway.execution import executor as json_post
-from gateway.execution.fastpath import FastPath, fast_path_for
-from gateway.schema import RequestContext, build_schema
+from gateway.doors.graphql_view import ExecutorView
+from gateway.doors.health import readiness, unavailable
+from gateway.doors.serverless import serverless_profile
+from gateway.errors import GatewayError
+from gateway.execution.executor import Executor
+from gateway.execution.operation import read_json_operation
+from gateway.execution.policy import Policy
+from gateway.schema import RequestContext
 from gateway.settings import Settings
 
 __all__ = ["create_asgi_app"]
 
 
-class _GraphQLView(GraphQL[RequestContext, None]):
-    """Strawberry's ASGI view, with our request context and encoder."""
-
-    def __init__(self, settings: Settings, lazy: LazyDataSource) -> None:
-        self.gateway_schema = build_schema(production=settings.production)
-        super().__init__(self.gateway_schema, graphql_ide="graphiql")
-        self.settings = settings
-        self._lazy = lazy
-
-    def context(self, request: Any, source: DataSource) -> RequestContext:
-        return RequestContext(data_source=source, settings=self.settings, request=request)
-
-    async def get_context(self, request: Any, response: Any) -> RequestContext:
-        return self.context(request, await self._lazy.get())
-
-    def encode_json(self, data: object) -> bytes:
-        return json_post.encode(data)
+class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore[misc]
+    """Strawberry's ASGI view; the executor runs what it parses."""
 
 
 class _GraphQLDoor:
-    """Opens the data source before Strawberry sees the request (a failure is UNAVAILABLE); a POST
-    of one operation in JSON is answered by `json_post`, as `gateway serve` does."""
+    """/graphql: opens the data source first (a failure is a 503), answers a JSON POST of one operation
+    through the executor, and hands anything else to the view."""
 
-    def __init__(self, view: _GraphQLView, lazy: LazyDataSource) -> None:
-        self._view = view
-        self._lazy = lazy
-        self._fast: FastPath | None = None
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._view = _GraphQLView(executor.schema, graphql_ide="graphiql")
+        self._view.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            source = await self._lazy.get()
+            await self._executor.open()
         except GatewayError as exc:
-            error = {"message": str(exc), "extensions": {"code": ErrorCode.UNAVAILABLE.value}}
-            await JSONResponse({"data": None, "errors": [error]}, status_code=503)(scope, receive, send)
+            status, refusal = unavailable(exc)
+            await JSONResponse(refusal, status_code=status)(scope, receive, send)
             return
-        if self._fast is None:
-            self._fast = fast_path_for(self._view.gateway_schema._schema, self._view.settings, source)
         media_type = _header(scope, b"content-type").split(";")[0].strip().lower()
         if scope["method"] == "POST" and media_type == "application/json":
             body = await _read_body(receive)
-            operation = json_post.read_operation(body, _header(scope, b"accept"))
+            operation = read_json_operation(body, _header(scope, b"accept"))
             if operation is not None:
-                request = Request(scope, receive)
-                answer = await json_post.answer(
-                    self._view.gateway_schema,
-                    self._fast,
-                    source,
-                    operation,
-                    lambda found: self._view.context(request, found),
-                )
+                answer = await self._executor.answer(operation, Request(scope, receive))
                 if answer is not None:
                     await Response(answer, media_type="application/json")(scope, receive, send)
                     return
@@ -118,20 +94,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def create_asgi_app(settings: Settings) -> Starlette:
+def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlette:
     """Wire the ASGI app; nothing connects until the first request."""
-    settings = serverless_profile(settings)
-    lazy = LazyDataSource(settings)
+    executor = Executor(serverless_profile(settings), policy)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            source = await lazy.get()
-        except GatewayError as exc:
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        status, body = await readiness(source)
+        status, body = await readiness(executor)
         return JSONResponse(body, status_code=status)
 
     async def root(request: Request) -> Response:
@@ -140,11 +111,11 @@ def create_asgi_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await lazy.close()
+        await executor.close()
 
     app = Starlette(
         routes=[
-            Route("/graphql", _GraphQLDoor(_GraphQLView(settings, lazy), lazy)),
+            Route("/graphql", _GraphQLDoor(executor)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/", root),
@@ -161,5 +132,5 @@ def create_asgi_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.data_source = lazy
+    app.state.executor = executor
     return app

@@ -1,102 +1,190 @@
-"""POST /graphql with a JSON body of one operation, answered without Strawberry's HTTP view.
+"""The executor: the one owner of a GraphQL operation, whichever door it came through.
 
-Both doors (aiohttp and ASGI) bring such requests here: the compiled fast path answers what it
-can, Strawberry's schema executes the rest, and the answer is what Strawberry's view would
-send (`process_result`, status 200). The view itself costs about 14% of a mutation's time
-(request adapters, a WebSocket handshake check, the body decoded again by the standard
-library), so it keeps only what is its own: GET, GraphiQL, batches, streamed responses and
-the 400s of malformed bodies, for which `answer` returns None and the door hands the request on.
+It holds the schema, the data source (opened at start-up or on first use), the compiled fast
+path and the policy. Every operation takes the same steps: the document is parsed and
+validated once (cached), the policy decides (refuse, or mark fields), then the fast path
+answers what it can compile and Strawberry executes the rest on the same parsed document,
+honouring the same marks. Operations that cannot run (no query, an unknown or disallowed
+operation, a document that does not parse or validate) go to Strawberry untouched, so their
+errors read exactly as Strawberry writes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import logging
+from collections.abc import Callable, Set
 from typing import Any
 
 import orjson
 import strawberry
+from graphql import GraphQLError
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from gateway.datasources import create_data_source
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.execution.fastpath import FastPath
+from gateway.execution.documents import DocumentCache, Prepared
+from gateway.execution.fastpath import FastPath, fast_path_for
+from gateway.execution.interpreted import PipelineExtension
+from gateway.execution.operation import Operation
+from gateway.execution.policy import Decision, OperationView, Policy, Refused
+from gateway.schema import RequestContext, build_schema
+from gateway.settings import Settings
 
-__all__ = ["JsonOperation", "answer", "encode", "read_operation"]
+__all__ = ["Executor", "Outcome", "encode"]
 
-encode = orjson.dumps  # the JSON encoder of every GraphQL response, here and in the views
+log = logging.getLogger(__name__)
 
-# What a POST may run (Strawberry's view allows the same); subscriptions need a stream.
-_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-# Accept values for which Strawberry's view streams the answer (SSE, multipart subscriptions).
-_STREAMED = ("text/event-stream", "multipart/mixed")
+encode = orjson.dumps  # the JSON encoder of every GraphQL response
 
+# A compiled answer is the response body itself; anything else is Strawberry's result.
+Outcome = bytes | ExecutionResult
 
-@dataclass(frozen=True, slots=True)
-class JsonOperation:
-    """One GraphQL operation as a JSON body carries it."""
-
-    query: str
-    operation_name: str | None
-    variables: dict[str, Any] | None
-    extensions: dict[str, Any] | None
+POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
-def read_operation(body: bytes, accept: str) -> JsonOperation | None:
-    """The operation in `body`, or None for anything Strawberry's view must judge or stream."""
-    lowered = accept.lower()
-    if any(media in lowered for media in _STREAMED):
-        return None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None  # the view answers with its own message (it also reads what orjson refuses)
-    if not isinstance(payload, dict):
-        return None  # a batch
-    query, name = payload.get("query"), payload.get("operationName")
-    variables, extensions = payload.get("variables"), payload.get("extensions")
-    if not isinstance(query, str) or not (name is None or isinstance(name, str)):
-        return None
-    if not (variables is None or isinstance(variables, dict)):
-        return None
-    if not (extensions is None or isinstance(extensions, dict)):
-        return None
-    return JsonOperation(query, name, variables, extensions)
+class Executor:
+    """Runs GraphQL operations for every door; opens and closes the data source they share."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy | None = None,
+        create_source: Callable[[Settings], DataSource] = create_data_source,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or Policy()
+        self.schema: strawberry.Schema = build_schema(settings.production, extensions=[PipelineExtension])
+        self._graphql_schema = self.schema._schema  # Strawberry's graphql-core schema; no public accessor
+        self.documents = DocumentCache(self._graphql_schema)
+        self._create_source = create_source
+        self._source: DataSource | None = None
+        self._closed = False
+        self._lock = asyncio.Lock()
+        self.fast: FastPath | None = None
+        self.opens = 0  # data sources opened, for tests
 
-async def answer(
-    schema: strawberry.Schema,
-    fast: FastPath | None,
-    source: DataSource,
-    operation: JsonOperation,
-    context: Callable[[DataSource], Any],
-) -> bytes | None:
-    """The response body for `operation`, or None when Strawberry's view must answer (a 400).
+    # -- the data source -----------------------------------------------------------------
 
-    `context` builds the request's context around the data source its resolvers must use.
-    """
-    if fast is not None:
+    @property
+    def data_source(self) -> DataSource | None:
+        """The open data source, or None before `open()` and after `close()`."""
+        return self._source
+
+    async def open(self) -> DataSource:
+        """The open data source, opening it once however many callers arrive together.
+
+        A failed open leaves nothing open, raises its `GatewayError`, and the next call tries again.
+        After `close()` it raises DataSourceUnavailable.
+        """
+        if self._source is not None:
+            return self._source
+        async with self._lock:
+            if self._closed:
+                raise DataSourceUnavailable("the gateway is shutting down")
+            if self._source is None:
+                source = self._create_source(self.settings)
+                await source.open()
+                self.opens += 1
+                self.fast = fast_path_for(self._graphql_schema, self.settings, source)
+                self._source = source
+                log.info("data source %s open", self.settings.db_backend)
+        return self._source
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            source, self._source, self.fast = self._source, None, None
+            if source is not None:
+                await source.close()
+                log.info("data source %s closed", self.settings.db_backend)
+
+    # -- operations ----------------------------------------------------------------------
+
+    def context(self, request: Any, source: DataSource) -> RequestContext:
+        """A new request context: fresh DataLoaders over `source`."""
+        return RequestContext(data_source=source, settings=self.settings, request=request)
+
+    async def execute(
+        self,
+        operation: Operation,
+        request: Any,
+        allowed: Set[OperationType] = POST_OPERATIONS,
+    ) -> Outcome:
+        """The outcome of one operation; `request` is the framework's request, for the context.
+
+        Raises Strawberry's MissingQueryError, CannotGetOperationTypeError and
+        InvalidOperationTypeError before anything runs, which each door answers with a 400.
+        """
+        source = await self.open()
+        context = self.context(request, source)
+        prepared = self.documents.get(operation.query) if operation.query else None
+        document = prepared.document if prepared is not None and not prepared.errors else None
+        definition = prepared.operation(operation.operation_name) if prepared and document else None
+        if (
+            prepared is None
+            or document is None
+            or definition is None
+            or OperationType(definition.operation.value) not in allowed
+        ):
+            # Nothing will run: Strawberry raises or answers with its own errors.
+            return await self._strawberry(operation, context, allowed)
+        context.prepared = prepared
+        variables = operation.variables or {}
         try:
-            compiled = await fast.execute(operation.query, operation.operation_name, operation.variables)
-        except DataSourceUnavailable as exc:
-            # The resolvers fail at once with the same reason instead of waiting
-            # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
-            source = UnavailableSource.found(exc)
-        else:
-            if compiled is not None:
-                return compiled
-    try:
-        result = await schema.execute(
+            decision = self.policy.decide(
+                OperationView(document, definition, prepared.fragments, variables, context)
+            )
+        except Refused as refusal:
+            return self._refused(refusal)
+        context.marks = decision.marks
+        if self.fast is not None:
+            try:
+                compiled = await self.fast.execute(prepared, definition, operation.variables, decision)
+            except DataSourceUnavailable as exc:
+                # The resolvers fail at once with the same reason instead of waiting
+                # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
+                context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
+            else:
+                if compiled is not None:
+                    return compiled
+        return await self._strawberry(operation, context, allowed)
+
+    async def answer(self, operation: Operation, request: Any) -> bytes | None:
+        """The JSON body answering a POSTed operation (status 200), or None when Strawberry's view must
+        answer it with a 400 (no query, no such operation, an operation type POST does not run)."""
+        try:
+            outcome = await self.execute(operation, request)
+        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+            return None  # raised before anything ran
+        return outcome if isinstance(outcome, bytes) else encode(process_result(outcome))
+
+    def _rebuilt(
+        self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision
+    ) -> RequestContext:
+        rebuilt = self.context(context.request, source)
+        rebuilt.prepared, rebuilt.marks = prepared, decision.marks
+        return rebuilt
+
+    async def _strawberry(
+        self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
+    ) -> ExecutionResult:
+        return await self.schema.execute(
             operation.query,
             variable_values=operation.variables,
-            context_value=context(source),
+            context_value=context,
             operation_name=operation.operation_name,
-            allowed_operation_types=_POST_OPERATIONS,
+            allowed_operation_types=allowed,
             operation_extensions=operation.extensions,
         )
-    except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
-        return None  # raised before anything ran; the view answers with its 400
-    return encode(process_result(result))
+
+    def _refused(self, refusal: Refused) -> ExecutionResult:
+        error = GraphQLError(str(refusal), original_error=refusal)
+        self.schema.process_errors([error])
+        return ExecutionResult(data=None, errors=[error])
+

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.schema.context import RequestContext
@@ -14,7 +15,9 @@ from gateway.schema.error_codes import apply_error_codes
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 
-__all__ = ["RequestContext", "build_schema", "schema_sdl"]
+__all__ = ["BATCH_MAX_OPERATIONS", "RequestContext", "build_schema", "schema_sdl"]
+
+BATCH_MAX_OPERATIONS = 10  # operations in one batched POST (a JSON array), as Apollo's BatchHttpLink sends
 
 
 class _GatewaySchema(strawberry.Schema):
@@ -27,13 +30,16 @@ class _GatewaySchema(strawberry.Schema):
         apply_error_codes(errors, self.production)
 
 
-def build_schema(production: bool = False) -> strawberry.Schema:
-    """The schema, with production error masking when asked."""
-    extensions: list[Any] = [
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-    ]
-    schema = _GatewaySchema(query=Query, mutation=Mutation, extensions=extensions)
+def build_schema(
+    production: bool = False, extensions: Sequence[type[SchemaExtension]] = ()
+) -> strawberry.Schema:
+    """The schema, with production error masking when asked, and the executor's extensions."""
+    schema = _GatewaySchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=list(extensions),
+        config=StrawberryConfig(batching_config={"max_operations": BATCH_MAX_OPERATIONS}),
+    )
     schema.production = production
     return schema
 

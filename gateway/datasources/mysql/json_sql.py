@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import pymysql
+
 from gateway.datasources.sql.json_sql import JsonSql
 
 __all__ = ["MariadbJsonSql"]
 
+# Thread stack overrun, and a nesting or size limit of the statement.
+_REFUSALS = frozenset({1436, 1235, 3068})
+
 
 class MariadbJsonSql(JsonSql):
+    def refuses(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.ProgrammingError | pymysql.err.NotSupportedError):
+            return True
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in _REFUSALS
+
     def object(self, pairs: list[tuple[str, str]]) -> str:
         return "JSON_OBJECT(" + ", ".join(f"'{key}', {value}" for key, value in pairs) + ")"
 

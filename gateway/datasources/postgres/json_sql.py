@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from gateway.datasources.sql.json_sql import JsonSql
 
 __all__ = ["PostgresJsonSql"]
 
+_REFUSALS = frozenset({"42", "54", "0A"})
+
 
 class PostgresJsonSql(JsonSql):
+    def refuses(self, exc: BaseException) -> bool:
+        # Classes 42 (syntax, undefined objects), 54 (program limits) and 0A (not supported).
+        return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSALS
+
     def object(self, pairs: list[tuple[str, str]]) -> str:
         return "json_build_object(" + ", ".join(f"'{key}', {value}" for key, value in pairs) + ")"
 

@@ -64,6 +64,13 @@ class JsonSql(ABC):
     def real(self, column: str) -> str:
         """A float column as JSON, printed as the shortest text that reads back as the same float."""
 
+    def refuses(self, exc: BaseException) -> bool:
+        """Whether `exc` is the database refusing a statement's text or size, as it will every time.
+
+        A deadlock, a timeout or a lost connection is not: the same statement may run next time.
+        """
+        return False
+
     def literal(self, value: str) -> str:
         """A string constant from the schema (type names, listing names); never user input."""
         if any(c in value for c in "'?\\\x00"):

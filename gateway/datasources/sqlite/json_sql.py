@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 from collections.abc import Callable
 
 from gateway.datasources.sql.json_sql import JsonSql
 
 __all__ = ["FUNCTIONS", "SqliteJsonSql"]
+
+_REFUSALS = ("syntax error", "stack overflow", "too many", "too large", "too big", "no such")
 
 
 def _base64url(text: str | None) -> str | None:
@@ -37,6 +40,10 @@ FUNCTIONS: dict[str, tuple[int, Callable[..., str | None]]] = {
 
 
 class SqliteJsonSql(JsonSql):
+    def refuses(self, exc: BaseException) -> bool:
+        # SQLite names a refused statement in the message; "locked" and "busy" pass.
+        return isinstance(exc, sqlite3.OperationalError) and any(s in str(exc) for s in _REFUSALS)
+
     def object(self, pairs: list[tuple[str, str]]) -> str:
         return "json_object(" + ", ".join(f"'{key}', {value}" for key, value in pairs) + ")"
 

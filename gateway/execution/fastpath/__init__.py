@@ -1,11 +1,11 @@
 """The compiled fast path: a query the data source can express in SQL runs as one statement per root field.
 
 The database builds each root field's JSON; the response is those bytes joined, without a
-Python object per value. Documents are parsed and validated against the Strawberry schema
-once; a compiled plan is cached by document, operation and the shape of the variables
-(which are null or absent, and the values of those that change the SQL's text). Whatever
-cannot be compiled, or fails here, returns None and runs through Strawberry instead, which
-then produces the same answer, or the same errors, the interpreted way.
+Python object per value. A compiled plan is cached by document, operation, the shape of the
+variables (which are null or absent, and the values of those that change the SQL's text) and
+the shape of the policy's marks. Whatever cannot be compiled, or fails here, returns None and
+runs through Strawberry instead, which then produces the same answer, or the same errors, the
+interpreted way.
 """
 
 from __future__ import annotations
@@ -16,23 +16,16 @@ from collections import OrderedDict
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from graphql import (
-    DocumentNode,
-    FragmentDefinitionNode,
-    GraphQLError,
-    GraphQLSchema,
-    OperationDefinitionNode,
-    OperationType,
-    parse,
-    validate,
-)
+from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
 from graphql.execution.values import VariableValues, get_variable_values
 
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 from gateway.datasources.sql.json_sql import JsonSql
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
-from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, compile_operation
+from gateway.execution.documents import Prepared
+from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, compile_operation, mark_variable
+from gateway.execution.policy import Decision
 from gateway.settings import Settings
 
 __all__ = ["FastPath", "fast_path_for"]
@@ -61,25 +54,6 @@ class _Lru(Generic[K, V]):
             self._items.popitem(last=False)
 
 
-class _Document:
-    """A parsed, validated document: its operations and fragments."""
-
-    def __init__(self, document: DocumentNode) -> None:
-        self.operations: dict[str | None, OperationDefinitionNode] = {}
-        self.fragments: dict[str, FragmentDefinitionNode] = {}
-        for definition in document.definitions:
-            if isinstance(definition, OperationDefinitionNode):
-                self.operations[definition.name.value if definition.name else None] = definition
-            elif isinstance(definition, FragmentDefinitionNode):
-                self.fragments[definition.name.value] = definition
-
-    def operation(self, name: str | None) -> OperationDefinitionNode | None:
-        if name is None:
-            return next(iter(self.operations.values())) if len(self.operations) == 1 else None
-        return self.operations.get(name)
-
-
-_INVALID = object()  # a document that does not parse or validate: Strawberry reports why
 _INTERPRETED: list[RootStatement] = []  # an operation the compiler cannot express
 
 
@@ -97,52 +71,46 @@ def _shape(value: Any) -> Any:
 class FastPath:
     """Compiles and runs query operations against one data source's JSON SQL."""
 
-    def __init__(
-        self,
-        schema: GraphQLSchema,
-        source: SqlDataSource,
-        sql: JsonSql,
-        documents: int = 256,
-        plans: int = 512,
-    ) -> None:
+    def __init__(self, schema: GraphQLSchema, source: SqlDataSource, sql: JsonSql, plans: int = 512) -> None:
         self._schema = schema
         self._source = source
         self._sql = sql
-        self._documents: _Lru[str, Any] = _Lru(documents)
         self._plans: _Lru[tuple[Any, ...], list[RootStatement]] = _Lru(plans)
         self.answered = 0  # operations this path answered, for tests and benchmarks
 
-    def _document(self, query: str) -> _Document | None:
-        cached = self._documents.get(query)
-        if cached is None:
-            try:
-                document = parse(query)
-            except GraphQLError:
-                cached = _INVALID
-            else:
-                cached = _INVALID if validate(self._schema, document) else _Document(document)
-            self._documents.put(query, cached)
-        return cached if isinstance(cached, _Document) else None
-
     def plan(
-        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+        self,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        decision: Decision,
     ) -> tuple[tuple[Any, ...], list[RootStatement], VariableValues] | None:
         """The plan's key, its statements and the coerced variables, or None for the interpreted path."""
-        document = self._document(query)
-        if document is None:
-            return None
-        operation = document.operation(operation_name)
-        if operation is None or operation.operation is not OperationType.QUERY:
+        if operation.operation is not OperationType.QUERY:
             return None
         coerced = get_variable_values(self._schema, operation.variable_definitions or (), variables or {})
         if not isinstance(coerced, VariableValues):
             return None
-        key = (query, operation_name, tuple((k, _shape(v)) for k, v in coerced.coerced.items()))
+        if decision.marks:
+            # Each mark's value travels with the variables, so a plan serves every request alike.
+            values = {mark_variable(m): getattr(m, "visible_to", None) for m in decision.marks.values()}
+            coerced = VariableValues(coerced.sources, {**coerced.coerced, **values})
+        key = (
+            prepared.query,
+            operation.name.value if operation.name else None,
+            tuple((k, _shape(v)) for k, v in coerced.coerced.items()),
+            decision.shape,
+        )
         statements = self._plans.get(key)
         if statements is None:
             try:
                 statements = compile_operation(
-                    self._schema, document.fragments, operation.selection_set, coerced, self._sql
+                    self._schema,
+                    prepared.fragments,
+                    operation.selection_set,
+                    coerced,
+                    self._sql,
+                    decision.marks,
                 )
             except NotCompilable as exc:
                 log.debug("interpreted: %s", exc)
@@ -156,15 +124,16 @@ class FastPath:
 
     async def execute(
         self,
-        query: str,
-        operation_name: str | None,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
         variables: dict[str, Any] | None,
+        decision: Decision,
     ) -> bytes | None:
         """The response body, or None when the operation must run through Strawberry.
 
         Raises DataSourceUnavailable when no connection could be had.
         """
-        planned = self.plan(query, operation_name, variables)
+        planned = self.plan(prepared, operation, variables, decision)
         if planned is None:
             return None
         key, statements, coerced = planned
@@ -179,15 +148,16 @@ class FastPath:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
         except DataSourceUnavailable:
-            raise  # the door lets the interpreted path report it, without waiting again
+            raise  # the executor lets the interpreted path report it, without waiting again
         except _RowsRefused:
             return None  # the interpreted path raises the matching error
         except Exception as exc:
-            # A statement the database refuses (SQLite's parser has a small stack, say) will
-            # be refused again: this operation runs interpreted from now on.
-            log.warning("fast path: the database refused a compiled statement (%s); interpreting", exc)
-            self._plans.put(key, _INTERPRETED)
-            return None
+            if self._sql.refuses(exc):
+                # The database refused the statement itself (SQLite's parser has a small stack,
+                # say) and will again: this operation runs interpreted from now on.
+                log.warning("fast path: the database refused a compiled statement (%s); interpreting", exc)
+                self._plans.put(key, _INTERPRETED)
+            return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
         fields = b",".join(b'"%s":%s' % (s.key.encode(), v) for s, v in zip(statements, values, strict=True))
         return b'{"data":{' + fields + b"}}"

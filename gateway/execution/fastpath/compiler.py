@@ -8,7 +8,7 @@ compiler does not know raises `NotCompilable`, and the operation runs through St
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,18 +24,21 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    is_leaf_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 
 from gateway.datasources.records import SessionFilter
 from gateway.datasources.sql.json_sql import JsonSql
+from gateway.execution.policy import Mark, Mask
 from gateway.schema.ids import decode_id
 from gateway.schema.inputs import ShootingSessionFilter, ShootingSessionOrder, id_of
+from gateway.schema.ownership import owner_of
 from gateway.schema.pagination import Listing
 from gateway.schema.queries import ACTIVITIES, GROUPS, SESSIONS, USERS, session_filter
 from gateway.schema.types import MEMBERS, SESSIONS_NEWEST_FIRST, ActivityKind
 
-__all__ = ["NotCompilable", "RootStatement", "compile_operation"]
+__all__ = ["NotCompilable", "RootStatement", "compile_operation", "mark_variable"]
 
 Getter = Callable[[VariableValues], Any]
 _MARK = re.compile("\x00(\\d+)\x00")
@@ -92,6 +95,11 @@ def _once_per_request(get: Getter) -> Getter:
     return remembered
 
 
+def mark_variable(mark: Mark) -> str:
+    """The name under which a mark's value travels with the variables (no GraphQL name can clash)."""
+    return f"\x00{mark.type_name}.{mark.field_name}"
+
+
 class _Compiler:
     def __init__(
         self,
@@ -99,11 +107,13 @@ class _Compiler:
         fragments: dict[str, FragmentDefinitionNode],
         variables: VariableValues,
         sql: JsonSql,
+        marks: Mapping[tuple[str, str], Mark],
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
         self.sql = sql
+        self.marks = marks
         self.getters: list[Getter] = []
         self.aliases = 0
         # Conditions the rows must meet for the JSON to be what the interpreted path returns;
@@ -197,8 +207,22 @@ class _Compiler:
             build = _FIELDS.get((type_name, name))
             if build is None:
                 raise NotCompilable(f"{type_name}.{name}")
-            pairs.append((key, build(self, a, field_nodes)))
+            value = build(self, a, field_nodes)
+            mark = self.marks.get((type_name, name))
+            if mark is not None:
+                value = self.masked(mark, type_name, name, a, value)
+            pairs.append((key, value))
         return self.sql.object(pairs)
+
+    def masked(self, mark: Mark, type_name: str, name: str, a: str, value: str) -> str:
+        """`value` as the policy's mark requires it; a mark SQL cannot honour is interpreted."""
+        if not isinstance(mark, Mask) or not is_leaf_type(get_named_type(self.field(type_name, name).type)):
+            raise NotCompilable(f"{type_name}.{name} carries {type(mark).__name__}")
+        if mark.visible_to is None:
+            return "NULL"
+        owner = f"{a}.{owner_of(type_name).column}"
+        variable = mark_variable(mark)
+        return f"CASE WHEN {owner} = {self.param(lambda v: v.coerced[variable])} THEN {value} END"
 
     def row(self, type_name: str, table: str, condition: str, nodes: list[FieldNode]) -> str:
         """The object of the one row of `table` meeting `condition` (aliased {a}), or null."""
@@ -565,11 +589,15 @@ def compile_operation(
     selection_set: SelectionSetNode,
     variables: VariableValues,
     sql: JsonSql,
+    marks: Mapping[tuple[str, str], Mark],
 ) -> list[RootStatement]:
-    """One statement per root field of a query operation, or NotCompilable."""
-    root = _Compiler(schema, fragments, variables, sql)
+    """One statement per root field of a query operation, or NotCompilable.
+
+    `variables` carry each mask's value under `mark_variable(mark)`.
+    """
+    root = _Compiler(schema, fragments, variables, sql, marks)
     statements = []
     for key, nodes in root.collect("Query", [selection_set]).items():
-        compiler = _Compiler(schema, fragments, variables, sql)
+        compiler = _Compiler(schema, fragments, variables, sql, marks)
         statements.append(_root(compiler, key, nodes))
     return statements

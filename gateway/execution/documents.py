@@ -1,0 +1,76 @@
+"""Parsed and validated documents, cached by their text: both paths read a document from here once."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+    specified_rules,
+)
+from strawberry.schema.schema import validate_document
+
+__all__ = ["DocumentCache", "Prepared"]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A document's parse tree and its validation errors; `document` is None when it does not parse."""
+
+    query: str
+    document: DocumentNode | None
+    errors: Sequence[GraphQLError]
+    operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
+    fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.document is not None and not self.errors
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        """The operation a request names, or its only one; None when there is no such choice."""
+        if name is None:
+            return next(iter(self.operations.values())) if len(self.operations) == 1 else None
+        return self.operations.get(name)
+
+
+def _prepare(schema: GraphQLSchema, query: str) -> Prepared:
+    try:
+        document = parse(query)
+    except GraphQLError as exc:
+        return Prepared(query, None, [exc])
+    # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
+    prepared = Prepared(query, document, validate_document(schema, document, tuple(specified_rules)))
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            prepared.operations[definition.name.value if definition.name else None] = definition
+        elif isinstance(definition, FragmentDefinitionNode):
+            prepared.fragments[definition.name.value] = definition
+    return prepared
+
+
+class DocumentCache:
+    """The last `size` documents seen, parsed and validated against one schema."""
+
+    def __init__(self, schema: GraphQLSchema, size: int = 256) -> None:
+        self._schema = schema
+        self._size = size
+        self._items: OrderedDict[str, Prepared] = OrderedDict()
+
+    def get(self, query: str) -> Prepared:
+        prepared = self._items.get(query)
+        if prepared is not None:
+            self._items.move_to_end(query)
+            return prepared
+        prepared = _prepare(self._schema, query)
+        self._items[query] = prepared
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return prepared

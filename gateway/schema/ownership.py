@@ -1,0 +1,29 @@
+"""Who owns a row of each type: the one declaration masks and ownership checks read, on both paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["OWNERS", "Owner", "owner_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The owning user's primary key: `attribute` of the Strawberry object, `column` of its table's row."""
+
+    attribute: str
+    column: str
+
+
+OWNERS = {
+    "User": Owner(attribute="pk", column="id"),
+    "ShootingSession": Owner(attribute="user_pk", column="user_id"),
+}
+
+
+def owner_of(type_name: str) -> Owner:
+    """The owner declaration of `type_name`; a type without one has no owner to compare."""
+    try:
+        return OWNERS[type_name]
+    except KeyError:
+        raise ValueError(f"{type_name} rows have no owner (see gateway.schema.ownership)") from None
