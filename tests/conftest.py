@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE
+from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.tls_servers import Certificates, TlsServer, mariadb_servers, postgres_servers
 
@@ -196,14 +196,14 @@ async def client(
     """A running gateway on `backend`, its database emptied."""
     app = create_app(make_settings(backend))
     test_client: TestClient = await aiohttp_client(app)
-    await empty_tables(app[DATA_SOURCE])
+    await empty_tables(app[EXECUTOR].data_source)
     yield test_client
 
 
 @pytest.fixture
 def source(client: TestClient) -> DataSource:
     """The data source of the running `client`, to inspect what was written."""
-    return client.app[DATA_SOURCE]
+    return client.app[EXECUTOR].data_source
 
 
 async def count_rows(source: DataSource, table: str) -> int:

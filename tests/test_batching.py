@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE
+from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.club import make_group, make_user
 from tests.conftest import count_rows, empty_tables
@@ -34,7 +34,7 @@ async def client(
     """A running gateway on `backend` with the fast path off, its database emptied."""
     app = create_app(make_settings(backend, fast_path=False))
     test_client: TestClient = await aiohttp_client(app)
-    await empty_tables(app[DATA_SOURCE])
+    await empty_tables(app[EXECUTOR].data_source)
     yield test_client
 
 

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE
+from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.club import make_user
 from tests.conftest import empty_tables
@@ -92,9 +92,9 @@ async def test_production_hides_unexpected_errors_and_logs_no_traceback(
 ) -> None:
     app = create_app(make_settings(backend, app_env="production"))
     client: TestClient = await aiohttp_client(app)
-    await empty_tables(app[DATA_SOURCE])
+    await empty_tables(app[EXECUTOR].data_source)
     user = await make_user(client, "ada@example.com")
-    async with app[DATA_SOURCE].connection() as conn:  # type: ignore[attr-defined]
+    async with app[EXECUTOR].data_source.connection() as conn:  # type: ignore[attr-defined]
         # A row this version cannot read: an activity kind it does not know.
         await conn.execute(
             "INSERT INTO activities (kind, created_at, user_id)"

@@ -17,7 +17,7 @@ import pytest
 from gateway.datasources import create_data_source
 from gateway.datasources.sql.migrations import load_migrations
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE
+from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
 from tests.graphql_client import error_codes, graphql
@@ -120,7 +120,7 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
     client = await aiohttp_client(app)
     query = "{ users(first: 1) { edges { cursor } } }"
     assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
-    async with app[DATA_SOURCE].connection():  # type: ignore[attr-defined]
+    async with app[EXECUTOR].data_source.connection():  # type: ignore[attr-defined]
         started = asyncio.get_running_loop().time()
         body = await graphql(client, query)
         waited = asyncio.get_running_loop().time() - started

@@ -24,7 +24,7 @@ from gateway.connect.aws_secret import IamTokenCredentials, SecretsManagerCreden
 from gateway.connect.credentials import EnvCredentials, SecretError, SecretUnreachable
 from gateway.datasources import create_data_source
 from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import DATA_SOURCE
+from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.conftest import server_env
 from tests.processes import free_port, serve
@@ -196,7 +196,7 @@ async def test_rotation_under_load_needs_no_restart(
     settings = settings_for({**env, "DB_POOL_MIN": "1", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
     app = create_app(settings)
     client: TestClient = await aiohttp_client(app)
-    source = app[DATA_SOURCE]
+    source = app[EXECUTOR].data_source
     outcomes: list[bool] = []
     stop = asyncio.Event()
 
