@@ -42,18 +42,22 @@ class _Prompter:
     def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
         self._in, self._out = stdin, stdout
 
-    def line(self, question: str, default: str = "") -> str:
-        self._out.write(f"{question}{f' [{default}]' if default else ''}: ")
+    def _read(self, question: str, prompt: str) -> str:
+        self._out.write(prompt)
         self._out.flush()
         answer = self._in.readline()
         if not answer:
             raise SetupError(f"no answer to {question!r} (standard input ended)")
-        return answer.strip() or default
+        return answer.removesuffix("\n")
+
+    def line(self, question: str, default: str = "") -> str:
+        return self._read(question, f"{question}{f' [{default}]' if default else ''}: ").strip() or default
 
     def secret(self, question: str) -> str:
         if self._in.isatty():
             return getpass.getpass(f"{question}: ", stream=self._out)
-        return self.line(question)
+        # Spaces around a password are part of it: getpass keeps them, and so does this.
+        return self._read(question, f"{question}: ")
 
     def choice(self, question: str, options: tuple[str, ...], default: str) -> str:
         while (answer := self.line(f"{question} ({'/'.join(options)})", default)) not in options:
@@ -116,10 +120,15 @@ def _check_port(value: str) -> None:
 
 
 def _quote(value: str) -> str:
-    # Single quotes keep the value literal for python-dotenv (no escapes, no ${} interpolation).
-    if "'" not in value:
-        return f"'{value}'"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """`value` as a .env value that python-dotenv (so the settings loader) reads back unchanged."""
+    # python-dotenv expands ${NAME} in every value, single-quoted too, and has no escape for `$`:
+    # `${:-$}` is the variable with the empty name, which never exists, so it reads as its default `$`.
+    literal = value.replace("${", "${:-$}{")
+    if literal.endswith("\\"):
+        # Before python-dotenv 1.2.3 a backslash right before the closing quote escapes that quote.
+        literal = literal[:-1] + "${:-\\}"
+    # Inside single quotes python-dotenv decodes exactly two escapes, \\ and \'; nothing else is special.
+    return "'" + literal.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def env_file_text(a: Answers) -> str:
