@@ -47,7 +47,7 @@ class ActivityKind(Enum):
 class User:
     id: strawberry.ID
     pk: strawberry.Private[int]
-    email: str
+    email: str | None = strawberry.field(description="Null unless the policy lets the viewer see it.")
     display_name: str
     created_at: datetime
 

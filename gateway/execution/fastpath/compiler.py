@@ -25,6 +25,7 @@ from graphql import (
     VariableNode,
     get_named_type,
     is_leaf_type,
+    is_non_null_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 
@@ -216,7 +217,9 @@ class _Compiler:
 
     def masked(self, mark: Mark, type_name: str, name: str, a: str, value: str) -> str:
         """`value` as the policy's mark requires it; a mark SQL cannot honour is interpreted."""
-        if not isinstance(mark, Mask) or not is_leaf_type(get_named_type(self.field(type_name, name).type)):
+        type_ = self.field(type_name, name).type
+        # A masked non-null field is an error, and nested objects are JSON: both are Strawberry's.
+        if not isinstance(mark, Mask) or is_non_null_type(type_) or not is_leaf_type(get_named_type(type_)):
             raise NotCompilable(f"{type_name}.{name} carries {type(mark).__name__}")
         if mark.visible_to is None:
             return "NULL"
