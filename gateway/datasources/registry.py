@@ -57,4 +57,3 @@ BACKENDS: dict[str, Backend] = {
 def backend_names() -> tuple[str, ...]:
     """The valid values of DB_BACKEND, in the table's order."""
     return tuple(BACKENDS)
-
