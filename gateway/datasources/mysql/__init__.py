@@ -19,7 +19,10 @@ from gateway.connect.credentials import CredentialProvider, Credentials, EnvCred
 from gateway.connect.tls import client_ssl_context, explain_tls_failure, server_without_tls
 from gateway.datasources.mysql.handshake import server_offers_tls
 from gateway.datasources.mysql.json_sql import MariadbJsonSql
-from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.sql.closing import close_or_terminate
+from gateway.datasources.sql.connection import DriverConnection
+from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.placeholders import format_style
 from gateway.datasources.sql.rows import Row
@@ -34,7 +37,6 @@ _DUPLICATE_KEY = 1062
 _ACCESS_DENIED = 1045
 _MIGRATION_LOCK = "gateway_migrations"
 _SOCKETS_CLOSE_TIMEOUT = 2.0
-_CLOSE_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
 # Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
 _CONNECTION_CODES = frozenset({1040, 2002, 2003, 2006, 2013, 2055})
@@ -62,48 +64,45 @@ def _adapt(value: Any) -> Any:
     return value
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return True
-    return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _CONNECTION_CODES
+class _MysqlErrors(DriverErrors):
+    backend = "MySQL"
+    statement_errors = (pymysql.err.IntegrityError, pymysql.err.OperationalError, *_CONNECTION_ERRORS)
+
+    def unique_constraint(self, exc: BaseException) -> str | None:
+        if isinstance(exc, pymysql.err.IntegrityError) and exc.args[0] == _DUPLICATE_KEY:
+            return str(exc.args[1])
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        if isinstance(exc, _CONNECTION_ERRORS):
+            return True
+        return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _CONNECTION_CODES
 
 
-def _unavailable(exc: BaseException) -> DataSourceUnavailable:
-    return DataSourceUnavailable(f"MySQL unavailable ({type(exc).__name__})")
+_ERRORS = _MysqlErrors()
 
 
-class _Connection:
-    def __init__(self, conn: aiomysql.Connection, owner: MysqlDataSource) -> None:
-        self._conn = conn
-        self._owner = owner
+class _Connection(DriverConnection[aiomysql.Connection]):
+    __slots__ = ()
+    errors = _ERRORS
 
     async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
-        self._owner.statements += 1
-        cursor = await self._conn.cursor(aiomysql.DictCursor)
-        try:
-            await cursor.execute(format_style(sql), [_adapt(a) for a in args])
-        except pymysql.err.IntegrityError as exc:
-            if exc.args[0] == _DUPLICATE_KEY:
-                raise UniqueViolation(str(exc.args[1])) from exc
-            raise
-        except (pymysql.err.OperationalError, *_CONNECTION_ERRORS) as exc:
-            if _is_connection_error(exc):
-                raise _unavailable(exc) from exc
-            raise
+        cursor = await self.driver.cursor(aiomysql.DictCursor)
+        await cursor.execute(format_style(sql), [_adapt(a) for a in args])
         return cursor
 
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
         cursor = await self._run(sql, args)
         rows = await cursor.fetchall()
         await cursor.close()
         return list(rows)
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         cursor = await self._run(sql, args)
         await cursor.close()
         return int(cursor.rowcount)
 
-    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
         cursor = await self._run(sql, args)
         await cursor.close()
         return int(cursor.lastrowid) if cursor.rowcount else 0
@@ -210,11 +209,7 @@ class MysqlDataSource(SqlDataSource):
             return
         streams = _streams(pool)
         pool.close()
-        try:
-            await asyncio.wait_for(pool.wait_closed(), _CLOSE_TIMEOUT)
-        except TimeoutError:
-            log.warning("MySQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
-            pool.terminate()
+        await close_or_terminate(pool.wait_closed(), pool.terminate, "MySQL pool")
         # aiomysql closes a connection without waiting: over TLS its socket stays open until the
         # server answers the close_notify, and a loop stopped before then leaks it.
         with contextlib.suppress(TimeoutError):
@@ -244,7 +239,7 @@ class MysqlDataSource(SqlDataSource):
                 pool = renewed
                 conn = await self._acquire_from(pool)
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            raise explain_tls_failure(exc, *self._where) or _unavailable(exc) from exc
+            raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
         try:
             if self._ssl is not None and conn not in self._encrypted:
                 await self._require_encryption(conn)
@@ -284,4 +279,4 @@ class MysqlDataSource(SqlDataSource):
                 await conn.commit()
             except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
                 conn.close()
-                raise _unavailable(exc) from exc
+                raise _ERRORS.unavailable(exc) from exc

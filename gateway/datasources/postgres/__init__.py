@@ -14,8 +14,11 @@ import asyncpg
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.tls import client_ssl_context, explain_tls_failure
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
-from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.datasources.records import NewSession, SessionRecord
+from gateway.datasources.sql.closing import close_or_terminate
+from gateway.datasources.sql.connection import DriverConnection
+from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.placeholders import numbered_style
 from gateway.datasources.sql.rows import Row
@@ -29,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same in every gateway process.
 _MIGRATION_LOCK_KEY = 7_461_190_002
-_CLOSE_TIMEOUT = 10.0
 
 # createShootingSession in one statement (atomic without BEGIN/COMMIT): one round trip, not six.
 # No row is written unless the user, and the group when one is given, exist.
@@ -64,8 +66,20 @@ _CONNECTION_ERRORS = (
 )
 
 
-def _unavailable(exc: BaseException) -> DataSourceUnavailable:
-    return DataSourceUnavailable(f"PostgreSQL unavailable ({type(exc).__name__})")
+class _PostgresErrors(DriverErrors):
+    backend = "PostgreSQL"
+    statement_errors = (asyncpg.UniqueViolationError, *_CONNECTION_ERRORS)
+
+    def unique_constraint(self, exc: BaseException) -> str | None:
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            return exc.constraint_name or "unique"
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return isinstance(exc, _CONNECTION_ERRORS)
+
+
+_ERRORS = _PostgresErrors()
 
 
 def _has_idle_connection(pool: asyncpg.Pool) -> bool:
@@ -98,30 +112,20 @@ def _target(credentials: Credentials) -> dict[str, Any]:
     }
 
 
-class _Connection:
-    def __init__(self, conn: asyncpg.Connection, owner: PostgresDataSource) -> None:
-        self._conn = conn
-        self._owner = owner
+class _Connection(DriverConnection[asyncpg.Connection]):
+    __slots__ = ()
+    errors = _ERRORS
 
-    async def _call(self, method: str, sql: str, args: Sequence[Any]) -> Any:
-        self._owner.statements += 1
-        try:
-            return await getattr(self._conn, method)(numbered_style(sql), *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise UniqueViolation(exc.constraint_name or "unique") from exc
-        except _CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return [dict(record) for record in await self.driver.fetch(numbered_style(sql), *args)]
 
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        return [dict(record) for record in await self._call("fetch", sql, args)]
-
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        status: str = await self._call("execute", sql, args)
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        status: str = await self.driver.execute(numbered_style(sql), *args)
         count = status.rpartition(" ")[2]
         return int(count) if count.isdigit() else 0
 
-    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return int(await self._call("fetchval", sql + " RETURNING id", args) or 0)
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
+        return int(await self.driver.fetchval(numbered_style(sql + " RETURNING id"), *args) or 0)
 
 
 class PostgresDataSource(SqlDataSource):
@@ -182,9 +186,15 @@ class PostgresDataSource(SqlDataSource):
             return await asyncpg.connect(*args, **_target(renewed), **kwargs)
 
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
-        # The fast path's one statement per request: straight to asyncpg, no row dicts.
+        # The fast path's one statement per request: straight to asyncpg, no wrapper, no row dicts.
         async with self._acquire() as conn:
-            row = await _Connection(conn, self)._call("fetchrow", sql, args)
+            self.statements += 1
+            try:
+                row = await conn.fetchrow(numbered_style(sql), *args)
+            except _ERRORS.statement_errors as exc:
+                if (ours := _ERRORS.converted(exc)) is None:
+                    raise
+                raise ours from exc
         return row["data"], bool(row.get("ok", True))
 
     async def create_session(self, new: NewSession) -> SessionRecord:
@@ -207,14 +217,8 @@ class PostgresDataSource(SqlDataSource):
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            # close() waits for every connection to be released: bound it.
-            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
-        except TimeoutError:
-            log.warning("PostgreSQL pool did not close in %ss; terminating it", _CLOSE_TIMEOUT)
-            pool.terminate()
+        if pool is not None:
+            await close_or_terminate(pool.close(), pool.terminate, "PostgreSQL pool")
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
@@ -231,7 +235,7 @@ class PostgresDataSource(SqlDataSource):
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             s = self._settings
-            raise explain_tls_failure(exc, s.db_host, s.database_port) or _unavailable(exc) from exc
+            raise explain_tls_failure(exc, s.db_host, s.database_port) or _ERRORS.unavailable(exc) from exc
         try:
             yield conn
         finally:
@@ -249,4 +253,4 @@ class PostgresDataSource(SqlDataSource):
                 async with conn.transaction():
                     yield _Connection(conn, self)
             except _CONNECTION_ERRORS as exc:
-                raise _unavailable(exc) from exc
+                raise _ERRORS.unavailable(exc) from exc

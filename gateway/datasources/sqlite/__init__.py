@@ -12,7 +12,9 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.sql.connection import DriverConnection
+from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
@@ -29,35 +31,47 @@ def _adapt(value: Any) -> Any:
     return value
 
 
-class _Connection:
-    def __init__(self, conn: aiosqlite.Connection, owner: SqliteDataSource) -> None:
-        self._conn = conn
-        self._owner = owner
+class _SqliteErrors(DriverErrors):
+    backend = "SQLite"
+    statement_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
+
+    def unique_constraint(self, exc: BaseException) -> str | None:
+        message = str(exc)
+        if isinstance(exc, sqlite3.IntegrityError) and ("UNIQUE" in message or "PRIMARY KEY" in message):
+            return message.rpartition(": ")[2]
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        message = str(exc)
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in message or "unable to open" in message
+        )
+
+    def unavailable(self, exc: BaseException) -> DataSourceUnavailable:
+        return DataSourceUnavailable(f"SQLite database unavailable: {exc}")
+
+
+_ERRORS = _SqliteErrors()
+
+
+class _Connection(DriverConnection[aiosqlite.Connection]):
+    __slots__ = ()
+    errors = _ERRORS
 
     async def _run(self, sql: str, args: Sequence[Any]) -> aiosqlite.Cursor:
-        self._owner.statements += 1
-        try:
-            return await self._conn.execute(sql, [_adapt(a) for a in args])
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
-                raise UniqueViolation(str(exc).rpartition(": ")[2]) from exc
-            raise
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "unable to open" in str(exc):
-                raise DataSourceUnavailable(f"SQLite database unavailable: {exc}") from exc
-            raise
+        return await self.driver.execute(sql, [_adapt(a) for a in args])
 
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
         cursor = await self._run(sql, args)
         names = [d[0] for d in cursor.description or ()]
         rows = await cursor.fetchall()
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         cursor = await self._run(sql, args)
         return cursor.rowcount
 
-    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
         cursor = await self._run(sql, args)
         # lastrowid keeps the previous insert's id when this one inserted nothing.
         return int(cursor.lastrowid or 0) if cursor.rowcount > 0 else 0

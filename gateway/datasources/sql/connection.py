@@ -1,0 +1,69 @@
+"""One pooled driver connection as the shared queries use it: counted, its errors converted."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from gateway.datasources.sql.errors import DriverErrors
+from gateway.datasources.sql.rows import Row
+
+__all__ = ["DriverConnection", "StatementCounter"]
+
+Driver = TypeVar("Driver")
+
+
+class StatementCounter(Protocol):
+    statements: int
+
+
+class DriverConnection(ABC, Generic[Driver]):
+    """Implements SqlConnection; a backend supplies its `errors` and the three driver calls."""
+
+    __slots__ = ("_owner", "driver")
+
+    errors: ClassVar[DriverErrors]
+
+    def __init__(self, driver: Driver, owner: StatementCounter) -> None:
+        self.driver = driver
+        self._owner = owner
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        self._owner.statements += 1
+        try:
+            return await self._fetch(sql, args)
+        except self.errors.statement_errors as exc:
+            if (ours := self.errors.converted(exc)) is None:
+                raise
+            raise ours from exc
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """How many rows the statement changed."""
+        self._owner.statements += 1
+        try:
+            return await self._execute(sql, args)
+        except self.errors.statement_errors as exc:
+            if (ours := self.errors.converted(exc)) is None:
+                raise
+            raise ours from exc
+
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """The new row's id; 0 when the statement inserted no row (an INSERT … SELECT)."""
+        self._owner.statements += 1
+        try:
+            return await self._insert(sql, args)
+        except self.errors.statement_errors as exc:
+            if (ours := self.errors.converted(exc)) is None:
+                raise
+            raise ours from exc
+
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        """Rows as dicts, for SQL with `?` placeholders."""
+
+    @abstractmethod
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int: ...
+
+    @abstractmethod
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int: ...
