@@ -25,7 +25,7 @@ from gateway.connect.tls import (
     load_ca,
     server_without_tls,
 )
-from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.datasources.mysql.handshake import RefusedBeforeHandshake, server_offers_tls
 from gateway.datasources.registry import BACKENDS, Probe
 from gateway.errors import Unavailable
 from gateway.settings import Settings
@@ -45,6 +45,7 @@ class Failure(IntEnum):
     PERMISSION = 15
     OTHER = 16
     SECRET = 17
+    SERVER_REFUSED = 18
 
 
 ADVICE = {
@@ -61,6 +62,9 @@ ADVICE = {
     Failure.OTHER: "see the message above",
     Failure.SECRET: "check AWS_SECRET_NAME, AWS_REGION, the secret's JSON, and that this machine's role may "
     "call secretsmanager:GetSecretValue on it",
+    Failure.SERVER_REFUSED: "the server's error names the cause: 1040, close idle clients or raise "
+    "max_connections (or lower DB_POOL_MAX); 1129, run FLUSH HOSTS on the server; 1130, let the user "
+    "connect from this machine's address",
 }
 
 _TLS_CONFIG_PROBLEMS = frozenset({TlsProblem.CA_MISSING, TlsProblem.CA_INVALID, TlsProblem.CLIENT_CERT})
@@ -237,10 +241,9 @@ async def _probe_postgres(s: Settings, context: ssl.SSLContext | None, report: R
 
 async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Report) -> None:
     try:
-        offers_tls = context is None or await server_offers_tls(
-            s.db_host, s.database_port, s.db_connect_timeout
-        )
-        if not offers_tls:
+        # Read the greeting even without TLS: a server that refuses this client says why there.
+        offers_tls = await server_offers_tls(s.db_host, s.database_port, s.db_connect_timeout)
+        if context is not None and not offers_tls:
             raise server_without_tls(s.db_host, s.database_port)
         conn = await aiomysql.connect(
             host=s.db_host,
@@ -266,6 +269,8 @@ async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Repo
                 "privileges on it",
             ) from None
         raise _connect_failure(exc, s) from None
+    except RefusedBeforeHandshake as exc:
+        raise _Diagnosed(Failure.SERVER_REFUSED, str(exc)) from None
     except (OSError, TlsError) as exc:
         raise _connect_failure(exc, s) from None
     try:
