@@ -94,7 +94,7 @@ class SqliteDataSource(SqlDataSource):
         self._busy_ms = int(settings.db_acquire_timeout * 1000)
         self._acquire_timeout = settings.db_acquire_timeout
         self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
-        self._all: list[aiosqlite.Connection] = []
+        self._all: set[aiosqlite.Connection] = set()
         self._slots = asyncio.Semaphore(self._max)
         self._closed = True
 
@@ -113,7 +113,10 @@ class SqliteDataSource(SqlDataSource):
             # Close it, or its worker thread outlives the pool (and the event loop).
             await conn.close()
             raise DataSourceUnavailable(f"DB_SQLITE_PATH={self._path}: {exc}") from exc
-        self._all.append(conn)
+        if self._closed:  # closed while this one was connecting
+            await conn.close()
+            raise DataSourceUnavailable("pool is closed")
+        self._all.add(conn)
         return conn
 
     async def open(self) -> None:
@@ -149,9 +152,12 @@ class SqliteDataSource(SqlDataSource):
 
     async def close(self) -> None:
         self._closed = True
-        for conn in self._all:
+        # Forgotten first: a closed connection must never be handed out after the next open().
+        connections, self._all = self._all, set()
+        while not self._idle.empty():
+            self._idle.get_nowait()
+        for conn in connections:
             await conn.close()
-        self._all.clear()
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -167,7 +173,8 @@ class SqliteDataSource(SqlDataSource):
             try:
                 yield conn
             finally:
-                self._idle.put_nowait(conn)
+                if conn in self._all:  # else close() closed it meanwhile
+                    self._idle.put_nowait(conn)
         finally:
             self._slots.release()
 
