@@ -57,6 +57,22 @@ def _streams(pool: aiomysql.Pool) -> list[asyncio.StreamWriter]:
     return [stream for stream in streams if isinstance(stream, asyncio.StreamWriter)]
 
 
+async def _sockets_closed(streams: list[asyncio.StreamWriter]) -> None:
+    # aiomysql closes a connection without waiting: over TLS its socket stays open until the
+    # server answers the close_notify, and a loop stopped before then leaks it.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_SOCKETS_CLOSE_TIMEOUT):
+            await asyncio.gather(*(stream.wait_closed() for stream in streams), return_exceptions=True)
+
+
+async def _closed(
+    closing: asyncio.Task[None], pool: aiomysql.Pool, streams: list[asyncio.StreamWriter]
+) -> None:
+    """Wait for `pool`'s `closing`, terminating it after the close timeout; then for its sockets."""
+    await close_or_terminate(closing, pool.terminate, "MySQL pool")
+    await _sockets_closed(streams)
+
+
 def _adapt(value: Any) -> Any:
     if isinstance(value, datetime):
         # DATETIME columns hold UTC without an offset.
@@ -121,7 +137,8 @@ class MysqlDataSource(SqlDataSource):
         self._pool_credentials: Credentials | None = None
         self._where = (settings.db_host, settings.database_port)
         self._renew_lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
+        # Closing pools (of rotated credentials) by the task that waits for their connections.
+        self._retiring: dict[asyncio.Task[None], tuple[aiomysql.Pool, list[asyncio.StreamWriter]]] = {}
         self.auth_retries = 0
 
     async def open(self) -> None:
@@ -197,24 +214,25 @@ class MysqlDataSource(SqlDataSource):
             self._pool_credentials = renewed
             self.auth_retries += 1
             log.info("MySQL rejected the password; new pool with the credentials read again")
-            retired.close()
-            self._retiring.add(asyncio.create_task(retired.wait_closed()))
+            self._retire(retired)
             return self._pool
+
+    def _retire(self, pool: aiomysql.Pool) -> None:
+        """Close `pool`: each connection closes when its query ends and releases it."""
+        streams = _streams(pool)
+        pool.close()
+        task = asyncio.create_task(pool.wait_closed())
+        self._retiring[task] = (pool, streams)
+        task.add_done_callback(self._forget_retired)
+
+    def _forget_retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        for retiring in self._retiring:
-            retiring.cancel()
-        if pool is None:
-            return
-        streams = _streams(pool)
-        pool.close()
-        await close_or_terminate(pool.wait_closed(), pool.terminate, "MySQL pool")
-        # aiomysql closes a connection without waiting: over TLS its socket stays open until the
-        # server answers the close_notify, and a loop stopped before then leaks it.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_SOCKETS_CLOSE_TIMEOUT):
-                await asyncio.gather(*(stream.wait_closed() for stream in streams), return_exceptions=True)
+        if pool is not None:
+            self._retire(pool)
+        await asyncio.gather(*(_closed(task, *retiring) for task, retiring in list(self._retiring.items())))
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
         try:
