@@ -28,6 +28,7 @@ REFUSALS = [
     (1130, None, "Host '127.0.0.1' is not allowed to connect to this MariaDB server"),
 ]
 EXIT_SERVER_REFUSED = 18
+EXIT_OTHER = 16
 
 
 def err_packet(code: int, sql_state: str | None, message: str) -> bytes:
@@ -40,7 +41,7 @@ def err_packet(code: int, sql_state: str | None, message: str) -> bytes:
 
 @asynccontextmanager
 async def refusing_server(packet: bytes) -> AsyncIterator[int]:
-    """A server on a free loopback port that greets every client with `packet` and hangs up."""
+    """A server on a free loopback port that greets every client with `packet` (maybe none) and hangs up."""
 
     async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(packet)
@@ -60,30 +61,45 @@ def expected(port: int, code: int, message: str) -> str:
     return f"MySQL server at 127.0.0.1:{port} refused the connection before the handshake: {code} {message}"
 
 
+async def check_connection(port: int, ssl: str) -> tuple[int | None, str]:
+    """`gateway check-connection` against 127.0.0.1:port: its exit code and output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "AWS_"))}
+    env.update(DB_BACKEND="mysql", DB_HOST="127.0.0.1", DB_PORT=str(port), DB_USER="club")
+    env.update(DB_NAME="club", DB_PASSWORD="pw-never-shown", DB_SSL=ssl)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "check-connection",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, out.decode() + err.decode()
+
+
 @pytest.mark.parametrize("ssl", ["true", "false"])
 @pytest.mark.parametrize(("code", "sql_state", "message"), REFUSALS)
 async def test_check_connection_reports_the_servers_refusal_with_its_own_exit_code(
     ssl: str, code: int, sql_state: str | None, message: str
 ) -> None:
     async with refusing_server(err_packet(code, sql_state, message)) as port:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "AWS_"))}
-        env.update(DB_BACKEND="mysql", DB_HOST="127.0.0.1", DB_PORT=str(port), DB_USER="club")
-        env.update(DB_NAME="club", DB_PASSWORD="pw-never-shown", DB_SSL=ssl)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "check-connection",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    output = out.decode() + err.decode()
-    assert process.returncode == EXIT_SERVER_REFUSED, output
+        returncode, output = await check_connection(port, ssl)
+    assert returncode == EXIT_SERVER_REFUSED, output
     failed = [line.strip() for line in output.splitlines() if "FAILED" in line]
     assert failed == [f"FAILED (server_refused): {expected(port, code, message)}"], output
     assert "does not offer TLS" not in output and "pw-never-shown" not in output
+
+
+@pytest.mark.parametrize("ssl", ["true", "false"])
+async def test_check_connection_reports_a_server_that_hangs_up_without_a_greeting(ssl: str) -> None:
+    async with refusing_server(b"") as port:
+        returncode, output = await check_connection(port, ssl)
+    assert returncode == EXIT_OTHER, output
+    failed = [line.strip() for line in output.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "Traceback" not in output, output
+    assert f"MySQL server at 127.0.0.1:{port} closed the connection before its greeting" in failed[0]
 
 
 @pytest.mark.parametrize(("code", "sql_state", "message"), REFUSALS)
@@ -108,3 +124,21 @@ async def test_opening_the_data_source_raises_the_servers_refusal(
     assert caught.value.code is ErrorCode.UNAVAILABLE  # what a GraphQL client is told
     assert str(caught.value) == expected(port, code, message)
     assert (caught.value.error_number, caught.value.server_message) == (code, message)
+
+
+async def test_opening_the_data_source_reports_a_server_that_hangs_up_without_a_greeting() -> None:
+    async with refusing_server(b"") as port:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            db_backend="mysql",
+            db_host="127.0.0.1",
+            db_port=port,
+            db_user="club",
+            db_name="club",
+            db_ssl=True,
+        )
+        source = create_data_source(settings)
+        with pytest.raises(DataSourceUnavailable) as caught:
+            await source.open()
+        await source.close()
+    assert f"MySQL server at 127.0.0.1:{port} closed the connection before its greeting" in str(caught.value)

@@ -9,6 +9,7 @@ allowed) is reported with its own error code and message.
 from __future__ import annotations
 
 import asyncio
+import errno
 import struct
 
 from gateway.datasources.protocol import DataSourceUnavailable
@@ -54,6 +55,11 @@ async def server_offers_tls(host: str, port: int, timeout: float) -> bool:
             header = await reader.readexactly(4)
             length = int.from_bytes(header[:3], "little")
             greeting = await reader.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            # An OSError, as a refused or reset connection is, so callers report it the same way.
+            raise ConnectionResetError(
+                errno.ECONNRESET, f"MySQL server at {host}:{port} closed the connection before its greeting"
+            ) from exc
         finally:
             writer.close()
     if greeting[0] == _ERROR_PACKET:
