@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -15,7 +16,10 @@ from gateway.datasources.registry import BACKENDS
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 # Values of these settings never appear in an error message.
-_SECRET_FIELDS = frozenset({"db_password", "db_ca_cert"})
+_SECRET_FIELDS = frozenset({"db_password", "db_ca_cert", "auth_jwt_secret"})
+# HS256 keys shorter than the hash output are brute-forceable (RFC 7518 section 3.2).
+_MIN_SECRET_BYTES = 32
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(Exception):
@@ -69,6 +73,16 @@ class Settings(BaseSettings):
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
 
+    # Sign-in: tokens from an identity provider (JWKS) or signed with a shared secret (HS256).
+    auth_jwks_url: str | None = None
+    auth_jwt_secret: SecretStr | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_roles_claim: str = Field(default="roles", min_length=1)
+    auth_anonymous_read: bool = True
+    auth_leeway: float = Field(default=30.0, ge=0)
+    auth_disabled: bool = False
+
     @field_validator("db_backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
@@ -94,6 +108,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return value
 
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not a URL like https://example.auth0.com/.well-known/jwks.json")
+        return value
+
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _check_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < _MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {_MIN_SECRET_BYTES} bytes; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -116,7 +147,26 @@ class Settings(BaseSettings):
             )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
+        self._check_auth()
         return self
+
+    def _check_auth(self) -> None:
+        if self.auth_jwks_url:
+            missing = [name for name in ("auth_issuer", "auth_audience") if not getattr(self, name)]
+            if missing:
+                raise ValueError(
+                    f"AUTH_JWKS_URL needs {' and '.join(name.upper() for name in missing)} (the provider's "
+                    "issuer and your API's audience), so tokens minted for another application are refused"
+                )
+            # Over plain HTTP anyone on the path could substitute their own keys.
+            url = urlsplit(self.auth_jwks_url)
+            if self.production and url.scheme == "http" and url.hostname not in _LOOPBACK_HOSTS:
+                raise ValueError("AUTH_JWKS_URL must be https:// with APP_ENV=production")
+        if self.production and not self.auth_disabled and not (self.auth_jwks_url or self.auth_jwt_secret):
+            raise ValueError(
+                "APP_ENV=production needs sign-in: set AUTH_JWKS_URL (with AUTH_ISSUER and AUTH_AUDIENCE) "
+                "or AUTH_JWT_SECRET, or set AUTH_DISABLED=true to leave every query and mutation open"
+            )
 
     @property
     def database_port(self) -> int:

@@ -90,7 +90,7 @@ async def test_production_hides_unexpected_errors_and_logs_no_traceback(
     aiohttp_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(make_settings(backend, app_env="production"))
+    app = create_app(make_settings(backend, app_env="production", auth_disabled=True))
     client: TestClient = await aiohttp_client(app)
     await empty_tables(app[EXECUTOR].data_source)
     user = await make_user(client, "ada@example.com")

@@ -251,7 +251,7 @@ async def test_secrets_manager_down_falls_back_in_development_only(
     assert "AWS Secrets Manager unreachable" in caplog.text
     assert "using the credentials from the environment" in caplog.text
 
-    source = create_data_source(settings_for({**env, "APP_ENV": "production"}))
+    source = create_data_source(settings_for({**env, "APP_ENV": "production", "AUTH_DISABLED": "true"}))
     with pytest.raises(SecretUnreachable) as refused:
         await source.open()
     await source.close()
