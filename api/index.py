@@ -8,6 +8,7 @@ from pathlib import Path
 # Vercel puts this folder on sys.path, not the project root that holds the `gateway` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.auth.tokens import warn_if_open
 from gateway.connect.tls import warn_if_unencrypted
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.logs import configure_logging
@@ -20,6 +21,7 @@ except SettingsError as exc:
     raise SystemExit(f"configuration error: {exc}") from None
 configure_logging(settings)
 warn_if_unencrypted(settings)
+warn_if_open(settings)
 if os.environ.get("VERCEL") and settings.db_backend == "sqlite":
     logging.getLogger("gateway").warning(
         "DB_BACKEND is sqlite: a serverless instance cannot keep a database file; "

@@ -28,6 +28,7 @@ def _positive(text: str) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth.tokens import warn_if_open
     from gateway.connect.tls import warn_if_unencrypted
     from gateway.doors.workers import PoolSplitError, serve, split_pool
 
@@ -39,6 +40,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     warn_if_unencrypted(settings)
+    warn_if_open(settings)
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", file=sys.stderr)
     return serve(settings, host, port, args.workers)
 
@@ -88,6 +90,24 @@ def _encode_cert(path: Path) -> int:
     return 0
 
 
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth.issuing import TokenIssueError, issue_token, parse_ttl
+
+    try:
+        ttl = parse_ttl(args.ttl)
+        token = issue_token(
+            settings, subject=args.sub, email=args.email, name=args.name, roles=args.role, ttl=ttl
+        )
+    except TokenIssueError as exc:
+        print(f"token: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(token)
+    print(f"valid for {ttl}; send it as the header  Authorization: Bearer <token>", file=sys.stderr)
+    if settings.auth_disabled:
+        print("note: AUTH_DISABLED=true, so the gateway does not read tokens", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     encode = commands.add_parser("encode-cert", help="base64 a CA certificate for DB_CA_CERT")
     encode.add_argument("path", type=Path, help="the CA certificate PEM file, e.g. certs/ca.pem")
+    token = commands.add_parser("token", help="print a token signed with AUTH_JWT_SECRET, to try the API")
+    token.add_argument("--sub", required=True, help="the subject: who the token signs in")
+    token.add_argument("--email", help="the email claim")
+    token.add_argument("--name", help="the name claim")
+    token.add_argument("--role", action="append", default=[], help="a role, e.g. admin (repeat for several)")
+    token.add_argument("--ttl", default="1h", help="lifetime like 30m, 1h or 2d (default 1h)")
     setup = commands.add_parser("setup", help="write .env interactively (or from flags) and check it")
     setup.add_argument("--env-file", default=".env", help="file to write (default .env)")
     setup.add_argument("--non-interactive", action="store_true", help="take everything from flags")
@@ -151,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings)
     if args.command == "check-connection":
         return _check_connection(settings, args.json)
+    if args.command == "token":
+        return _token(settings, args)
     try:
         if args.command == "serve":
             return _serve(settings, args)

@@ -1,0 +1,15 @@
+"""Sign-in: the Identity a bearer token names, verified against a JWKS or a shared secret."""
+
+from __future__ import annotations
+
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import Authenticator, KeysUnavailable, TokenRejected, authenticator_for, warn_if_open
+
+__all__ = [
+    "Authenticator",
+    "Identity",
+    "KeysUnavailable",
+    "TokenRejected",
+    "authenticator_for",
+    "warn_if_open",
+]
