@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -10,12 +11,16 @@ __all__ = ["JwksServer"]
 
 
 class JwksServer:
-    """Serves `keys` at `url`; `publish` changes them (key rotation), `status` makes it fail."""
+    """Serves `keys` at `url`; `publish` changes them (key rotation), `status` makes it fail, and while
+    `held` is set each answer waits for `release()` (a slow provider)."""
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.status = 200
         self.requests = 0
+        self.requested = asyncio.Event()
+        self.held = False
+        self._released = asyncio.Event()
         self.url = ""
         app = web.Application()
         app.router.add_get("/.well-known/jwks.json", self._answer)
@@ -23,6 +28,9 @@ class JwksServer:
 
     def publish(self, *keys: dict[str, Any]) -> None:
         self.keys = list(keys)
+
+    def release(self) -> None:
+        self._released.set()
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -36,6 +44,9 @@ class JwksServer:
 
     async def _answer(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.requested.set()
+        if self.held:
+            await self._released.wait()
         if self.status != 200:
             return web.json_response({"error": "unavailable"}, status=self.status)
         return web.json_response({"keys": self.keys})

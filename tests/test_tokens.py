@@ -263,6 +263,24 @@ async def test_twenty_concurrent_tokens_with_a_new_kid_cause_one_fetch(
     assert jwks.requests == 2
 
 
+async def test_a_request_that_goes_away_does_not_cancel_the_fetch_others_wait_for(
+    k1: Signer, jwks: JwksServer, make_authenticator: Callable[..., Authenticator]
+) -> None:
+    jwks.publish(k1.jwk())
+    jwks.held = True
+    authenticator = make_authenticator()
+    first = asyncio.create_task(authenticator.identify(bearer(k1.token())))
+    await asyncio.wait_for(jwks.requested.wait(), 10)
+    second = asyncio.create_task(authenticator.identify(bearer(k1.token(sub="bob"))))
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    jwks.release()
+    identity = await asyncio.wait_for(second, 10)
+    assert identity is not None and identity.subject == "bob"
+    assert jwks.requests == 1
+
+
 async def test_twenty_concurrent_tokens_on_a_cold_cache_cause_one_fetch(
     k1: Signer, jwks: JwksServer, make_authenticator: Callable[..., Authenticator]
 ) -> None:
@@ -399,6 +417,10 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return bearer(k1.token(exp=None))
     if case == "roles not a list":
         return bearer(k1.token(roles={"admin": True}))
+    if case == "alg not a string":
+        return bearer(hand_signed({"alg": ["RS256"], "kid": "k1"}, claims(), None))
+    if case == "kid too long":
+        return bearer(jwt.encode(claims(), k1.private, algorithm="RS256", headers={"kid": "k" * 1000}))
     if case == "garbage":
         return "Bearer not.a.token"
     if case == "empty bearer":
@@ -426,6 +448,8 @@ REFUSALS = {
     "no sub": "'sub' is missing",
     "no exp": "'exp' is missing",
     "roles not a list": "'roles' must be a list",
+    "alg not a string": "'alg' is missing or not a string",
+    "kid too long": "'kid' is not a string of at most 256 characters",
     "garbage": "malformed",
     "empty bearer": "empty bearer",
     "Basic scheme": "'Basic' is not Bearer",

@@ -10,6 +10,7 @@ keep working until a later fetch succeeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -122,31 +123,33 @@ class JwksCache:
         self._attempted_at: float | None = None
         self._loaded_at: float | None = None
         self._failure: str | None = None  # why the last fetch failed; None after a success
-        # Made on first use, inside the event loop that serves requests.
-        self._lock: asyncio.Lock | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._refreshing: asyncio.Task[None] | None = None  # the one fetch in flight
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the serving loop
 
     async def key(self, kid: str | None) -> SigningKey:
         """The key for `kid`, fetching the set first when it lacks `kid` or has grown old."""
         found = self._find(kid)
         if found is not None and self._fresh():
             return found
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            # Whoever held the lock before may have fetched what this request needs.
-            if self._find(kid) is None or not self._fresh():
-                await self._refresh_if_allowed()
-            found = self._find(kid)
-            if found is not None:
-                # Fresh, or kept from before a failed fetch.
-                return found
-            if self._failure is not None:
-                raise JwksUnavailable(self._failure)
-            raise KeyNotFound(self._missing(kid))
+        if self._refreshing is None and self._may_fetch():
+            self._refreshing = asyncio.create_task(self._refresh())
+        if self._refreshing is not None:
+            # Shielded: a request that goes away must not cancel the fetch other requests wait for.
+            await asyncio.shield(self._refreshing)
+        found = self._find(kid)
+        if found is not None:
+            # Fresh, or kept from before a failed fetch.
+            return found
+        if self._failure is not None:
+            raise JwksUnavailable(self._failure)
+        raise KeyNotFound(self._missing(kid))
 
     async def close(self) -> None:
-        """Close the HTTP session, if one was opened."""
+        """Stop a fetch in flight and close the HTTP session, if one was opened."""
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -167,11 +170,11 @@ class JwksCache:
         wait = max(0.0, self._refetch_interval - since)
         return f"no key with kid {kid!r} in the JWKS (next fetch allowed in {wait:.0f} s)"
 
-    async def _refresh_if_allowed(self) -> None:
-        now = self._clock()
-        if self._attempted_at is not None and now - self._attempted_at < self._refetch_interval:
-            return
-        self._attempted_at = now
+    def _may_fetch(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._refetch_interval
+
+    async def _refresh(self) -> None:
+        self._attempted_at = self._clock()
         try:
             keys = read_jwk_set(await self._download())
             if not keys:
@@ -180,6 +183,8 @@ class JwksCache:
             self._failure = f"JWKS at {self._url}: {exc}"
             log.warning("%s; keeping the %d keys fetched before", self._failure, len(self._keys))
             return
+        finally:
+            self._refreshing = None
         self._keys, self._loaded_at, self._failure = keys, self._clock(), None
         log.info("JWKS at %s: %d signing keys", self._url, len(keys))
 

@@ -34,6 +34,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HMAC_ALGORITHM = "HS256"
+# Bounds on what a log line quotes from a header, which is the sender's to fill.
+_SHOWN_ALG = 32
+_MAX_KID = 256
 
 
 class TokenRejected(Exception):
@@ -95,12 +98,14 @@ class Authenticator:
 
     async def _key_for(self, header: dict[str, Any]) -> tuple[Any, Sequence[str]]:
         alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise TokenRejected("header 'alg' is missing or not a string")
         if alg == HMAC_ALGORITHM and self._secret is not None:
             return self._secret, (HMAC_ALGORITHM,)
         if alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             kid = header.get("kid")
-            if kid is not None and not isinstance(kid, str):
-                raise TokenRejected("header 'kid' is not a string")
+            if kid is not None and (not isinstance(kid, str) or len(kid) > _MAX_KID):
+                raise TokenRejected(f"header 'kid' is not a string of at most {_MAX_KID} characters")
             try:
                 signing = await self._jwks.key(kid)
             except KeyNotFound as exc:
@@ -110,7 +115,7 @@ class Authenticator:
             if alg not in signing.algorithms:
                 raise TokenRejected(f"alg {alg!r} does not fit JWKS key {signing.kid!r}")
             return signing.key, signing.algorithms
-        raise TokenRejected(f"alg {alg!r} is not accepted ({self._accepted()})")
+        raise TokenRejected(f"alg {alg[:_SHOWN_ALG]!r} is not accepted ({self._accepted()})")
 
     def _accepted(self) -> str:
         families = []
