@@ -8,8 +8,10 @@ __all__ = [
     "BadUserInput",
     "Conflict",
     "ErrorCode",
+    "Forbidden",
     "GatewayError",
     "NotFound",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -20,6 +22,7 @@ class ErrorCode(StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     NOT_FOUND = "NOT_FOUND"
     FORBIDDEN = "FORBIDDEN"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     CONFLICT = "CONFLICT"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -47,6 +50,18 @@ class NotFound(GatewayError):
     def __init__(self, kind: str, ident: str = "") -> None:
         self.kind = kind
         super().__init__(f"{kind} {ident} not found" if ident else f"{kind} not found")
+
+
+class Unauthenticated(GatewayError):
+    """The operation needs a signed-in person and the request carries no token."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(GatewayError):
+    """The signed-in person may not do this; nothing was written."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 class Conflict(GatewayError):

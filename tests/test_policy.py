@@ -24,7 +24,7 @@ from gateway.doors.asgi_app import create_asgi_app
 from gateway.errors import ErrorCode
 from gateway.execution.executor import Executor
 from gateway.execution.policy import Mark, Mask, OperationView, Policy, Refused
-from gateway.schema.ids import decode_id
+from gateway.schema.ids import encode_id
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
 from tests.processes import free_port
@@ -48,7 +48,7 @@ class Shout(Mark):
 class Rules:
     """The rules under test; `visible_to` is the member whose e-mail stays visible."""
 
-    visible_to: int | None = None
+    visible_to: str | None = None
     shout: bool = False
     seen: list[str | None] = field(default_factory=list)
 
@@ -131,14 +131,10 @@ async def club(backend: str, make_settings: Callable[..., Settings]) -> AsyncIte
         ]
         async with aiohttp.ClientSession() as http:
             made = Club(doors, rules, "", "", "", http)
-            create = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
-            ids = []
-            for email, name in (("ada@example.com", "Ada"), ("grace@example.com", "Grace")):
-                body = await made.post(
-                    doors[0], {"query": create, "variables": {"i": {"email": email, "displayName": name}}}
-                )
-                ids.append(body["data"]["createUser"]["id"])
-            made.ada, made.grace = ids
+            # Ada's profile belongs to a signed-in person: the one whose e-mail the mask shows.
+            ada = await executor.data_source.create_user("ada@example.com", "Ada", "ada-subject")
+            grace = await executor.data_source.create_user("grace@example.com", "Grace")
+            made.ada, made.grace = encode_id("User", ada.id), encode_id("User", grace.id)
             session = await made.post(
                 doors[0],
                 {
@@ -149,7 +145,7 @@ async def club(backend: str, make_settings: Callable[..., Settings]) -> AsyncIte
                 },
             )
             made.session = session["data"]["createShootingSession"]["id"]
-            rules.visible_to = decode_id(made.ada, "User")
+            rules.visible_to = "ada-subject"
             yield made
     finally:
         asgi_server.should_exit = True

@@ -29,6 +29,7 @@ class UserRecord:
     email: str
     display_name: str
     created_at: datetime
+    subject: str | None = None  # the `sub` of the signed-in person whose profile this is
 
 
 @dataclass(frozen=True, slots=True)

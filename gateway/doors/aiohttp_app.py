@@ -8,10 +8,13 @@ import aiohttp_cors
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import EXECUTOR, SETTINGS
 from gateway.doors.graphql_view import ExecutorView
-from gateway.doors.health import readiness, unavailable
+from gateway.doors.health import readiness
+from gateway.doors.refusals import Refusal, invalid_token, unavailable
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
 from gateway.execution.operation import read_json_operation
@@ -22,8 +25,14 @@ from gateway.settings import Settings
 __all__ = ["GatewayView", "create_app"]
 
 
+IDENTITY = web.RequestKey("identity", Identity)  # absent for an anonymous request
+
+
 class GatewayView(ExecutorView, GraphQLView[RequestContext, None]):  # type: ignore[misc]
     """Strawberry's aiohttp view; the executor runs what it parses."""
+
+    def identity_of(self, request: web.Request) -> Identity | None:
+        return request.get(IDENTITY)
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -45,6 +54,11 @@ async def _root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/graphql")
 
 
+def _refusal(refusal: Refusal) -> web.Response:
+    status, headers, body = refusal
+    return web.json_response(body, status=status, headers=headers)
+
+
 def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """/graphql: a JSON POST of one operation is answered here, anything else by the view."""
     executor = view.executor
@@ -52,14 +66,18 @@ def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamR
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             await executor.open()
+            identity = await executor.identify(request.headers.get("Authorization"))
         except GatewayError as exc:
-            status, refusal = unavailable(exc)
-            return web.json_response(refusal, status=status)
+            return _refusal(unavailable(exc))
+        except TokenRejected as exc:
+            return _refusal(invalid_token(exc))
+        if identity is not None:
+            request[IDENTITY] = identity
         if request.method == "POST" and request.content_type == "application/json":
             # The view reads the body again if needed: aiohttp keeps it.
             operation = read_json_operation(await request.read(), request.headers.get("Accept", ""))
             if operation is not None:
-                body = await executor.answer(operation, request)
+                body = await executor.answer(operation, request, identity)
                 if body is not None:
                     return web.Response(body=body, content_type="application/json")
         return await view(request)

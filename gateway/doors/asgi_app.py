@@ -14,9 +14,12 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.graphql_view import ExecutorView
-from gateway.doors.health import readiness, unavailable
+from gateway.doors.health import readiness
+from gateway.doors.refusals import Refusal, invalid_token, unavailable
 from gateway.doors.serverless import serverless_profile
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
@@ -31,6 +34,10 @@ __all__ = ["create_asgi_app"]
 class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore[misc]
     """Strawberry's ASGI view; the executor runs what it parses."""
 
+    def identity_of(self, request: Request) -> Identity | None:
+        identity: Identity | None = request.scope["state"]["identity"]
+        return identity
+
 
 class _GraphQLDoor:
     """/graphql: opens the data source first (a failure is a 503), answers a JSON POST of one operation
@@ -44,21 +51,31 @@ class _GraphQLDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._executor.open()
+            identity = await self._executor.identify(_header(scope, b"authorization") or None)
         except GatewayError as exc:
-            status, refusal = unavailable(exc)
-            await JSONResponse(refusal, status_code=status)(scope, receive, send)
+            await _refusal(unavailable(exc))(scope, receive, send)
             return
+        except TokenRejected as exc:
+            await _refusal(invalid_token(exc))(scope, receive, send)
+            return
+        # The view builds its own Request over this scope: the identity travels in its state.
+        scope.setdefault("state", {})["identity"] = identity
         media_type = _header(scope, b"content-type").split(";")[0].strip().lower()
         if scope["method"] == "POST" and media_type == "application/json":
             body = await _read_body(receive)
             operation = read_json_operation(body, _header(scope, b"accept"))
             if operation is not None:
-                answer = await self._executor.answer(operation, Request(scope, receive))
+                answer = await self._executor.answer(operation, Request(scope, receive), identity)
                 if answer is not None:
                     await Response(answer, media_type="application/json")(scope, receive, send)
                     return
             receive = _replay(body, receive)
         await self._view(scope, receive, send)
+
+
+def _refusal(refusal: Refusal) -> Response:
+    status, headers, body = refusal
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _header(scope: Scope, name: bytes) -> str:

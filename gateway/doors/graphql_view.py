@@ -17,6 +17,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from gateway.auth.identity import Identity
 from gateway.execution.executor import Executor, encode
 from gateway.execution.operation import Operation
 from gateway.schema import RequestContext
@@ -25,13 +26,13 @@ __all__ = ["ExecutorView", "run_operation"]
 
 
 async def run_operation(
-    executor: Executor, request: Any, data: GraphQLRequestData, method: str
+    executor: Executor, request: Any, identity: Identity | None, data: GraphQLRequestData, method: str
 ) -> ExecutionResult:
     """One operation a view parsed, run by the executor, as Strawberry's `execute_single` would answer it."""
     allowed = OperationType.from_http(method)  # type: ignore[arg-type]
     operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
     try:
-        outcome = await executor.execute(operation, request, allowed)
+        outcome = await executor.execute(operation, request, identity, allowed)
     except CannotGetOperationTypeError as exc:
         raise HTTPException(400, exc.as_http_error_reason()) from exc
     except InvalidOperationTypeError as exc:
@@ -45,12 +46,17 @@ async def run_operation(
 
 
 class ExecutorView:
-    """Mixed into a Strawberry view class (aiohttp's or ASGI's) before it; `executor` is set by the door."""
+    """Mixed into a Strawberry view class (aiohttp's or ASGI's) before it; `executor` is set by the door,
+    which has identified the request before the view sees it."""
 
     executor: Executor
 
+    def identity_of(self, request: Any) -> Identity | None:
+        """The identity the door found for `request`."""
+        raise NotImplementedError
+
     async def get_context(self, request: Any, response: Any) -> RequestContext:
-        return self.executor.context(request, await self.executor.open())
+        return self.executor.context(request, await self.executor.open(), self.identity_of(request))
 
     def encode_json(self, data: object) -> bytes:
         return encode(data)
@@ -65,9 +71,10 @@ class ExecutorView:
         sub_response: Any,
     ) -> ExecutionResult | list[ExecutionResult]:
         method = request_adapter.method
+        identity = self.identity_of(request)
         if isinstance(request_data, list):
-            runs = (run_operation(self.executor, request, data, method) for data in request_data)
+            runs = (run_operation(self.executor, request, identity, data, method) for data in request_data)
             return list(await asyncio.gather(*runs))
         if request_data.protocol != "http":
             raise HTTPException(400, "Streamed responses are not supported")
-        return await run_operation(self.executor, request, request_data, method)
+        return await run_operation(self.executor, request, identity, request_data, method)

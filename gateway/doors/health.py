@@ -1,14 +1,13 @@
-"""Liveness, readiness and unavailability: what every HTTP door answers, as (status, JSON body)."""
+"""Readiness: what /readyz answers on every door, as (status, JSON body)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
 
-__all__ = ["READY_TIMEOUT", "readiness", "unavailable"]
+__all__ = ["READY_TIMEOUT", "readiness"]
 
 READY_TIMEOUT = 1.0
 
@@ -24,9 +23,3 @@ async def readiness(executor: Executor) -> tuple[int, dict[str, str]]:
     except GatewayError as exc:
         return 503, {"status": "unavailable", "reason": str(exc)}
     return 200, {"status": "ok"}
-
-
-def unavailable(exc: GatewayError) -> tuple[int, dict[str, Any]]:
-    """The answer to a GraphQL request when the data source cannot be opened: 503, coded UNAVAILABLE."""
-    error = {"message": str(exc), "extensions": {"code": ErrorCode.UNAVAILABLE.value}}
-    return 503, {"data": None, "errors": [error]}

@@ -25,6 +25,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import authenticator_for
 from gateway.datasources import create_data_source
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 from gateway.datasources.unavailable import UnavailableSource
@@ -33,6 +35,7 @@ from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension
 from gateway.execution.operation import Operation
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
+from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema
 from gateway.settings import Settings
 
@@ -58,7 +61,11 @@ class Executor:
         create_source: Callable[[Settings], DataSource] = create_data_source,
     ) -> None:
         self.settings = settings
-        self.policy = policy or Policy()
+        # None while sign-in is off (no AUTH_* configured, or AUTH_DISABLED=true): everything open.
+        self.authenticator = authenticator_for(settings)
+        given = policy.rules if policy else ()
+        rules = sign_in_rules(settings) if self.authenticator else []
+        self.policy = Policy([*rules, *given])
         self.schema: strawberry.Schema = build_schema(settings.production, extensions=[PipelineExtension])
         self._graphql_schema = self.schema._schema  # Strawberry's graphql-core schema; no public accessor
         self.documents = DocumentCache(self._graphql_schema)
@@ -96,7 +103,18 @@ class Executor:
                 log.info("data source %s open", self.settings.db_backend)
         return self._source
 
+    async def identify(self, authorization: str | None) -> Identity | None:
+        """Who sends an `Authorization` header value: None when anonymous or sign-in is off.
+
+        Raises TokenRejected for a token that is not valid; the door answers it with a 401.
+        """
+        if self.authenticator is None:
+            return None
+        return await self.authenticator.identify(authorization)
+
     async def close(self) -> None:
+        if self.authenticator is not None:
+            await self.authenticator.close()
         async with self._lock:
             self._closed = True
             source, self._source, self.fast = self._source, None, None
@@ -106,23 +124,30 @@ class Executor:
 
     # -- operations ----------------------------------------------------------------------
 
-    def context(self, request: Any, source: DataSource) -> RequestContext:
-        """A new request context: fresh DataLoaders over `source`."""
-        return RequestContext(data_source=source, settings=self.settings, request=request)
+    def context(self, request: Any, source: DataSource, identity: Identity | None = None) -> RequestContext:
+        """A new request context: fresh DataLoaders over `source`, for `identity`."""
+        return RequestContext(
+            data_source=source,
+            settings=self.settings,
+            request=request,
+            identity=identity,
+            sign_in=self.authenticator is not None,
+        )
 
     async def execute(
         self,
         operation: Operation,
         request: Any,
+        identity: Identity | None,
         allowed: Set[OperationType] = POST_OPERATIONS,
     ) -> Outcome:
-        """The outcome of one operation; `request` is the framework's request, for the context.
+        """The outcome of one operation for `identity`; `request` is the framework's request.
 
         Raises Strawberry's MissingQueryError, CannotGetOperationTypeError and
         InvalidOperationTypeError before anything runs, which each door answers with a 400.
         """
         source = await self.open()
-        context = self.context(request, source)
+        context = self.context(request, source, identity)
         prepared = self.documents.get(operation.query) if operation.query else None
         document = prepared.document if prepared is not None and not prepared.errors else None
         definition = prepared.operation(operation.operation_name) if prepared and document else None
@@ -155,11 +180,11 @@ class Executor:
                     return compiled
         return await self._strawberry(operation, context, allowed)
 
-    async def answer(self, operation: Operation, request: Any) -> bytes | None:
+    async def answer(self, operation: Operation, request: Any, identity: Identity | None) -> bytes | None:
         """The JSON body answering a POSTed operation (status 200), or None when Strawberry's view must
         answer it with a 400 (no query, no such operation, an operation type POST does not run)."""
         try:
-            outcome = await self.execute(operation, request)
+            outcome = await self.execute(operation, request, identity)
         except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
             return None  # raised before anything ran
         return outcome if isinstance(outcome, bytes) else encode(process_result(outcome))
@@ -167,7 +192,7 @@ class Executor:
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision
     ) -> RequestContext:
-        rebuilt = self.context(context.request, source)
+        rebuilt = self.context(context.request, source, context.identity)
         rebuilt.prepared, rebuilt.marks = prepared, decision.marks
         return rebuilt
 

@@ -57,14 +57,14 @@ class Mark(ABC):
 
 @dataclass(frozen=True, slots=True)
 class Mask(Mark):
-    """`type_name.field_name` is null, except on the rows owned by the user `visible_to` (a primary key).
+    """`type_name.field_name` is null, except on the rows owned by `visible_to` (a signed-in person's `sub`).
 
     Who owns a row is declared once per type in `gateway.schema.ownership`.
     """
 
     type_name: str
     field_name: str
-    visible_to: int | None = None
+    visible_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.visible_to is not None:
@@ -105,6 +105,10 @@ class Policy:
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self._rules: list[Rule] = list(rules)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(self._rules)
 
     def add(self, rule: Rule) -> None:
         self._rules.append(rule)

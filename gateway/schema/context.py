@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.auth.identity import Identity
 from gateway.datasources.protocol import DataSource
+from gateway.datasources.records import UserRecord
+from gateway.errors import Unauthenticated
 from gateway.schema.loaders import Loaders
 from gateway.settings import Settings
 
@@ -24,13 +27,34 @@ class RequestContext:
     data_source: DataSource
     settings: Settings
     request: Any = None  # the framework's request (aiohttp or Starlette)
+    identity: Identity | None = None  # who is asking; None when anonymous or sign-in is off
+    sign_in: bool = False  # whether sign-in is on (AUTH_* configured): then rules apply
     prepared: Prepared | None = None  # the document the executor parsed and validated
     marks: Mapping[tuple[str, str], Mark] = field(default_factory=dict)  # the policy's, by (type, field)
     loaders: Loaders = field(init=False)
 
+    _viewer: UserRecord | None = field(default=None, init=False, repr=False)
+    _viewer_read: bool = field(default=False, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.data_source)
+
+    async def viewer(self) -> UserRecord | None:
+        """The signed-in person's profile, read once per request; None when anonymous or without one."""
+        if self.identity is None:
+            return None
+        if not self._viewer_read:
+            self._viewer = await self.data_source.user_by_subject(self.identity.subject)
+            self._viewer_read = True
+        return self._viewer
+
+    def signed_in(self) -> Identity:
+        """The identity of the person asking; raises Unauthenticated for an anonymous request."""
+        if self.identity is None:
+            raise Unauthenticated("sign in first: send a bearer token in the Authorization header")
+        return self.identity
 
     def after_write(self) -> None:
         """Forget what this request loaded, so fields read after a mutation see its effect."""
         self.loaders = Loaders(self.data_source)
+        self._viewer_read = False

@@ -56,8 +56,10 @@ class ShotInput:
 
 @strawberry.input
 class CreateShootingSessionInput:
-    user_id: strawberry.ID
     discipline: str
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Whose session; default the signed-in member (another member: admins only)."
+    )
     group_id: strawberry.ID | None = None
     started_at: datetime | None = strawberry.field(
         default=None, description="When the session began, with a UTC offset; default now."

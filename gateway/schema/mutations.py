@@ -9,7 +9,8 @@ from typing import TypeVar
 import strawberry
 
 from gateway.datasources.records import NewSession
-from gateway.errors import BadUserInput, NotFound
+from gateway.errors import BadUserInput, Conflict, NotFound
+from gateway.schema.authorization import acting_user, check_session_owner, require_profile
 from gateway.schema.inputs import (
     CreateGroupInput,
     CreateShootingSessionInput,
@@ -44,20 +45,34 @@ async def _write(info: Ctx, ids: Mapping[str, str | None], write: Awaitable[T]) 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Register a user; the email must be unused.")
+    @strawberry.mutation(
+        description="Create the signed-in person's own profile (once); an admin may also create others'."
+        " The email must be unused."
+    )
     async def create_user(self, info: Ctx, input: CreateUserInput) -> User:
+        context = info.context
+        subject = None
+        if context.sign_in:
+            identity = context.signed_in()
+            if await context.viewer() is None:
+                subject = identity.subject
+            elif not identity.admin:
+                raise Conflict("you already have a profile")
         record = await _write(
             info,
             {},
-            info.context.data_source.create_user(
+            context.data_source.create_user(
                 email("input.email", input.email),
                 text("input.displayName", input.display_name, 100),
+                subject,
             ),
         )
         return User.from_record(record)
 
-    @strawberry.mutation
+    @strawberry.mutation(description="Create a group; any signed-in member with a profile may.")
     async def create_group(self, info: Ctx, input: CreateGroupInput) -> Group:
+        if info.context.sign_in:
+            await require_profile(info.context)
         record = await _write(
             info,
             {},
@@ -68,25 +83,34 @@ class Mutation:
         )
         return Group.from_record(record)
 
-    @strawberry.mutation(description="Add a user to a group; joining twice changes nothing.")
-    async def join_group(self, info: Ctx, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+    @strawberry.mutation(
+        description="Add a member to a group (default yourself; others: admins only); twice changes nothing."
+    )
+    async def join_group(
+        self, info: Ctx, group_id: strawberry.ID, user_id: strawberry.ID | None = None
+    ) -> Group:
+        group = id_of("groupId", group_id, "Group")
+        user = await acting_user(info.context, "userId", user_id)
         record = await _write(
             info,
             {"group": group_id, "user": user_id},
-            info.context.data_source.join_group(
-                id_of("groupId", group_id, "Group"), id_of("userId", user_id, "User")
-            ),
+            info.context.data_source.join_group(group, user),
         )
         return Group.from_record(record)
 
-    @strawberry.mutation(description="Remove a user from a group; leaving twice changes nothing.")
-    async def leave_group(self, info: Ctx, group_id: strawberry.ID, user_id: strawberry.ID) -> Group:
+    @strawberry.mutation(
+        description="Take a member out of a group (default yourself; others: admins only);"
+        " twice changes nothing."
+    )
+    async def leave_group(
+        self, info: Ctx, group_id: strawberry.ID, user_id: strawberry.ID | None = None
+    ) -> Group:
+        group = id_of("groupId", group_id, "Group")
+        user = await acting_user(info.context, "userId", user_id)
         record = await _write(
             info,
             {"group": group_id, "user": user_id},
-            info.context.data_source.leave_group(
-                id_of("groupId", group_id, "Group"), id_of("userId", user_id, "User")
-            ),
+            info.context.data_source.leave_group(group, user),
         )
         return Group.from_record(record)
 
@@ -96,7 +120,7 @@ class Mutation:
             datetime.now(UTC) if input.started_at is None else aware("input.startedAt", input.started_at)
         )
         new = NewSession(
-            user_id=id_of("input.userId", input.user_id, "User"),
+            user_id=await acting_user(info.context, "input.userId", input.user_id),
             group_id=None if input.group_id is None else id_of("input.groupId", input.group_id, "Group"),
             started_at=started_at,
             discipline=text("input.discipline", input.discipline, 50),
@@ -119,10 +143,12 @@ class Mutation:
         if not shots:
             raise BadUserInput("shots", "must contain at least one shot")
         new_shots = checked_shots("shots", shots)
+        pk = id_of("sessionId", session_id, "ShootingSession")
+        await check_session_owner(info.context, pk)
         record = await _write(
             info,
             {"shooting session": session_id},
-            info.context.data_source.add_shots(id_of("sessionId", session_id, "ShootingSession"), new_shots),
+            info.context.data_source.add_shots(pk, new_shots),
         )
         return ShootingSession.from_record(record)
 
@@ -131,20 +157,20 @@ class Mutation:
         self, info: Ctx, id: strawberry.ID, input: UpdateShootingSessionInput
     ) -> ShootingSession:
         changes = session_changes(input)
+        pk = id_of("id", id, "ShootingSession")
+        await check_session_owner(info.context, pk)
         record = await _write(
             info,
             {"shooting session": id, "group": input.group_id or None},
-            info.context.data_source.update_session(id_of("id", id, "ShootingSession"), changes),
+            info.context.data_source.update_session(pk, changes),
         )
         return ShootingSession.from_record(record)
 
     @strawberry.mutation(description="Delete a session and its shots; returns its ID.")
     async def delete_shooting_session(self, info: Ctx, id: strawberry.ID) -> strawberry.ID:
-        deleted = await _write(
-            info,
-            {},
-            info.context.data_source.delete_session(id_of("id", id, "ShootingSession")),
-        )
+        pk = id_of("id", id, "ShootingSession")
+        await check_session_owner(info.context, pk)
+        deleted = await _write(info, {}, info.context.data_source.delete_session(pk))
         if not deleted:
             raise NotFound("shooting session", id)
         return id

@@ -1,4 +1,4 @@
-"""Who owns a row of each type: the one declaration masks and ownership checks read, on both paths."""
+"""Who owns a row of each type: the one declaration masks read, on both paths."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ __all__ = ["OWNERS", "Owner", "owner_of"]
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """The owning user's primary key: `attribute` of the Strawberry object, `column` of its table's row."""
+    """The owner's `sub` (a signed-in person): `attribute` of the Strawberry object, `column` of its row."""
 
     attribute: str
     column: str
 
 
 OWNERS = {
-    "User": Owner(attribute="pk", column="id"),
-    "ShootingSession": Owner(attribute="user_pk", column="user_id"),
+    "User": Owner(attribute="subject", column="subject"),
 }
 
 

@@ -54,6 +54,11 @@ def session_filter(given: ShootingSessionFilter | None) -> SessionFilter:
 
 @strawberry.type
 class Query:
+    @strawberry.field(description="The signed-in person's profile; null when anonymous or without one yet.")
+    async def viewer(self, info: Ctx) -> User | None:
+        record = await info.context.viewer()
+        return User.from_record(record) if record else None
+
     @strawberry.field(description="A user by ID; null when there is none.")
     async def user(self, info: Ctx, id: strawberry.ID) -> User | None:
         pk = decode_id(id, "User")

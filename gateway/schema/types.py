@@ -50,6 +50,7 @@ class User:
     email: str | None = strawberry.field(description="Null unless the policy lets the viewer see it.")
     display_name: str
     created_at: datetime
+    subject: strawberry.Private[str | None]
 
     @classmethod
     def from_record(cls, record: UserRecord) -> User:
@@ -59,6 +60,7 @@ class User:
             email=record.email,
             display_name=record.display_name,
             created_at=record.created_at,
+            subject=record.subject,
         )
 
     @strawberry.field(description="The groups this user belongs to.")

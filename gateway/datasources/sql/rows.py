@@ -28,7 +28,7 @@ __all__ = [
 
 Row = dict[str, Any]
 
-USER_COLUMNS = "u.id, u.email, u.display_name, u.created_at"
+USER_COLUMNS = "u.id, u.email, u.display_name, u.created_at, u.subject"
 GROUP_COLUMNS = "g.id, g.name, g.description, g.created_at"
 SESSION_COLUMNS = (
     "s.id, s.user_id, s.group_id, s.started_at, s.location, s.discipline,"
@@ -65,7 +65,7 @@ def placeholders(count: int) -> str:
 
 
 def user_record(row: Row) -> UserRecord:
-    return UserRecord(row["id"], row["email"], row["display_name"], as_utc(row["created_at"]))
+    return UserRecord(row["id"], row["email"], row["display_name"], as_utc(row["created_at"]), row["subject"])
 
 
 def group_record(row: Row) -> GroupRecord:

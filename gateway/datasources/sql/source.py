@@ -247,17 +247,25 @@ class SqlDataSource(ABC):
 
     # -- writes: each one and the activity it records commit together ----------------
 
-    async def create_user(self, email: str, display_name: str) -> UserRecord:
+    async def user_by_subject(self, subject: str) -> UserRecord | None:
+        sql = f"SELECT {USER_COLUMNS} FROM users u WHERE u.subject = ?"
+        rows = await self._fetch(sql, (subject,))
+        return user_record(rows[0]) if rows else None
+
+    async def create_user(self, email: str, display_name: str, subject: str | None = None) -> UserRecord:
         now = datetime.now(UTC)
         try:
             async with self.transaction() as conn:
                 new_id = await conn.insert(
-                    "INSERT INTO users (email, display_name, created_at) VALUES (?, ?, ?)",
-                    (email, display_name, now),
+                    "INSERT INTO users (email, display_name, created_at, subject) VALUES (?, ?, ?, ?)",
+                    (email, display_name, now, subject),
                 )
-        except UniqueViolation:
+        except UniqueViolation as exc:
+            # PostgreSQL and MySQL name the index, SQLite the column (the message ends with either).
+            if exc.constraint.rstrip("'").endswith(("users_subject_key", "users.subject")):
+                raise Conflict("you already have a profile") from None
             raise Conflict(f"a user with email {email} already exists") from None
-        return UserRecord(new_id, email, display_name, now)
+        return UserRecord(new_id, email, display_name, now, subject)
 
     async def create_group(self, name: str, description: str | None) -> GroupRecord:
         now = datetime.now(UTC)

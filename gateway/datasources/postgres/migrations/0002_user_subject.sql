@@ -1,0 +1,3 @@
+-- A profile belongs to the signed-in person whose token's `sub` it holds (null: made by an admin or before sign-in).
+ALTER TABLE users ADD COLUMN IF NOT EXISTS subject VARCHAR(255);
+CREATE UNIQUE INDEX IF NOT EXISTS users_subject_key ON users (subject);

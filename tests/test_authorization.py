@@ -1,0 +1,313 @@
+"""Who may do what once sign-in is on, tried as members, an admin, anonymous clients and forgers would.
+
+Every refusal is checked for what it leaves behind: the tables are compared before and after,
+and another member's e-mail must appear in no response, on the compiled and interpreted paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.auth.issuing import issue_token
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.doors.asgi_app import create_asgi_app
+from gateway.settings import Settings
+from tests.conftest import count_rows, empty_tables
+from tests.test_policy import serve_asgi
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
+TABLES = ("users", "club_groups", "memberships", "shooting_sessions", "shots", "activities")
+
+CREATE_USER = "mutation($i: CreateUserInput!) { createUser(input: $i) { id email displayName } }"
+CREATE_GROUP = 'mutation { createGroup(input: {name: "Juniors"}) { id } }'
+CREATE_SESSION = """mutation($i: CreateShootingSessionInput!) {
+  createShootingSession(input: $i) { id user { id } } }"""
+ADD_SHOTS = "mutation($id: ID!) { addShots(sessionId: $id, shots: [{score: 9.1}]) { shotCount } }"
+UPDATE = 'mutation($id: ID!) { updateShootingSession(id: $id, input: {notes: "changed"}) { notes } }'
+DELETE = "mutation($id: ID!) { deleteShootingSession(id: $id) }"
+JOIN = "mutation($g: ID!, $u: ID) { joinGroup(groupId: $g, userId: $u) { id } }"
+LEAVE = "mutation($g: ID!, $u: ID) { leaveGroup(groupId: $g, userId: $u) { id } }"
+
+
+@dataclass
+class Caller:
+    name: str
+    token: str | None
+
+
+@dataclass
+class Club:
+    url: str
+    asgi_url: str
+    http: aiohttp.ClientSession
+    settings: Settings
+    source: Any
+    ada: Caller
+    bob: Caller
+    admin: Caller
+    anonymous: Caller
+    ids: dict[str, str]
+    fast_path_answers: Callable[[], int]
+
+    async def ask(
+        self, caller: Caller, query: str, url: str | None = None, **variables: Any
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {caller.token}"} if caller.token else {}
+        payload = {"query": query, "variables": variables}
+        async with self.http.post(url or self.url, json=payload, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def snapshot(self) -> dict[str, Any]:
+        counts = {table: await count_rows(self.source, table) for table in TABLES}
+        sessions = await self.source.list_sessions(_no_filter(), "STARTED_AT_ASC", _page())
+        return {**counts, "sessions": [(s.id, s.notes, s.shot_count) for s in sessions]}
+
+
+def _no_filter() -> Any:
+    from gateway.datasources.records import SessionFilter
+
+    return SessionFilter()
+
+
+def _page() -> Any:
+    from gateway.datasources.records import Page
+
+    return Page(first=100)
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+@pytest.fixture
+async def club(backend: str, make_settings: Callable[..., Settings]) -> AsyncIterator[Club]:
+    settings = make_settings(backend, auth_jwt_secret=SECRET)
+    app = create_app(settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    asgi_url, asgi_server, asgi_task = await serve_asgi(create_asgi_app(settings))
+    try:
+        source = app[EXECUTOR].data_source
+        await empty_tables(source)
+
+        def token(subject: str, *roles: str) -> str:
+            return issue_token(settings, subject=subject, roles=roles)
+
+        async with aiohttp.ClientSession() as http:
+            made = Club(
+                str(server.make_url("/graphql")),
+                asgi_url,
+                http,
+                settings,
+                source,
+                Caller("ada", token("sub-ada")),
+                Caller("bob", token("sub-bob")),
+                Caller("admin", token("sub-root", "admin")),
+                Caller("anonymous", None),
+                {},
+                lambda: app[EXECUTOR].fast.answered if app[EXECUTOR].fast else 0,
+            )
+            for caller, email, name in (
+                (made.ada, "ada@example.com", "Ada"),
+                (made.bob, "bob@example.com", "Bob"),
+            ):
+                body = await made.ask(caller, CREATE_USER, i={"email": email, "displayName": name})
+                made.ids[caller.name] = body["data"]["createUser"]["id"]
+            body = await made.ask(made.ada, CREATE_GROUP)
+            made.ids["group"] = body["data"]["createGroup"]["id"]
+            body = await made.ask(made.ada, CREATE_SESSION, i={"discipline": "Air Rifle"})
+            made.ids["session"] = body["data"]["createShootingSession"]["id"]
+            yield made
+    finally:
+        asgi_server.should_exit = True
+        await asgi_task
+        await server.close()
+
+
+async def refused(club: Club, caller: Caller, code: str, query: str, **variables: Any) -> None:
+    """`caller` is refused with `code` on both doors, and nothing is written."""
+    before = await club.snapshot()
+    for url in (club.url, club.asgi_url):
+        body = await club.ask(caller, query, url, **variables)
+        assert codes(body) == [code], (caller.name, query, body)
+    assert await club.snapshot() == before, (caller.name, query)
+
+
+async def test_a_profile_is_created_once_by_its_owner(club: Club) -> None:
+    again = {"i": {"email": "ada2@example.com", "displayName": "Ada"}}
+    await refused(club, club.ada, "CONFLICT", CREATE_USER, **again)
+    await refused(club, club.anonymous, "UNAUTHENTICATED", CREATE_USER, **again)
+    viewer = await club.ask(club.ada, "{ viewer { id email displayName } }")
+    assert viewer["data"]["viewer"] == {
+        "id": club.ids["ada"],
+        "email": "ada@example.com",
+        "displayName": "Ada",
+    }
+    nobody = await club.ask(
+        Caller("carol", issue_token(club.settings, subject="sub-carol")), "{ viewer { id } }"
+    )
+    assert nobody == {"data": {"viewer": None}}
+    assert await club.ask(club.anonymous, "{ viewer { id } }") == {"data": {"viewer": None}}
+    # An admin makes their own profile first, then profiles for others.
+    for email in ("root@example.com", "guest@example.com"):
+        made = await club.ask(club.admin, CREATE_USER, i={"email": email, "displayName": "X"})
+        assert made["data"]["createUser"]["email"] == email
+    assert (await club.ask(club.admin, "{ viewer { email } }"))["data"]["viewer"][
+        "email"
+    ] == "root@example.com"
+
+
+async def test_sessions_are_written_by_their_owner_or_an_admin(club: Club) -> None:
+    session, ada, bob = club.ids["session"], club.ids["ada"], club.ids["bob"]
+    for caller, code in ((club.bob, "FORBIDDEN"), (club.anonymous, "UNAUTHENTICATED")):
+        await refused(club, caller, code, ADD_SHOTS, id=session)
+        await refused(club, caller, code, UPDATE, id=session)
+        await refused(club, caller, code, DELETE, id=session)
+    await refused(club, club.bob, "FORBIDDEN", CREATE_SESSION, i={"discipline": "x", "userId": ada})
+    await refused(club, club.anonymous, "UNAUTHENTICATED", CREATE_SESSION, i={"discipline": "x"})
+
+    assert (await club.ask(club.ada, ADD_SHOTS, id=session))["data"]["addShots"]["shotCount"] == 1
+    assert (await club.ask(club.admin, ADD_SHOTS, id=session))["data"]["addShots"]["shotCount"] == 2
+    assert (await club.ask(club.ada, UPDATE, id=session))["data"]["updateShootingSession"][
+        "notes"
+    ] == "changed"
+    assert "errors" not in await club.ask(club.admin, UPDATE, id=session)
+    own = await club.ask(club.bob, CREATE_SESSION, i={"discipline": "Pistol"})
+    assert own["data"]["createShootingSession"]["user"]["id"] == bob
+    for_bob = await club.ask(club.admin, CREATE_SESSION, i={"discipline": "Pistol", "userId": bob})
+    assert for_bob["data"]["createShootingSession"]["user"]["id"] == bob
+    assert (await club.ask(club.ada, DELETE, id=session))["data"]["deleteShootingSession"] == session
+    bobs = for_bob["data"]["createShootingSession"]["id"]
+    assert (await club.ask(club.admin, DELETE, id=bobs))["data"]["deleteShootingSession"] == bobs
+
+
+async def test_members_join_and_leave_for_themselves_and_admins_for_anyone(club: Club) -> None:
+    group, ada = club.ids["group"], club.ids["ada"]
+    await refused(club, club.bob, "FORBIDDEN", JOIN, g=group, u=ada)
+    await refused(club, club.anonymous, "UNAUTHENTICATED", JOIN, g=group)
+    assert "errors" not in await club.ask(club.ada, JOIN, g=group)
+    assert "errors" not in await club.ask(club.bob, JOIN, g=group)
+    await refused(club, club.bob, "FORBIDDEN", LEAVE, g=group, u=ada)
+    await refused(club, club.anonymous, "UNAUTHENTICATED", LEAVE, g=group, u=ada)
+    assert "errors" not in await club.ask(club.admin, LEAVE, g=group, u=ada)
+    assert "errors" not in await club.ask(club.bob, LEAVE, g=group)
+    assert await count_rows(club.source, "memberships") == 0
+    await refused(club, club.anonymous, "UNAUTHENTICATED", CREATE_GROUP)
+    no_profile = Caller("carol", issue_token(club.settings, subject="sub-carol"))
+    await refused(club, no_profile, "NOT_FOUND", CREATE_GROUP)
+
+
+# -- e-mail privacy -----------------------------------------------------------------------------
+
+USER_PLACES = [
+    "users {{ edges {{ node {{ {f} }} }} }}",
+    'user(id: "{ada}") {{ {f} }}',
+    'user(id: "{bob}") {{ {f} }}',
+    "viewer {{ {f} }}",
+    "groups {{ edges {{ node {{ members {{ edges {{ node {{ {f} }} }} }} }} }} }}",
+    "shootingSessions {{ edges {{ node {{ user {{ {f} }} }} }} }}",
+    "activities {{ edges {{ node {{ user {{ {f} }} }} }} }}",
+]
+SELECTIONS = ["email", "id email", "mail: email displayName", "...U", "... on User { email }"]
+
+
+def selections(ids: dict[str, str]) -> list[str]:
+    """Every place a User appears, with e-mail asked for in several spellings, alone and in pairs."""
+    single = [place.format(f=f, **ids) for place, f in itertools.product(USER_PLACES, SELECTIONS)]
+    pairs = [f"first: {a} second: {b}" for a, b in itertools.combinations(USER_PLACES, 2)]
+    paired = [pair.format(f="email", **ids) for pair in pairs]
+    return single + paired
+
+
+@pytest.mark.parametrize("caller_name", ["ada", "bob", "anonymous", "admin"])
+async def test_nobody_reads_another_members_email_on_either_path(
+    club: Club, caller_name: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    caller = getattr(club, caller_name)
+    assert "errors" not in await club.ask(club.ada, JOIN, g=club.ids["group"])
+    assert "errors" not in await club.ask(club.bob, JOIN, g=club.ids["group"])
+    interpreted = await aiohttp_client(create_app(club.settings.model_copy(update={"fast_path": False})))
+    own = {"ada": "ada@example.com", "bob": "bob@example.com"}
+    seen: set[str] = set()
+    before = club.fast_path_answers()
+    headers = {"Authorization": f"Bearer {caller.token}"} if caller.token else {}
+    for selection in selections({"ada": club.ids["ada"], "bob": club.ids["bob"]}):
+        query = f"query {{ {selection} }} fragment U on User {{ email }}"
+        if "...U" not in selection:
+            query = f"query {{ {selection} }}"
+        async with club.http.post(club.url, json={"query": query}, headers=headers) as response:
+            compiled = await response.text()
+        slow = await interpreted.post("/graphql", json={"query": query}, headers=headers)
+        assert json.loads(compiled) == json.loads(await slow.text()), query
+        assert "errors" not in json.loads(compiled), (query, compiled)
+        for name, email in own.items():
+            if email in compiled:
+                assert caller_name in (name, "admin"), (caller_name, query)
+                seen.add(name)
+    assert club.fast_path_answers() - before > len(USER_PLACES)  # most compiled: both paths compared
+    # The masks hide what they must and no more: owners see their own, admins everyone's.
+    assert seen == {"ada": {"ada"}, "bob": {"bob"}, "admin": {"ada", "bob"}, "anonymous": set()}[caller_name]
+
+
+# -- tokens at the door -------------------------------------------------------------------------
+
+
+def forged_tokens(settings: Settings) -> dict[str, str]:
+    good = issue_token(settings, subject="sub-ada")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    expired = issue_token(settings, subject="sub-ada", ttl=timedelta(seconds=1), now=_long_ago())
+    return {
+        "expired": expired,
+        "bad signature": good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
+        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "other secret": jwt.encode(claims, "x" * 40, algorithm="HS256"),
+        "garbage": "not-a-token",
+    }
+
+
+def _long_ago() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC) - timedelta(days=2)
+
+
+@pytest.mark.parametrize("door", ["aiohttp", "asgi"])
+async def test_an_invalid_token_is_a_401_that_writes_and_logs_nothing_of_it(
+    club: Club, door: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = club.url if door == "aiohttp" else club.asgi_url
+    before = await club.snapshot()
+    caplog.set_level(logging.DEBUG)
+    tokens = forged_tokens(club.settings)
+    for reason, token in [*tokens.items(), ("empty bearer", "")]:
+        headers = {"Authorization": f"Bearer {token}"}
+        mutation = {"query": CREATE_SESSION, "variables": {"i": {"discipline": "forged"}}}
+        async with club.http.post(url, json=mutation, headers=headers) as response:
+            assert response.status == 401, reason
+            assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+            body = await response.json()
+            assert codes(body) == ["UNAUTHENTICATED"], reason
+        params = {"query": "{ users { edges { node { email } } } }"}
+        async with club.http.get(url, params=params, headers=headers) as response:
+            assert response.status == 401, reason
+    async with club.http.post(
+        url, json={"query": "{ __typename }"}, headers={"Authorization": "Basic eDp5"}
+    ) as r:
+        assert r.status == 401
+    assert await club.snapshot() == before
+    for token in tokens.values():
+        assert token not in caplog.text
