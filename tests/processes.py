@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -11,8 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+
+from tests.polling import until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOORS = ("aiohttp", "asgi")
@@ -27,19 +31,80 @@ def free_port() -> int:
 async def wait_until_up(
     port: int, path: str = "/healthz", server: subprocess.Popen[str] | None = None
 ) -> None:
-    """Until `path` answers 200; fails early with the server's output if it exited."""
+    """Until `path` answers 200 (at most 30 s); fails early with the server's output if it exited."""
     async with aiohttp.ClientSession() as http:
-        for _ in range(150):
+
+        async def answers() -> bool:
             if server is not None and server.poll() is not None:
                 raise AssertionError(f"server exited {server.returncode}: {server.communicate()[1]}")
             try:
                 async with http.get(f"http://127.0.0.1:{port}{path}") as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"server on port {port} did not answer {path}")
+                return False
+
+        await until(answers, f"the server on port {port} answers {path}", timeout=30, interval=0.1)
+
+
+async def wait_until_not_listening(port: int) -> None:
+    """Until connecting to `port` is refused (at most 15 s): the server has begun shutting down."""
+
+    async def refused() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return True
+        writer.close()
+        await writer.wait_closed()
+        return False
+
+    await until(refused, f"port {port} refuses connections", timeout=15)
+
+
+@dataclass
+class PostInProgress:
+    """A POST the server has received whole and begun handling: it answered 100 Continue."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def response(self) -> tuple[int, Any]:
+        """The final response's status and JSON (at most 15 s)."""
+        try:
+            async with asyncio.timeout(15):
+                head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                status_line, *lines = head.strip().split("\r\n")
+                headers = dict(line.lower().split(": ", 1) for line in lines)
+                payload = await self.reader.readexactly(int(headers["content-length"]))
+        finally:
+            self.writer.close()
+            await self.writer.wait_closed()
+        return int(status_line.split()[1]), json.loads(payload)
+
+
+async def post_in_progress(port: int, path: str, document: Any) -> PostInProgress:
+    """POST `document` as JSON with `Expect: 100-continue`; return once the server answers 100.
+
+    aiohttp answers 100 Continue when it has routed the request to its handler, so from then on
+    the request is in flight on the server. The body goes in the same write as the headers (a
+    client need not wait for the 100), so over loopback the server reads them together: once a
+    shutdown begins, aiohttp ignores bytes that arrive later.
+    """
+    body = json.dumps(document).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    async with asyncio.timeout(15):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head.encode() + body)
+        await writer.drain()
+        interim = await reader.readuntil(b"\r\n\r\n")
+    if not interim.startswith(b"HTTP/1.1 100 "):
+        writer.close()
+        await writer.wait_closed()
+        raise AssertionError(f"expected 100 Continue, got {interim!r}")
+    return PostInProgress(reader, writer)
 
 
 @dataclass

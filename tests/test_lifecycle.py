@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
 from tests.graphql_client import error_codes, graphql
-from tests.processes import free_port, wait_until_up
+from tests.processes import free_port, post_in_progress, wait_until_not_listening, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,11 @@ def gateway_env(tmp_path: Path, port: int) -> dict[str, str]:
     return {**clean, "DB_SQLITE_PATH": str(tmp_path / "club.db"), "PORT": str(port)}
 
 
+CREATE_LATE_USER = (
+    'mutation($email: String!) { createUser(input: {email: $email, displayName: "Late"}) { email } }'
+)
+
+
 async def test_demo_club_is_served_and_sigterm_lets_requests_finish(tmp_path: Path) -> None:
     port = free_port()
     env = gateway_env(tmp_path, port)
@@ -71,28 +77,33 @@ async def test_demo_club_is_served_and_sigterm_lets_requests_finish(tmp_path: Pa
     server = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], env=env, stderr=subprocess.PIPE, text=True
     )
+    lock = sqlite3.connect(tmp_path / "club.db", isolation_level=None)
     try:
         await wait_until_up(port, "/readyz", server)
-        query = {
-            "query": "{ shootingSessions(first: 100) { edges { node { shots { score } user { email } } } } }"
-        }
-        async with aiohttp.ClientSession() as http:
+        demo = {"query": "{ shootingSessions(first: 100) { edges { node { shots { score } } } } }"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{port}/graphql", json=demo) as r,
+        ):
+            assert len((await r.json())["data"]["shootingSessions"]["edges"]) == 9
 
-            async def ask() -> int:
-                async with http.post(f"http://127.0.0.1:{port}/graphql", json=query) as response:
-                    body = await response.json()
-                    assert len(body["data"]["shootingSessions"]["edges"]) == 9
-                    return response.status
-
-            in_flight = [asyncio.create_task(ask()) for _ in range(20)]
-            await asyncio.sleep(0.05)
-            server.send_signal(signal.SIGTERM)
-            statuses = await asyncio.gather(*in_flight)
-        assert statuses == [200] * 20
+        # While the test holds SQLite's write lock, the server can begin these writes but not finish them.
+        lock.execute("BEGIN IMMEDIATE")
+        emails = [f"late{n}@example.com" for n in range(20)]
+        late = [{"query": CREATE_LATE_USER, "variables": {"email": email}} for email in emails]
+        in_flight = await asyncio.gather(*(post_in_progress(port, "/graphql", doc) for doc in late))
+        server.send_signal(signal.SIGTERM)
+        await wait_until_not_listening(port)
+        lock.execute("ROLLBACK")
+        answers = await asyncio.gather(*(request.response() for request in in_flight))
+        assert answers == [(200, {"data": {"createUser": {"email": email}}}) for email in emails]
         _, stderr = server.communicate(timeout=30)
         assert server.returncode == 0, stderr
         assert "data source sqlite closed" in stderr
+        (kept,) = lock.execute("SELECT COUNT(*) FROM users WHERE email LIKE 'late%'").fetchone()
+        assert kept == 20
     finally:
+        lock.close()
         if server.poll() is None:
             server.kill()
             server.communicate()
@@ -116,7 +127,8 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
     backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
     """With every connection taken, a query waits DB_ACQUIRE_TIMEOUT once, then gets UNAVAILABLE."""
-    app = create_app(make_settings(backend, db_pool_max=1, db_pool_min=1, db_acquire_timeout=1.0))
+    timeout = 1.0
+    app = create_app(make_settings(backend, db_pool_max=1, db_pool_min=1, db_acquire_timeout=timeout))
     client = await aiohttp_client(app)
     query = "{ users(first: 1) { edges { cursor } } }"
     assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
@@ -125,6 +137,9 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
         body = await graphql(client, query)
         waited = asyncio.get_running_loop().time() - started
     assert error_codes(body) == ["UNAVAILABLE"]
-    # Once: the interpreted path, which words the error, does not wait again after the fast path.
-    assert 1.0 <= waited < 1.9
+    # How long the client waits is the behaviour here, so it is measured. A timeout never fires
+    # early, so the wait is at least one DB_ACQUIRE_TIMEOUT; waiting again on the interpreted path,
+    # which words the error, after the fast path gave up would take at least two. The window
+    # between is the whole timeout wide, not a tolerance tuned to a fast machine.
+    assert timeout <= waited < 2 * timeout
     assert "errors" not in await graphql(client, query)  # released: served again
