@@ -9,12 +9,16 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import aiomysql
+import asyncpg
 import boto3
+import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
@@ -27,8 +31,9 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.conftest import server_env
+from tests.polling import until
 from tests.processes import free_port, serve
-from tests.tls_servers import TlsServer
+from tests.tls_servers import PASSWORD, TlsServer
 
 TLS_BACKENDS = ("postgres", "mysql")
 AWS_KEYS = {
@@ -71,6 +76,57 @@ class DbUser:
         else:
             self.server.admin(f"ALTER USER '{self.name}'@'%' IDENTIFIED BY '{password}'")
         self.password = password
+
+    def connection_ids(self) -> set[int]:
+        """The server's ids of the connections this user has open now."""
+        if self.server.backend == "postgres":
+            server = ["-h", str(self.server.admin_socket), "-p", str(self.server.port)]
+            query = f"SELECT pid FROM pg_stat_activity WHERE usename = '{self.name}'"
+            listed = subprocess.run(
+                ["psql", *server, "-U", "postgres", "-d", "postgres", "-tAc", query],
+                env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return {int(pid) for pid in listed.stdout.split()}
+        conn = pymysql.connect(unix_socket=str(self.server.admin_socket), user="root")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (self.name,))
+                return {int(row[0]) for row in cursor.fetchall()}
+        finally:
+            conn.close()
+
+    @asynccontextmanager
+    async def locking(self, table: str) -> AsyncIterator[None]:
+        """While inside, every query of `table` in the user's database waits for this lock."""
+        if self.server.backend == "postgres":
+            pg = await asyncpg.connect(
+                host=str(self.server.admin_socket),
+                port=self.server.port,
+                user="postgres",
+                password=PASSWORD,
+                database=self.database,
+            )
+            try:
+                async with pg.transaction():
+                    await pg.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                    yield
+            finally:
+                await pg.close()
+            return
+        my = await aiomysql.connect(unix_socket=str(self.server.admin_socket), user="root", db=self.database)
+        try:
+            async with my.cursor() as cursor:
+                await cursor.execute(f"LOCK TABLES {table} WRITE")
+                try:
+                    yield
+                finally:
+                    await cursor.execute("UNLOCK TABLES")
+        finally:
+            await my.ensure_closed()
 
     def rds_secret(self) -> dict[str, Any]:
         """The RDS rotation template's shape."""
@@ -193,7 +249,8 @@ async def test_rotation_under_load_needs_no_restart(
 ) -> None:
     name = put_secret(aws, db_user.rds_secret())
     env = {**db_user.tls_env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url}
-    settings = settings_for({**env, "DB_POOL_MIN": "1", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
+    # DB_POOL_MIN=0: idle, every connection closes, and none logged in with the old password is kept.
+    settings = settings_for({**env, "DB_POOL_MIN": "0", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
     app = create_app(settings)
     client: TestClient = await aiohttp_client(app)
     source = app[EXECUTOR].data_source
@@ -210,19 +267,37 @@ async def test_rotation_under_load_needs_no_restart(
     async def steady() -> None:
         while not stop.is_set():
             await ask()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # pacing the load, not waiting for anything
 
     workers = [asyncio.create_task(steady()) for _ in range(3)]
-    await asyncio.sleep(0.5)
+    await until(lambda: len(outcomes) >= 6, "the steady load is answered")
     rotated = db_user.rds_secret() | {"password": f"second-{uuid.uuid4().hex}"}
+    # No await from here to the secret's update: the load must not open a connection in between.
     db_user.set_password(rotated["password"])
     aws.put_secret_value(SecretId=name, SecretString=json.dumps(rotated))
-    # A burst needs new connections, which must now use the new password; idle ones recycle too.
-    await asyncio.gather(*(ask() for _ in range(20)))
-    await asyncio.sleep(1.5)
-    await asyncio.gather(*(ask() for _ in range(20)))
+    # The server keeps these open, but each of them logged in with the old password.
+    logged_in_before = db_user.connection_ids()
+    assert logged_in_before
+
+    async def logged_in_since() -> bool:
+        return bool(await asyncio.to_thread(db_user.connection_ids) - logged_in_before)
+
+    # Queries waiting on a lock keep their connections, so the burst makes the pool open new ones,
+    # which only the new password opens.
+    async with db_user.locking("users"):
+        burst = asyncio.gather(*(ask() for _ in range(20)))
+        await until(logged_in_since, "the pool has logged in with the new password")
+    await burst
     stop.set()
     await asyncio.gather(*workers)
+
+    async def only_new_logins() -> bool:
+        return not logged_in_before & await asyncio.to_thread(db_user.connection_ids)
+
+    # Without load, idle connections close (PostgreSQL) and the pool made with the old password has
+    # retired (MySQL): every connection left logged in with the new password. Then more queries.
+    await until(only_new_logins, "every connection made with the old password is closed", timeout=15)
+    await asyncio.gather(*(ask() for _ in range(20)))
 
     assert outcomes and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} queries failed"
     assert source.auth_retries >= 1  # the rotation was met, not avoided
@@ -316,9 +391,14 @@ async def test_boto3_runs_off_the_event_loop_thread(aws: Any, moto_url: str) -> 
     await provider.current()
     calls: list[int] = []
     provider.client.meta.events.register("before-call", lambda **_: calls.append(threading.get_ident()))
-    for _ in range(3):
-        await asyncio.sleep(0.002)
+
+    async def read_again() -> bool:
+        before = provider.fetches
         await provider.current()
+        return provider.fetches > before
+
+    for _ in range(3):
+        await until(read_again, "current() reads the secret again, its 1 ms TTL over", interval=0.001)
     assert len(calls) == 3
     assert threading.get_ident() not in calls
 
@@ -337,8 +417,12 @@ async def test_iam_auth_uses_a_token_renewed_before_it_expires(monkeypatch: pyte
     assert "X-Amz-Expires=900" in token
     assert (await provider.current()).password.get_secret_value() == token  # cached
     monkeypatch.setattr(aws_secret, "IAM_TOKEN_LIFETIME", 0.0)
-    await asyncio.sleep(1.1)  # signatures carry the second they were made
-    assert (await provider.current()).password.get_secret_value() != token
+
+    async def renewed() -> bool:
+        return (await provider.current()).password.get_secret_value() != token
+
+    # A signature carries the second it was made: a renewed token differs once the clock moves on.
+    await until(renewed, "a token made after the lifetime differs", timeout=5, interval=0.05)
     assert token not in repr(first)
 
 
