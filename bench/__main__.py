@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +60,30 @@ class System:
     requests: dict[str, tuple[str, list[str]] | None]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-def gateway(name: str, backend: str, env: dict[str, str], workers: int = 1, fast: bool = True) -> System:
+# Sign-in measured with an HS256 token: verification is cached per token either way (JWKS or secret).
+BENCH_SECRET = "bench-secret-bench-secret-bench-secret-0123"
+
+
+def signed_in_token(pk: int) -> str:
+    """A member's token whose `sub` owns user `pk` (set by `link_subject`), as `gateway token` makes it."""
+    from pydantic import SecretStr
+
+    from gateway.auth.issuing import issue_token
+    from gateway.settings import Settings
+
+    settings = Settings(_env_file=None, auth_jwt_secret=SecretStr(BENCH_SECRET))  # type: ignore[call-arg]
+    return issue_token(settings, subject=f"member-{pk}", ttl=timedelta(hours=2))
+
+
+def gateway(
+    name: str, backend: str, env: dict[str, str], workers: int = 1, fast: bool = True, signed_in: bool = False
+) -> System:
     bodies: dict[str, tuple[str, list[str]] | None] = {
         "N": ("/graphql", [orjson.dumps({"query": QUERY_N}).decode()]),
         "P": (
@@ -96,11 +114,18 @@ def gateway(name: str, backend: str, env: dict[str, str], workers: int = 1, fast
     }
     settings = {
         "APP_ENV": "production",
-        "AUTH_DISABLED": "true",  # the unauthenticated runs; sign-in is measured on its own
         "LOG_LEVEL": "WARNING",
         "FAST_PATH": "true" if fast else "false",
     }
+    if signed_in:
+        # A member reading: their own e-mail is masked in SQL for everyone else's rows.
+        settings["AUTH_JWT_SECRET"] = BENCH_SECRET
+        bodies["M"] = None
+    else:
+        settings["AUTH_DISABLED"] = "true"
     system = System(name, backend, [], {**env, **settings}, bodies)
+    if signed_in:
+        system.headers = {"Authorization": f"Bearer {signed_in_token(IDS[0])}"}
     system.command = [
         sys.executable,
         "-m",
@@ -163,7 +188,7 @@ def running(system: System) -> Iterator[System]:
             if system.process.poll() is not None:
                 raise RuntimeError(f"{system.name} exited: {system.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             try:
-                _post(system.url(path), bodies[0], timeout=5)
+                _post(system.url(path), bodies[0], timeout=5, headers=system.headers)
                 break
             except OSError:
                 pass
@@ -176,9 +201,11 @@ def running(system: System) -> Iterator[System]:
         system.process.wait(timeout=30)
 
 
-def _post(url: str, body: str, timeout: float = 30) -> bytes:
+def _post(url: str, body: str, timeout: float = 30, headers: dict[str, str] | None = None) -> bytes:
     """POST a JSON body; an HTTP error status raises (urllib.error.HTTPError is an OSError)."""
-    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         data: bytes = response.read()
     return data
@@ -188,7 +215,9 @@ def ask(system: System, query: str, index: int = 0) -> dict[str, Any]:
     entry = system.requests[query]
     assert entry is not None
     path, bodies = entry
-    answer: dict[str, Any] = orjson.loads(_post(system.url(path), bodies[index % len(bodies)]))
+    answer: dict[str, Any] = orjson.loads(
+        _post(system.url(path), bodies[index % len(bodies)], headers=system.headers)
+    )
     if "errors" in answer:
         raise RuntimeError(f"{system.name} {query}: {answer['errors']}")
     return answer
@@ -282,7 +311,7 @@ def load_rounds(systems: list[System], queries: list[str], rounds: int, seconds:
                 path, bodies = system.requests[query]  # type: ignore[misc]
                 assert system.process is not None
                 stop = measure(system.process.pid, table.databases[system.backend])
-                result = wrk(system.url(path), bodies, seconds)
+                result = wrk(system.url(path), bodies, seconds, system.headers)
                 cores = stop()
                 table.add(system.name, query, result, cores)
                 print(
@@ -350,6 +379,17 @@ def report(
                 f"{table.ratio(gw, peer, query):.2f}" if peer and (peer, query) in table.results else "n/a"
             )
             lines.append(f"| {backend} | {query} | {table.ratio(gw, raw_name, query):.2f} | {vs_peer} |")
+    signed = ("gateway, signed in", "gateway")
+    if (signed[0], "P") in table.results:
+        lines += [
+            "",
+            "Sign-in (PostgreSQL): a member's bearer token on every request, e-mails masked in SQL;"
+            " target at least 0.90.",
+            "",
+            "| query | signed in / sign-in off |",
+            "|---|---:|",
+        ]
+        lines += [f"| {q} | {table.ratio(*signed, q):.2f} |" for q in ("N", "P")]
     for one, two in workers:
         lines += [
             "",
@@ -368,7 +408,7 @@ def scaling(
         stack.enter_context(running(system))
         table.statements[(system.name, "N")] = statements_per_request(system, "N", pg_counter(pg_env))
         path, bodies = system.requests["N"]  # type: ignore[misc]
-        wrk(system.url(path), bodies, 3)  # warm-up
+        wrk(system.url(path), bodies, 3, system.headers)  # warm-up
     load_rounds(pair, ["N"], args.rounds, args.seconds, table)
 
 
@@ -393,8 +433,10 @@ def main() -> int:
             databases["mysql"] = process_named("mariadbd", "mysqld")
         table = Table(databases)
         asyncio.run(_create_extension(pg_env))
+        asyncio.run(_link_subject(pg_env, IDS[0]))
         pg_systems = [
             gateway("gateway", "postgres", pg_env),
+            gateway("gateway, signed in", "postgres", pg_env, signed_in=True),
             raw("raw aiohttp+asyncpg", "postgres", pg_env),
             postgraphile(pg_env),
         ]
@@ -419,7 +461,7 @@ def main() -> int:
                     continue
                 check(system, query)
                 table.statements[(system.name, query)] = statements_per_request(system, query, counter)
-                wrk(system.url(entry[0]), entry[1], 3)  # warm-up (JIT, caches, pools)
+                wrk(system.url(entry[0]), entry[1], 3, system.headers)  # warm-up (JIT, caches, pools)
         print("loading each system in turn…", file=sys.stderr)
         load_rounds(pg_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
         if my_systems:
@@ -449,6 +491,17 @@ def main() -> int:
     args.output.write_text(text + "\n")
     print(f"\n(also written to {args.output})", file=sys.stderr)
     return 0
+
+
+async def _link_subject(env: dict[str, str], pk: int) -> None:
+    """Make user `pk` the profile of the signed-in member the benchmark's token names."""
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=int(env["DB_PORT"]), user="postgres", database=env["DB_NAME"]
+    )
+    try:
+        await conn.execute("UPDATE users SET subject = $1 WHERE id = $2", f"member-{pk}", pk)
+    finally:
+        await conn.close()
 
 
 async def _create_extension(env: dict[str, str]) -> None:

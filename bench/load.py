@@ -22,11 +22,13 @@ class Result:
     errors: int
 
 
-def _lua(bodies: list[str]) -> str:
+def _lua(bodies: list[str], headers: dict[str, str]) -> str:
     quoted = ",\n".join(json.dumps(b) for b in bodies)  # a JSON string is a valid Lua string here
+    extra = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
     return (
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"local bodies = {{\n{quoted}\n}}\nlocal i = 0\n"
+        + extra
+        + f"local bodies = {{\n{quoted}\n}}\nlocal i = 0\n"
         "request = function()\n  i = i % #bodies + 1\n"
         "  return wrk.format(nil, nil, nil, bodies[i])\nend\n"
     )
@@ -46,10 +48,10 @@ def _find(pattern: str, out: str) -> str:
     return found.group(1)
 
 
-def wrk(url: str, bodies: list[str], seconds: float) -> Result:
+def wrk(url: str, bodies: list[str], seconds: float, headers: dict[str, str] | None = None) -> Result:
     """`seconds` of load from CONNECTIONS connections on one wrk thread, cycling through `bodies`."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_lua(bodies))
+        script.write(_lua(bodies, headers or {}))
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", "--latency", "-s", script.name, url],

@@ -26,10 +26,11 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from gateway.auth.identity import Identity
-from gateway.auth.tokens import authenticator_for
+from gateway.auth.tokens import KeysUnavailable, authenticator_for
 from gateway.datasources import create_data_source
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable
 from gateway.datasources.unavailable import UnavailableSource
+from gateway.errors import Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension
@@ -106,11 +107,15 @@ class Executor:
     async def identify(self, authorization: str | None) -> Identity | None:
         """Who sends an `Authorization` header value: None when anonymous or sign-in is off.
 
-        Raises TokenRejected for a token that is not valid; the door answers it with a 401.
+        Raises TokenRejected for a token that is not valid; the door answers it with a 401. When the
+        provider's keys cannot be fetched the token cannot be judged: Unavailable, a 503.
         """
         if self.authenticator is None:
             return None
-        return await self.authenticator.identify(authorization)
+        try:
+            return await self.authenticator.identify(authorization)
+        except KeysUnavailable as exc:
+            raise Unavailable(f"the identity provider's keys cannot be fetched ({exc})") from exc
 
     async def close(self) -> None:
         if self.authenticator is not None:
