@@ -311,3 +311,28 @@ async def test_an_invalid_token_is_a_401_that_writes_and_logs_nothing_of_it(
     assert await club.snapshot() == before
     for token in tokens.values():
         assert token not in caplog.text
+
+
+async def test_an_unreachable_identity_provider_is_a_503_not_a_401(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    """A token that cannot be judged (the JWKS is down) is the server's problem, not the client's."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.processes import free_port
+
+    settings = make_settings(
+        "sqlite",
+        auth_jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json",
+        auth_issuer="https://issuer.test/",
+        auth_audience="club",
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "x", "iss": "https://issuer.test/", "aud": "club", "exp": 4_000_000_000}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 503
+    assert codes(await response.json()) == ["UNAVAILABLE"]
