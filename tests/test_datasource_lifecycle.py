@@ -1,27 +1,34 @@
-"""A data source's own lifecycle: a closed one opens again and holds nothing while closed, and a
-pool retired by a credential rotation is closed and forgotten."""
+"""A data source's own lifecycle: a failed open leaves no connection behind and says why, a closed
+one opens again and holds nothing while closed, and a pool retired by a rotation is closed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import boto3
 import pymysql
 import pytest
 from moto.server import ThreadedMotoServer
 
+from gateway.datasources import create_data_source
 from gateway.datasources.mysql import MysqlDataSource
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.datasources.records import Page
 from gateway.datasources.sqlite import SqliteDataSource
+from gateway.doors.asgi_app import create_asgi_app
 from gateway.settings import Settings, load_settings
-from tests.conftest import MY, mysql_admin
+from tests.conftest import MY, PG, mysql_admin, pg_admin
+
+SERVERS = ("postgres", "mysql")
 
 AWS_KEYS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -45,6 +52,204 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"still not true after {timeout}s: {what}")
         await asyncio.sleep(0.05)
+
+
+@dataclass
+class DbUser:
+    """A database user made for one test, with a password, on a database of its own."""
+
+    backend: str
+    name: str
+    password: str
+    database: str
+
+    def settings(self, make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
+        return make_settings(
+            self.backend,
+            db_user=self.name,
+            db_password=self.password,
+            db_name=self.database,
+            **overrides,
+        )
+
+
+async def pg_in(database: str, sql: str) -> None:
+    """Run one statement as the PostgreSQL superuser, in `database`."""
+    conn = await asyncpg.connect(database=database, ssl=False, timeout=5, **PG)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db_user(
+    backend: str, fresh_database: Callable[[str], str]
+) -> AsyncIterator[Callable[..., Awaitable[DbUser]]]:
+    """`await db_user(may_create_tables, connection_limit)`: a new user on a new database of `backend`.
+
+    PostgreSQL: the database belongs to the superuser and nobody else may create in its schema
+    public. MariaDB: the user has SELECT, INSERT, UPDATE and DELETE on it, or everything.
+    """
+    made: list[DbUser] = []
+
+    async def make(may_create_tables: bool, connection_limit: int | None = None) -> DbUser:
+        suffix = uuid.uuid4().hex[:8]
+        user = DbUser(backend, f"gw_user_{suffix}", f"pw-{uuid.uuid4().hex}", fresh_database(backend))
+        made.append(user)
+        if backend == "postgres":
+            limit = f" CONNECTION LIMIT {connection_limit}" if connection_limit else ""
+            pg_admin(f"CREATE ROLE {user.name} LOGIN PASSWORD '{user.password}'{limit}")
+            await pg_in(user.database, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            if may_create_tables:
+                await pg_in(user.database, f"GRANT CREATE ON SCHEMA public TO {user.name}")
+        else:
+            limit = f" WITH MAX_USER_CONNECTIONS {connection_limit}" if connection_limit else ""
+            mysql_admin(f"CREATE USER '{user.name}'@'%' IDENTIFIED BY '{user.password}'{limit}")
+            rights = "ALL" if may_create_tables else "SELECT, INSERT, UPDATE, DELETE"
+            mysql_admin(f"GRANT {rights} ON `{user.database}`.* TO '{user.name}'@'%'")
+        return user
+
+    yield make
+    for user in made:
+        if backend == "postgres":
+            pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{user.name}'")
+            await pg_in(user.database, f"DROP OWNED BY {user.name}")
+            pg_admin(f"DROP ROLE IF EXISTS {user.name}")
+        else:
+            mysql_admin(f"DROP USER IF EXISTS '{user.name}'@'%'")
+
+
+async def connections_of(user: DbUser) -> int:
+    """How many connections the server has open for `user`."""
+    if user.backend == "postgres":
+        conn = await asyncpg.connect(database="postgres", ssl=False, timeout=5, **PG)
+        try:
+            count = await conn.fetchval("SELECT COUNT(*) FROM pg_stat_activity WHERE usename = $1", user.name)
+        finally:
+            await conn.close()
+        return int(count)
+    return mysql_connections_of(user.name)
+
+
+async def _no_connections(user: DbUser) -> bool:
+    return await connections_of(user) == 0
+
+
+def refusal_of(user: DbUser) -> tuple[str, str]:
+    """How the failed open must begin, and the server's words for the missing privilege."""
+    if user.backend == "postgres":
+        return (
+            f"cannot apply migrations to PostgreSQL database {user.database} as user {user.name}: ",
+            "permission denied for schema public (InsufficientPrivilegeError)",
+        )
+    return (
+        f"cannot apply migrations to MySQL database {user.database} as user {user.name}: ",
+        "CREATE command denied to user",
+    )
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_an_open_whose_migrations_are_refused_says_why_and_leaves_no_connection(
+    db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
+) -> None:
+    user = await db_user(may_create_tables=False)
+    source = create_data_source(user.settings(make_settings, db_pool_min=2))
+    with pytest.raises(DataSourceUnavailable) as refused:
+        await source.open()
+    message = str(refused.value)
+    beginning, cause = refusal_of(user)
+    assert message.startswith(beginning)
+    assert cause in message
+    assert "grant the user" in message and "gateway init-db" in message
+    assert user.password not in message
+    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+
+
+async def asgi_post(app: Any, payload: dict[str, Any]) -> tuple[int, Any]:
+    """POST /graphql straight into an ASGI app, as a serverless host would."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"gateway.test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": json.dumps(payload).encode(), "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_the_serverless_door_refused_three_times_keeps_no_connection(
+    db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
+) -> None:
+    """The ASGI door opens its data source on each request until one succeeds."""
+    user = await db_user(may_create_tables=False)
+    app = create_asgi_app(user.settings(make_settings))
+    beginning, _ = refusal_of(user)
+    for _ in range(3):
+        status, body = await asgi_post(app, {"query": "{ users(first: 1) { edges { cursor } } }"})
+        assert status == 503
+        assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+        assert body["errors"][0]["message"].startswith(beginning)
+    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_a_pool_that_cannot_open_all_its_connections_closes_those_it_opened(
+    db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
+) -> None:
+    user = await db_user(may_create_tables=True, connection_limit=2)
+    source = create_data_source(user.settings(make_settings, db_pool_min=3, db_pool_max=3))
+    with pytest.raises(DataSourceUnavailable, match=f"as {user.name}"):
+        await source.open()
+    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+
+
+async def test_sqlite_open_of_a_file_that_is_no_database_says_so_and_holds_no_file(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings("sqlite")
+    settings.db_sqlite_path.write_bytes(b"these are notes, not a database\n" * 200)
+    source = SqliteDataSource(settings)
+    with pytest.raises(DataSourceUnavailable, match="file is not a database"):
+        await source.open()
+    assert files_open_at(settings.db_sqlite_path) == []
+
+
+async def test_sqlite_open_whose_migrations_fail_says_why_and_holds_no_file(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Another program's database, whose `memberships` table is not ours."""
+    settings = make_settings("sqlite")
+    other = sqlite3.connect(settings.db_sqlite_path)
+    other.execute("CREATE TABLE memberships (id INTEGER PRIMARY KEY, title TEXT)")
+    other.commit()
+    other.close()
+    source = SqliteDataSource(settings)
+    with pytest.raises(DataSourceUnavailable) as refused:
+        await source.open()
+    assert str(refused.value) == (
+        f"cannot apply migrations to SQLite database {settings.db_sqlite_path}:"
+        " no such column: user_id (OperationalError)"
+    )
+    assert files_open_at(settings.db_sqlite_path) == []
 
 
 def files_open_at(path: Path) -> list[str]:

@@ -34,6 +34,8 @@ __all__ = ["MysqlDataSource"]
 log = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = 1062
+# Denied on a database, a table, a column, or a global privilege (SUPER and the like).
+_PRIVILEGE_DENIED = frozenset({1044, 1142, 1143, 1227})
 _ACCESS_DENIED = 1045
 _MIGRATION_LOCK = "gateway_migrations"
 _SOCKETS_CLOSE_TIMEOUT = 2.0
@@ -83,6 +85,11 @@ def _adapt(value: Any) -> Any:
 class _MysqlErrors(DriverErrors):
     backend = "MySQL"
     statement_errors = (pymysql.err.IntegrityError, pymysql.err.OperationalError, *_CONNECTION_ERRORS)
+    driver_errors = (pymysql.err.MySQLError, *_CONNECTION_ERRORS)
+    permission_hint = (
+        "grant the user CREATE, ALTER, INDEX and REFERENCES on the database,"
+        " or run `gateway init-db` once as a user who has them"
+    )
 
     def unique_constraint(self, exc: BaseException) -> str | None:
         if isinstance(exc, pymysql.err.IntegrityError) and exc.args[0] == _DUPLICATE_KEY:
@@ -93,6 +100,14 @@ class _MysqlErrors(DriverErrors):
         if isinstance(exc, _CONNECTION_ERRORS):
             return True
         return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _CONNECTION_CODES
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in _PRIVILEGE_DENIED
+
+    def cause(self, exc: BaseException) -> str:
+        if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) > 1:
+            return f"{exc.args[1]} ({type(exc).__name__} {exc.args[0]})"
+        return super().cause(exc)
 
 
 _ERRORS = _MysqlErrors()
@@ -141,7 +156,7 @@ class MysqlDataSource(SqlDataSource):
         self._retiring: dict[asyncio.Task[None], tuple[aiomysql.Pool, list[asyncio.StreamWriter]]] = {}
         self.auth_retries = 0
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         s = self._settings
         self._ssl = client_ssl_context(s)
         self._credentials = await open_credentials(s)
@@ -162,39 +177,51 @@ class MysqlDataSource(SqlDataSource):
             raise DataSourceUnavailable(
                 f"cannot connect to MySQL at {first.host}:{first.port} as {first.user} ({detail})"
             ) from exc
-        async with self.connection() as conn:
-            rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
-            if not rows or rows[0]["locked"] != 1:
-                raise DataSourceUnavailable("timed out waiting for another process's migrations")
-            # IF NOT EXISTS raises a note on existing tables, which the driver turns into warnings.
-            await conn.execute("SET SESSION sql_notes = 0")
-            try:
-                await apply_migrations(conn, load_migrations(__name__))
-            finally:
-                await conn.execute("SET SESSION sql_notes = 1")
-                await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
-            self.json_sql = _json_sql((await conn.fetch("SELECT VERSION() AS v"))[0]["v"])
+        migrating = f"apply migrations to MySQL database {first.database} as user {first.user}"
+        with _ERRORS.refusing_start(migrating):
+            async with self.connection() as conn:
+                rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
+                if not rows or rows[0]["locked"] != 1:
+                    raise DataSourceUnavailable("timed out waiting for another process's migrations")
+                # IF NOT EXISTS raises a note on existing tables, which the driver turns into warnings.
+                await conn.execute("SET SESSION sql_notes = 0")
+                try:
+                    await apply_migrations(conn, load_migrations(__name__))
+                finally:
+                    await conn.execute("SET SESSION sql_notes = 1")
+                    await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
+                self.json_sql = _json_sql((await conn.fetch("SELECT VERSION() AS v"))[0]["v"])
 
     async def _create_pool(self, credentials: Credentials) -> aiomysql.Pool:
         s = self._settings
-        # connect_timeout bounds only the TCP connect; bound the whole handshake too.
-        async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
-            return await aiomysql.create_pool(
-                host=credentials.host,
-                port=credentials.port,
-                user=credentials.user,
-                password=credentials.password.get_secret_value(),
-                db=credentials.database,
-                minsize=s.db_pool_min,
-                maxsize=s.db_pool_max,
-                # aiomysql recycles a connection unused for this long: the idle timeout.
-                pool_recycle=int(s.db_idle_timeout),
-                connect_timeout=s.db_connect_timeout,
-                autocommit=True,
-                charset="utf8mb4",
-                ssl=self._ssl,
-                init_command="SET time_zone = '+00:00'",
-            )
+        # aiomysql.create_pool would drop, unclosed, the connections it made before one failed.
+        pool = aiomysql.Pool(
+            minsize=s.db_pool_min,
+            maxsize=s.db_pool_max,
+            echo=False,
+            # aiomysql recycles a connection unused for this long: the idle timeout.
+            pool_recycle=int(s.db_idle_timeout),
+            loop=asyncio.get_running_loop(),
+            host=credentials.host,
+            port=credentials.port,
+            user=credentials.user,
+            password=credentials.password.get_secret_value(),
+            db=credentials.database,
+            connect_timeout=s.db_connect_timeout,
+            autocommit=True,
+            charset="utf8mb4",
+            ssl=self._ssl,
+            init_command="SET time_zone = '+00:00'",
+        )
+        try:
+            # connect_timeout bounds only the TCP connect; bound the whole handshake too.
+            async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
+                if s.db_pool_min:
+                    pool.release(await pool.acquire())  # fills the pool up to its minimum first
+        except BaseException:
+            self._retire(pool)  # the connections it made close now; close() waits for them
+            raise
+        return pool
 
     async def _renewed_pool(self, failed: aiomysql.Pool) -> aiomysql.Pool | None:
         """After a rejected password: a pool with credentials read again, or None if they did not change.

@@ -69,6 +69,10 @@ _CONNECTION_ERRORS = (
 class _PostgresErrors(DriverErrors):
     backend = "PostgreSQL"
     statement_errors = (asyncpg.UniqueViolationError, *_CONNECTION_ERRORS)
+    driver_errors = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
+    permission_hint = (
+        "grant the user CREATE on schema public, or run `gateway init-db` once as the database owner"
+    )
 
     def unique_constraint(self, exc: BaseException) -> str | None:
         if isinstance(exc, asyncpg.UniqueViolationError):
@@ -77,6 +81,9 @@ class _PostgresErrors(DriverErrors):
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return isinstance(exc, _CONNECTION_ERRORS)
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.InsufficientPrivilegeError)
 
 
 _ERRORS = _PostgresErrors()
@@ -139,7 +146,7 @@ class PostgresDataSource(SqlDataSource):
         self._credentials: CredentialProvider = EnvCredentials(settings)
         self.auth_retries = 0
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         s = self._settings
         ssl_context = client_ssl_context(s)
         self._credentials = await open_credentials(s)
@@ -164,13 +171,15 @@ class PostgresDataSource(SqlDataSource):
                 f"cannot connect to PostgreSQL at {first.host}:{first.port}"
                 f" as {first.user} ({type(exc).__name__}: {exc})"
             ) from exc
-        async with self._acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
-            try:
-                async with conn.transaction():
-                    await apply_migrations(_Connection(conn, self), load_migrations(__name__))
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
+        migrating = f"apply migrations to PostgreSQL database {first.database} as user {first.user}"
+        with _ERRORS.refusing_start(migrating):
+            async with self._acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
+                try:
+                    async with conn.transaction():
+                        await apply_migrations(_Connection(conn, self), load_migrations(__name__))
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """A new connection with the current credentials; on a rejected password, re-read them once."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
 
 __all__ = ["DriverErrors"]
@@ -13,6 +16,10 @@ class DriverErrors:
     backend = "the database"
     # What a statement may raise that can mean a broken unique constraint or a lost database.
     statement_errors: tuple[type[BaseException], ...] = ()
+    # Everything the driver raises about the database, for failures while starting.
+    driver_errors: tuple[type[BaseException], ...] = ()
+    # What to do when the user lacks a privilege the migrations need.
+    permission_hint = ""
 
     def unique_constraint(self, exc: BaseException) -> str | None:
         """The constraint `exc` says a write broke, or None."""
@@ -21,6 +28,14 @@ class DriverErrors:
     def is_unavailable(self, exc: BaseException) -> bool:
         """Whether `exc` means the database cannot be reached or the connection was lost."""
         return False
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        """Whether `exc` is the server refusing the user a privilege."""
+        return False
+
+    def cause(self, exc: BaseException) -> str:
+        """The server's own words for `exc`, and its class, for a message."""
+        return f"{exc} ({type(exc).__name__})"
 
     def unavailable(self, exc: BaseException) -> DataSourceUnavailable:
         return DataSourceUnavailable(f"{self.backend} unavailable ({type(exc).__name__})")
@@ -33,3 +48,15 @@ class DriverErrors:
         if self.is_unavailable(exc):
             return self.unavailable(exc)
         return None
+
+    @contextmanager
+    def refusing_start(self, doing: str) -> Iterator[None]:
+        """A driver error raised while `doing` part of `open()` becomes DataSourceUnavailable naming it.
+
+        `doing` completes "cannot …": e.g. "apply migrations to PostgreSQL database club as user app".
+        """
+        try:
+            yield
+        except self.driver_errors as exc:
+            hint = f"; {self.permission_hint}" if self.is_permission_denied(exc) else ""
+            raise DataSourceUnavailable(f"cannot {doing}: {self.cause(exc)}{hint}") from exc

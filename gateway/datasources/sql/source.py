@@ -91,8 +91,18 @@ class SqlDataSource(ABC):
             value = value.decode()
         return value, bool(row.get("ok", True))
 
+    async def open(self) -> None:
+        """Connect and apply the migrations; a failed open closes whatever it had opened."""
+        try:
+            await self._open()
+        except BaseException:
+            # Or its connections outlive the failure, one pool more each time the ASGI door retries.
+            await self.close()
+            raise
+
     @abstractmethod
-    async def open(self) -> None: ...
+    async def _open(self) -> None:
+        """Create the pool and apply the migrations; `close()` must undo any part of it."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -23,6 +23,10 @@ from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
 
+# Primary result codes (the low byte of an extended one): no permission, read-only database.
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+
 
 def _adapt(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -34,6 +38,8 @@ def _adapt(value: Any) -> Any:
 class _SqliteErrors(DriverErrors):
     backend = "SQLite"
     statement_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
+    driver_errors = (sqlite3.Error,)
+    permission_hint = "make the file and its folder writable by the user the gateway runs as"
 
     def unique_constraint(self, exc: BaseException) -> str | None:
         message = str(exc)
@@ -46,6 +52,9 @@ class _SqliteErrors(DriverErrors):
         return isinstance(exc, sqlite3.OperationalError) and (
             "locked" in message or "unable to open" in message
         )
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_PERM, _SQLITE_READONLY)
 
     def unavailable(self, exc: BaseException) -> DataSourceUnavailable:
         return DataSourceUnavailable(f"SQLite database unavailable: {exc}")
@@ -119,19 +128,17 @@ class SqliteDataSource(SqlDataSource):
         self._all.add(conn)
         return conn
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self._path.parent and not self._path.parent.exists():
             raise DataSourceUnavailable(
                 f"DB_SQLITE_PATH={self._path}: folder {self._path.parent} does not exist"
             )
         self._closed = False
-        try:
+        with _ERRORS.refusing_start(f"use {self._path} as an SQLite database"):
             await self._use_wal()
+        with _ERRORS.refusing_start(f"apply migrations to SQLite database {self._path}"):
             async with self.transaction() as conn:
                 await apply_migrations(conn, load_migrations(__name__))
-        except BaseException:
-            await self.close()  # or the connections' threads outlive a failed start
-            raise
 
     async def _use_wal(self) -> None:
         """WAL is a property of the file: set once here, not racing on every new connection.
