@@ -35,6 +35,10 @@ def _adapt(value: Any) -> Any:
     return value
 
 
+def _is_locked(exc: BaseException | None) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 class _SqliteErrors(DriverErrors):
     backend = "SQLite"
     statement_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
@@ -152,8 +156,9 @@ class SqliteDataSource(SqlDataSource):
                 async with self.connection() as conn:
                     await conn.fetch("PRAGMA journal_mode = WAL")
                 return
-            except DataSourceUnavailable:
-                if asyncio.get_running_loop().time() > deadline:
+            except DataSourceUnavailable as exc:
+                # A file that is not a database stays so: only a lock is worth waiting for.
+                if not _is_locked(exc.__cause__) or asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.05)
 
