@@ -25,6 +25,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
@@ -172,9 +173,9 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..
     return make
 
 
-async def empty_tables(source: DataSource) -> None:
+async def empty_tables(source: DataSource | None) -> None:
     """Delete every row, children first, so each test starts from an empty club."""
-    async with source.transaction() as conn:  # type: ignore[attr-defined]
+    async with sql_source(source).transaction() as conn:
         for table in TABLES:
             await conn.execute(f"DELETE FROM {table}")
 
@@ -201,14 +202,14 @@ async def client(
 
 
 @pytest.fixture
-def source(client: TestClient) -> DataSource:
+def source(client: TestClient) -> SqlDataSource:
     """The data source of the running `client`, to inspect what was written."""
-    return client.app[EXECUTOR].data_source
+    return sql_source(client.app[EXECUTOR].data_source)
 
 
-async def count_rows(source: DataSource, table: str) -> int:
+async def count_rows(source: DataSource | None, table: str) -> int:
     """How many rows `table` holds, read straight from the database."""
-    async with source.connection() as conn:  # type: ignore[attr-defined]
+    async with sql_source(source).connection() as conn:
         rows = await conn.fetch(f"SELECT COUNT(*) AS n FROM {table}")
     return int(rows[0]["n"])
 
@@ -243,3 +244,10 @@ def tls_server(request: pytest.FixtureRequest) -> Callable[[str, str], TlsServer
         return servers[which]
 
     return get
+
+
+def sql_source(source: DataSource | None) -> SqlDataSource:
+    """`source` as the SQL data source every backend is, for tests that run SQL or count statements."""
+    if not isinstance(source, SqlDataSource):
+        raise TypeError(f"not an SQL data source: {source!r}")
+    return source

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.datasources.protocol import DataSource
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
@@ -38,7 +38,7 @@ async def client(
     yield test_client
 
 
-async def statements_for(client: TestClient, source: DataSource, first: int) -> tuple[int, list[Any]]:
+async def statements_for(client: TestClient, source: SqlDataSource, first: int) -> tuple[int, list[Any]]:
     """The newest `first` sessions with their user, group and shots, and the statements they cost."""
     before = source.statements
     result = await data(client, NEWEST, first=first)
@@ -47,7 +47,7 @@ async def statements_for(client: TestClient, source: DataSource, first: int) -> 
 
 
 async def test_fifty_newest_sessions_with_user_group_and_shots_cost_four_statements(
-    client: TestClient, source: DataSource
+    client: TestClient, source: SqlDataSource
 ) -> None:
     users = [await make_user(client, f"u{i}@example.com") for i in range(5)]
     groups = [await make_group(client, f"G{i}") for i in range(3)]
@@ -85,7 +85,7 @@ async def test_fifty_newest_sessions_with_user_group_and_shots_cost_four_stateme
 
 
 async def test_fifty_concurrent_sessions_with_ten_shots_each_are_all_there_once(
-    client: TestClient, source: DataSource
+    client: TestClient, source: SqlDataSource
 ) -> None:
     user = await make_user(client, "ada@example.com")
     replies = await asyncio.gather(
@@ -112,7 +112,7 @@ async def test_fifty_concurrent_sessions_with_ten_shots_each_are_all_there_once(
     assert await count_rows(source, "shooting_sessions") == 50
     assert await count_rows(source, "shots") == 500
     assert await count_rows(source, "activities") == 50
-    async with source.connection() as conn:  # type: ignore[attr-defined]
+    async with source.connection() as conn:
         per_session = await conn.fetch(
             "SELECT COUNT(*) AS n, COUNT(DISTINCT sequence) AS d FROM shots GROUP BY session_id"
         )

@@ -13,7 +13,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.club import make_user
-from tests.conftest import empty_tables
+from tests.conftest import empty_tables, sql_source
 from tests.graphql_client import data, error_codes, graphql
 from tests.tcp_proxy import TcpProxy
 
@@ -94,7 +94,7 @@ async def test_production_hides_unexpected_errors_and_logs_no_traceback(
     client: TestClient = await aiohttp_client(app)
     await empty_tables(app[EXECUTOR].data_source)
     user = await make_user(client, "ada@example.com")
-    async with app[EXECUTOR].data_source.connection() as conn:  # type: ignore[attr-defined]
+    async with sql_source(app[EXECUTOR].data_source).connection() as conn:
         # A row this version cannot read: an activity kind it does not know.
         await conn.execute(
             "INSERT INTO activities (kind, created_at, user_id)"

@@ -21,6 +21,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import schema_sdl
 from gateway.settings import Settings
+from tests.conftest import sql_source
 from tests.graphql_client import error_codes, graphql
 from tests.processes import free_port, post_in_progress, wait_until_not_listening, wait_until_up
 
@@ -38,10 +39,10 @@ def fresh_settings(
 
 
 async def test_two_processes_starting_at_once_apply_each_migration_once(fresh_settings: Settings) -> None:
-    sources = [create_data_source(fresh_settings) for _ in range(3)]
+    sources = [sql_source(create_data_source(fresh_settings)) for _ in range(3)]
     await asyncio.gather(*(source.open() for source in sources))
     try:
-        async with sources[0].connection() as conn:  # type: ignore[attr-defined]
+        async with sources[0].connection() as conn:
             rows = await conn.fetch("SELECT version, COUNT(*) AS n FROM schema_migrations GROUP BY version")
             users = await conn.fetch("SELECT COUNT(*) AS n FROM users")
         expected = [m.version for m in load_migrations(f"gateway.datasources.{fresh_settings.db_backend}")]
@@ -132,7 +133,7 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
     client = await aiohttp_client(app)
     query = "{ users(first: 1) { edges { cursor } } }"
     assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
-    async with app[EXECUTOR].data_source.connection():  # type: ignore[attr-defined]
+    async with sql_source(app[EXECUTOR].data_source).connection():
         started = asyncio.get_running_loop().time()
         body = await graphql(client, query)
         waited = asyncio.get_running_loop().time() - started

@@ -30,7 +30,7 @@ from gateway.datasources import create_data_source
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
-from tests.conftest import server_env
+from tests.conftest import server_env, sql_source
 from tests.polling import until
 from tests.processes import free_port, serve
 from tests.tls_servers import PASSWORD, TlsServer
@@ -182,10 +182,10 @@ def settings_for(env: dict[str, str]) -> Settings:
 
 
 async def current_user(settings: Settings) -> str:
-    source = create_data_source(settings)
+    source = sql_source(create_data_source(settings))
     await source.open()
     try:
-        async with source.connection() as conn:  # type: ignore[attr-defined]
+        async with source.connection() as conn:
             rows = await conn.fetch("SELECT CURRENT_USER AS who")
     finally:
         await source.close()

@@ -18,7 +18,7 @@ import pytest
 from gateway.connect.tls import TlsError, TlsProblem
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
-from tests.conftest import MY, PG, server_env
+from tests.conftest import MY, PG, server_env, sql_source
 from tests.processes import ROOT, free_port
 from tests.tcp_proxy import TcpProxy
 from tests.tls_servers import PASSWORD, READER, TlsServer
@@ -34,10 +34,10 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 async def encryption_seen_by_server(env: dict[str, str]) -> str:
     """Open the data source as the gateway does; ask the server how this connection is protected."""
-    source = create_data_source(settings_from(env))
+    source = sql_source(create_data_source(settings_from(env)))
     await source.open()
     try:
-        async with source.connection() as conn:  # type: ignore[attr-defined]
+        async with source.connection() as conn:
             if env["DB_BACKEND"] == "postgres":
                 rows = await conn.fetch(
                     "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl"
@@ -100,9 +100,9 @@ async def test_closing_the_data_source_closes_every_tls_socket(
 ) -> None:
     """Shutdown leaves no connection to the server half-closed behind it."""
     server = tls_server(backend)
-    source = create_data_source(settings_from(server.env(DB_POOL_MIN="2")))
+    source = sql_source(create_data_source(settings_from(server.env(DB_POOL_MIN="2"))))
     await source.open()
-    async with source.connection() as first, source.connection() as second:  # type: ignore[attr-defined]
+    async with source.connection() as first, source.connection() as second:
         await first.fetch("SELECT 1 AS one")
         await second.fetch("SELECT 2 AS two")
     assert sockets_open_to(server.port) >= 2
