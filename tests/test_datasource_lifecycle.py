@@ -27,6 +27,7 @@ from gateway.datasources.sqlite import SqliteDataSource
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.settings import Settings, load_settings
 from tests.conftest import MY, PG, mysql_admin, pg_admin
+from tests.polling import until
 
 SERVERS = ("postgres", "mysql")
 
@@ -35,23 +36,6 @@ AWS_KEYS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 5.0
-) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        held = condition()
-        if not isinstance(held, bool):
-            held = await held
-        if held:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"still not true after {timeout}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -163,7 +147,7 @@ async def test_an_open_whose_migrations_are_refused_says_why_and_leaves_no_conne
     assert cause in message
     assert "grant the user" in message and "gateway init-db" in message
     assert user.password not in message
-    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+    await until(lambda: _no_connections(user), f"{user.name} has no connection left")
 
 
 async def asgi_post(app: Any, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -208,7 +192,7 @@ async def test_the_serverless_door_refused_three_times_keeps_no_connection(
         assert status == 503
         assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
         assert body["errors"][0]["message"].startswith(beginning)
-    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+    await until(lambda: _no_connections(user), f"{user.name} has no connection left")
 
 
 @pytest.mark.parametrize("backend", SERVERS)
@@ -219,7 +203,20 @@ async def test_a_pool_that_cannot_open_all_its_connections_closes_those_it_opene
     source = create_data_source(user.settings(make_settings, db_pool_min=3, db_pool_max=3))
     with pytest.raises(DataSourceUnavailable, match=f"as {user.name}"):
         await source.open()
-    await eventually(lambda: _no_connections(user), f"{user.name} has no connection left")
+    await until(lambda: _no_connections(user), f"{user.name} has no connection left")
+
+
+def files_open_at(path: Path) -> list[str]:
+    """What this process holds open of the SQLite database at `path` (the file, its -wal, its -shm)."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith(str(path)):
+            held.append(target)
+    return held
 
 
 async def test_sqlite_open_of_a_file_that_is_no_database_says_so_at_once_and_holds_no_file(
@@ -252,19 +249,6 @@ async def test_sqlite_open_whose_migrations_fail_says_why_and_holds_no_file(
         " no such column: user_id (OperationalError)"
     )
     assert files_open_at(settings.db_sqlite_path) == []
-
-
-def files_open_at(path: Path) -> list[str]:
-    """What this process holds open of the SQLite database at `path` (the file, its -wal, its -shm)."""
-    held = []
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed since the listing
-        if target.startswith(str(path)):
-            held.append(target)
-    return held
 
 
 async def test_a_closed_sqlite_source_opens_again_and_holds_no_file_while_closed(
@@ -399,8 +383,8 @@ async def test_a_pool_retired_by_rotation_closes_once_released_and_is_forgotten(
             await rotate_under(source, rotated_user)
             assert await held.fetch("SELECT 1 AS one") == [{"one": 1}]  # still serves its query
             assert not retired.closed
-        await eventually(lambda: retired.closed, "the retired pool is closed")
-        await eventually(lambda: not source._retiring, "the retired pool's closing is forgotten")
+        await until(lambda: retired.closed, "the retired pool is closed")
+        await until(lambda: not source._retiring, "the retired pool's closing is forgotten")
     finally:
         await source.close()
 
@@ -420,4 +404,4 @@ async def test_close_waits_for_the_retired_pool_and_leaves_no_task_behind(
     assert retired.closed
     assert not source._retiring
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    await eventually(lambda: mysql_connections_of(rotated_user.name) == 0, "MariaDB shows no connection")
+    await until(lambda: mysql_connections_of(rotated_user.name) == 0, "MariaDB shows no connection")
