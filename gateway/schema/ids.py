@@ -8,7 +8,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-__all__ = ["decode_cursor", "decode_id", "encode_cursor", "encode_id"]
+from gateway.schema.instants import utc_instant
+
+__all__ = ["MAX_KEY", "decode_cursor", "decode_id", "encode_cursor", "encode_id"]
+
+# Row keys and cursor integers are signed 64-bit in every backend (BIGINT; SQLite's INTEGER).
+MAX_KEY = 2**63 - 1
 
 
 def _b64encode(raw: str) -> str:
@@ -28,14 +33,19 @@ def encode_id(type_name: str, pk: int) -> str:
 
 
 def decode_id(value: str, type_name: str) -> int | None:
-    """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's."""
+    """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's.
+
+    Only the exact text `encode_id` gives is an ID: other spellings of the same key (padding,
+    leading zeros, non-ASCII digits, characters base64 skips) are malformed.
+    """
     decoded = _b64decode(value)
     if decoded is None:
         return None
     kind, _, pk = decoded.partition(":")
-    if kind != type_name or not pk.isdigit() or len(pk) > 18:
+    if kind != type_name or not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
         return None
-    return int(pk)
+    key = int(pk)
+    return key if encode_id(type_name, key) == value else None
 
 
 def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:
@@ -45,13 +55,17 @@ def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:
 
 
 def decode_cursor(value: str, listing: str, types: tuple[type, ...]) -> tuple[Any, ...] | None:
-    """The sort values in a cursor made for `listing`, or None if it is not one."""
+    """The sort values in a cursor made for `listing`, or None if it is not one.
+
+    Values no row can hold are not a cursor either: integers outside 0..MAX_KEY, instants without
+    an offset or outside what every backend stores (datetimes come back in UTC).
+    """
     decoded = _b64decode(value)
     if decoded is None:
         return None
     try:
         parts = json.loads(decoded)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested a thousand deep
         return None
     if not isinstance(parts, list) or len(parts) != len(types) + 1 or parts[0] != listing:
         return None
@@ -62,10 +76,11 @@ def decode_cursor(value: str, listing: str, types: tuple[type, ...]) -> tuple[An
                 parsed = datetime.fromisoformat(raw)
             except (TypeError, ValueError):
                 return None
-            if parsed.tzinfo is None:
+            instant = utc_instant(parsed)
+            if instant is None:
                 return None
-            values.append(parsed)
-        elif kind is int and isinstance(raw, int) and not isinstance(raw, bool):
+            values.append(instant)
+        elif kind is int and isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_KEY:
             values.append(raw)
         else:
             return None

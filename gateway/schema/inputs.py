@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from enum import Enum
@@ -13,6 +14,7 @@ from gateway.datasources.records import NewShot
 from gateway.errors import BadUserInput
 from gateway.schema.ids import decode_id
 from gateway.schema.input_building import build_directly
+from gateway.schema.instants import EARLIEST, LATEST, utc_instant
 
 __all__ = [
     "CreateGroupInput",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 MAX_SHOTS_PER_CALL = 500
+MAX_COORDINATE = 1_000_000.0  # x and y: a shot lands on a target, not a million units from its centre
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -92,6 +95,11 @@ class ShootingSessionFilter:
         default=None, description="Sessions that started before this instant."
     )
 
+    def __post_init__(self) -> None:
+        # Both paths build the filter (the compiled one too), so the check holds wherever it is read.
+        if self.discipline is not None:
+            _printable("filter.discipline", self.discipline)
+
 
 @strawberry.enum
 class ShootingSessionOrder(Enum):
@@ -107,9 +115,16 @@ def id_of(field: str, value: str, type_name: str) -> int:
     return pk
 
 
+def _printable(field: str, value: str) -> str:
+    # PostgreSQL cannot store NUL in text; SQLite and MySQL can: refused everywhere, so all answer alike.
+    if "\x00" in value:
+        raise BadUserInput(field, "must not contain NUL characters (\\u0000)")
+    return value
+
+
 def text(field: str, value: str, max_length: int) -> str:
-    """A required text: trimmed, not empty, not longer than `max_length`."""
-    value = value.strip()
+    """A required text: trimmed, not empty, not longer than `max_length`, without NUL characters."""
+    value = _printable(field, value).strip()
     if not value:
         raise BadUserInput(field, "must not be empty")
     if len(value) > max_length:
@@ -125,7 +140,7 @@ def optional_text(field: str, value: str | None, max_length: int) -> str | None:
 
 
 def email(field: str, value: str) -> str:
-    value = value.strip().lower()
+    value = _printable(field, value).strip().lower()
     if len(value) > 254 or not _EMAIL.match(value):
         raise BadUserInput(field, f"{value!r} is not an email address")
     return value
@@ -138,22 +153,31 @@ def positive(field: str, value: int | None, maximum: int) -> int | None:
 
 
 def aware(field: str, value: datetime) -> datetime:
+    """An instant with a UTC offset, within what every backend stores; returned in UTC."""
     if value.tzinfo is None:
         raise BadUserInput(field, "must include a UTC offset, e.g. 2026-05-01T09:30:00Z")
-    return value
+    instant = utc_instant(value)
+    if instant is None:
+        span = f"from {EARLIEST:%Y-%m-%dT%H:%MZ} to {LATEST:%Y-%m-%dT%H:%MZ}"
+        raise BadUserInput(field, f"must be {span} (got {value.isoformat()})")
+    return instant
 
 
 def _score_tenths(field: str, score: float) -> int:
-    tenths = round(score * 10)
+    # Checked before scaling: 1e308 * 10 is infinity, which round() cannot convert.
+    tenths = round(score * 10) if math.isfinite(score) and abs(score) < 1000 else -1
     if not 0 <= tenths <= 109 or abs(score * 10 - tenths) > 1e-6:
         raise BadUserInput(field, f"must be 0.0 to 10.9 with one decimal place (got {score})")
     return tenths
 
 
 def _coordinate(field: str, value: float | None) -> float | None:
-    if value is not None and value != value:  # NaN cannot be stored or compared
-        raise BadUserInput(field, "must be a number")
-    return value
+    if value is None:
+        return None
+    if not (math.isfinite(value) and abs(value) <= MAX_COORDINATE):
+        raise BadUserInput(field, f"must be a number from -{MAX_COORDINATE:,.0f} to {MAX_COORDINATE:,.0f}")
+    # -0.0 is stored as 0 by MySQL and as -0 by PostgreSQL: every backend answers 0.
+    return value + 0.0
 
 
 def shots(field: str, given: list[ShotInput]) -> list[NewShot]:
