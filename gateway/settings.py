@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
 
+    # What one request may cost (docs: README, Limits); a React app's operations stay far below.
+    max_query_tokens: int = Field(default=5000, ge=100)
+    max_query_depth: int = Field(default=12, ge=2)
+    max_aliases: int = Field(default=30, ge=0)
+    max_root_fields: int = Field(default=20, ge=1)
+    max_query_cost: int = Field(default=20_000, ge=1)
+    request_timeout: float = Field(default=30.0, gt=0)
+    db_statement_timeout: float = Field(default=10.0, gt=0)
+    http_keepalive_timeout: float = Field(default=15.0, gt=0)
+
     # Sign-in: tokens from an identity provider (JWKS) or signed with a shared secret (HS256).
     auth_jwks_url: str | None = None
     auth_jwt_secret: SecretStr | None = None

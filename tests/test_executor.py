@@ -45,6 +45,8 @@ async def test_a_passing_database_error_leaves_the_query_compiled(
         assert "errors" not in await graphql(client, USERS)
         assert fast.answered == 2, "the plan was dropped for a passing error"
     finally:
+        # The database is shared by the session's tests: leave no setting behind.
+        await admin.execute(f'ALTER DATABASE "{pg_database}" RESET lock_timeout')
         await admin.close()
 
 

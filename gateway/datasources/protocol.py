@@ -17,13 +17,22 @@ from gateway.datasources.records import (
     ShotRecord,
     UserRecord,
 )
-from gateway.errors import Unavailable
+from gateway.errors import ErrorCode, GatewayError, Unavailable
 
-__all__ = ["DataSource", "DataSourceUnavailable", "UniqueViolation"]
+__all__ = ["DataSource", "DataSourceUnavailable", "StatementTimeout", "UniqueViolation"]
 
 
 class DataSourceUnavailable(Unavailable):
     """The database cannot be reached, or the pool is closed or exhausted."""
+
+
+class StatementTimeout(GatewayError):
+    """The database stopped a statement that ran longer than DB_STATEMENT_TIMEOUT."""
+
+    code = ErrorCode.TIMEOUT
+
+    def __init__(self) -> None:
+        super().__init__("the database stopped a statement that ran longer than DB_STATEMENT_TIMEOUT")
 
 
 class UniqueViolation(Exception):

@@ -12,6 +12,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import EXECUTOR, SETTINGS
+from gateway.doors.deadline import deadline
 from gateway.doors.graphql_view import ExecutorView
 from gateway.doors.health import readiness
 from gateway.doors.refusals import Refusal, invalid_token, unavailable
@@ -87,7 +88,7 @@ def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamR
 
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
-    app = web.Application()
+    app = web.Application(middlewares=[deadline(settings)])
     executor = Executor(settings, policy)
     app[SETTINGS] = settings
     app[EXECUTOR] = executor

@@ -76,6 +76,10 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
         port=port,
         reuse_port=reuse_port,
         shutdown_timeout=15,
+        # A connection idle this long, or that never completes its headers, is closed.
+        keepalive_timeout=settings.http_keepalive_timeout,
+        # A client that goes away cancels its request, and with it the request's statement.
+        handler_cancellation=True,
         print=None,
         loop=loop,
     )

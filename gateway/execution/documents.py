@@ -1,7 +1,13 @@
-"""Parsed and validated documents, cached by their text: both paths read a document from here once."""
+"""Parsed and validated documents, cached by their text: both paths read a document from here once.
+
+A document is parsed with a token limit, so a huge one is refused while it is read, and a document
+not seen before is parsed and validated in a worker thread: however large, it never holds the
+event loop (graphql-core is pure Python; the thread gives the loop the GIL every few ms).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +22,8 @@ from graphql import (
     specified_rules,
 )
 from strawberry.schema.schema import validate_document
+
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["DocumentCache", "Prepared"]
 
@@ -41,10 +49,20 @@ class Prepared:
         return self.operations.get(name)
 
 
-def _prepare(schema: GraphQLSchema, query: str) -> Prepared:
+class TooLarge(GatewayError):
+    """The document has more tokens than MAX_QUERY_TOKENS allows."""
+
+    code = ErrorCode.QUERY_TOO_COMPLEX
+
+
+def _prepare(schema: GraphQLSchema, query: str, max_tokens: int) -> Prepared:
     try:
-        document = parse(query)
+        # The source bound stops a document of a few huge tokens (strings, comments) as early.
+        document = parse(query, max_tokens=max_tokens, max_source_length=max_tokens * 40)
     except GraphQLError as exc:
+        if "more than" in exc.message and "Parsing aborted" in exc.message:
+            too_large = TooLarge(f"the document is too large: more than MAX_QUERY_TOKENS={max_tokens} tokens")
+            exc = GraphQLError(str(too_large), original_error=too_large)
         return Prepared(query, None, [exc])
     # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
     prepared = Prepared(query, document, validate_document(schema, document, tuple(specified_rules)))
@@ -59,17 +77,18 @@ def _prepare(schema: GraphQLSchema, query: str) -> Prepared:
 class DocumentCache:
     """The last `size` documents seen, parsed and validated against one schema."""
 
-    def __init__(self, schema: GraphQLSchema, size: int = 256) -> None:
+    def __init__(self, schema: GraphQLSchema, max_tokens: int, size: int = 256) -> None:
         self._schema = schema
+        self._max_tokens = max_tokens
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
 
-    def get(self, query: str) -> Prepared:
+    async def get(self, query: str) -> Prepared:
         prepared = self._items.get(query)
         if prepared is not None:
             self._items.move_to_end(query)
             return prepared
-        prepared = _prepare(self._schema, query)
+        prepared = await asyncio.to_thread(_prepare, self._schema, query, self._max_tokens)
         self._items[query] = prepared
         if len(self._items) > self._size:
             self._items.popitem(last=False)

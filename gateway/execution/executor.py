@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from typing import Any
 
 import orjson
@@ -28,12 +28,13 @@ from strawberry.types.graphql import OperationType
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import KeysUnavailable, authenticator_for
 from gateway.datasources import create_data_source
-from gateway.datasources.protocol import DataSource, DataSourceUnavailable
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.errors import Unavailable
+from gateway.errors import ErrorCode, GatewayError, Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension
+from gateway.execution.limits import operation_limits
 from gateway.execution.operation import Operation
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.sign_in import sign_in_rules
@@ -64,12 +65,14 @@ class Executor:
         self.settings = settings
         # None while sign-in is off (no AUTH_* configured, or AUTH_DISABLED=true): everything open.
         self.authenticator = authenticator_for(settings)
-        given = policy.rules if policy else ()
-        rules = sign_in_rules(settings) if self.authenticator else []
-        self.policy = Policy([*rules, *given])
         self.schema: strawberry.Schema = build_schema(settings.production, extensions=[PipelineExtension])
         self._graphql_schema = self.schema._schema  # Strawberry's graphql-core schema; no public accessor
-        self.documents = DocumentCache(self._graphql_schema)
+        given = policy.rules if policy else ()
+        rules = [operation_limits(settings, self._graphql_schema)]
+        if self.authenticator:
+            rules += sign_in_rules(settings)
+        self.policy = Policy([*rules, *given])
+        self.documents = DocumentCache(self._graphql_schema, settings.max_query_tokens)
         self._create_source = create_source
         self._source: DataSource | None = None
         self._closed = False
@@ -150,10 +153,30 @@ class Executor:
 
         Raises Strawberry's MissingQueryError, CannotGetOperationTypeError and
         InvalidOperationTypeError before anything runs, which each door answers with a 400.
+        An operation still running after REQUEST_TIMEOUT is cancelled (a write rolls back) and
+        answered with a TIMEOUT error. `extensions: {"cost": true}` in the request adds the
+        operation's estimated rows to the response's extensions.
         """
         source = await self.open()
         context = self.context(request, source, identity)
-        prepared = self.documents.get(operation.query) if operation.query else None
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                outcome = await self._run(operation, context, allowed)
+        except TimeoutError:
+            outcome = self._refused(TimedOut(self.settings.request_timeout))
+        if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:
+            cost = {"estimate": context.cost, "limit": self.settings.max_query_cost}
+            outcome = _with_extension(outcome, "cost", cost)
+        return outcome
+
+    async def _run(
+        self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
+    ) -> Outcome:
+        prepared = await self.documents.get(operation.query) if operation.query else None
+        if prepared is not None and prepared.document is None:
+            # It does not parse (or is too large to): answered here, so nothing parses it again.
+            return self._failed(prepared.errors)
+        context.prepared = prepared
         document = prepared.document if prepared is not None and not prepared.errors else None
         definition = prepared.operation(operation.operation_name) if prepared and document else None
         if (
@@ -164,7 +187,6 @@ class Executor:
         ):
             # Nothing will run: Strawberry raises or answers with its own errors.
             return await self._strawberry(operation, context, allowed)
-        context.prepared = prepared
         variables = operation.variables or {}
         try:
             decision = self.policy.decide(
@@ -176,6 +198,8 @@ class Executor:
         if self.fast is not None:
             try:
                 compiled = await self.fast.execute(prepared, definition, operation.variables, decision)
+            except StatementTimeout as exc:
+                return self._refused(exc)
             except DataSourceUnavailable as exc:
                 # The resolvers fail at once with the same reason instead of waiting
                 # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
@@ -213,8 +237,27 @@ class Executor:
             operation_extensions=operation.extensions,
         )
 
-    def _refused(self, refusal: Refused) -> ExecutionResult:
-        error = GraphQLError(str(refusal), original_error=refusal)
-        self.schema.process_errors([error])
-        return ExecutionResult(data=None, errors=[error])
+    def _refused(self, refusal: GatewayError) -> ExecutionResult:
+        return self._failed([GraphQLError(str(refusal), original_error=refusal)])
+
+    def _failed(self, errors: Sequence[GraphQLError]) -> ExecutionResult:
+        self.schema.process_errors(list(errors))
+        return ExecutionResult(data=None, errors=list(errors))
+
+
+class TimedOut(GatewayError):
+    """The operation ran longer than REQUEST_TIMEOUT and was cancelled."""
+
+    code = ErrorCode.TIMEOUT
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the operation took longer than REQUEST_TIMEOUT={seconds:g}s and was stopped")
+
+
+def _with_extension(outcome: Outcome, key: str, value: Any) -> Outcome:
+    """`outcome` with `extensions.key` set; a compiled body has no extensions of its own."""
+    if isinstance(outcome, bytes):
+        return outcome[:-1] + b',"extensions":{"' + key.encode() + b'":' + encode(value) + b"}}"
+    outcome.extensions = {**(outcome.extensions or {}), key: value}
+    return outcome
 

@@ -31,6 +31,7 @@ class RequestContext:
     sign_in: bool = False  # whether sign-in is on (AUTH_* configured): then rules apply
     prepared: Prepared | None = None  # the document the executor parsed and validated
     marks: Mapping[tuple[str, str], Mark] = field(default_factory=dict)  # the policy's, by (type, field)
+    cost: int | None = None  # the operation's estimated rows, once the limits have measured it
     loaders: Loaders = field(init=False)
 
     _viewer: UserRecord | None = field(default=None, init=False, repr=False)

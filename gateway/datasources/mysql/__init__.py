@@ -104,6 +104,10 @@ class _MysqlErrors(DriverErrors):
     def is_permission_denied(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in _PRIVILEGE_DENIED
 
+    def is_timeout(self, exc: BaseException) -> bool:
+        # MariaDB's max_statement_time (1969), MySQL's max_execution_time (3024).
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1969, 3024)
+
     def cause(self, exc: BaseException) -> str:
         if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) > 1:
             return f"{exc.args[1]} ({type(exc).__name__} {exc.args[0]})"
@@ -211,7 +215,12 @@ class MysqlDataSource(SqlDataSource):
             autocommit=True,
             charset="utf8mb4",
             ssl=self._ssl,
-            init_command="SET time_zone = '+00:00'",
+            # MariaDB alone runs the /*M! … */ part: its statement timeout (MySQL 8 would refuse
+            # max_statement_time; there set max_execution_time on the server).
+            init_command=(
+                "SET time_zone = '+00:00'"
+                f" /*M!100108 , max_statement_time = {s.db_statement_timeout:g} */"
+            ),
         )
         try:
             # connect_timeout bounds only the TCP connect; bound the whole handshake too.

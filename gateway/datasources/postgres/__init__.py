@@ -68,7 +68,7 @@ _CONNECTION_ERRORS = (
 
 class _PostgresErrors(DriverErrors):
     backend = "PostgreSQL"
-    statement_errors = (asyncpg.UniqueViolationError, *_CONNECTION_ERRORS)
+    statement_errors = (asyncpg.UniqueViolationError, asyncpg.QueryCanceledError, *_CONNECTION_ERRORS)
     driver_errors = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
     permission_hint = (
         "grant the user CREATE on schema public, or run `gateway init-db` once as the database owner"
@@ -84,6 +84,9 @@ class _PostgresErrors(DriverErrors):
 
     def is_permission_denied(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncpg.InsufficientPrivilegeError)
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.QueryCanceledError)
 
 
 _ERRORS = _PostgresErrors()
@@ -162,6 +165,8 @@ class PostgresDataSource(SqlDataSource):
                 max_inactive_connection_lifetime=s.db_idle_timeout,
                 timeout=s.db_connect_timeout,
                 reset=_keep_session,
+                # The server stops a statement past it, and a cancelled request cancels its statement.
+                server_settings={"statement_timeout": str(int(s.db_statement_timeout * 1000))},
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             tls_failure = explain_tls_failure(exc, first.host, first.port)

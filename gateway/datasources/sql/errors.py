@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gateway.datasources.protocol import DataSourceUnavailable, UniqueViolation
+from gateway.datasources.protocol import DataSourceUnavailable, StatementTimeout, UniqueViolation
 
 __all__ = ["DriverErrors"]
 
@@ -33,6 +33,10 @@ class DriverErrors:
         """Whether `exc` is the server refusing the user a privilege."""
         return False
 
+    def is_timeout(self, exc: BaseException) -> bool:
+        """Whether `exc` is the database stopping a statement at DB_STATEMENT_TIMEOUT."""
+        return False
+
     def cause(self, exc: BaseException) -> str:
         """The server's own words for `exc`, and its class, for a message."""
         return f"{exc} ({type(exc).__name__})"
@@ -47,6 +51,8 @@ class DriverErrors:
             return UniqueViolation(constraint)
         if self.is_unavailable(exc):
             return self.unavailable(exc)
+        if self.is_timeout(exc):
+            return StatementTimeout()
         return None
 
     @contextmanager

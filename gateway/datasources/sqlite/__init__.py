@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -60,11 +62,16 @@ class _SqliteErrors(DriverErrors):
     def is_permission_denied(self, exc: BaseException) -> bool:
         return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_PERM, _SQLITE_READONLY)
 
+    def is_timeout(self, exc: BaseException) -> bool:
+        # The progress handler's doing: see SqliteDataSource._acquire.
+        return isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted"
+
     def unavailable(self, exc: BaseException) -> DataSourceUnavailable:
         return DataSourceUnavailable(f"SQLite database unavailable: {exc}")
 
 
 _ERRORS = _SqliteErrors()
+_PROGRESS_STEPS = 10_000
 
 
 class _Connection(DriverConnection[aiosqlite.Connection]):
@@ -110,6 +117,9 @@ class SqliteDataSource(SqlDataSource):
         self._all: set[aiosqlite.Connection] = set()
         self._slots = asyncio.Semaphore(self._max)
         self._closed = True
+        self._statement_timeout = settings.db_statement_timeout
+        # When each connection in use must stop: its progress handler interrupts it after that.
+        self._deadlines: dict[aiosqlite.Connection, float] = {}
 
     async def _connect(self) -> aiosqlite.Connection:
         try:
@@ -122,6 +132,11 @@ class SqliteDataSource(SqlDataSource):
             await conn.execute("PRAGMA synchronous = NORMAL")
             for name, (arity, function) in FUNCTIONS.items():
                 await conn.create_function(name, arity, function, deterministic=True)
+            deadlines = self._deadlines
+            # Called in SQLite's thread every 10,000 instructions; a true result interrupts.
+            await conn.set_progress_handler(
+                lambda: time.monotonic() > deadlines.get(conn, math.inf), _PROGRESS_STEPS
+            )
         except sqlite3.Error as exc:
             # Close it, or its worker thread outlives the pool (and the event loop).
             await conn.close()
@@ -182,9 +197,11 @@ class SqliteDataSource(SqlDataSource):
             raise DataSourceUnavailable("no database connection free (DB_POOL_MAX reached)") from None
         try:
             conn = self._idle.get_nowait() if not self._idle.empty() else await self._connect()
+            self._deadlines[conn] = time.monotonic() + self._statement_timeout
             try:
                 yield conn
             finally:
+                self._deadlines.pop(conn, None)
                 if conn in self._all:  # else close() closed it meanwhile
                     self._idle.put_nowait(conn)
         finally:

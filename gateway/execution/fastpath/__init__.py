@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
 from graphql.execution.values import VariableValues, get_variable_values
 
-from gateway.datasources.protocol import DataSource, DataSourceUnavailable
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
 from gateway.datasources.sql.json_sql import JsonSql
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
@@ -147,8 +147,8 @@ class FastPath:
             else:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
-        except DataSourceUnavailable:
-            raise  # the executor lets the interpreted path report it, without waiting again
+        except (DataSourceUnavailable, StatementTimeout):
+            raise  # the executor reports it, without waiting a second time
         except _RowsRefused:
             return None  # the interpreted path raises the matching error
         except Exception as exc:

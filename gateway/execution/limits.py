@@ -1,0 +1,165 @@
+"""What one operation may cost: depth, aliases, root fields and an estimate of the rows it asks for.
+
+A policy rule, so it holds on every path. The estimate multiplies down the tree like GitHub's
+node limit: a connection asks for `first` rows (its default when absent, the variable's value
+when given one) for each row of its parent; a plain list is counted as LIST_ESTIMATE rows. The
+size of the document itself is bounded before this, by the parser (MAX_QUERY_TOKENS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+)
+
+from gateway.errors import ErrorCode
+from gateway.execution.policy import Mark, OperationView, Refused, Rule
+from gateway.settings import Settings
+
+__all__ = ["LIST_ESTIMATE", "Measures", "measure", "operation_limits"]
+
+LIST_ESTIMATE = 10  # rows assumed for a list field without `first` (a session's shots, a user's groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    depth: int
+    aliases: int
+    root_fields: int
+    cost: int
+
+
+class _Walk:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        self.aliases = 0
+        self.depth = 0
+
+    def fields(
+        self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()
+    ) -> Iterable[FieldNode]:
+        """The fields of a selection set, fragments flattened (each fragment once per path)."""
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                yield from self.fields(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in seen:
+                    yield from self.fields(fragment.selection_set, seen | {name})
+
+    def first(self, node: FieldNode, default: int) -> int:
+        for argument in node.arguments or ():
+            if argument.name.value != "first":
+                continue
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                return int(value.value)
+            if isinstance(value, VariableNode):
+                given = self.variables.get(value.name.value)
+                return given if isinstance(given, int) and not isinstance(given, bool) else default
+        return default
+
+    def cost(
+        self, parent: GraphQLObjectType | None, selection_set: SelectionSetNode | None, rows: int, depth: int
+    ) -> int:
+        """Rows the selection asks for, `rows` of `parent` given; records depth and aliases."""
+        self.depth = max(self.depth, depth)
+        total = 0
+        for node in self.fields(selection_set):
+            if node.alias is not None:
+                self.aliases += 1
+            if node.selection_set is None:
+                continue
+            field = parent.fields.get(node.name.value) if parent is not None else None
+            child = get_named_type(field.type) if field is not None else None
+            child_type = child if isinstance(child, GraphQLObjectType) else None
+            many = rows
+            if field is not None and "first" in field.args:
+                default = field.args["first"].default_value
+                many = rows * max(0, self.first(node, default if isinstance(default, int) else LIST_ESTIMATE))
+                total += many
+            elif field is not None and _is_list(field.type) and not _edges(parent, node):
+                many = rows * LIST_ESTIMATE
+                total += many
+            total += self.cost(child_type, node.selection_set, many, depth + 1)
+        return total
+
+
+def _edges(parent: GraphQLObjectType | None, node: FieldNode) -> bool:
+    """A connection's edges: as many as its `first`, already counted."""
+    return parent is not None and parent.name.endswith("Connection") and node.name.value == "edges"
+
+
+def _is_list(type_: Any) -> bool:
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+def measure(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+) -> Measures:
+    """Depth, aliases, root fields and estimated rows of `operation`."""
+    walk = _Walk(schema, fragments, variables)
+    root = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }[operation.operation]
+    roots = sum(1 for _ in walk.fields(operation.selection_set))
+    cost = walk.cost(root, operation.selection_set, 1, 1)
+    return Measures(depth=walk.depth, aliases=walk.aliases, root_fields=roots, cost=cost)
+
+
+def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
+    """The rule refusing operations past MAX_QUERY_DEPTH, MAX_ALIASES, MAX_ROOT_FIELDS or MAX_QUERY_COST."""
+    bounds = (
+        ("depth", settings.max_query_depth, "MAX_QUERY_DEPTH", "levels deep"),
+        ("aliases", settings.max_aliases, "MAX_ALIASES", "aliases"),
+        ("root_fields", settings.max_root_fields, "MAX_ROOT_FIELDS", "root fields"),
+        ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
+    )
+
+    def rule(operation: OperationView) -> Iterable[Mark]:
+        measures = measure(schema, operation.operation, operation.fragments, operation.variables)
+        operation.context.cost = measures.cost
+        for attribute, limit, setting, what in bounds:
+            value = getattr(measures, attribute)
+            if value > limit:
+                raise Refused(
+                    ErrorCode.QUERY_TOO_COMPLEX,
+                    f"the operation is too complex: {value} {what}, more than {setting}={limit}",
+                )
+        return ()
+
+    return rule

@@ -1,0 +1,171 @@
+"""What one request may cost: the attacks that once ran for seconds are refused before any SQL runs.
+
+Each refusal is coded QUERY_TOO_COMPLEX, and the data source's statement counter proves that
+nothing reached the database; the same holds on both paths, since limits are a policy rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.execution.limits import measure
+from gateway.schema import build_schema
+from gateway.settings import Settings
+from tests.graphql_client import error_codes, graphql
+from tests.test_fast_path import asgi_post
+
+SCHEMA = build_schema()._schema
+
+
+def nested_groups(levels: int) -> str:
+    """users → groups → members(first: 100) → groups … `levels` times: the 115-byte attack, deeper."""
+    inner = "id"
+    for _ in range(levels):
+        inner = f"groups {{ members(first: 100) {{ edges {{ node {{ {inner} }} }} }} }}"
+    return f"{{ users {{ edges {{ node {{ {inner} }} }} }} }}"
+
+
+ATTACKS = {
+    "depth": nested_groups(14),
+    "aliases": "{ " + " ".join(f"a{i}: users {{ edges {{ cursor }} }}" for i in range(500)) + " }",
+    "breadth": "{ "
+    + " ".join(
+        f"s{i}: shootingSessions(first: 100) {{ edges {{ node {{ shots {{ score }} }} }} }}"
+        for i in range(20)
+    )
+    + " }",
+    "cost": (
+        "{ users(first: 100) { edges { node {"
+        " shootingSessions(first: 100) { edges { node { shots { score } } } } } } } }"
+    ),
+    "tokens": "{ " + "users { edges { cursor } } " * 1000 + "}",
+    "huge string": '{ user(id: "' + "x" * 1_000_000 + '") { id } }',
+    "comments": "{ users { edges { cursor } } }\n" + "#\n" * 200_000,
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+async def test_an_expensive_operation_is_refused_before_any_sql(
+    attack: str, backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    app = create_app(make_settings(backend))
+    client = await aiohttp_client(app)
+    source = app[EXECUTOR].data_source
+    before = source.statements
+    body = await graphql(client, ATTACKS[attack])
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert body["data"] is None
+    assert "MAX_" in body["errors"][0]["message"]  # names the setting that bounds it
+    assert source.statements == before
+
+
+async def test_limits_hold_on_a_mutations_selection_and_the_vercel_door(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    settings = make_settings("sqlite")
+    client = await aiohttp_client(create_app(settings))
+    deep = nested_groups(14).removeprefix("{ users { edges { node { ").removesuffix(" } } } }")
+    mutation = f'mutation {{ createUser(input: {{email: "x@example.com", displayName: "X"}}) {{ {deep} }} }}'
+    body = await graphql(client, mutation)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert (await graphql(client, "{ users { edges { cursor } } }"))["data"]["users"]["edges"] == []
+
+    from gateway.doors.asgi_app import create_asgi_app
+
+    app = create_asgi_app(settings)
+    try:
+        status, raw = await asgi_post(app, {"query": ATTACKS["cost"]})
+    finally:
+        await app.state.executor.close()
+    assert status == 200 and b"QUERY_TOO_COMPLEX" in raw
+
+
+def test_the_cost_multiplies_down_the_tree() -> None:
+    def cost(query: str, **variables: Any) -> int:
+        from graphql import parse
+
+        document = parse(query)
+        operation = document.definitions[0]
+        return measure(SCHEMA, operation, {}, variables).cost  # type: ignore[arg-type]
+
+    assert cost("{ user(id: 1) { id displayName email } }") == 0
+    # The benchmark's N: 50 sessions, each with its user and about LIST_ESTIMATE shots.
+    assert cost("{ shootingSessions(first: 50) { edges { node { user { id } shots { score } } } } }") == 550
+    assert cost("{ users { edges { node { id } } } }") == 20  # the default `first`
+    nested = (
+        "query($n: Int) { users(first: $n) { edges { node {"
+        " shootingSessions(first: 5) { edges { cursor } } } } } }"
+    )
+    assert cost(nested, n=10) == 10 + 50
+
+
+async def test_the_estimate_is_in_the_extensions_when_asked_for(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(create_app(make_settings("sqlite")))
+    query = "{ shootingSessions(first: 50) { edges { node { shots { score } } } } }"
+    response = await client.post("/graphql", json={"query": query, "extensions": {"cost": True}})
+    body = await response.json()
+    assert body["extensions"] == {"cost": {"estimate": 550, "limit": 20_000}}
+    assert body["data"] == {"shootingSessions": {"edges": []}}
+    plain = await (await client.post("/graphql", json={"query": query})).json()
+    assert "extensions" not in plain
+
+
+async def test_the_event_loop_keeps_answering_while_the_worst_documents_arrive(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """/healthz is timed while large and repetitive documents are sent: it once stalled 7.5 s.
+
+    The bound is generous (a slow shared machine) against the stalls it guards from; parsing and
+    validation of new documents run in a worker thread, and the parser stops at the token limit.
+    """
+    worst = [
+        "{ " + "users { edges { cursor } } " * 1000 + "}",  # 13 KB repeating one field: the 7.5 s stall
+        "{ " + "users { edges { cursor } } " * 700 + "}",  # under the token limit: 1.5 s to validate
+        "{ " + "u: users { edges { cursor } } " * 30_000 + "}",  # about 1 MB, the body limit
+        "query { " + " ".join(f"f{i}: __typename" for i in range(1200)) + " }",  # under the token limit
+    ]
+    server = TestServer(create_app(make_settings("sqlite")), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = str(server.make_url("/"))
+            stalls: list[float] = []
+            done = asyncio.Event()
+
+            async def watch() -> None:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    async with http.get(url + "healthz") as response:
+                        assert response.status == 200
+                    stalls.append(time.perf_counter() - started)
+                    await asyncio.sleep(0.01)
+
+            async def attack(document: str) -> None:
+                body = io.BytesIO(json.dumps({"query": document}).encode())
+                headers = {"Content-Type": "application/json"}
+                async with http.post(url + "graphql", data=body, headers=headers) as response:
+                    assert response.status == 200
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await asyncio.gather(*(attack(doc) for doc in worst * 3))
+            finally:
+                done.set()
+                await watcher
+        assert len(stalls) > 3
+        assert max(stalls) < 1.0, f"/healthz waited {max(stalls):.2f}s"
+    finally:
+        await server.close()

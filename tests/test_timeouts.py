@@ -1,0 +1,184 @@
+"""Nothing waits forever: statements, operations, stalled bodies, idle connections and clients that leave.
+
+Each wait is bounded by a setting; the tests set it short and check the coded answer, and that
+the database is left with no statement of ours still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.datasources import create_data_source
+from gateway.datasources.protocol import StatementTimeout
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.settings import Settings
+from tests.conftest import PG, server_env
+from tests.graphql_client import error_codes, graphql
+from tests.polling import until
+from tests.processes import free_port, wait_until_up
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = "{ users { edges { node { displayName } } } }"
+
+# A statement that runs until stopped, in each backend's SQL.
+ENDLESS = {
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c",
+    "postgres": "SELECT pg_sleep(30) AS n",
+    "mysql": "SELECT SLEEP(30) AS n",
+}
+
+
+async def test_the_database_stops_a_statement_past_db_statement_timeout(
+    backend: str, make_settings: Callable[..., Settings]
+) -> None:
+    source: Any = create_data_source(make_settings(backend, db_statement_timeout=0.5))
+    await source.open()
+    try:
+        with pytest.raises(StatementTimeout, match="DB_STATEMENT_TIMEOUT"):
+            async with asyncio.timeout(10):  # the setting must stop it, long before this
+                async with source.connection() as conn:
+                    await conn.fetch(ENDLESS[backend])
+        async with source.connection() as conn:  # the pool serves on afterwards
+            assert await conn.fetch("SELECT 1 AS ok") == [{"ok": 1}]
+    finally:
+        await source.close()
+
+
+async def gateway_queries(database: str) -> list[str]:
+    """The statements of other sessions currently running in `database` (the gateway's)."""
+    conn = await asyncpg.connect(database=database, ssl=False, **PG)
+    try:
+        rows = await conn.fetch(
+            "SELECT query FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+            " AND state = 'active'",
+            database,
+        )
+        return [row["query"] for row in rows]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def locked_users(pg_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction holding an exclusive lock on `users`: every read of it waits."""
+    conn = await asyncpg.connect(database=pg_database, ssl=False, **PG)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        yield conn
+    finally:
+        await tx.rollback()
+        await conn.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_an_operation_past_request_timeout_is_stopped_with_its_statement(
+    backend: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    pg_database: str,
+    locked_users: asyncpg.Connection,
+) -> None:
+    app = create_app(make_settings(backend, request_timeout=0.5, db_pool_min=0))
+    client = await aiohttp_client(app)
+    assert app[EXECUTOR].data_source is not None
+    await locked_users.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    body = await graphql(client, USERS)
+    assert error_codes(body) == ["TIMEOUT"]
+    assert "REQUEST_TIMEOUT" in body["errors"][0]["message"]
+    # The cancelled request cancelled its statement: nothing of ours still waits on the lock.
+    await until(lambda: _no_query(pg_database), "the gateway's statement to be cancelled")
+
+
+async def _no_query(database: str) -> bool:
+    return not [q for q in await gateway_queries(database) if "users" in q]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_statement_past_db_statement_timeout_is_a_timeout_error(
+    backend: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    locked_users: asyncpg.Connection,
+) -> None:
+    app = create_app(make_settings(backend, db_statement_timeout=0.5, db_pool_min=0))
+    client = await aiohttp_client(app)
+    await locked_users.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    for query in (USERS, "{ users { edges { node { displayName } } } __schema { queryType { name } } }"):
+        body = await graphql(client, query)  # compiled, then interpreted
+        assert error_codes(body) == ["TIMEOUT"], body
+        assert "DB_STATEMENT_TIMEOUT" in body["errors"][0]["message"]
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _env(database: str, **extra: str) -> dict[str, str]:
+    port = free_port()
+    env = {**os.environ, **server_env("postgres", database, PORT=str(port), DB_POOL_MIN="0", **extra)}
+    return env
+
+
+async def test_a_client_that_goes_away_cancels_its_statement(
+    pg_database: str, locked_users: asyncpg.Connection
+) -> None:
+    # Long timeouts, so that only the client's leaving can stop the statement within the test.
+    env = _env(pg_database, DB_STATEMENT_TIMEOUT="120", REQUEST_TIMEOUT="120")
+    server = serve(env)
+    port = int(env["PORT"])
+    try:
+        await wait_until_up(port, "/readyz", server)
+        await locked_users.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"query": "{ users { edges { cursor } } }"}'
+        writer.write(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        await until(lambda: _has_query(pg_database), "the request's statement to wait on the lock")
+        writer.close()  # the client leaves
+        await until(lambda: _no_query(pg_database), "the statement to be cancelled with its request")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+async def _has_query(database: str) -> bool:
+    return not await _no_query(database)
+
+
+async def test_idle_and_half_sent_connections_are_closed(pg_database: str) -> None:
+    env = _env(pg_database, HTTP_KEEPALIVE_TIMEOUT="1", REQUEST_TIMEOUT="1")
+    server = serve(env)
+    port = int(env["PORT"])
+    try:
+        await wait_until_up(port, "/healthz", server)
+        for sent in (b"", b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Ty"):
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+                sock.sendall(sent)
+                assert sock.recv(1024) == b"", sent  # the server closed it; recv did not time out
+        stalled = (
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.sendall(stalled)
+            assert sock.recv(1024).startswith(b"HTTP/1.1 408")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
