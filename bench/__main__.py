@@ -302,6 +302,22 @@ class Table:
         return statistics.median(x.rps / y.rps for x, y in pairs)
 
 
+def limits_cost_us(query: str, n: int = 20_000) -> float:
+    """Microseconds the operation-limits rule spends measuring `query` once."""
+    import timeit
+
+    from graphql import OperationDefinitionNode, parse
+
+    from gateway.execution.limits import measure
+    from gateway.schema import build_schema
+
+    schema = build_schema()._schema
+    operation = parse(query).definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    variables = {"id": gateway_id("User", 1)}
+    return timeit.timeit(lambda: measure(schema, operation, {}, variables), number=n) / n * 1e6
+
+
 def load_rounds(systems: list[System], queries: list[str], rounds: int, seconds: float, table: Table) -> None:
     for round_ in range(rounds):
         for query in queries:
@@ -379,6 +395,16 @@ def report(
                 f"{table.ratio(gw, peer, query):.2f}" if peer and (peer, query) in table.results else "n/a"
             )
             lines.append(f"| {backend} | {query} | {table.ratio(gw, raw_name, query):.2f} | {vs_peer} |")
+    if ("gateway", "P") in table.results:
+        # The limits rule runs in-process on every request: its time against a whole P request's.
+        per_request_us = 1e6 / table.median("gateway", "P")
+        lines += ["", "Limits (MAX_QUERY_* rule, per request, in-process); target at most 5% of P:", ""]
+        for query, text in (("P", QUERY_P), ("N", QUERY_N)):
+            spent = limits_cost_us(text)
+            lines.append(
+                f"- {query}: {spent:.1f} µs, {100 * spent / per_request_us:.1f}% of a P request"
+                f" ({per_request_us:.0f} µs at {table.median('gateway', 'P'):,.0f} req/s)"
+            )
     signed = ("gateway, signed in", "gateway")
     if (signed[0], "P") in table.results:
         lines += [
