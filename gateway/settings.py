@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     db_statement_timeout: float = Field(default=10.0, gt=0)
     http_keepalive_timeout: float = Field(default=15.0, gt=0)
 
+    # Persisted operations (docs/api.md#persisted-operations): Apollo's APQ, or only a manifest's.
+    persisted_operations: Literal["off", "apq", "only"] = "apq"
+    persisted_operations_manifest: Path | None = None
+    apq_cache_size: int = Field(default=1000, ge=1)
+
     # Sign-in: tokens from an identity provider (JWKS) or signed with a shared secret (HS256).
     auth_jwks_url: str | None = None
     auth_jwt_secret: SecretStr | None = None
@@ -142,6 +147,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        if self.persisted_operations == "only" and self.persisted_operations_manifest is None:
+            raise ValueError(
+                "PERSISTED_OPERATIONS=only needs PERSISTED_OPERATIONS_MANIFEST: the JSON of id -> document"
+                " that graphql-codegen's client preset or Relay's compiler writes"
+            )
+        if self.persisted_operations_manifest is not None:
+            from gateway.execution.persisted import load_manifest  # it reads the file: checked here, once
+
+            load_manifest(self.persisted_operations_manifest)
         if self.db_pool_min > self.db_pool_max:
             raise ValueError(
                 f"DB_POOL_MIN ({self.db_pool_min}) is greater than DB_POOL_MAX ({self.db_pool_max})"

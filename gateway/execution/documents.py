@@ -82,6 +82,7 @@ class DocumentCache:
         self._max_tokens = max_tokens
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
+        self.prepared = 0  # documents parsed and validated so far, for tests and benchmarks
 
     async def get(self, query: str) -> Prepared:
         prepared = self._items.get(query)
@@ -89,6 +90,7 @@ class DocumentCache:
             self._items.move_to_end(query)
             return prepared
         prepared = await asyncio.to_thread(_prepare, self._schema, query, self._max_tokens)
+        self.prepared += 1
         self._items[query] = prepared
         if len(self._items) > self._size:
             self._items.popitem(last=False)

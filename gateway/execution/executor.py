@@ -36,6 +36,7 @@ from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension
 from gateway.execution.limits import operation_limits
 from gateway.execution.operation import Operation
+from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema
@@ -73,6 +74,7 @@ class Executor:
             rules += sign_in_rules(settings)
         self.policy = Policy([*rules, *given])
         self.documents = DocumentCache(self._graphql_schema, settings.max_query_tokens)
+        self.persisted = PersistedOperations(settings)
         self._create_source = create_source
         self._source: DataSource | None = None
         self._closed = False
@@ -160,8 +162,11 @@ class Executor:
         source = await self.open()
         context = self.context(request, source, identity)
         try:
+            operation = self.persisted.resolve(operation)
             async with asyncio.timeout(self.settings.request_timeout):
                 outcome = await self._run(operation, context, allowed)
+        except GatewayError as refusal:
+            outcome = self._refused(refusal)
         except TimeoutError:
             outcome = self._refused(TimedOut(self.settings.request_timeout))
         if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:

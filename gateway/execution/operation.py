@@ -21,6 +21,7 @@ class Operation:
     operation_name: str | None = None
     variables: dict[str, Any] | None = None
     extensions: dict[str, Any] | None = None
+    document_id: str | None = None  # a persisted document's id (`documentId`), instead of `query`
 
 
 def read_json_operation(body: bytes, accept: str) -> Operation | None:
