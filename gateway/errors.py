@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     """Values of `extensions.code` in a GraphQL error."""
 
     BAD_USER_INPUT = "BAD_USER_INPUT"
+    BAD_REQUEST = "BAD_REQUEST"  # an HTTP request no GraphQL operation can be read from
     NOT_FOUND = "NOT_FOUND"
     FORBIDDEN = "FORBIDDEN"
     UNAUTHENTICATED = "UNAUTHENTICATED"

@@ -135,8 +135,10 @@ async def test_a_full_pool_answers_unavailable_after_the_acquire_timeout(
     assert "errors" not in await graphql(client, query)  # the fast path, with an idle connection
     async with sql_source(app[EXECUTOR].data_source).connection():
         started = asyncio.get_running_loop().time()
-        body = await graphql(client, query)
+        response = await client.post("/graphql", json={"query": query})
+        body = await response.json()
         waited = asyncio.get_running_loop().time() - started
+    assert (response.status, response.headers["Retry-After"]) == (503, "5")  # UNAVAILABLE alone: 503
     assert error_codes(body) == ["UNAVAILABLE"]
     # How long the client waits is the behaviour here, so it is measured. A timeout never fires
     # early, so the wait is at least one DB_ACQUIRE_TIMEOUT; waiting again on the interpreted path,

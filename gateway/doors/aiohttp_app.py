@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp_cors
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from strawberry.aiohttp.views import GraphQLView
 
 from gateway.auth.identity import Identity
@@ -13,12 +15,13 @@ from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import EXECUTOR, SETTINGS
 from gateway.doors.deadline import deadline
-from gateway.doors.graphql_view import ExecutorView
+from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
-from gateway.doors.refusals import Refusal, invalid_token, unavailable
+from gateway.doors.refusals import bad_request, invalid_token, unavailable
+from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
-from gateway.execution.operation import read_json_operation
+from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.schema import RequestContext
 from gateway.settings import Settings
@@ -34,6 +37,37 @@ class GatewayView(ExecutorView, GraphQLView[RequestContext, None]):  # type: ign
 
     def identity_of(self, request: web.Request) -> Identity | None:
         return request.get(IDENTITY)
+
+    def set_status(self, sub_response: web.Response, status: int, headers: dict[str, str]) -> None:
+        sub_response.set_status(status)
+        sub_response.headers.update(headers)
+
+    def retyped(self, response: web.StreamResponse, media: str) -> web.StreamResponse:
+        if response.content_type == "application/json":
+            response.content_type = media
+        return response
+
+    def respond(self, answer: Answer) -> web.Response:
+        return _respond(answer)
+
+
+class _OneLineBadHttp(logging.Filter):
+    """aiohttp logs a request it cannot parse (a URL or header over 8 KB, bad syntax) with a
+    traceback; the client sent nonsense and got its 400: one line says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            record.msg, record.args = "%s: %s", (record.getMessage(), exc.message)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _log_bad_http_on_one_line() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLineBadHttp) for f in server_log.filters):
+        server_log.addFilter(_OneLineBadHttp())
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -55,9 +89,16 @@ async def _root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/graphql")
 
 
-def _refusal(refusal: Refusal) -> web.Response:
-    status, headers, body = refusal
-    return web.json_response(body, status=status, headers=headers)
+def _respond(answer: Answer) -> web.Response:
+    return web.Response(
+        body=answer.body, status=answer.status, headers=answer.headers, content_type=answer.media_type
+    )
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer may differ by Origin (CORS); none names the server's software and version."""
+    response.headers[hdrs.VARY] = cors.vary_origin(response.headers.get(hdrs.VARY))
+    response.headers.popall(hdrs.SERVER, None)
 
 
 def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -65,22 +106,27 @@ def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamR
     executor = view.executor
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        accept = request.headers.get(hdrs.ACCEPT, "")
+        media = media_type(accept)
         try:
             await executor.open()
-            identity = await executor.identify(request.headers.get("Authorization"))
+            identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
         except GatewayError as exc:
-            return _refusal(unavailable(exc))
+            return _respond(unavailable(exc).answer(media))
         except TokenRejected as exc:
-            return _refusal(invalid_token(exc))
+            return _respond(invalid_token(exc).answer(media))
         if identity is not None:
             request[IDENTITY] = identity
-        if request.method == "POST" and request.content_type == "application/json":
+        if request.method == "POST" and is_json(request.headers.get(hdrs.CONTENT_TYPE, "")):
             # The view reads the body again if needed: aiohttp keeps it.
-            operation = read_json_operation(await request.read(), request.headers.get("Accept", ""))
+            try:
+                operation = read_json_operation(await request.read(), accept)
+            except MalformedRequest as exc:
+                return _respond(bad_request(exc).answer(media))
             if operation is not None:
-                body = await executor.answer(operation, request, identity)
-                if body is not None:
-                    return web.Response(body=body, content_type="application/json")
+                answer = await answer_operation(executor, operation, request, identity, media)
+                if answer is not None:
+                    return _respond(answer)
         return await view(request)
 
     return handle
@@ -93,6 +139,8 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     app[SETTINGS] = settings
     app[EXECUTOR] = executor
     app.cleanup_ctx.append(_executor_ctx)
+    app.on_response_prepare.append(_headers)
+    _log_bad_http_on_one_line()
 
     view = GatewayView(schema=executor.schema, graphql_ide="graphiql")
     view.executor = executor

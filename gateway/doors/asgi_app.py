@@ -6,24 +6,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
-from gateway.doors.graphql_view import ExecutorView
+from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
-from gateway.doors.refusals import Refusal, invalid_token, unavailable
+from gateway.doors.refusals import bad_request, invalid_token, unavailable
+from gateway.doors.responses import Answer, media_type
 from gateway.doors.serverless import serverless_profile
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
-from gateway.execution.operation import read_json_operation
+from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.schema import RequestContext
 from gateway.settings import Settings
@@ -38,6 +40,18 @@ class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore
         identity: Identity | None = request.scope["state"]["identity"]
         return identity
 
+    def set_status(self, sub_response: Response, status: int, headers: dict[str, str]) -> None:
+        sub_response.status_code = status
+        sub_response.headers.update(headers)
+
+    def retyped(self, response: Response, media: str) -> Response:
+        if response.headers.get("content-type") == "application/json":
+            response.headers["content-type"] = media
+        return response
+
+    def respond(self, answer: Answer) -> Response:
+        return _respond(answer)
+
 
 class _GraphQLDoor:
     """/graphql: opens the data source first (a failure is a 503), answers a JSON POST of one operation
@@ -49,33 +63,58 @@ class _GraphQLDoor:
         self._view.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accept = _header(scope, b"accept")
+        media = media_type(accept)
         try:
             await self._executor.open()
             identity = await self._executor.identify(_header(scope, b"authorization") or None)
         except GatewayError as exc:
-            await _refusal(unavailable(exc))(scope, receive, send)
+            await _respond(unavailable(exc).answer(media))(scope, receive, send)
             return
         except TokenRejected as exc:
-            await _refusal(invalid_token(exc))(scope, receive, send)
+            await _respond(invalid_token(exc).answer(media))(scope, receive, send)
             return
         # The view builds its own Request over this scope: the identity travels in its state.
         scope.setdefault("state", {})["identity"] = identity
-        media_type = _header(scope, b"content-type").split(";")[0].strip().lower()
-        if scope["method"] == "POST" and media_type == "application/json":
+        if scope["method"] == "POST" and is_json(_header(scope, b"content-type")):
             body = await _read_body(receive)
-            operation = read_json_operation(body, _header(scope, b"accept"))
+            try:
+                operation = read_json_operation(body, accept)
+            except MalformedRequest as exc:
+                await _respond(bad_request(exc).answer(media))(scope, receive, send)
+                return
             if operation is not None:
-                answer = await self._executor.answer(operation, Request(scope, receive), identity)
+                request = Request(scope, receive)
+                answer = await answer_operation(self._executor, operation, request, identity, media)
                 if answer is not None:
-                    await Response(answer, media_type="application/json")(scope, receive, send)
+                    await _respond(answer)(scope, receive, send)
                     return
             receive = _replay(body, receive)
         await self._view(scope, receive, send)
 
 
-def _refusal(refusal: Refusal) -> Response:
-    status, headers, body = refusal
-    return JSONResponse(body, status_code=status, headers=headers)
+def _respond(answer: Answer) -> Response:
+    return Response(answer.body, answer.status, dict(answer.headers), answer.media_type)
+
+
+class _VaryOrigin:
+    """Every answer may differ by Origin (CORS): `Vary: Origin` on all of them, so caches key on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["vary"] = cors.vary_origin(headers.get("vary"))
+            await send(message)
+
+        await self._app(scope, receive, send_varying)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -138,6 +177,7 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
             Route("/", root),
         ],
         middleware=[
+            Middleware(_VaryOrigin),  # outermost: it sees the CORS middleware's own Vary
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,

@@ -1,7 +1,9 @@
-"""What both doors' Strawberry views share: the executor runs every operation they receive.
+"""What both doors' Strawberry views share: the executor runs every operation they receive, and
+every answer follows GraphQL over HTTP (gateway.doors.responses).
 
 Strawberry's view keeps what is its own (GET's query parameters, GraphiQL, batches, the 400s
 of malformed requests); each operation it finds, single or in a batch, goes to the executor.
+A door answers a JSON POST of one operation itself, with `answer_operation`.
 """
 
 from __future__ import annotations
@@ -12,17 +14,40 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET
 
 from gateway.auth.identity import Identity
+from gateway.doors.refusals import bad_request
+from gateway.doors.responses import Answer, answer_outcome, batch_status, body_of, media_type, status_of
 from gateway.execution.executor import Executor, encode
-from gateway.execution.operation import Operation
+from gateway.execution.operation import MalformedRequest, Operation, read_json
 from gateway.schema import RequestContext
 
-__all__ = ["ExecutorView", "run_operation"]
+__all__ = ["ExecutorView", "answer_operation", "is_json", "run_operation"]
+
+
+def is_json(content_type: str) -> bool:
+    """Whether Strawberry's view reads a body of `content_type` as JSON (its own test, so a door
+    that checks such bodies first checks every one the view would read)."""
+    media, _ = parse_content_type(content_type)
+    return "application/json" in media
+
+
+async def answer_operation(
+    executor: Executor, operation: Operation, request: Any, identity: Identity | None, media: str
+) -> Answer | None:
+    """The answer to a POSTed operation, or None when Strawberry's view must answer it with a 400
+    (no query, no such operation, an operation type POST does not run)."""
+    try:
+        outcome = await executor.execute(operation, request, identity)
+    except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+        return None  # raised before anything ran
+    return answer_outcome(outcome, media)
 
 
 async def run_operation(
@@ -45,9 +70,14 @@ async def run_operation(
     return outcome
 
 
+def _media(request: Any) -> str:
+    return media_type(request.headers.get("accept", ""))
+
+
 class ExecutorView:
     """Mixed into a Strawberry view class (aiohttp's or ASGI's) before it; `executor` is set by the door,
-    which has identified the request before the view sees it."""
+    which has identified the request before the view sees it. Each door's view says how its
+    framework's responses take a status, headers and media type."""
 
     executor: Executor
 
@@ -55,11 +85,37 @@ class ExecutorView:
         """The identity the door found for `request`."""
         raise NotImplementedError
 
+    def set_status(self, sub_response: Any, status: int, headers: dict[str, str]) -> None:
+        """Give the response Strawberry is building `status` and `headers`."""
+        raise NotImplementedError
+
+    def retyped(self, response: Any, media: str) -> Any:
+        """`response` answering in `media` if it is a JSON answer; any other response as it is."""
+        raise NotImplementedError
+
+    def respond(self, answer: Answer) -> Any:
+        """`answer` as the framework's response."""
+        raise NotImplementedError
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            response = await super().run(request, context, root_value)  # type: ignore[misc]
+        except MalformedRequest as exc:
+            return self.respond(bad_request(exc).answer(_media(request)))
+        return self.retyped(response, _media(request))
+
+    def decode_json(self, data: str | bytes) -> object:
+        # GET's `variables` and `extensions` too: nested 10,000 deep they overflowed json's stack.
+        return read_json(data)
+
     async def get_context(self, request: Any, response: Any) -> RequestContext:
         return self.executor.context(request, await self.executor.open(), self.identity_of(request))
 
     def encode_json(self, data: object) -> bytes:
         return encode(data)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        return body_of(result, _media(request))
 
     async def execute_operation(
         self,
@@ -74,7 +130,11 @@ class ExecutorView:
         identity = self.identity_of(request)
         if isinstance(request_data, list):
             runs = (run_operation(self.executor, request, identity, data, method) for data in request_data)
-            return list(await asyncio.gather(*runs))
+            results = list(await asyncio.gather(*runs))
+            self.set_status(sub_response, *batch_status(results, _media(request)))
+            return results
         if request_data.protocol != "http":
             raise HTTPException(400, "Streamed responses are not supported")
-        return await run_operation(self.executor, request, identity, request_data, method)
+        result = await run_operation(self.executor, request, identity, request_data, method)
+        self.set_status(sub_response, *status_of(result, _media(request)))
+        return result

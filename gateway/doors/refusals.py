@@ -1,31 +1,53 @@
-"""What /graphql answers before any operation runs, on every door: (status, headers, JSON body)."""
+"""What /graphql answers before any operation runs, on every door."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gateway.auth.tokens import TokenRejected
+from gateway.doors.responses import GRAPHQL_RESPONSE, RETRY_AFTER_SECONDS, Answer
 from gateway.errors import ErrorCode, GatewayError
+from gateway.execution.executor import encode
+from gateway.execution.operation import MalformedRequest
 
-__all__ = ["Refusal", "invalid_token", "unavailable"]
+__all__ = ["Refusal", "bad_request", "invalid_token", "unavailable"]
 
 log = logging.getLogger("gateway.auth")
+http_log = logging.getLogger("gateway.http")
 
-Refusal = tuple[int, dict[str, str], dict[str, Any]]
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused before any operation ran: its status, error and headers."""
 
-def _error(message: str, code: ErrorCode) -> dict[str, Any]:
-    return {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+    status: int
+    code: ErrorCode
+    message: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def answer(self, media: str) -> Answer:
+        """The answer in `media`; graphql-response+json has no `data` entry for a request that never ran."""
+        error = {"message": self.message, "extensions": {"code": self.code.value}}
+        body = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+        return Answer(self.status, encode(body), media, self.headers)
 
 
 def unavailable(exc: GatewayError) -> Refusal:
     """The data source cannot be opened: 503, coded UNAVAILABLE, naming the cause."""
-    return 503, {}, _error(str(exc), ErrorCode.UNAVAILABLE)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return Refusal(503, ErrorCode.UNAVAILABLE, str(exc), headers)
 
 
 def invalid_token(exc: TokenRejected) -> Refusal:
     """A bearer token that is not valid: 401 as RFC 6750 says; the reason goes to the log only."""
     log.info("bearer token refused: %s", exc)
     headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    return 401, headers, _error("the bearer token is not valid", ErrorCode.UNAUTHENTICATED)
+    return Refusal(401, ErrorCode.UNAUTHENTICATED, "the bearer token is not valid", headers)
+
+
+def bad_request(exc: MalformedRequest) -> Refusal:
+    """A body no operation can be read from: 400, coded BAD_REQUEST, logged as one line."""
+    http_log.info("request refused: %s", exc)
+    return Refusal(400, ErrorCode.BAD_REQUEST, str(exc))

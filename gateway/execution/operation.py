@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-__all__ = ["Operation", "read_json_operation"]
+from gateway.errors import ErrorCode, GatewayError
+
+__all__ = ["MalformedRequest", "Operation", "read_json", "read_json_operation"]
 
 # Accept values asking for a streamed answer (SSE, multipart subscriptions): Strawberry's view streams.
 _STREAMED = ("text/event-stream", "multipart/mixed")
+# Fields of an operation object, and the JSON types each may hold besides null.
+_FIELDS: dict[str, tuple[type, str]] = {
+    "query": (str, "a string"),
+    "operationName": (str, "a string"),
+    "variables": (dict, "an object"),
+    "extensions": (dict, "an object"),
+}
+
+
+class MalformedRequest(GatewayError):
+    """A request no GraphQL view can read; the door answers 400 BAD_REQUEST with this message."""
+
+    code = ErrorCode.BAD_REQUEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,23 +40,100 @@ class Operation:
     document_id: str | None = None  # a persisted document's id (`documentId`), instead of `query`
 
 
+def read_json(data: bytes | str) -> Any:
+    """The JSON value of a request body or query parameter.
+
+    Raises json.JSONDecodeError when it is not JSON, and MalformedRequest when it cannot be read
+    at all: not UTF-8, nested deeper than a parser's stack allows, or holding a lone surrogate
+    (text no database or encoder accepts).
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # NaN, Infinity, lone surrogates, very deep nesting: what orjson refuses, json may read
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not UTF-8 text") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise MalformedRequest("the JSON is nested too deeply") from None
+    _check_text(value)
+    return value
+
+
+def _check_text(value: Any) -> None:
+    """MalformedRequest if any string in `value` (keys too) holds a lone surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            strings: list[str] = [item]
+        elif isinstance(item, dict):
+            strings = list(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+            continue
+        else:
+            continue
+        for string in strings:
+            try:
+                string.encode()
+            except UnicodeEncodeError:
+                raise MalformedRequest("the JSON holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+
+
+def _check_operation(item: Any, where: str) -> None:
+    """MalformedRequest naming what in `item`, an operation of a batch, Strawberry's view cannot run."""
+    if not isinstance(item, dict):
+        raise MalformedRequest(f"{where} is {_json_type(item)}, not an object holding an operation")
+    for name, (kind, described) in _FIELDS.items():
+        value = item.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise MalformedRequest(f"{where}: `{name}` must be {described} or null")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def read_json_operation(body: bytes, accept: str) -> Operation | None:
     """The one operation in a JSON `body`, or None for anything Strawberry's view must judge or stream.
 
-    The view then answers malformed bodies with its own 400s and runs batches through the executor.
+    The view then answers malformed operations with its own 400s and runs batches through the
+    executor. Raises MalformedRequest for a body the view cannot read (it answered those 500):
+    not UTF-8, nested too deeply, a JSON value that is neither an object nor an array, an
+    `operationName` that is not a string, or a batch holding anything but operation objects.
     """
+    try:
+        payload = read_json(body)
+    except json.JSONDecodeError:
+        return None  # the view answers with its own message
+    if isinstance(payload, list):
+        for position, item in enumerate(payload):
+            _check_operation(item, f"batch item {position}")
+        return None
+    if not isinstance(payload, dict):
+        raise MalformedRequest(f"the body is {_json_type(payload)}, not an object holding an operation")
+    name = payload.get("operationName")
+    if not (name is None or isinstance(name, str)):
+        # The view does not check it: an object or array failed deep in execution as a 500.
+        raise MalformedRequest("`operationName` must be a string or null")
     lowered = accept.lower()
     if any(media in lowered for media in _STREAMED):
         return None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None  # the view answers with its own message (it also reads what orjson refuses)
-    if not isinstance(payload, dict):
-        return None  # a batch
-    query, name = payload.get("query"), payload.get("operationName")
-    variables, extensions = payload.get("variables"), payload.get("extensions")
-    if not isinstance(query, str) or not (name is None or isinstance(name, str)):
+    query, variables, extensions = payload.get("query"), payload.get("variables"), payload.get("extensions")
+    if not isinstance(query, str):
         return None
     if not (variables is None or isinstance(variables, dict)):
         return None

@@ -1,0 +1,273 @@
+"""GraphQL over HTTP on both doors: bodies no view can read, application/graphql-response+json,
+UNAVAILABLE as a 503 with Retry-After, and the headers every answer carries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.datasources import create_data_source
+from gateway.settings import Settings
+from tests.conftest import sql_source
+from tests.served_doors import DOORS, served
+from tests.tcp_proxy import TcpProxy
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+CREATE_GROUP = 'mutation { createGroup(input: {name: "Juniors"}) { id } }'
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+@dataclass
+class Reply:
+    status: int
+    media: str
+    headers: Any
+    body: Any
+    seconds: float
+
+
+@dataclass
+class Door:
+    """A door serving a fresh SQLite club, and an HTTP client to it."""
+
+    url: str
+    http: aiohttp.ClientSession
+    settings: Settings
+
+    async def post(self, body: bytes | Any, accept: str | None = None, **headers: str) -> Reply:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **headers}
+        if accept is not None:
+            headers["Accept"] = accept
+        return await self.send("POST", data=data, headers=headers)
+
+    async def get(self, accept: str | None = None, **params: str) -> Reply:
+        return await self.send("GET", params=params, headers={"Accept": accept} if accept else {})
+
+    async def send(self, method: str, **kwargs: Any) -> Reply:
+        started = time.perf_counter()
+        async with self.http.request(method, self.url + "/graphql", **kwargs) as response:
+            text = await response.text()
+            body = json.loads(text) if "json" in response.content_type else text
+            seconds = time.perf_counter() - started
+            return Reply(response.status, response.content_type, response.headers, body, seconds)
+
+
+@pytest.fixture(params=DOORS)
+async def door(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> AsyncIterator[Door]:
+    settings = make_settings("sqlite")
+    async with served(request.param, settings) as url, aiohttp.ClientSession() as http:
+        yield Door(url, http, settings)
+
+
+async def groups_named(settings: Settings, name: str) -> int:
+    """How many groups called `name` the database holds, read with a data source of its own."""
+    source = create_data_source(settings)
+    await source.open()
+    try:
+        async with sql_source(source).connection() as conn:
+            rows = await conn.fetch("SELECT COUNT(*) AS n FROM club_groups WHERE name = ?", (name,))
+        return int(rows[0]["n"])
+    finally:
+        await source.close()
+
+
+async def groups(door: Door) -> int:
+    reply = await door.post({"query": "{ groups { edges { cursor } } }"})
+    return len(reply.body["data"]["groups"]["edges"])
+
+
+def bad_request(reply: Reply) -> str:
+    """The message of a coded BAD_REQUEST refusal, checked to be fast and shaped as the spec asks."""
+    assert (reply.status, reply.media) == (400, "application/json"), reply.body
+    assert reply.seconds < 1.0
+    assert reply.body["data"] is None
+    (error,) = reply.body["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    message: str = error["message"]
+    return message
+
+
+# -- bodies no view can read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"null", "the body is null, not an object holding an operation"),
+        (b'"hello"', "the body is a string, not an object holding an operation"),
+        (b"5", "the body is a number, not an object holding an operation"),
+        (b'{"query": "{ __typename \xff }"}', "the body is not UTF-8 text"),
+        (b'{"query": "{ __typename }", "variables": {"v": "\\ud800"}}', "the JSON holds a lone UTF-16"),
+        (b'{"query": "{ __typename }", "variables": {"v": %s}}' % DEEP.encode(), "the JSON is nested too"),
+        (b'{"query": "{ __typename }", "operationName": {}}', "`operationName` must be a string or null"),
+        (b"[%s, null]" % json.dumps({"query": CREATE_GROUP}).encode(), "batch item 1 is null"),
+        (b'[%s, {"query": 5}]' % json.dumps({"query": CREATE_GROUP}).encode(), "batch item 1:"),
+    ],
+)
+async def test_a_body_no_view_can_read_is_a_coded_400_on_one_log_line_and_runs_nothing(
+    door: Door, body: bytes, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        reply = await door.post(body)
+    assert bad_request(reply).startswith(message)
+    refused = [r for r in caplog.records if r.name == "gateway.http"]
+    assert [r.getMessage() for r in refused] == [f"request refused: {bad_request(reply)}"]
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    # A batch is refused whole: its first operation, a mutation, did not run.
+    assert await groups(door) == 0
+
+
+async def test_get_variables_too_deep_to_read_are_a_coded_400(door: Door) -> None:
+    # 1,100 levels fit in a URL aiohttp accepts, and are past what orjson and json read.
+    reply = await door.get(query="{ __typename }", variables="[" * 1100 + "]" * 1100)
+    assert bad_request(reply) == "the JSON is nested too deeply"
+
+
+async def test_what_the_view_judges_keeps_its_400(door: Door) -> None:
+    for body in (b"{not json", b'{"query": 5}', b'{"query": "{ __typename }", "variables": []}'):
+        reply = await door.post(body)
+        assert (reply.status, reply.media) == (400, "text/plain")
+
+
+# -- application/graphql-response+json --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE}, application/json;q=0.9", GRAPHQL_RESPONSE),
+        (f"application/json, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+        (f"application/json, {GRAPHQL_RESPONSE};q=0.5", "application/json"),
+        (f"{GRAPHQL_RESPONSE};q=0", "application/json"),
+        ("*/*", "application/json"),
+        (None, "application/json"),
+    ],
+)
+async def test_the_answer_has_the_media_type_the_client_prefers(
+    door: Door, accept: str | None, media: str
+) -> None:
+    reply = await door.post({"query": "{ __typename }"}, accept=accept)
+    assert (reply.status, reply.media, reply.body) == (200, media, {"data": {"__typename": "Query"}})
+    by_get = await door.get(accept=accept, query="{ __typename }")
+    assert (by_get.status, by_get.media) == (200, media)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [
+        ({"query": "{"}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": "query($id: ID!) { user(id: $id) { id } }", "variables": {"id": None}}, "BAD_USER_INPUT"),
+        ({"query": "mutation($i: CreateGroupInput!) { createGroup(input: $i) { id } }"}, "BAD_USER_INPUT"),
+    ],
+)
+async def test_an_operation_that_never_ran_is_a_400_without_data(
+    door: Door, operation: dict[str, Any], code: str
+) -> None:
+    reply = await door.post(operation, accept=GRAPHQL_RESPONSE)
+    assert (reply.status, reply.media) == (400, GRAPHQL_RESPONSE)
+    assert "data" not in reply.body
+    assert [e["extensions"]["code"] for e in reply.body["errors"]] == [code]
+    # application/json keeps the 200 and the null data it always had.
+    legacy = await door.post(operation, accept="application/json")
+    assert (legacy.status, legacy.media, legacy.body["data"]) == (200, "application/json", None)
+    if "variables" not in operation and not operation["query"].startswith("mutation"):
+        by_get = await door.get(accept=GRAPHQL_RESPONSE, query=operation["query"])
+        assert (by_get.status, by_get.media, "data" in by_get.body) == (400, GRAPHQL_RESPONSE, False)
+
+
+async def test_an_operation_that_ran_keeps_its_data_and_200(door: Door) -> None:
+    created = await door.post({"query": CREATE_GROUP}, accept=GRAPHQL_RESPONSE)
+    assert (created.status, created.media) == (200, GRAPHQL_RESPONSE)
+    assert created.body["data"]["createGroup"]["id"]
+    join = 'mutation { joinGroup(groupId: "nope", userId: "nope") { id } }'
+    failed = await door.post({"query": join}, accept=GRAPHQL_RESPONSE)
+    # It ran and failed in a field: data is there (null), and the status stays 2xx.
+    assert (failed.status, failed.body["data"]) == (200, None)
+    assert failed.body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_batch_answers_each_operation_in_the_media_type(door: Door) -> None:
+    reply = await door.post([{"query": "{ __typename }"}, {"query": "{ nope }"}], accept=GRAPHQL_RESPONSE)
+    assert (reply.status, reply.media) == (200, GRAPHQL_RESPONSE)
+    assert reply.body[0] == {"data": {"__typename": "Query"}}
+    assert "data" not in reply.body[1]
+
+
+# -- UNAVAILABLE ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("door_name", DOORS)
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_a_database_outage_is_503_with_retry_after_and_writes_nothing(
+    door_name: str, backend: str, make_settings: Callable[..., Settings]
+) -> None:
+    direct = make_settings(backend)
+    proxy = TcpProxy(direct.db_host, direct.database_port)
+    await proxy.start()
+    settings = make_settings(
+        backend, db_host="127.0.0.1", db_port=proxy.port, db_acquire_timeout=1, db_connect_timeout=1
+    )
+    async with served(door_name, settings) as url, aiohttp.ClientSession() as http:
+        door = Door(url, http, settings)
+        assert (await door.post({"query": "{ users(first: 1) { edges { cursor } } }"})).status == 200
+        await proxy.cut()
+        name = f"outage-{door_name}-{backend}"
+        users = "{ users(first: 1) { edges { cursor } } }"
+        for reply in (
+            await door.post({"query": users}),
+            await door.post({"query": '{ user(id: "VXNlcjox") { id } }'}),  # nullable: data {user: null}
+            await door.post({"query": f'mutation {{ createGroup(input: {{name: "{name}"}}) {{ id }} }}'}),
+            await door.post({"query": users}, accept=GRAPHQL_RESPONSE),
+            await door.get(query=users),
+            await door.post([{"query": users}, {"query": "{ groups { edges { cursor } } }"}]),
+        ):
+            assert (reply.status, reply.headers.get("Retry-After")) == (503, "5"), reply.body
+            results = reply.body if isinstance(reply.body, list) else [reply.body]
+            assert {e["extensions"]["code"] for r in results for e in r["errors"]} == {"UNAVAILABLE"}
+    assert await groups_named(direct, name) == 0
+    await proxy.cut()
+
+
+async def test_a_data_source_that_cannot_open_is_503_with_retry_after(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The ASGI door opens on first use: a database that is not there is answered, not crashed on.
+    settings = make_settings("postgres", db_port=1, db_connect_timeout=1)
+    async with served("asgi", settings) as url, aiohttp.ClientSession() as http:
+        door = Door(url, http, settings)
+        for accept, data in ((None, True), (GRAPHQL_RESPONSE, False)):
+            reply = await door.post({"query": "{ __typename }"}, accept=accept)
+            assert (reply.status, reply.headers.get("Retry-After")) == (503, "5")
+            assert reply.body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+            assert ("data" in reply.body) is data
+
+
+# -- headers on every answer ------------------------------------------------------------------
+
+
+async def test_every_answer_varies_by_origin_and_names_no_server_software(door: Door) -> None:
+    origin = {"Origin": "http://localhost:5173"}
+    replies = [
+        await door.post({"query": "{ __typename }"}, **origin),
+        await door.post({"query": "{ __typename }"}, Origin="https://elsewhere.example"),
+        await door.post(b"null"),
+        await door.get(query="{ __typename }"),
+        await door.send("GET", headers={"Accept": "text/html"}),
+        await door.send("OPTIONS", headers={**origin, "Access-Control-Request-Method": "POST"}),
+    ]
+    async with door.http.get(door.url + "/healthz") as health:
+        assert "Origin" in health.headers.get("Vary", "")
+    for reply in replies:
+        assert "origin" in reply.headers.get("Vary", "").lower(), reply.headers
+        assert "Server" not in reply.headers, reply.headers["Server"]
