@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from graphql import (
     FieldNode,
@@ -150,8 +151,19 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
     )
 
+    # Measures by operation (held weakly: they go with the parsed document) and by the integer
+    # variables, the only values that change them (`first: $n`): a request pays a dict lookup.
+    known: WeakKeyDictionary[OperationDefinitionNode, dict[tuple[Any, ...], Measures]] = WeakKeyDictionary()
+
     def rule(operation: OperationView) -> Iterable[Mark]:
-        measures = measure(schema, operation.operation, operation.fragments, operation.variables)
+        variables = operation.variables
+        key = tuple(v for v in variables.values() if isinstance(v, int)) if variables else ()
+        by_values = known.setdefault(operation.operation, {})
+        measures = by_values.get(key)
+        if measures is None:
+            measures = measure(schema, operation.operation, operation.fragments, variables)
+            if len(by_values) < 64:
+                by_values[key] = measures
         operation.context.cost = measures.cost
         for attribute, limit, setting, what in bounds:
             value = getattr(measures, attribute)

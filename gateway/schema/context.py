@@ -32,13 +32,17 @@ class RequestContext:
     prepared: Prepared | None = None  # the document the executor parsed and validated
     marks: Mapping[tuple[str, str], Mark] = field(default_factory=dict)  # the policy's, by (type, field)
     cost: int | None = None  # the operation's estimated rows, once the limits have measured it
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
     _viewer: UserRecord | None = field(default=None, init=False, repr=False)
     _viewer_read: bool = field(default=False, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.data_source)
+    @property
+    def loaders(self) -> Loaders:
+        """This request's DataLoaders, made on first use: a compiled query never needs them."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.data_source)
+        return self._loaders
 
     async def viewer(self) -> UserRecord | None:
         """The signed-in person's profile, read once per request; None when anonymous or without one."""
@@ -57,5 +61,5 @@ class RequestContext:
 
     def after_write(self) -> None:
         """Forget what this request loaded, so fields read after a mutation see its effect."""
-        self.loaders = Loaders(self.data_source)
+        self._loaders = None
         self._viewer_read = False
