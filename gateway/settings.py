@@ -69,9 +69,14 @@ class Settings(BaseSettings):
     port: int = Field(default=3001, ge=1, le=65535)
     app_env: Literal["development", "production"] = "development"
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173"]
+    cors_allow_credentials: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
+    # What the schema tells a stranger. Unset: on in development, off in production.
+    introspection: bool | None = None
+    graphiql: bool | None = None
+    suggestions: bool | None = None
 
     # What one request may cost (docs: README, Limits); a React app's operations stay far below.
     max_query_tokens: int = Field(default=5000, ge=100)
@@ -171,6 +176,12 @@ class Settings(BaseSettings):
             )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            # Browsers refuse the pair; CORS middleware then echo every origin, letting any site in.
+            raise ValueError(
+                "CORS_ORIGINS=* cannot be used with CORS_ALLOW_CREDENTIALS=true (any website could call the "
+                "API with its visitors' credentials): list your origins, or set CORS_ALLOW_CREDENTIALS=false"
+            )
         self._check_auth()
         return self
 
@@ -200,6 +211,21 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        """Whether `__schema` and `__type` may be queried: INTROSPECTION, else only in development."""
+        return not self.production if self.introspection is None else self.introspection
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """Whether a browser opening /graphql gets GraphiQL: GRAPHIQL, else only in development."""
+        return not self.production if self.graphiql is None else self.graphiql
+
+    @property
+    def suggestions_enabled(self) -> bool:
+        """Whether errors suggest names ("Did you mean 'email'?"): SUGGESTIONS, else only in development."""
+        return not self.production if self.suggestions is None else self.suggestions
 
     @property
     def secret_fallback(self) -> bool:

@@ -142,13 +142,13 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     app.on_response_prepare.append(_headers)
     _log_bad_http_on_one_line()
 
-    view = GatewayView(schema=executor.schema, graphql_ide="graphiql")
+    view = GatewayView(schema=executor.schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
     view.executor = executor
     cors_config = aiohttp_cors.setup(
         app,
         defaults={
             origin: aiohttp_cors.ResourceOptions(
-                allow_credentials=cors.ALLOW_CREDENTIALS,
+                allow_credentials=settings.cors_allow_credentials,
                 allow_headers=cors.ALLOWED_HEADERS,
                 allow_methods=cors.ALLOWED_METHODS,
                 max_age=cors.MAX_AGE,

@@ -59,7 +59,8 @@ class _GraphQLDoor:
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
-        self._view = _GraphQLView(executor.schema, graphql_ide="graphiql")
+        graphiql = executor.settings.graphiql_enabled
+        self._view = _GraphQLView(executor.schema, graphql_ide="graphiql" if graphiql else None)
         self._view.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,7 +184,7 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
                 allow_origins=settings.cors_origins,
                 allow_methods=cors.ALLOWED_METHODS,
                 allow_headers=cors.ALLOWED_HEADERS,
-                allow_credentials=cors.ALLOW_CREDENTIALS,
+                allow_credentials=settings.cors_allow_credentials,
                 max_age=cors.MAX_AGE,
             )
         ],

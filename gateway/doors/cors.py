@@ -1,12 +1,12 @@
-"""The CORS policy, one definition for both HTTP doors (aiohttp and ASGI)."""
+"""The CORS policy, one definition for both HTTP doors (aiohttp and ASGI); the origins and whether
+credentials are allowed are settings (CORS_ORIGINS, CORS_ALLOW_CREDENTIALS)."""
 
 from __future__ import annotations
 
-__all__ = ["ALLOWED_HEADERS", "ALLOWED_METHODS", "ALLOW_CREDENTIALS", "MAX_AGE", "vary_origin"]
+__all__ = ["ALLOWED_HEADERS", "ALLOWED_METHODS", "MAX_AGE", "vary_origin"]
 
 ALLOWED_METHODS = ("GET", "POST")
 ALLOWED_HEADERS = ("Content-Type", "Authorization")
-ALLOW_CREDENTIALS = True
 MAX_AGE = 600  # seconds a browser may cache a preflight answer
 
 

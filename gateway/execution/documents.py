@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FragmentDefinitionNode,
     GraphQLError,
@@ -55,7 +56,9 @@ class TooLarge(GatewayError):
     code = ErrorCode.QUERY_TOO_COMPLEX
 
 
-def _prepare(schema: GraphQLSchema, query: str, max_tokens: int) -> Prepared:
+def _prepare(
+    schema: GraphQLSchema, query: str, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]
+) -> Prepared:
     try:
         # The source bound stops a document of a few huge tokens (strings, comments) as early.
         document = parse(query, max_tokens=max_tokens, max_source_length=max_tokens * 40)
@@ -65,7 +68,7 @@ def _prepare(schema: GraphQLSchema, query: str, max_tokens: int) -> Prepared:
             exc = GraphQLError(str(too_large), original_error=too_large)
         return Prepared(query, None, [exc])
     # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
-    prepared = Prepared(query, document, validate_document(schema, document, tuple(specified_rules)))
+    prepared = Prepared(query, document, validate_document(schema, document, (*specified_rules, *rules)))
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             prepared.operations[definition.name.value if definition.name else None] = definition
@@ -77,9 +80,16 @@ def _prepare(schema: GraphQLSchema, query: str, max_tokens: int) -> Prepared:
 class DocumentCache:
     """The last `size` documents seen, parsed and validated against one schema."""
 
-    def __init__(self, schema: GraphQLSchema, max_tokens: int, size: int = 256) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        max_tokens: int,
+        size: int = 256,
+        rules: Sequence[type[ASTValidationRule]] = (),
+    ) -> None:
         self._schema = schema
         self._max_tokens = max_tokens
+        self._rules = tuple(rules)  # validation rules besides the specification's (no introspection)
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
         self.prepared = 0  # documents parsed and validated so far, for tests and benchmarks
@@ -89,7 +99,7 @@ class DocumentCache:
         if prepared is not None:
             self._items.move_to_end(query)
             return prepared
-        prepared = await asyncio.to_thread(_prepare, self._schema, query, self._max_tokens)
+        prepared = await asyncio.to_thread(_prepare, self._schema, query, self._max_tokens, self._rules)
         self.prepared += 1
         self._items[query] = prepared
         if len(self._items) > self._size:

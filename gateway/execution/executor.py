@@ -39,7 +39,7 @@ from gateway.execution.operation import Operation
 from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.sign_in import sign_in_rules
-from gateway.schema import RequestContext, build_schema
+from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
 
 __all__ = ["Executor", "Outcome", "encode"]
@@ -66,14 +66,23 @@ class Executor:
         self.settings = settings
         # None while sign-in is off (no AUTH_* configured, or AUTH_DISABLED=true): everything open.
         self.authenticator = authenticator_for(settings)
-        self.schema: strawberry.Schema = build_schema(settings.production, extensions=[PipelineExtension])
+        self.schema: strawberry.Schema = build_schema(
+            settings.production,
+            extensions=[PipelineExtension],
+            introspection=settings.introspection_enabled,
+            suggestions=settings.suggestions_enabled,
+        )
         self._graphql_schema = self.schema._schema  # Strawberry's graphql-core schema; no public accessor
         given = policy.rules if policy else ()
         rules = [operation_limits(settings, self._graphql_schema)]
         if self.authenticator:
             rules += sign_in_rules(settings)
         self.policy = Policy([*rules, *given])
-        self.documents = DocumentCache(self._graphql_schema, settings.max_query_tokens)
+        self.documents = DocumentCache(
+            self._graphql_schema,
+            settings.max_query_tokens,
+            rules=validation_rules(settings.introspection_enabled),
+        )
         self.persisted = PersistedOperations(settings)
         self._create_source = create_source
         self._source: DataSource | None = None

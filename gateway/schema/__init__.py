@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -15,32 +16,50 @@ from gateway.schema.error_codes import apply_error_codes
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 
-__all__ = ["BATCH_MAX_OPERATIONS", "RequestContext", "build_schema", "schema_sdl"]
+__all__ = ["BATCH_MAX_OPERATIONS", "RequestContext", "build_schema", "schema_sdl", "validation_rules"]
 
 BATCH_MAX_OPERATIONS = 10  # operations in one batched POST (a JSON array), as Apollo's BatchHttpLink sends
 
 
 class _GatewaySchema(strawberry.Schema):
     production = False
+    suggestions = True
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Strawberry calls this on every error, parse to resolver, before it is sent."""
-        apply_error_codes(errors, self.production)
+        apply_error_codes(errors, self.production, self.suggestions)
+
+
+def validation_rules(introspection: bool = True) -> tuple[type[ASTValidationRule], ...]:
+    """The rules a document passes besides the specification's: none, or one refusing introspection
+    (`__schema`, `__type`; `__typename` stays). Whoever validates a document applies them."""
+    return () if introspection else (NoSchemaIntrospectionCustomRule,)
 
 
 def build_schema(
-    production: bool = False, extensions: Sequence[type[SchemaExtension]] = ()
+    production: bool = False,
+    extensions: Sequence[type[SchemaExtension]] = (),
+    *,
+    introspection: bool = True,
+    suggestions: bool = True,
 ) -> strawberry.Schema:
-    """The schema, with production error masking when asked, and the executor's extensions."""
+    """The schema, with production error masking when asked, and the executor's extensions.
+
+    `introspection=False` refuses introspection when Strawberry validates; `suggestions=False`
+    takes "Did you mean …?" out of every error message.
+    """
+    rules = validation_rules(introspection)
+    added: list[Callable[[], SchemaExtension]] = [partial(AddValidationRules, list(rules))] if rules else []
     schema = _GatewaySchema(
         query=Query,
         mutation=Mutation,
-        extensions=list(extensions),
+        extensions=[*extensions, *added],
         config=StrawberryConfig(batching_config={"max_operations": BATCH_MAX_OPERATIONS}),
     )
     schema.production = production
+    schema.suggestions = suggestions
     return schema
 
 

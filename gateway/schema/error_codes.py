@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 
 from graphql import GraphQLError
@@ -14,6 +15,8 @@ __all__ = ["INTERNAL_MESSAGE", "apply_error_codes"]
 log = logging.getLogger("gateway.errors")
 
 INTERNAL_MESSAGE = "Internal server error"
+# How graphql-core words a suggestion: " Did you mean 'email'?", " Did you mean the enum value 'A' or 'B'?"
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def _where(exc: BaseException) -> str:
@@ -38,9 +41,15 @@ def _code(error: GraphQLError) -> ErrorCode | None:
     return None
 
 
-def apply_error_codes(errors: list[GraphQLError], production: bool) -> None:
-    """Set each error's code in place; log unexpected ones, masking them in production."""
+def apply_error_codes(errors: list[GraphQLError], production: bool, suggestions: bool = True) -> None:
+    """Set each error's code in place; log unexpected ones, masking them in production.
+
+    Without `suggestions`, "Did you mean …?" is cut from messages: it spells out the schema's
+    field, argument, type and enum names even when introspection is off.
+    """
     for error in errors:
+        if not suggestions and "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
         code = _code(error)
         if code is None:
             code = ErrorCode.INTERNAL
