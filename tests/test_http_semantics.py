@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
@@ -109,6 +111,7 @@ def bad_request(reply: Reply) -> str:
         (b'{"query": "{ __typename }", "variables": {"v": "\\ud800"}}', "the JSON holds a lone UTF-16"),
         (b'{"query": "{ __typename }", "variables": {"v": %s}}' % DEEP.encode(), "the JSON is nested too"),
         (b'{"query": "{ __typename }", "operationName": {}}', "`operationName` must be a string or null"),
+        (b'{"query": "{ __typename }", "variables": {"n": %s}}' % (b"9" * 5000), "the JSON holds a number"),
         (b"[%s, null]" % json.dumps({"query": CREATE_GROUP}).encode(), "batch item 1 is null"),
         (b'[%s, {"query": 5}]' % json.dumps({"query": CREATE_GROUP}).encode(), "batch item 1:"),
     ],
@@ -124,6 +127,41 @@ async def test_a_body_no_view_can_read_is_a_coded_400_on_one_log_line_and_runs_n
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
     # A batch is refused whole: its first operation, a mutation, did not run.
     assert await groups(door) == 0
+
+
+KEYS = st.sampled_from(["query", "variables", "operationName", "extensions"]) | st.text()
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=10,
+)
+QUERIES = st.sampled_from(["{ __typename }", "{ users { edges { cursor } } }", "{", "query A { __typename }"])
+OPERATIONS = st.fixed_dictionaries(
+    {},
+    optional={"query": QUERIES | JSON, "variables": JSON, "operationName": JSON, "extensions": JSON},
+)
+BODIES = (
+    st.binary(max_size=100)
+    | JSON.map(lambda value: json.dumps(value).encode())
+    | (OPERATIONS | st.lists(OPERATIONS, max_size=3)).map(lambda value: json.dumps(value).encode())
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # one door serves every example
+)
+@given(body=BODIES, accept=st.sampled_from(["*/*", GRAPHQL_RESPONSE, "text/event-stream"]))
+async def test_any_body_is_answered_below_500_with_no_error_logged(
+    door: Door, body: bytes, accept: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        reply = await door.post(body, accept=accept)
+    assert reply.status < 500, (body, reply.body)
+    assert "INTERNAL" not in str(reply.body)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 async def test_get_variables_too_deep_to_read_are_a_coded_400(door: Door) -> None:

@@ -44,8 +44,8 @@ def read_json(data: bytes | str) -> Any:
     """The JSON value of a request body or query parameter.
 
     Raises json.JSONDecodeError when it is not JSON, and MalformedRequest when it cannot be read
-    at all: not UTF-8, nested deeper than a parser's stack allows, or holding a lone surrogate
-    (text no database or encoder accepts).
+    at all: not UTF-8, nested deeper than a parser's stack allows, holding an integer too long to
+    convert, or a lone surrogate (text no database or encoder accepts).
     """
     try:
         return orjson.loads(data)
@@ -57,8 +57,12 @@ def read_json(data: bytes | str) -> Any:
         raise MalformedRequest("the body is not UTF-8 text") from None
     try:
         value = json.loads(text)
+    except json.JSONDecodeError:
+        raise
     except RecursionError:
         raise MalformedRequest("the JSON is nested too deeply") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int_max_str_digits)
+        raise MalformedRequest("the JSON holds a number too long to read") from None
     _check_text(value)
     return value
 
