@@ -170,6 +170,20 @@ async def test_get_variables_too_deep_to_read_are_a_coded_400(door: Door) -> Non
     assert bad_request(reply) == "the JSON is nested too deeply"
 
 
+async def test_a_request_aiohttp_cannot_parse_is_logged_on_one_line(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with served("aiohttp", make_settings("sqlite")) as url, aiohttp.ClientSession() as http:
+        with caplog.at_level(logging.INFO):
+            # Variables nested 10,000 deep in a URL: past aiohttp's 8 KB request line.
+            params = {"query": "{ __typename }", "variables": DEEP}
+            async with http.get(url + "/graphql", params=params) as response:
+                assert response.status == 400
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) == 1 and "Got more than 8190 bytes" in lines[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+
+
 async def test_what_the_view_judges_keeps_its_400(door: Door) -> None:
     for body in (b"{not json", b'{"query": 5}', b'{"query": "{ __typename }", "variables": []}'):
         reply = await door.post(body)
