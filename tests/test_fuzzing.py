@@ -162,7 +162,7 @@ async def schemathesis(url: str, config: Path, report: Path) -> dict[str, Any]:
         "json",
         "--report-json-path",
         str(report),
-        cwd=ROOT,
+        cwd=report.parent,  # schemathesis keeps a cache folder where it runs
         env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
