@@ -148,3 +148,12 @@ def test_a_manifest_that_cannot_be_used_stops_start_up_with_one_line(tmp_path: P
     for message, overrides in cases.items():
         with pytest.raises(SettingsError, match=message):
             load_settings(_env_file=None, **overrides)
+
+
+async def test_a_document_id_names_a_manifest_document_on_the_json_door(doors: Any, tmp_path: Path) -> None:
+    manifest = tmp_path / "persisted-documents.json"
+    manifest.write_text(json.dumps({"users-v1": USERS}))
+    async with aiohttp.ClientSession() as http:
+        for door in await doors(persisted_operations="only", persisted_operations_manifest=manifest):
+            assert await post(http, door, {"documentId": "users-v1"}) == {"data": {"users": {"edges": []}}}
+            assert codes(await post(http, door, {"documentId": "nope"})) == ["PERSISTED_QUERY_REQUIRED"]

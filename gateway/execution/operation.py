@@ -137,10 +137,15 @@ def read_json_operation(body: bytes, accept: str) -> Operation | None:
     if any(media in lowered for media in _STREAMED):
         return None
     query, variables, extensions = payload.get("query"), payload.get("variables"), payload.get("extensions")
-    if not isinstance(query, str):
-        return None
+    document_id = payload.get("documentId")
     if not (variables is None or isinstance(variables, dict)):
         return None
     if not (extensions is None or isinstance(extensions, dict)):
         return None
-    return Operation(query, name, variables, extensions)
+    if not (document_id is None or isinstance(document_id, str)):
+        return None
+    # A persisted operation names its document instead of sending it (execution/persisted.py).
+    persisted = document_id is not None or (extensions is not None and "persistedQuery" in extensions)
+    if not (isinstance(query, str) or (query is None and persisted)):
+        return None
+    return Operation(query, name, variables, extensions, document_id)
