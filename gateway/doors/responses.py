@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
@@ -56,6 +57,7 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=64)  # clients send a handful of distinct Accept headers
 def media_type(accept: str) -> str:
     """The media type to answer with: graphql-response+json when the client accepts it at least as
     much as application/json; application/json otherwise, for a missing Accept and for `*/*` too."""
