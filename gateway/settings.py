@@ -51,9 +51,12 @@ class Settings(BaseSettings):
     db_ca_cert: SecretStr | None = None
     db_ssl_cert: Path | None = None
     db_ssl_key: Path | None = None
+    # Trusted CAs: unset means the CA file (DB_CA_CERT_PATH / DB_CA_CERT) if given, else the system's.
+    db_ssl_ca_mode: Literal["file", "system", "both"] | None = None
 
     aws_secret_name: str | None = None
-    aws_region: str = "ca-central-1"
+    aws_region: str | None = None  # unset: AWS_DEFAULT_REGION, the profile's, else ca-central-1
+    aws_default_region: str | None = None
     aws_endpoint_url: str | None = None
     db_secret_fallback: bool | None = None  # unset: true in development, false in production
     db_secret_ttl: float = Field(default=300.0, gt=0)
@@ -169,10 +172,18 @@ class Settings(BaseSettings):
             for name in ("db_user", "db_name"):
                 if not getattr(self, name):
                     raise ValueError(f"{name.upper()} is required when DB_BACKEND={self.db_backend}")
-        if self.db_iam_auth and (self.db_backend == "sqlite" or not self.db_ssl):
+        verified_tls = self.db_ssl and self.db_ssl_mode != "disable"
+        if self.db_iam_auth and (self.db_backend == "sqlite" or not verified_tls):
+            # A token is a password for 15 minutes: only a server whose certificate was checked gets it.
             raise ValueError(
-                "DB_IAM_AUTH=true needs DB_SSL=true and a postgres or mysql backend"
-                " (RDS accepts IAM tokens only over TLS)"
+                "DB_IAM_AUTH=true needs DB_SSL=true with DB_SSL_MODE=verify-full or verify-ca, and a postgres"
+                " or mysql backend (an IAM token may only be sent over verified TLS)"
+            )
+        if self.db_ssl_ca_mode == "file" and self.db_ca_cert_path is None and self.db_ca_cert is None:
+            raise ValueError("DB_SSL_CA_MODE=file needs DB_CA_CERT_PATH or DB_CA_CERT")
+        if self.db_ssl_ca_mode == "both" and self.db_ca_cert_path is None and self.db_ca_cert is None:
+            raise ValueError(
+                "DB_SSL_CA_MODE=both needs DB_CA_CERT_PATH or DB_CA_CERT (the CA trusted with the system's)"
             )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")

@@ -28,6 +28,8 @@ DATABASE = "club"
 USER = "club"
 # A user allowed to connect and read, but not to create tables.
 READER = "reader"
+# A user who must also present a client certificate signed by the test CA (mutual TLS).
+MTLS_USER = "mtls"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,15 @@ class Certificates:
         key_path.chmod(0o600)
         return cert_path, key_path
 
+    def client_pair(self, user: str) -> tuple[Path, Path]:
+        """A client certificate and key for `user` (its common name, as PostgreSQL checks it)."""
+        cert = self.ca.issue_cert(f"{user}.client.test", common_name=user)
+        cert_path, key_path = self.folder / f"client-{user}.pem", self.folder / f"client-{user}.key"
+        cert.cert_chain_pems[0].write_to_path(str(cert_path))
+        cert.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
 
 def _run(*command: str, user: str | None = None) -> None:
     prefix = ["runuser", "-u", user, "--"] if user else []
@@ -128,6 +139,7 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
         user="postgres",
     )
     (root / "data" / "pg_hba.conf").write_text(
+        f"hostssl all {MTLS_USER} 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
         "hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n"
         "local all all scram-sha-256\n"
     )
@@ -138,12 +150,13 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
             data = root / f"data-{name}"
             shutil.copytree(root / "data", data)
             cert, key = certs.server_pair(f"pg-{name}", expired=expired)
-            for path in (cert, key):
+            for path in (cert, key, certs.ca_pem):
                 shutil.copy(path, data / path.name)
             port = free_port()
             with (data / "postgresql.conf").open("a") as conf:
                 conf.write(
                     f"ssl = on\nssl_cert_file = '{cert.name}'\nssl_key_file = '{key.name}'\n"
+                    f"ssl_ca_file = '{certs.ca_pem.name}'\n"
                     f"listen_addresses = '127.0.0.1,::1'\nport = {port}\nunix_socket_directories = '{root}'\n"
                 )
             subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
@@ -184,10 +197,12 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
 
 
 def _postgres_setup(socket_dir: Path, port: int) -> None:
-    """The application user and database, and a reader who may not create tables."""
+    """The application user and database, a reader who may not create tables, a mutual-TLS user."""
     _psql(socket_dir, port, f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
     _psql(socket_dir, port, f"CREATE DATABASE {DATABASE} OWNER {USER}")
     _psql(socket_dir, port, f"CREATE ROLE {READER} LOGIN PASSWORD '{PASSWORD}'")
+    _psql(socket_dir, port, f"CREATE ROLE {MTLS_USER} LOGIN PASSWORD '{PASSWORD}'")
+    _psql(socket_dir, port, f"CREATE DATABASE {MTLS_USER} OWNER {MTLS_USER}")
 
 
 def _psql(socket_dir: Path, port: int, statement: str) -> None:
@@ -273,6 +288,9 @@ def _mariadb_setup(socket: Path) -> None:
         f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%'",
         f"CREATE USER '{READER}'@'%' IDENTIFIED BY '{PASSWORD}'",
         f"GRANT SELECT ON {DATABASE}.* TO '{READER}'@'%'",
+        f"CREATE USER '{MTLS_USER}'@'%' IDENTIFIED BY '{PASSWORD}' REQUIRE X509",
+        f"CREATE DATABASE {MTLS_USER} CHARACTER SET utf8mb4",
+        f"GRANT ALL ON {MTLS_USER}.* TO '{MTLS_USER}'@'%'",
     ):
         _mysql_admin(socket, statement)
 

@@ -12,20 +12,22 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any, assert_never
 
-import aiomysql
 import asyncpg
 import pymysql
 
-from gateway.connect.credentials import open_credentials
+from gateway.connect.aws_region import Region, rds_host_region
+from gateway.connect.credentials import Credentials, open_credentials
 from gateway.connect.tls import (
     TlsError,
     TlsProblem,
+    ca_mode,
     client_ssl_context,
     explain_tls_failure,
     load_ca,
     server_without_tls,
 )
-from gateway.datasources.mysql.handshake import RefusedBeforeHandshake, server_offers_tls
+from gateway.datasources.mysql.handshake import GreetingWithoutTls, RefusedBeforeHandshake, connect
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.datasources.registry import BACKENDS, Probe
 from gateway.errors import Unavailable
 from gateway.settings import Settings
@@ -61,12 +63,13 @@ ADVICE = {
     Failure.PERMISSION: "grant the user the privilege named above on the database",
     Failure.OTHER: "see the message above",
     Failure.SECRET: "check AWS_SECRET_NAME, AWS_REGION, the secret's JSON, and that this machine's role may "
-    "call secretsmanager:GetSecretValue on it",
+    "call secretsmanager:GetSecretValue on it (and has AWS credentials at all)",
     Failure.SERVER_REFUSED: "the server's error names the cause: 1040, close idle clients or raise "
     "max_connections (or lower DB_POOL_MAX); 1129, run FLUSH HOSTS on the server; 1130, let the user "
     "connect from this machine's address",
 }
 
+_PLAINTEXT_HINT = " (a server that requires TLS also answers this: try DB_SSL=true)"
 _TLS_CONFIG_PROBLEMS = frozenset({TlsProblem.CA_MISSING, TlsProblem.CA_INVALID, TlsProblem.CLIENT_CERT})
 # MySQL error numbers.
 _ACCESS_DENIED = frozenset({1045, 1698})
@@ -74,6 +77,13 @@ _ACCESS_DENIED = frozenset({1045, 1698})
 _DATABASE_DENIED = 1044
 _UNKNOWN_DATABASE = 1049
 _COMMAND_DENIED = frozenset({1142, 1227})
+
+
+_IAM_ADVICE = (
+    "the token was signed but refused: the role needs rds-db:connect on this database user, the user must "
+    "be made for IAM (MySQL: CREATE USER ... IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'; PostgreSQL: "
+    "GRANT rds_iam), and the instance must have IAM authentication enabled (docs/secrets-manager.md)"
+)
 
 
 @dataclass
@@ -110,8 +120,8 @@ class Report:
 
 
 class _Diagnosed(Exception):
-    def __init__(self, failure: Failure, message: str) -> None:
-        self.failure = failure
+    def __init__(self, failure: Failure, message: str, advice: str | None = None) -> None:
+        self.failure, self.advice = failure, advice
         super().__init__(message)
 
 
@@ -122,17 +132,25 @@ async def check_connection(settings: Settings) -> Report:
     if probe is None:
         return _check_sqlite(s)
     try:
-        s = await _with_credentials(s)
+        s, iam_region = await _with_credentials(s)
     except Unavailable as exc:
-        return Report(s.db_backend, f"secret {s.aws_secret_name}").fail(Failure.SECRET, str(exc))
+        what = f"secret {s.aws_secret_name}" if s.aws_secret_name else f"{s.db_user}@{s.db_host}"
+        return Report(s.db_backend, what).fail(Failure.SECRET, _one_line(str(exc)))
     report = Report(s.db_backend, f"{s.db_user}@{s.db_host}:{s.database_port}/{s.db_name}")
     if settings.aws_secret_name:
         report.checks.append(f"credentials: read from secret {settings.aws_secret_name!r}")
+    if iam_region is not None:
+        report.checks.append(f"IAM token: signed for region {iam_region} (from {iam_region.source})")
     try:
         context = _check_ca(s, report)
         await asyncio.wait_for(probe(s, context, report), timeout=s.db_connect_timeout * 3)
     except _Diagnosed as exc:
-        return report.fail(exc.failure, str(exc))
+        failure, message = exc.failure, str(exc)
+        if failure is Failure.ACCESS_DENIED and iam_region is not None:
+            return _iam_refused(report, s, iam_region, message)
+        report.fail(failure, message)
+        report.advice = exc.advice or report.advice
+        return report
     except TimeoutError:
         return report.fail(
             Failure.NETWORK,
@@ -142,11 +160,55 @@ async def check_connection(settings: Settings) -> Report:
     return report
 
 
-async def _with_credentials(s: Settings) -> Settings:
-    """`s` with the credentials the server would use (from Secrets Manager when configured)."""
-    c = await (await open_credentials(s)).current()
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+async def _with_credentials(s: Settings) -> tuple[Settings, Region | None]:
+    """`s` with the credentials the server would use (Secrets Manager, IAM token, when configured).
+
+    Also the region an IAM token was signed for, when DB_IAM_AUTH is on.
+    """
+    from gateway.connect.iam import IamTokenCredentials
+
+    provider = await open_credentials(s)
+    c = await provider.login(await provider.current())
+    region = provider.region_for(c.host) if isinstance(provider, IamTokenCredentials) else None
     update = {"db_host": c.host, "db_port": c.port, "db_user": c.user, "db_password": c.password}
-    return s.model_copy(update={**update, "db_name": c.database})
+    return s.model_copy(update={**update, "db_name": c.database}), region
+
+
+def _iam_refused(report: Report, s: Settings, signed_for: Region, message: str) -> Report:
+    """An IAM login refused: name a region mismatch when the host's real name shows one, never DB_PASSWORD."""
+    message = message.removesuffix(_PLAINTEXT_HINT)
+    actual = _region_behind(s.db_host)
+    if actual is not None and actual != signed_for.name:
+        report.fail(
+            Failure.ACCESS_DENIED,
+            f"{message}: the IAM token was signed for region {signed_for} (from {signed_for.source}) but "
+            f"{s.db_host} is in {actual}",
+        )
+        report.advice = f"set AWS_REGION={actual} (the database's region)"
+        return report
+    report.fail(Failure.ACCESS_DENIED, f"{message} (IAM token signed for region {signed_for})")
+    report.advice = _IAM_ADVICE
+    return report
+
+
+def _region_behind(host: str) -> str | None:
+    """The region of the RDS endpoint `host` is, or is an alias (CNAME) of; None if unknown."""
+    region = rds_host_region(host)
+    if region is not None:
+        return region
+    try:
+        canonical, aliases, _ = socket.gethostbyname_ex(host)
+    except OSError:
+        return None
+    for name in (canonical, *aliases):
+        region = rds_host_region(name)
+        if region is not None:
+            return region
+    return None
 
 
 def _check_ca(s: Settings, report: Report) -> ssl.SSLContext | None:
@@ -157,16 +219,21 @@ def _check_ca(s: Settings, report: Report) -> ssl.SSLContext | None:
         ca = load_ca(s)
         context = client_ssl_context(s)
     except TlsError as exc:
-        raise _Diagnosed(Failure.CA, str(exc)) from None
+        # A client certificate's problem is not the CA's: its message carries its own fix.
+        client = exc.problem is TlsProblem.CLIENT_CERT
+        advice = "fix DB_SSL_CERT and DB_SSL_KEY as said above" if client else None
+        raise _Diagnosed(Failure.CA, str(exc), advice) from None
     if ca is None:
         report.ca = {"source": "system trust store"}
     else:
-        first = ca.certificates[0]
+        # A bundle (RDS publishes one per region) is as good as its first certificate to expire.
+        soonest = min(ca.certificates, key=lambda cert: cert.not_after)
+        source = ca.source if ca_mode(s) == "file" else f"{ca.source} and the system trust store"
         report.ca = {
-            "source": ca.source,
-            "subject": first.subject,
-            "expires": first.not_after.date().isoformat(),
-            "days_left": first.days_left(),
+            "source": source,
+            "subject": soonest.subject,
+            "expires": soonest.not_after.date().isoformat(),
+            "days_left": soonest.days_left(),
             "certificates": len(ca.certificates),
         }
     report.checks.append(f"CA certificate: {_describe_ca(report.ca)}")
@@ -176,7 +243,11 @@ def _check_ca(s: Settings, report: Report) -> ssl.SSLContext | None:
 def _describe_ca(ca: dict[str, Any]) -> str:
     if "subject" not in ca:
         return str(ca["source"])
-    return f"{ca['source']}, {ca['subject']!r}, expires {ca['expires']} ({ca['days_left']} days left)"
+    expiry = f"expires {ca['expires']} ({ca['days_left']} days left)"
+    if ca["certificates"] > 1:
+        first = f"the first to expire {ca['subject']!r}"
+        return f"{ca['source']}, {ca['certificates']} certificates, {first} {expiry}"
+    return f"{ca['source']}, {ca['subject']!r}, {expiry}"
 
 
 def _connect_failure(exc: BaseException, s: Settings) -> _Diagnosed:
@@ -241,24 +312,14 @@ async def _probe_postgres(s: Settings, context: ssl.SSLContext | None, report: R
 
 async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Report) -> None:
     try:
-        # Read the greeting even without TLS: a server that refuses this client says why there.
-        offers_tls = await server_offers_tls(s.db_host, s.database_port, s.db_connect_timeout)
-        if context is not None and not offers_tls:
-            raise server_without_tls(s.db_host, s.database_port)
-        conn = await aiomysql.connect(
-            host=s.db_host,
-            port=s.database_port,
-            user=s.db_user,
-            password=s.db_password.get_secret_value(),
-            db=s.db_name,
-            ssl=context,
-            connect_timeout=s.db_connect_timeout,
-            autocommit=True,
+        # The gateway's own handshake: nothing sent without TLS, a refusing greeting named.
+        conn = await connect(
+            _mysql_login(s), context, s.db_connect_timeout, autocommit=True, charset="utf8mb4"
         )
     except pymysql.err.OperationalError as exc:
         code = exc.args[0]
         if code in _ACCESS_DENIED:
-            hint = "" if s.db_ssl else " (a server that requires TLS also answers this: try DB_SSL=true)"
+            hint = "" if s.db_ssl else _PLAINTEXT_HINT
             raise _Diagnosed(Failure.ACCESS_DENIED, f"MySQL refused: {exc.args[1]}{hint}") from None
         if code == _UNKNOWN_DATABASE:
             raise _Diagnosed(Failure.UNKNOWN_DATABASE, f"database {s.db_name!r} does not exist") from None
@@ -271,6 +332,10 @@ async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Repo
         raise _connect_failure(exc, s) from None
     except RefusedBeforeHandshake as exc:
         raise _Diagnosed(Failure.SERVER_REFUSED, str(exc)) from None
+    except GreetingWithoutTls:
+        raise _Diagnosed(Failure.TLS, str(server_without_tls(s.db_host, s.database_port))) from None
+    except DataSourceUnavailable as exc:
+        raise _Diagnosed(Failure.OTHER, str(exc)) from None
     except (OSError, TlsError) as exc:
         raise _connect_failure(exc, s) from None
     try:
@@ -303,6 +368,10 @@ async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Repo
         report.checks.append("permissions: created and dropped a scratch table")
     finally:
         conn.close()
+
+
+def _mysql_login(s: Settings) -> Credentials:
+    return Credentials(s.db_host, s.database_port, s.db_user, s.db_password, s.db_name)
 
 
 _NetworkProbe = Callable[[Settings, ssl.SSLContext | None, Report], Awaitable[None]]

@@ -1,8 +1,9 @@
-"""AWS credentials for the database: a Secrets Manager secret, or RDS IAM tokens, never on the loop.
+"""Database credentials from an AWS Secrets Manager secret, cached, re-read when the database refuses them.
 
-boto3 is synchronous; every call runs in a worker thread with a timeout, so a slow AWS endpoint
-cannot stall requests. The secret is cached for DB_SECRET_TTL and re-read early, at most once per
-REFRESH_INTERVAL, when the database rejects the cached password (rotation).
+boto3 is synchronous; every call runs in a worker thread (gateway/connect/aws_calls.py), so a
+slow AWS endpoint cannot stall requests. The secret is cached for DB_SECRET_TTL. When the
+database refuses the cached password, AWSCURRENT is read again at once and, if it has not moved
+yet, AWSPENDING: the version a rotation is putting in place.
 """
 
 from __future__ import annotations
@@ -12,47 +13,40 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import boto3
-import botocore.config
-import botocore.exceptions
 from pydantic import SecretStr
 
-from gateway.connect.credentials import (
-    CredentialProvider,
-    Credentials,
-    SecretError,
-    SecretUnreachable,
-    env_credentials,
-)
+from gateway.connect.aws_calls import BOTO_CONFIG, IncompleteAnswer, call_aws
+from gateway.connect.aws_region import secret_region
+from gateway.connect.credentials import Credentials, SecretError, SecretUnreachable, env_credentials
+from gateway.errors import Unavailable
 from gateway.settings import Settings
 
-__all__ = ["IamTokenCredentials", "SecretsManagerCredentials", "parse_secret"]
+__all__ = ["REREAD_INTERVAL", "SecretsManagerCredentials", "parse_secret"]
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT = 10.0
-REFRESH_INTERVAL = 5.0
-IAM_TOKEN_LIFETIME = 600.0  # RDS tokens last 15 minutes; renew well before.
-_BOTO_CONFIG = botocore.config.Config(
-    connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
-)
-_UNREACHABLE = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectTimeoutError,
-    botocore.exceptions.ReadTimeoutError,
-    botocore.exceptions.NoCredentialsError,
-    TimeoutError,
-)
+# However many connections are refused together, the secret is read at most this often.
+REREAD_INTERVAL = 0.5
+_SERVICE = "AWS Secrets Manager"
+_PENDING = "AWSPENDING"
 
 
-def parse_secret(name: str, text: str | None, defaults: Credentials) -> Credentials:
+def parse_secret(
+    name: str,
+    text: str | None,
+    defaults: Credentials,
+    explicit: frozenset[str] = frozenset(),
+    password_required: bool = True,
+) -> Credentials:
     """Credentials from any accepted secret shape; values in the secret win over `defaults`.
 
     Shapes: RDS rotation {engine, host, port, username, password, dbname}; RDS-managed master
-    user {username, password}; the seed app's {host, port, database, user, password}.
+    user {username, password}; the seed app's {host, port, database, user, password}. `explicit`
+    names the fields of `defaults` that win over the secret's (DB_HOST and DB_PORT, when set).
+    Under IAM authentication the password is a token, so the secret need not hold one.
     """
     try:
         data = json.loads(text or "")
@@ -60,18 +54,20 @@ def parse_secret(name: str, text: str | None, defaults: Credentials) -> Credenti
         raise SecretError(f"secret {name!r} is not JSON: store it as a JSON object of credentials") from None
     if not isinstance(data, Mapping):
         raise SecretError(f"secret {name!r} is not a JSON object of credentials")
-    if not isinstance(data.get("password"), str) or not data["password"]:
+    password = data.get("password")
+    if password_required and (not isinstance(password, str) or not password):
         raise SecretError(f"secret {name!r} has no 'password' key")
-    port: Any = data.get("port", defaults.port)
+    port: Any = defaults.port if "port" in explicit else data.get("port", defaults.port)
     try:
         port = int(port)
     except (TypeError, ValueError):
         raise SecretError(f"secret {name!r}: 'port' is not a number") from None
+    host = defaults.host if "host" in explicit else str(data.get("host") or defaults.host)
     credentials = Credentials(
-        host=str(data.get("host") or defaults.host),
+        host=host,
         port=port,
         user=str(data.get("username") or data.get("user") or defaults.user),
-        password=SecretStr(data["password"]),
+        password=SecretStr(password if isinstance(password, str) else ""),
         database=str(data.get("dbname") or data.get("database") or defaults.database),
     )
     if not credentials.user:
@@ -81,19 +77,29 @@ def parse_secret(name: str, text: str | None, defaults: Credentials) -> Credenti
     return credentials
 
 
+def _explicit_address(settings: Settings) -> frozenset[str]:
+    """DB_HOST and DB_PORT when set: an RDS Proxy endpoint there wins over the instance in the secret."""
+    given = settings.model_fields_set
+    return frozenset(name for name, field in (("host", "db_host"), ("port", "db_port")) if field in given)
+
+
 class SecretsManagerCredentials:
-    """Credentials from the secret AWS_SECRET_NAME in AWS_REGION, cached for DB_SECRET_TTL."""
+    """Credentials from the secret AWS_SECRET_NAME, cached for DB_SECRET_TTL."""
 
     def __init__(self, settings: Settings) -> None:
         self._name = settings.aws_secret_name or ""
-        self._region = settings.aws_region
+        self._region = secret_region(settings)
         self._endpoint = settings.aws_endpoint_url
         self._ttl = settings.db_secret_ttl
         self._defaults = env_credentials(settings)
+        self._explicit = _explicit_address(settings)
+        self._password_required = not settings.db_iam_auth
         self._client: Any = None
         self._cached: Credentials | None = None
+        self._pending: Credentials | None = None
         self._fetched_at = float("-inf")
-        self._refreshed_at = float("-inf")
+        self._reread_at = float("-inf")
+        self._overridden_host: str | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -102,41 +108,72 @@ class SecretsManagerCredentials:
         """The boto3 client, created on first use in a worker thread."""
         return self._client
 
-    def _new_client(self) -> Any:
-        session = boto3.session.Session()
-        return session.client(
-            "secretsmanager", region_name=self._region, endpoint_url=self._endpoint, config=_BOTO_CONFIG
-        )
-
-    def _get_secret_string(self) -> str | None:
+    def _read(self, stage: str | None) -> str | None:
         if self._client is None:
-            self._client = self._new_client()
-        response = self._client.get_secret_value(SecretId=self._name)
+            self._client = boto3.session.Session().client(
+                "secretsmanager",
+                region_name=self._region.name,
+                endpoint_url=self._endpoint,
+                config=BOTO_CONFIG,
+            )
+        request = {"SecretId": self._name} | ({"VersionStage": stage} if stage else {})
+        response = self._client.get_secret_value(**request)
+        if "ARN" not in response:
+            raise IncompleteAnswer
         return response.get("SecretString")
 
+    def _refused(self, code: str) -> Unavailable:
+        if code == "ResourceNotFoundException":
+            return SecretError(
+                f"secret {self._name!r} not found in {self._region}: check AWS_SECRET_NAME and AWS_REGION"
+            )
+        if code in ("AccessDeniedException", "UnrecognizedClientException"):
+            return SecretError(
+                f"not allowed to read secret {self._name!r} ({code}): grant "
+                "secretsmanager:GetSecretValue on it to this machine's role"
+            )
+        return SecretError(f"reading secret {self._name!r} failed ({code})")
+
     async def _fetch(self) -> Credentials:
-        try:
-            text = await asyncio.wait_for(asyncio.to_thread(self._get_secret_string), CALL_TIMEOUT)
-        except _UNREACHABLE as exc:
-            raise SecretUnreachable(
-                f"AWS Secrets Manager unreachable in {self._region} ({type(exc).__name__})"
-            ) from None
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                raise SecretError(
-                    f"secret {self._name!r} not found in {self._region}: check AWS_SECRET_NAME and AWS_REGION"
-                ) from None
-            if code in ("AccessDeniedException", "UnrecognizedClientException"):
-                raise SecretError(
-                    f"not allowed to read secret {self._name!r} ({code}): grant "
-                    "secretsmanager:GetSecretValue on it to this machine's role"
-                ) from None
-            raise SecretError(f"reading secret {self._name!r} failed ({code})") from None
-        credentials = parse_secret(self._name, text, self._defaults)
+        text = await call_aws(lambda: self._read(None), _SERVICE, self._region, self._refused)
+        credentials = self._parse(text)
         self._cached, self._fetched_at = credentials, time.monotonic()
         self.fetches += 1
         return credentials
+
+    def _parse(self, text: str | None) -> Credentials:
+        credentials = parse_secret(self._name, text, self._defaults, self._explicit, self._password_required)
+        if "host" in self._explicit:
+            self._say_which_host(text)
+        return credentials
+
+    def _say_which_host(self, text: str | None) -> None:
+        data = json.loads(text or "{}")
+        secret_host = data.get("host") if isinstance(data, Mapping) else None
+        if not isinstance(secret_host, str) or secret_host in ("", self._defaults.host):
+            return
+        if secret_host == self._overridden_host:
+            return  # said once already
+        self._overridden_host = secret_host
+        log.info(
+            "DB_HOST=%s is set, so the gateway connects there, not to the host in secret %r (%s)",
+            self._defaults.host,
+            self._name,
+            secret_host,
+        )
+
+    async def _fetch_pending(self) -> Credentials | None:
+        """The AWSPENDING version, or None when no rotation is under way (or it cannot be read)."""
+
+        def not_pending(code: str) -> Unavailable:
+            return SecretError(f"secret {self._name!r} has no {_PENDING} version ({code})")
+
+        try:
+            text = await call_aws(lambda: self._read(_PENDING), _SERVICE, self._region, not_pending)
+            self.fetches += 1
+            return self._parse(text)
+        except (SecretError, SecretUnreachable):
+            return None
 
     async def current(self) -> Credentials:
         cached = self._cached
@@ -147,13 +184,23 @@ class SecretsManagerCredentials:
                 return self._cached
             return await self._fetch_or_stale()
 
-    async def refresh(self) -> Credentials:
+    async def rejected(self, refused: Credentials) -> list[Credentials]:
         async with self._lock:
-            # Many connections fail at once after a rotation: the first re-reads, the rest share it.
-            if self._cached is not None and time.monotonic() - self._refreshed_at < REFRESH_INTERVAL:
-                return self._cached
-            self._refreshed_at = time.monotonic()
-            return await self._fetch_or_stale()
+            # Connections refused together: the first reads again, the others take what it found.
+            if self._cached == refused and time.monotonic() - self._reread_at >= REREAD_INTERVAL:
+                self._reread_at = time.monotonic()
+                current = await self._fetch_or_stale()
+                self._pending = await self._fetch_pending() if current == refused else None
+            offered = (self._cached, self._pending)
+            return [c for c in offered if c is not None and c != refused]
+
+    def accepted(self, credentials: Credentials) -> None:
+        if credentials == self._pending and credentials != self._cached:
+            log.info("secret %r: the database accepts %s's password; using it", self._name, _PENDING)
+        self._cached, self._fetched_at = credentials, time.monotonic()
+
+    async def login(self, credentials: Credentials) -> Credentials:
+        return credentials
 
     async def _fetch_or_stale(self) -> Credentials:
         try:
@@ -163,43 +210,3 @@ class SecretsManagerCredentials:
                 raise
             log.warning("%s; keeping the credentials read earlier", exc)
             return self._cached
-
-
-class IamTokenCredentials:
-    """The user and host of `base`, with a fresh RDS IAM authentication token as the password."""
-
-    def __init__(self, settings: Settings, base: CredentialProvider) -> None:
-        self._base = base
-        self._region = settings.aws_region
-        self._client: Any = None
-        self._token: Credentials | None = None
-        self._made_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def _generate(self, credentials: Credentials) -> str:
-        if self._client is None:
-            self._client = boto3.session.Session().client(
-                "rds", region_name=self._region, config=_BOTO_CONFIG
-            )
-        token: str = self._client.generate_db_auth_token(
-            DBHostname=credentials.host,
-            Port=credentials.port,
-            DBUsername=credentials.user,
-            Region=self._region,
-        )
-        return token
-
-    async def _renew(self, base: Credentials) -> Credentials:
-        token = await asyncio.wait_for(asyncio.to_thread(self._generate, base), CALL_TIMEOUT)
-        self._token, self._made_at = replace(base, password=SecretStr(token)), time.monotonic()
-        return self._token
-
-    async def current(self) -> Credentials:
-        async with self._lock:
-            if self._token is not None and time.monotonic() - self._made_at < IAM_TOKEN_LIFETIME:
-                return self._token
-            return await self._renew(await self._base.current())
-
-    async def refresh(self) -> Credentials:
-        async with self._lock:
-            return await self._renew(await self._base.refresh())

@@ -17,6 +17,7 @@ __all__ = [
     "EnvCredentials",
     "SecretError",
     "SecretUnreachable",
+    "env_credentials",
     "open_credentials",
 ]
 
@@ -39,16 +40,27 @@ class SecretError(Unavailable):
 
 
 class SecretUnreachable(Unavailable):
-    """Secrets Manager did not answer in time."""
+    """AWS could not be asked or did not answer (unreachable, throttled, failing, no AWS credentials)."""
 
 
 class CredentialProvider(Protocol):
     async def current(self) -> Credentials:
-        """Credentials for a new connection (cached)."""
+        """The credentials new connections use (cached)."""
         ...
 
-    async def refresh(self) -> Credentials:
-        """Credentials after an authentication failure: re-read, bypassing the cache (rate-limited)."""
+    async def rejected(self, refused: Credentials) -> list[Credentials] | None:
+        """After the database refused `refused`: others to try now (maybe none yet), or None if none can come.
+
+        Re-reads the source (rate-limited; callers back off between calls).
+        """
+        ...
+
+    def accepted(self, credentials: Credentials) -> None:
+        """The database accepted `credentials` after a refusal: new connections use them from now on."""
+        ...
+
+    async def login(self, credentials: Credentials) -> Credentials:
+        """What one new connection sends: `credentials`, or with a fresh IAM token as the password."""
         ...
 
 
@@ -71,8 +83,14 @@ class EnvCredentials:
     async def current(self) -> Credentials:
         return self._credentials
 
-    async def refresh(self) -> Credentials:
-        return self._credentials
+    async def rejected(self, refused: Credentials) -> list[Credentials] | None:
+        return None
+
+    def accepted(self, credentials: Credentials) -> None:
+        pass
+
+    async def login(self, credentials: Credentials) -> Credentials:
+        return credentials
 
 
 async def open_credentials(settings: Settings) -> CredentialProvider:
@@ -92,7 +110,7 @@ async def open_credentials(settings: Settings) -> CredentialProvider:
                 ) from None
             log.warning("%s; using the credentials from the environment (DB_SECRET_FALLBACK)", exc)
     if settings.db_iam_auth:
-        from gateway.connect.aws_secret import IamTokenCredentials
+        from gateway.connect.iam import IamTokenCredentials
 
         provider = IamTokenCredentials(settings, provider)
     return provider

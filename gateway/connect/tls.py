@@ -9,6 +9,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -20,12 +21,14 @@ __all__ = [
     "CaCertificate",
     "TlsError",
     "TlsProblem",
+    "ca_mode",
     "client_ssl_context",
     "decode_ca_base64",
     "explain_tls_failure",
     "load_ca",
     "parse_ca_pem",
     "server_without_tls",
+    "tls_downgrade",
     "warn_if_unencrypted",
 ]
 
@@ -45,6 +48,7 @@ class TlsProblem(StrEnum):
     UNTRUSTED_SERVER = "untrusted-server-certificate"
     HOST_NAME_MISMATCH = "host-name-mismatch"
     SERVER_WITHOUT_TLS = "server-without-tls"
+    DOWNGRADE = "tls-downgrade"
     HANDSHAKE = "handshake-failed"
 
 
@@ -113,8 +117,17 @@ def _common_name(cert: x509.Certificate) -> str:
     return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
+def ca_mode(settings: Settings) -> str:
+    """DB_SSL_CA_MODE, or what it means unset: `file` when a CA is configured, else `system`."""
+    if settings.db_ssl_ca_mode is not None:
+        return settings.db_ssl_ca_mode
+    return "system" if settings.db_ca_cert_path is None and settings.db_ca_cert is None else "file"
+
+
 def load_ca(settings: Settings) -> LoadedCa | None:
-    """The configured CA (DB_CA_CERT_PATH first, then DB_CA_CERT), or None for the system store."""
+    """The configured CA (DB_CA_CERT_PATH first, then DB_CA_CERT), or None when only the system's is used."""
+    if ca_mode(settings) == "system":
+        return None
     if settings.db_ca_cert_path is not None:
         source = f"DB_CA_CERT_PATH {settings.db_ca_cert_path}"
         try:
@@ -142,24 +155,52 @@ def load_ca(settings: Settings) -> LoadedCa | None:
 
 
 def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The context for DB_SSL=true: chain always verified, host name too under verify-full."""
+    """The context for DB_SSL=true: chain always verified, host name too under verify-full.
+
+    Trusted CAs per DB_SSL_CA_MODE: the CA file alone, the system store alone, or both (an RDS
+    Proxy presents an ACM certificate the system trusts, the instance behind it one of the RDS CA).
+    """
     if _tls_off(settings):
         return None
     ca = load_ca(settings)
-    context = ssl.create_default_context(cadata=ca.pem if ca else None)
+    if ca is not None and ca_mode(settings) == "file":
+        context = ssl.create_default_context(cadata=ca.pem)
+    else:
+        context = ssl.create_default_context()
+        if ca is not None:
+            context.load_verify_locations(cadata=ca.pem)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = settings.db_ssl_mode == "verify-full"
     context.verify_mode = ssl.CERT_REQUIRED
     if settings.db_ssl_cert is not None and settings.db_ssl_key is not None:
-        try:
-            context.load_cert_chain(settings.db_ssl_cert, settings.db_ssl_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise TlsError(
-                TlsProblem.CLIENT_CERT,
-                f"DB_SSL_CERT/DB_SSL_KEY cannot be loaded ({type(exc).__name__}): "
-                "give the PEM client certificate and its unencrypted private key",
-            ) from None
+        _load_client_certificate(context, settings.db_ssl_cert, settings.db_ssl_key)
     return context
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _refuse_passphrase() -> str:
+    # Called by OpenSSL only for an encrypted key; without it OpenSSL would prompt on the terminal.
+    raise _EncryptedKey
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    try:
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
+    except _EncryptedKey:
+        raise TlsError(
+            TlsProblem.CLIENT_CERT,
+            f"DB_SSL_KEY {key} is encrypted with a passphrase: give the key unencrypted "
+            "(openssl pkey -in KEY -out key.pem) and keep the file private (chmod 600)",
+        ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(
+            TlsProblem.CLIENT_CERT,
+            f"DB_SSL_CERT/DB_SSL_KEY cannot be loaded ({type(exc).__name__}): "
+            "give the PEM client certificate and its unencrypted private key",
+        ) from None
 
 
 def explain_tls_failure(exc: BaseException, host: str, port: int) -> TlsError | None:
@@ -187,6 +228,16 @@ def server_without_tls(host: str, port: int) -> TlsError:
         TlsProblem.SERVER_WITHOUT_TLS,
         f"the server at {host}:{port} does not offer TLS, and DB_SSL=true never falls back to "
         "plaintext: enable TLS on the server, or check DB_HOST/DB_PORT point at the managed database",
+    )
+
+
+def tls_downgrade(host: str, port: int) -> TlsError:
+    """A later connection's greeting no longer offers TLS: someone on the path may have removed it."""
+    return TlsError(
+        TlsProblem.DOWNGRADE,
+        f"TLS downgrade: the MySQL server at {host}:{port} greeted a new connection without offering TLS; "
+        "nothing was sent on it, no credentials included. Something on the network path may be "
+        "stripping TLS: check the route to the database",
     )
 
 

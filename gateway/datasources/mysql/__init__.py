@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,9 +15,17 @@ import aiomysql
 import pymysql
 
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
-from gateway.connect.tls import client_ssl_context, explain_tls_failure, server_without_tls
-from gateway.datasources.mysql.handshake import server_offers_tls
+from gateway.connect.rotation import after_refusal
+from gateway.connect.tls import (
+    TlsError,
+    client_ssl_context,
+    explain_tls_failure,
+    server_without_tls,
+    tls_downgrade,
+)
+from gateway.datasources.mysql.handshake import GreetingWithoutTls, connect
 from gateway.datasources.mysql.json_sql import MariadbJsonSql
+from gateway.datasources.mysql.pool import Opener, Pool
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.connection import DriverConnection
@@ -73,6 +80,10 @@ async def _closed(
     """Wait for `pool`'s `closing`, terminating it after the close timeout; then for its sockets."""
     await close_or_terminate(closing, pool.terminate, "MySQL pool")
     await _sockets_closed(streams)
+
+
+def _access_denied(exc: BaseException) -> bool:
+    return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] == _ACCESS_DENIED
 
 
 def _adapt(value: Any) -> Any:
@@ -144,13 +155,17 @@ class _Connection(DriverConnection[aiomysql.Connection]):
 
 
 class MysqlDataSource(SqlDataSource):
-    """MySQL or MariaDB through an aiomysql pool sized and timed by the DB_POOL_* settings."""
+    """MySQL or MariaDB through an aiomysql pool sized and timed by the DB_POOL_* settings.
+
+    A pool holds the credentials it was made with; each new connection logs in with them (with a
+    fresh IAM token when DB_IAM_AUTH is on) through a TLS-first handshake. A rotated password means
+    a new pool; the old one closes as its queries finish.
+    """
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self._settings = settings
-        self._pool: aiomysql.Pool | None = None
-        self._encrypted: weakref.WeakSet[aiomysql.Connection] = weakref.WeakSet()
+        self._pool: Pool | None = None
         self._ssl: ssl.SSLContext | None = None
         self._credentials: CredentialProvider = EnvCredentials(settings)
         self._pool_credentials: Credentials | None = None
@@ -158,6 +173,9 @@ class MysqlDataSource(SqlDataSource):
         self._renew_lock = asyncio.Lock()
         # Closing pools (of rotated credentials) by the task that waits for their connections.
         self._retiring: dict[asyncio.Task[None], tuple[aiomysql.Pool, list[asyncio.StreamWriter]]] = {}
+        self._encrypted_before = False
+        # Where the last new connection met a greeting without TLS, until one is encrypted again.
+        self._downgraded: tuple[str, int] | None = None
         self.auth_retries = 0
 
     async def _open(self) -> None:
@@ -167,19 +185,20 @@ class MysqlDataSource(SqlDataSource):
         first = await self._credentials.current()
         self._where = (first.host, first.port)
         try:
-            if self._ssl is not None and not await server_offers_tls(
-                first.host, first.port, s.db_connect_timeout
-            ):
-                raise server_without_tls(first.host, first.port)
-            self._pool = await self._create_pool(first)
-            self._pool_credentials = first
+            try:
+                self._pool = await self._create_pool(first)
+                self._pool_credentials = first
+            except pymysql.err.OperationalError as exc:
+                if not _access_denied(exc):
+                    raise
+                self._pool, self._pool_credentials = await self._pool_after_refusal(first, exc)
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            tls_failure = explain_tls_failure(exc, first.host, first.port)
+            tls_failure = explain_tls_failure(exc, *self._where)
             if tls_failure is not None:
                 raise tls_failure from exc
             detail = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
             raise DataSourceUnavailable(
-                f"cannot connect to MySQL at {first.host}:{first.port} as {first.user} ({detail})"
+                f"cannot connect to MySQL at {self._where[0]}:{self._where[1]} as {first.user} ({detail})"
             ) from exc
         migrating = f"apply migrations to MySQL database {first.database} as user {first.user}"
         with _ERRORS.refusing_start(migrating):
@@ -196,61 +215,84 @@ class MysqlDataSource(SqlDataSource):
                     await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))
                 self.json_sql = _json_sql((await conn.fetch("SELECT VERSION() AS v"))[0]["v"])
 
-    async def _create_pool(self, credentials: Credentials) -> aiomysql.Pool:
+    def _opener(self, credentials: Credentials) -> Opener:
+        """How the pool for `credentials` opens each new connection."""
         s = self._settings
-        # aiomysql.create_pool would drop, unclosed, the connections it made before one failed.
-        pool = aiomysql.Pool(
-            minsize=s.db_pool_min,
-            maxsize=s.db_pool_max,
-            echo=False,
-            # aiomysql recycles a connection unused for this long: the idle timeout.
-            pool_recycle=int(s.db_idle_timeout),
-            loop=asyncio.get_running_loop(),
-            host=credentials.host,
-            port=credentials.port,
-            user=credentials.user,
-            password=credentials.password.get_secret_value(),
-            db=credentials.database,
-            connect_timeout=s.db_connect_timeout,
-            autocommit=True,
-            charset="utf8mb4",
-            ssl=self._ssl,
-            # MariaDB alone runs the /*M! … */ part: its statement timeout (MySQL 8 would refuse
-            # max_statement_time; there set max_execution_time on the server).
-            init_command=(
-                "SET time_zone = '+00:00'"
-                f" /*M!100108 , max_statement_time = {s.db_statement_timeout:g} */"
-            ),
-        )
+
+        async def open_one() -> aiomysql.Connection:
+            login = await self._credentials.login(credentials)
+            self._where = (login.host, login.port)
+            try:
+                conn = await connect(
+                    login,
+                    self._ssl,
+                    s.db_connect_timeout,
+                    autocommit=True,
+                    charset="utf8mb4",
+                    # MariaDB alone runs the /*M! … */ part: its statement timeout (MySQL 8 would refuse
+                    # max_statement_time; there set max_execution_time on the server).
+                    init_command=(
+                        "SET time_zone = '+00:00'"
+                        f" /*M!100108 , max_statement_time = {s.db_statement_timeout:g} */"
+                    ),
+                )
+            except GreetingWithoutTls as exc:
+                raise self._without_tls(exc.host, exc.port) from None
+            if self._ssl is not None:
+                self._encrypted_before, self._downgraded = True, None
+            return conn
+
+        return open_one
+
+    def _without_tls(self, host: str, port: int) -> TlsError:
+        """A greeting without TLS: the server's setting at start, a downgrade once TLS has been seen."""
+        if not self._encrypted_before:
+            return server_without_tls(host, port)
+        self._downgraded = (host, port)
+        log.error("TLS downgrade: a new connection to %s:%s was not offered TLS; none was sent", host, port)
+        return tls_downgrade(host, port)
+
+    async def _create_pool(self, credentials: Credentials) -> Pool:
+        """A pool for `credentials`, filled to DB_POOL_MIN and with one connection opened at least."""
+        s = self._settings
+        pool = Pool(self._opener(credentials), s.db_pool_min, s.db_pool_max, s.db_idle_timeout)
         try:
-            # connect_timeout bounds only the TCP connect; bound the whole handshake too.
             async with asyncio.timeout(s.db_connect_timeout * max(1, s.db_pool_min)):
-                if s.db_pool_min:
-                    pool.release(await pool.acquire())  # fills the pool up to its minimum first
+                # Fills the pool up to its minimum first, and proves the credentials even with none.
+                pool.release(await pool.acquire())
         except BaseException:
             self._retire(pool)  # the connections it made close now; close() waits for them
             raise
         return pool
 
-    async def _renewed_pool(self, failed: aiomysql.Pool) -> aiomysql.Pool | None:
-        """After a rejected password: a pool with credentials read again, or None if they did not change.
+    async def _pool_after_refusal(
+        self, refused: Credentials, refusal: pymysql.err.OperationalError
+    ) -> tuple[Pool, Credentials]:
+        """A pool with the credentials the provider offers after `refused` (read again, AWSPENDING...)."""
 
-        aiomysql's pool keeps the password it was made with, so rotation means a new pool; the old
-        one is closed, which lets the queries running on its connections finish first.
+        async def attempt(credentials: Credentials) -> tuple[Pool, Credentials]:
+            return await self._create_pool(credentials), credentials
+
+        pool, credentials = await after_refusal(
+            self._credentials, refused, refusal, attempt, _access_denied, self._settings.db_connect_timeout
+        )
+        self.auth_retries += 1
+        log.info("MySQL refused the password; new pool with the credentials read again")
+        return pool, credentials
+
+    async def _renewed_pool(self, failed: Pool, refusal: pymysql.err.OperationalError) -> Pool:
+        """After a refused password: a pool with other credentials; the old one closes once its queries end.
+
+        aiomysql's pool keeps the credentials it was made with, so rotation means a new pool.
         """
-        retired: aiomysql.Pool = failed
         async with self._renew_lock:
-            if self._pool is not failed:
+            if self._pool is not failed and self._pool is not None:
                 return self._pool  # another request renewed it meanwhile
             before = self._pool_credentials
-            renewed = await self._credentials.refresh()
-            if renewed == before:
-                return None
-            self._pool = await self._create_pool(renewed)
-            self._pool_credentials = renewed
-            self.auth_retries += 1
-            log.info("MySQL rejected the password; new pool with the credentials read again")
-            self._retire(retired)
+            if before is None:
+                raise refusal
+            self._pool, self._pool_credentials = await self._pool_after_refusal(before, refusal)
+            self._retire(failed)
             return self._pool
 
     def _retire(self, pool: aiomysql.Pool) -> None:
@@ -270,6 +312,16 @@ class MysqlDataSource(SqlDataSource):
             self._retire(pool)
         await asyncio.gather(*(_closed(task, *retiring) for task, retiring in list(self._retiring.items())))
 
+    async def ping(self) -> None:
+        if self._downgraded is not None and self._pool_credentials is not None:
+            # A free pooled connection would answer: prove a new one can be opened safely instead.
+            try:
+                conn = await self._opener(self._pool_credentials)()
+                await conn.ensure_closed()
+            except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+                raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
+        await super().ping()
+
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
         try:
             # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
@@ -287,29 +339,16 @@ class MysqlDataSource(SqlDataSource):
             try:
                 conn = await self._acquire_from(pool)
             except pymysql.err.OperationalError as exc:
-                renewed = await self._renewed_pool(pool) if exc.args[0] == _ACCESS_DENIED else None
-                if renewed is None:
+                if not _access_denied(exc):
                     raise
-                pool = renewed
+                pool = await self._renewed_pool(pool, exc)
                 conn = await self._acquire_from(pool)
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
             raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
         try:
-            if self._ssl is not None and conn not in self._encrypted:
-                await self._require_encryption(conn)
             yield conn
         finally:
             pool.release(conn)
-
-    async def _require_encryption(self, conn: aiomysql.Connection) -> None:
-        """Refuse a connection the server did not encrypt: aiomysql would carry on in plaintext."""
-        async with conn.cursor() as cursor:
-            await cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-            row = await cursor.fetchone()
-        if not row or not row[1]:
-            conn.close()
-            raise server_without_tls(*self._where)
-        self._encrypted.add(conn)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:

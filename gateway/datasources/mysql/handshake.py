@@ -1,25 +1,37 @@
-"""Read a MySQL server's greeting to learn whether it offers TLS, before sending it a single byte.
+"""Every MySQL login: TLS first when DB_SSL is on, or nothing is sent at all; a refusing greeting named.
 
-aiomysql silently continues in plaintext when the server does not advertise TLS, after which it
-would send the login and `init_command` unencrypted; this check refuses such a server first.
-A server that greets with an error packet instead (too many connections, host blocked, host not
-allowed) is reported with its own error code and message.
+aiomysql continues in plaintext when a server's greeting does not offer TLS, even with `ssl=`
+given: it would send the user, the password's scramble (or, to a server asking for
+mysql_clear_password as RDS IAM does, the password or token itself) and `init_command`
+unencrypted. `TlsFirstConnection` checks the greeting of each connection, the pool's later ones
+included, and closes the socket before the handshake response when TLS is not on offer. A server
+that greets with an error packet instead (too many connections, host blocked, host not allowed)
+is reported with its own error code and message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import struct
+import ssl
+from typing import Any
 
+import aiomysql
+import pymysql
+from pymysql.constants import CLIENT, CR
+
+from gateway.connect.credentials import Credentials
 from gateway.datasources.protocol import DataSourceUnavailable
 
-__all__ = ["RefusedBeforeHandshake", "server_offers_tls"]
+__all__ = [
+    "ClosedBeforeGreeting",
+    "GreetingWithoutTls",
+    "RefusedBeforeHandshake",
+    "TlsFirstConnection",
+    "connect",
+]
 
-_CLIENT_SSL = 0x0800
-_ERROR_PACKET = 0xFF
-_SQL_STATE_MARKER = ord("#")
-_SQL_STATE_LENGTH = 5
+# Error numbers from 2000 up are the client library's own (lost connection...), not a server's refusal.
+_CLIENT_ERRORS_FROM = 2000
 
 
 class RefusedBeforeHandshake(DataSourceUnavailable):
@@ -35,36 +47,76 @@ class RefusedBeforeHandshake(DataSourceUnavailable):
         )
 
 
-def _refusal(packet: bytes, host: str, port: int) -> RefusedBeforeHandshake:
-    """The error in an ERR packet: 0xFF, the code (2 bytes, little-endian), ['#' + SQL state], message."""
-    (code,) = struct.unpack_from("<H", packet, 1)
-    message = packet[3:]
-    if message[:1] == bytes([_SQL_STATE_MARKER]):
-        message = message[1 + _SQL_STATE_LENGTH :]
-    text = message.decode("utf-8", "replace")
+class ClosedBeforeGreeting(DataSourceUnavailable):
+    """The server accepted the TCP connection and closed it without a greeting."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"MySQL server at {host}:{port} closed the connection before its greeting")
+
+
+class GreetingWithoutTls(DataSourceUnavailable):
+    """The greeting did not offer TLS, so the connection was closed before sending anything."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"the MySQL server at {host}:{port} did not offer TLS in its greeting")
+
+
+def _printable(text: str) -> str:
     # The message is shown on one line of a report; the server chose its bytes.
-    printable = "".join(char if char.isprintable() else " " for char in text).strip()
-    return RefusedBeforeHandshake(host, port, code, printable)
+    return "".join(char if char.isprintable() else " " for char in text).strip()
 
 
-async def server_offers_tls(host: str, port: int, timeout: float) -> bool:
-    """Whether the greeting's capability flags offer TLS; RefusedBeforeHandshake if it is an error."""
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
+class TlsFirstConnection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql's connection, which with an SSL context sends nothing unless TLS is established first."""
+
+    async def _get_server_information(self) -> None:
         try:
-            header = await reader.readexactly(4)
-            length = int.from_bytes(header[:3], "little")
-            greeting = await reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            # An OSError, as a refused or reset connection is, so callers report it the same way.
-            raise ConnectionResetError(
-                errno.ECONNRESET, f"MySQL server at {host}:{port} closed the connection before its greeting"
-            ) from exc
-        finally:
-            writer.close()
-    if greeting[0] == _ERROR_PACKET:
-        raise _refusal(greeting, host, port)
-    # protocol version, NUL-terminated server version, thread id, 8 bytes of scramble, a filler.
-    after_version = greeting.index(b"\0", 1) + 1
-    (capabilities,) = struct.unpack_from("<H", greeting, after_version + 4 + 8 + 1)
-    return bool(capabilities & _CLIENT_SSL)
+            await super()._get_server_information()
+        except pymysql.err.MySQLError as exc:
+            number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            if number == CR.CR_SERVER_LOST:
+                raise ClosedBeforeGreeting(self._host, self._port) from exc
+            if 0 < number < _CLIENT_ERRORS_FROM and len(exc.args) > 1:
+                message = _printable(str(exc.args[1]))
+                raise RefusedBeforeHandshake(self._host, self._port, number, message) from exc
+            raise
+
+    async def _request_authentication(self) -> None:
+        if self._ssl_context is not None and not self.server_capabilities & CLIENT.SSL:
+            raise GreetingWithoutTls(self._host, self._port)
+        await super()._request_authentication()
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this connection's socket speaks TLS."""
+        writer = self._writer
+        return writer is not None and writer.get_extra_info("ssl_object") is not None
+
+
+async def connect(
+    credentials: Credentials, context: ssl.SSLContext | None, timeout: float, **options: Any
+) -> TlsFirstConnection:
+    """A logged-in connection, the whole handshake bounded by `timeout` (aiomysql's bounds TCP only)."""
+    conn = TlsFirstConnection(
+        host=credentials.host,
+        port=credentials.port,
+        user=credentials.user,
+        password=credentials.password.get_secret_value(),
+        db=credentials.database,
+        connect_timeout=timeout,
+        ssl=context,
+        loop=asyncio.get_running_loop(),
+        **options,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await conn._connect()
+    except BaseException:
+        conn.close()
+        raise
+    if context is not None and not conn.encrypted:
+        conn.close()
+        raise GreetingWithoutTls(credentials.host, credentials.port)
+    return conn
+

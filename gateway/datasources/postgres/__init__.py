@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
+from gateway.connect.rotation import after_refusal
 from gateway.connect.tls import client_ssl_context, explain_tls_failure
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
 from gateway.datasources.protocol import DataSourceUnavailable
@@ -90,6 +91,11 @@ class _PostgresErrors(DriverErrors):
 
 
 _ERRORS = _PostgresErrors()
+_REFUSED = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, _REFUSED)
 
 
 def _has_idle_connection(pool: asyncpg.Pool) -> bool:
@@ -147,6 +153,8 @@ class PostgresDataSource(SqlDataSource):
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
         self._credentials: CredentialProvider = EnvCredentials(settings)
+        # The host and port new connections dial (the secret's may differ from DB_HOST), for TLS errors.
+        self._where = (settings.db_host, settings.database_port)
         self.auth_retries = 0
 
     async def _open(self) -> None:
@@ -154,6 +162,7 @@ class PostgresDataSource(SqlDataSource):
         ssl_context = client_ssl_context(s)
         self._credentials = await open_credentials(s)
         first = await self._credentials.current()
+        self._where = (first.host, first.port)
         try:
             self._pool = await asyncpg.create_pool(
                 # Each new connection asks for the current credentials: rotation needs no restart.
@@ -169,7 +178,7 @@ class PostgresDataSource(SqlDataSource):
                 server_settings={"statement_timeout": str(int(s.db_statement_timeout * 1000))},
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            tls_failure = explain_tls_failure(exc, first.host, first.port)
+            tls_failure = explain_tls_failure(exc, *self._where)
             if tls_failure is not None:
                 raise tls_failure from exc
             raise DataSourceUnavailable(
@@ -187,17 +196,27 @@ class PostgresDataSource(SqlDataSource):
                     await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
-        """A new connection with the current credentials; on a rejected password, re-read them once."""
+        """A new connection with the current credentials (a fresh IAM token under DB_IAM_AUTH).
+
+        On a refused password it tries the credentials read again, then AWSPENDING, backing off
+        for up to DB_CONNECT_TIMEOUT: a rotation may change the database before the secret.
+        """
+
+        async def attempt(credentials: Credentials) -> asyncpg.Connection:
+            login = await self._credentials.login(credentials)
+            self._where = (login.host, login.port)
+            return await asyncpg.connect(*args, **_target(login), **kwargs)
+
         credentials = await self._credentials.current()
         try:
-            return await asyncpg.connect(*args, **_target(credentials), **kwargs)
-        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
-            renewed = await self._credentials.refresh()
-            if renewed == credentials:
-                raise
-            self.auth_retries += 1
-            log.info("PostgreSQL rejected the password; retrying with the credentials read again")
-            return await asyncpg.connect(*args, **_target(renewed), **kwargs)
+            return await attempt(credentials)
+        except _REFUSED as exc:
+            conn = await after_refusal(
+                self._credentials, credentials, exc, attempt, _refused, self._settings.db_connect_timeout
+            )
+        self.auth_retries += 1
+        log.info("PostgreSQL refused the password; connected with the credentials read again")
+        return conn
 
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
         # The fast path's one statement per request: straight to asyncpg, no wrapper, no row dicts.
@@ -248,8 +267,7 @@ class PostgresDataSource(SqlDataSource):
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            s = self._settings
-            raise explain_tls_failure(exc, s.db_host, s.database_port) or _ERRORS.unavailable(exc) from exc
+            raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
         try:
             yield conn
         finally:

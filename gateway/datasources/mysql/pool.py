@@ -1,0 +1,65 @@
+"""aiomysql's pool, opening each new connection through a function of ours.
+
+aiomysql's Pool calls its module's `connect()` with the keyword arguments it was made with, so
+every connection would share one password and aiomysql's plaintext fallback. Here each new
+connection comes from `opener`: a TLS-first handshake (gateway/datasources/mysql/handshake.py)
+with credentials asked for at that moment (a fresh IAM token each time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiomysql
+
+__all__ = ["Opener", "Pool"]
+
+Opener = Callable[[], Awaitable[aiomysql.Connection]]
+
+
+class Pool(aiomysql.Pool):  # type: ignore[misc]
+    """An aiomysql pool whose connections come from `opener`; otherwise aiomysql's own behaviour."""
+
+    def __init__(self, opener: Opener, minsize: int, maxsize: int, recycle: float) -> None:
+        super().__init__(
+            minsize=minsize,
+            maxsize=maxsize,
+            echo=False,
+            # aiomysql recycles a connection unused for this long: the idle timeout.
+            pool_recycle=recycle,
+            loop=asyncio.get_running_loop(),
+        )
+        self._opener = opener
+
+    async def _fill_free_pool(self, override_min: bool) -> None:
+        # aiomysql 0.2-0.3's _fill_free_pool, with `self._opener()` in place of `connect(**kwargs)`.
+        free_size = len(self._free)
+        n = 0
+        while n < free_size:
+            conn = self._free[-1]
+            # Closed, timed out (MySQL 8 sends an error packet first: eof_received), or idle too long.
+            reader = conn._reader
+            idle = self._recycle > -1 and self._loop.time() - conn.last_usage > self._recycle
+            if reader.at_eof() or reader.exception() or reader.eof_received or idle:
+                self._free.pop()
+                conn.close()
+            else:
+                self._free.rotate()
+            n += 1
+
+        while self.size < self.minsize:
+            await self._open_one()
+        if self._free:
+            return
+        if override_min and (not self.maxsize or self.size < self.maxsize):
+            await self._open_one()
+
+    async def _open_one(self) -> None:
+        self._acquiring += 1
+        try:
+            conn = await self._opener()
+            self._free.append(conn)
+            self._cond.notify()
+        finally:
+            self._acquiring -= 1
