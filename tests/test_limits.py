@@ -110,6 +110,17 @@ def test_the_cost_multiplies_down_the_tree() -> None:
     assert cost(nested, n=10) == 10 + 50
 
 
+async def test_graphiqls_introspection_query_is_within_the_limits(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    from graphql import get_introspection_query
+
+    client = await aiohttp_client(create_app(make_settings("sqlite")))
+    body = await graphql(client, get_introspection_query(descriptions=True))
+    assert "errors" not in body
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
 async def test_the_estimate_is_in_the_extensions_when_asked_for(
     make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
@@ -166,6 +177,7 @@ async def test_the_event_loop_keeps_answering_while_the_worst_documents_arrive(
                 done.set()
                 await watcher
         assert len(stalls) > 3
-        assert max(stalls) < 1.0, f"/healthz waited {max(stalls):.2f}s"
+        # 2 s: above what a loaded 2-core machine adds, far below the seconds a stall on the loop takes.
+        assert max(stalls) < 2.0, f"/healthz waited {max(stalls):.2f}s"
     finally:
         await server.close()

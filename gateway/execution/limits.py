@@ -96,7 +96,8 @@ class _Walk:
         for node in self.fields(selection_set):
             if node.alias is not None:
                 self.aliases += 1
-            if node.selection_set is None:
+            if node.selection_set is None or node.name.value.startswith("__"):
+                # Introspection reads the schema, not the database: GraphiQL's own query is 15 deep.
                 continue
             field = parent.fields.get(node.name.value) if parent is not None else None
             child = get_named_type(field.type) if field is not None else None
