@@ -25,7 +25,9 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     OperationType,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     VariableNode,
     get_named_type,
 )
@@ -36,6 +38,7 @@ from gateway.settings import Settings
 
 __all__ = ["LIST_ESTIMATE", "Measures", "measure", "operation_limits"]
 
+_META = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 LIST_ESTIMATE = 10  # rows assumed for a list field without `first` (a session's shots, a user's groups)
 
 
@@ -88,18 +91,28 @@ class _Walk:
         return default
 
     def cost(
-        self, parent: GraphQLObjectType | None, selection_set: SelectionSetNode | None, rows: int, depth: int
+        self,
+        parent: GraphQLObjectType | None,
+        selection_set: SelectionSetNode | None,
+        rows: int,
+        depth: int,
+        introspecting: bool = False,
     ) -> int:
-        """Rows the selection asks for, `rows` of `parent` given; records depth and aliases."""
-        self.depth = max(self.depth, depth)
+        """Rows the selection asks for, `rows` of `parent` given; records depth and aliases.
+
+        Introspection adds no depth (GraphiQL's and codegen's own query is 15 deep) but its lists
+        count like any other, so a recursive one grows past the cost limit.
+        """
+        if not introspecting:
+            self.depth = max(self.depth, depth)
         total = 0
         for node in self.fields(selection_set):
             if node.alias is not None:
                 self.aliases += 1
-            if node.selection_set is None or node.name.value.startswith("__"):
-                # Introspection reads the schema, not the database: GraphiQL's own query is 15 deep.
+            if node.selection_set is None:
                 continue
-            field = parent.fields.get(node.name.value) if parent is not None else None
+            name = node.name.value
+            field = _META.get(name) or (parent.fields.get(name) if parent is not None else None)
             child = get_named_type(field.type) if field is not None else None
             child_type = child if isinstance(child, GraphQLObjectType) else None
             many = rows
@@ -110,7 +123,8 @@ class _Walk:
             elif field is not None and _is_list(field.type) and not _edges(parent, node):
                 many = rows * LIST_ESTIMATE
                 total += many
-            total += self.cost(child_type, node.selection_set, many, depth + 1)
+            inside = introspecting or name.startswith("__")
+            total += self.cost(child_type, node.selection_set, many, depth + 1, inside)
         return total
 
 
