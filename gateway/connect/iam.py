@@ -35,16 +35,16 @@ class IamTokenCredentials:
         self._settings = settings
         self._base = base
         self._clients: dict[str, Any] = {}
-        self._warned: set[tuple[str, str]] = set()
-        self.tokens = 0
+        self._regions: dict[str, Region] = {}
 
     def region_for(self, host: str) -> Region:
         """The region tokens for `host` are signed for (the one in an RDS host name wins)."""
-        region = iam_signing_region(self._settings, host)
+        known = self._regions.get(host)
+        if known is not None:
+            return known
+        region = self._regions[host] = iam_signing_region(self._settings, host)
         configured = configured_region(self._settings)
-        explicit = configured.source in ("AWS_REGION", "AWS_DEFAULT_REGION")
-        if explicit and region.name != configured.name and (host, configured.name) not in self._warned:
-            self._warned.add((host, configured.name))
+        if configured.source in ("AWS_REGION", "AWS_DEFAULT_REGION") and region.name != configured.name:
             log.warning(
                 "%s=%s, but %s is in %s: IAM tokens are signed for %s",
                 configured.source,
@@ -81,5 +81,4 @@ class IamTokenCredentials:
             return SecretError(f"{_SERVICE}: signing a token for {credentials.host} failed ({code})")
 
         token = await call_aws(lambda: self._sign(credentials, region.name), _SERVICE, region, refused)
-        self.tokens += 1
         return replace(credentials, password=SecretStr(token))
