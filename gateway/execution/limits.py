@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import ref
 
 from graphql import (
     FieldNode,
@@ -166,19 +166,23 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
     )
 
-    # Measures by operation (held weakly: they go with the parsed document) and by the integer
-    # variables, the only values that change them (`first: $n`): a request pays a dict lookup.
-    known: WeakKeyDictionary[OperationDefinitionNode, dict[tuple[Any, ...], Measures]] = WeakKeyDictionary()
+    # Measures by operation and by the integer variables, the only values that change them
+    # (`first: $n`). Keyed by the node's id, checked through a weak reference: an AST node hashes
+    # its whole tree, which cost more than measuring.
+    known: dict[tuple[int, tuple[Any, ...]], tuple[ref[OperationDefinitionNode], Measures]] = {}
 
     def rule(operation: OperationView) -> Iterable[Mark]:
         variables = operation.variables
-        key = tuple(v for v in variables.values() if isinstance(v, int)) if variables else ()
-        by_values = known.setdefault(operation.operation, {})
-        measures = by_values.get(key)
-        if measures is None:
-            measures = measure(schema, operation.operation, operation.fragments, variables)
-            if len(by_values) < 64:
-                by_values[key] = measures
+        node = operation.operation
+        key = (id(node), tuple(v for v in variables.values() if isinstance(v, int)) if variables else ())
+        entry = known.get(key)
+        if entry is not None and entry[0]() is node:
+            measures = entry[1]
+        else:
+            measures = measure(schema, node, operation.fragments, variables)
+            if len(known) >= 1024:
+                known.clear()
+            known[key] = (ref(node), measures)
         operation.context.cost = measures.cost
         for attribute, limit, setting, what in bounds:
             value = getattr(measures, attribute)
