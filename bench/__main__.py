@@ -72,7 +72,7 @@ BENCH_SECRET = "bench-secret-bench-secret-bench-secret-0123"
 
 
 def signed_in_token(pk: int) -> str:
-    """A member's token whose `sub` owns user `pk` (set by `link_subject`), as `gateway token` makes it."""
+    """A member's token whose `sub` owns user `pk` (linked in main), as `gateway token` makes it."""
     from pydantic import SecretStr
 
     from gateway.auth.issuing import issue_token
@@ -474,8 +474,10 @@ def main() -> int:
         if not args.no_mysql:
             databases["mysql"] = process_named("mariadbd", "mysqld")
         table = Table(databases)
-        asyncio.run(_create_extension(pg_env))
-        asyncio.run(_link_subject(pg_env, IDS[0]))
+        asyncio.run(_pg_execute(pg_env, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        # User IDS[0] is the profile of the signed-in member the benchmark's token names.
+        subject = f"member-{IDS[0]}"
+        asyncio.run(_pg_execute(pg_env, "UPDATE users SET subject = $1 WHERE id = $2", subject, IDS[0]))
         pg_systems = [
             gateway("gateway", "postgres", pg_env),
             gateway("gateway, signed in", "postgres", pg_env, signed_in=True),
@@ -536,23 +538,13 @@ def main() -> int:
     return 0
 
 
-async def _link_subject(env: dict[str, str], pk: int) -> None:
-    """Make user `pk` the profile of the signed-in member the benchmark's token names."""
+async def _pg_execute(env: dict[str, str], sql: str, *args: Any) -> None:
+    """Run one statement as the superuser in the benchmark's PostgreSQL database."""
     conn = await asyncpg.connect(
         host="127.0.0.1", port=int(env["DB_PORT"]), user="postgres", database=env["DB_NAME"]
     )
     try:
-        await conn.execute("UPDATE users SET subject = $1 WHERE id = $2", f"member-{pk}", pk)
-    finally:
-        await conn.close()
-
-
-async def _create_extension(env: dict[str, str]) -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=int(env["DB_PORT"]), user="postgres", database=env["DB_NAME"]
-    )
-    try:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute(sql, *args)
     finally:
         await conn.close()
 

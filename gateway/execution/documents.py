@@ -39,10 +39,6 @@ class Prepared:
     operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
     fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
 
-    @property
-    def valid(self) -> bool:
-        return self.document is not None and not self.errors
-
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names, or its only one; None when there is no such choice."""
         if name is None:
