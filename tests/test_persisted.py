@@ -76,9 +76,11 @@ async def post(http: aiohttp.ClientSession, door: Door, payload: dict[str, Any])
         return body
 
 
-async def get(http: aiohttp.ClientSession, door: Door, **params: Any) -> dict[str, Any]:
+async def get(
+    http: aiohttp.ClientSession, door: Door, accept: str = "application/json", **params: Any
+) -> dict[str, Any]:
     query = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
-    async with http.get(door.url, params=query, headers={"Accept": "application/json"}) as response:
+    async with http.get(door.url, params=query, headers={"Accept": accept}) as response:
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
         return body
@@ -102,6 +104,17 @@ async def test_apollo_link_flow_registers_then_runs_by_hash_over_post_and_get(do
                 assert await post(http, door, {"extensions": apq(USERS)}) == first
                 assert await get(http, door, extensions=apq(USERS)) == first  # cacheable by a CDN
             assert door.executor.documents.prepared == parsed, "a persisted document is parsed once"
+
+
+async def test_a_hash_only_get_with_apollos_accept_header_is_an_operation_not_graphiql(doors: Any) -> None:
+    # Apollo's HttpLink sends `Accept: */*`, which on a GET without `query` also means a browser
+    # asking for the GraphiQL page.
+    async with aiohttp.ClientSession() as http:
+        for door in await doors():
+            unknown = await get(http, door, accept="*/*", extensions=apq(USERS))
+            assert codes(unknown) == ["PERSISTED_QUERY_NOT_FOUND"]
+            first = await post(http, door, {"query": USERS, "extensions": apq(USERS)})
+            assert await get(http, door, accept="*/*", extensions=apq(USERS)) == first
 
 
 async def test_a_hash_that_does_not_match_its_document_registers_nothing(doors: Any) -> None:

@@ -106,6 +106,14 @@ class ExecutorView:
             return self.respond(bad_request(exc).answer(_media(request)))
         return self.retyped(response, _media(request))
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted operation is an operation, not a browser asking for GraphiQL:
+        # Apollo's persisted-queries link sends its hash-only GET with `Accept: */*`.
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return bool(super().should_render_graphql_ide(request))  # type: ignore[misc]
+
     def decode_json(self, data: str | bytes) -> object:
         # GET's `variables` and `extensions` too: nested 10,000 deep they overflowed json's stack.
         return read_json(data)
