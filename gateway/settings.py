@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,14 +13,31 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.datasources.registry import BACKENDS
+from gateway.origins import AllowedOrigins
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["DEFAULT_ALLOW_HEADERS", "DEVELOPMENT_ORIGINS", "Settings", "SettingsError", "load_settings"]
 
 # Values of these settings never appear in an error message.
 _SECRET_FIELDS = frozenset({"db_password", "db_ca_cert", "auth_jwt_secret"})
 # HS256 keys shorter than the hash output are brute-forceable (RFC 7518 section 3.2).
 _MIN_SECRET_BYTES = 32
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The Vite dev server, by either name: the CORS_ORIGINS of development when it is unset.
+DEVELOPMENT_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
+# What Apollo Client (name, version, CSRF prevention), Sentry, OpenTelemetry and request tracing add.
+DEFAULT_ALLOW_HEADERS = (
+    "content-type",
+    "authorization",
+    "apollographql-client-name",
+    "apollographql-client-version",
+    "apollo-require-preflight",
+    "sentry-trace",
+    "baggage",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 
 
 class SettingsError(Exception):
@@ -71,8 +89,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3001, ge=1, le=65535)
     app_env: Literal["development", "production"] = "development"
-    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173"]
+    # Unset: DEVELOPMENT_ORIGINS in development, no cross-origin caller in production.
+    cors_origins: Annotated[list[str] | None, NoDecode] = None
     cors_allow_credentials: bool = True
+    cors_allow_headers: Annotated[list[str], NoDecode] = list(DEFAULT_ALLOW_HEADERS)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
@@ -116,20 +136,28 @@ class Settings(BaseSettings):
             raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "cors_allow_headers", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("cors_origins")
     @classmethod
-    def _check_origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            if origin != "*" and not origin.startswith(("http://", "https://")):
-                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    def _check_origins(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            AllowedOrigins.parse(value)  # raises naming the first bad entry
         return value
+
+    @field_validator("cors_allow_headers")
+    @classmethod
+    def _check_headers(cls, value: list[str]) -> list[str]:
+        names = [name.lower() for name in value]
+        for name in names:
+            if name == "*" or not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a header name like x-request-id (list each header)")
+        return names
 
     @field_validator("auth_jwks_url")
     @classmethod
@@ -187,7 +215,7 @@ class Settings(BaseSettings):
             )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
-        if "*" in self.cors_origins and self.cors_allow_credentials:
+        if "*" in self.allowed_origins and self.cors_allow_credentials:
             # Browsers refuse the pair; CORS middleware then echo every origin, letting any site in.
             raise ValueError(
                 "CORS_ORIGINS=* cannot be used with CORS_ALLOW_CREDENTIALS=true (any website could call the "
@@ -222,6 +250,13 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """CORS_ORIGINS, else the Vite dev server in development and nothing in production."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return [] if self.production else list(DEVELOPMENT_ORIGINS)
 
     @property
     def introspection_enabled(self) -> bool:

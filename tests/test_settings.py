@@ -33,7 +33,7 @@ def test_defaults_are_the_seeds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert (settings.db_idle_timeout, settings.db_connect_timeout, settings.db_acquire_timeout) == (30, 5, 10)
     assert settings.port == 3001
     assert settings.app_env == "development"
-    assert settings.cors_origins == ["http://localhost:5173"]
+    assert settings.allowed_origins == ["http://localhost:5173", "http://127.0.0.1:5173"]
     assert Settings(_env_file=None, db_backend="postgres", db_user="u", db_name="d").database_port == 5432  # type: ignore[call-arg]
     assert Settings(_env_file=None, db_backend="mysql", db_user="u", db_name="d").database_port == 3306  # type: ignore[call-arg]
 

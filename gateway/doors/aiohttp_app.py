@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp_cors
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from strawberry.aiohttp.views import GraphQLView
@@ -13,7 +12,7 @@ from strawberry.aiohttp.views import GraphQLView
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
-from gateway.doors.app_keys import EXECUTOR, SETTINGS
+from gateway.doors.app_keys import CORS, EXECUTOR, SETTINGS
 from gateway.doors.deadline import deadline
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
@@ -30,6 +29,7 @@ __all__ = ["GatewayView", "create_app"]
 
 
 IDENTITY = web.RequestKey("identity", Identity)  # absent for an anonymous request
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class GatewayView(ExecutorView, GraphQLView[RequestContext, None]):  # type: ignore[misc]
@@ -95,13 +95,28 @@ def _respond(answer: Answer) -> web.Response:
     )
 
 
+@web.middleware
+async def _preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A browser's CORS preflight, on any path, is answered by the CORS policy alone."""
+    if cors.is_preflight(request.method, request.headers):
+        answer = request.app[CORS].preflight(
+            request.headers[hdrs.ORIGIN],
+            request.headers[hdrs.ACCESS_CONTROL_REQUEST_METHOD],
+            request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, ""),
+        )
+        return _respond(answer)
+    return await handler(request)
+
+
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer may differ by Origin (CORS); none names the server's software and version."""
+    """Every answer carries its CORS headers and differs by Origin; none names the server's software."""
+    if not cors.is_preflight(request.method, request.headers):
+        response.headers.update(request.app[CORS].allowed_headers(request.headers.get(hdrs.ORIGIN)))
     response.headers[hdrs.VARY] = cors.vary_origin(response.headers.get(hdrs.VARY))
     response.headers.popall(hdrs.SERVER, None)
 
 
-def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _graphql(view: GatewayView) -> Handler:
     """/graphql: a JSON POST of one operation is answered here, anything else by the view."""
     executor = view.executor
 
@@ -134,9 +149,10 @@ def _graphql(view: GatewayView) -> Callable[[web.Request], Awaitable[web.StreamR
 
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
-    app = web.Application(middlewares=[deadline(settings)])
+    app = web.Application(middlewares=[_preflight, deadline(settings)])
     executor = Executor(settings, policy)
     app[SETTINGS] = settings
+    app[CORS] = cors.CorsPolicy.from_settings(settings)
     app[EXECUTOR] = executor
     app.cleanup_ctx.append(_executor_ctx)
     app.on_response_prepare.append(_headers)
@@ -144,22 +160,10 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
 
     view = GatewayView(schema=executor.schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
     view.executor = executor
-    cors_config = aiohttp_cors.setup(
-        app,
-        defaults={
-            origin: aiohttp_cors.ResourceOptions(
-                allow_credentials=settings.cors_allow_credentials,
-                allow_headers=cors.ALLOWED_HEADERS,
-                allow_methods=cors.ALLOWED_METHODS,
-                max_age=cors.MAX_AGE,
-            )
-            for origin in settings.cors_origins
-        },
-    )
     graphql = app.router.add_resource("/graphql")
     handle = _graphql(view)
-    cors_config.add(graphql.add_route("GET", handle))
-    cors_config.add(graphql.add_route("POST", handle))
+    graphql.add_route("GET", handle)
+    graphql.add_route("POST", handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/", _root)

@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -98,24 +97,41 @@ def _respond(answer: Answer) -> Response:
     return Response(answer.body, answer.status, dict(answer.headers), answer.media_type)
 
 
-class _VaryOrigin:
-    """Every answer may differ by Origin (CORS): `Vary: Origin` on all of them, so caches key on it."""
+class _Cors:
+    """The CORS policy at the door: preflights answered by it alone, its headers and `Vary: Origin`
+    on every other answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policy: cors.CorsPolicy) -> None:
         self._app = app
+        self._policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        request = Headers(scope=scope)
+        if cors.is_preflight(scope["method"], request):
+            answer = self._policy.preflight(
+                request["origin"],
+                request["access-control-request-method"],
+                request.get("access-control-request-headers", ""),
+            )
+            await _respond(answer)(scope, receive, send)  # its Vary names Origin
+            return
+        await self._app(scope, receive, _varying(send, self._policy.allowed_headers(request.get("origin"))))
 
-        async def send_varying(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["vary"] = cors.vary_origin(headers.get("vary"))
-            await send(message)
 
-        await self._app(scope, receive, send_varying)
+def _varying(send: Send, extra: dict[str, str]) -> Send:
+    """`send` adding `extra` headers and Origin to `Vary` on the answer's start."""
+
+    async def send_varying(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers.update(extra)
+            headers["vary"] = cors.vary_origin(headers.get("vary"))
+        await send(message)
+
+    return send_varying
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -154,6 +170,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlette:
     """Wire the ASGI app; nothing connects until the first request."""
     executor = Executor(serverless_profile(settings), policy)
+    cors_policy = cors.CorsPolicy.from_settings(settings)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -177,18 +194,9 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
             Route("/readyz", readyz),
             Route("/", root),
         ],
-        middleware=[
-            Middleware(_VaryOrigin),  # outermost: it sees the CORS middleware's own Vary
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.cors_origins,
-                allow_methods=cors.ALLOWED_METHODS,
-                allow_headers=cors.ALLOWED_HEADERS,
-                allow_credentials=settings.cors_allow_credentials,
-                max_age=cors.MAX_AGE,
-            )
-        ],
+        middleware=[Middleware(_Cors, policy=cors_policy)],
         lifespan=lifespan,
     )
     app.state.executor = executor
+    app.state.cors = cors_policy
     return app
