@@ -14,6 +14,7 @@ from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import CORS, EXECUTOR, SETTINGS
 from gateway.doors.deadline import deadline
+from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
@@ -90,9 +91,14 @@ async def _root(request: web.Request) -> web.Response:
 
 
 def _respond(answer: Answer) -> web.Response:
-    return web.Response(
-        body=answer.body, status=answer.status, headers=answer.headers, content_type=answer.media_type
-    )
+    # The media type as a header: aiohttp's content_type argument refuses parameters (charset).
+    headers = {**answer.headers, hdrs.CONTENT_TYPE: answer.media_type}
+    return web.Response(body=answer.body, status=answer.status, headers=headers)
+
+
+async def _graphiql_asset(request: web.Request) -> web.Response:
+    build, name = request.match_info["build"], request.match_info["name"]
+    return _respond(graphiql_assets().asset(build, name, request.headers.get(hdrs.IF_NONE_MATCH)))
 
 
 @web.middleware
@@ -167,4 +173,6 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/", _root)
+    if settings.graphiql_enabled:
+        app.router.add_get(ASSETS_PATH + "/{build}/{name:.+}", _graphiql_asset)
     return app

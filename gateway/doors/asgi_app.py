@@ -17,6 +17,7 @@ from strawberry.asgi import GraphQL
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
+from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
@@ -182,17 +183,24 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql", status_code=302)
 
+    async def graphiql_asset(request: Request) -> Response:
+        build, name = request.path_params["build"], request.path_params["name"]
+        return _respond(graphiql_assets().asset(build, name, request.headers.get("if-none-match")))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await executor.close()
 
+    assets = Route(ASSETS_PATH + "/{build}/{name:path}", graphiql_asset)
+    graphiql = [assets] if settings.graphiql_enabled else []
     app = Starlette(
         routes=[
             Route("/graphql", _GraphQLDoor(executor)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/", root),
+            *graphiql,
         ],
         middleware=[Middleware(_Cors, policy=cors_policy)],
         lifespan=lifespan,

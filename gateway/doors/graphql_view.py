@@ -23,6 +23,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
 from gateway.auth.identity import Identity
+from gateway.doors.graphiql import graphiql_assets
 from gateway.doors.refusals import bad_request
 from gateway.doors.responses import Answer, answer_outcome, batch_status, body_of, media_type, status_of
 from gateway.execution.executor import Executor, encode
@@ -113,6 +114,10 @@ class ExecutorView:
         if params.get("extensions") is not None or params.get("documentId") is not None:
             return False
         return bool(super().should_render_graphql_ide(request))  # type: ignore[misc]
+
+    async def render_graphql_ide(self, request: Any) -> Any:
+        # Our page, whose assets the gateway serves, instead of Strawberry's, which loads them from a CDN.
+        return self.respond(graphiql_assets().page())
 
     def decode_json(self, data: str | bytes) -> object:
         # GET's `variables` and `extensions` too: nested 10,000 deep they overflowed json's stack.
