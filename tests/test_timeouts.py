@@ -7,14 +7,17 @@ the database is left with no statement of ours still running.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -27,6 +30,7 @@ from tests.conftest import PG, server_env
 from tests.graphql_client import error_codes, graphql
 from tests.polling import until
 from tests.processes import free_port, wait_until_up
+from tests.stalls import stall
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = "{ users { edges { node { displayName } } } }"
@@ -134,32 +138,66 @@ def _env(database: str, **extra: str) -> dict[str, str]:
 
 
 async def test_a_client_that_goes_away_cancels_its_statement(
-    pg_database: str, locked_users: asyncpg.Connection
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    # Long timeouts, so that only the client's leaving can stop the statement within the test.
-    env = _env(pg_database, DB_STATEMENT_TIMEOUT="120", REQUEST_TIMEOUT="120")
+    if backend == "sqlite":
+        database = str(tmp_path / "gateway.db")
+    else:
+        database = request.getfixturevalue("pg_database" if backend == "postgres" else "mysql_database")
+    port = free_port()
+    # Long timeouts, so that only the client's leaving can stop the statement within the test;
+    # one connection, so the request after proves it was stopped and serves again (or replaced).
+    env = {
+        **os.environ,
+        **server_env(
+            backend,
+            database,
+            PORT=str(port),
+            DB_SQLITE_PATH=database,
+            DB_POOL_MIN="0",
+            DB_POOL_MAX="1",
+            DB_STATEMENT_TIMEOUT="120",
+            REQUEST_TIMEOUT="120",
+        ),
+    }
+    create = json.dumps(
+        {
+            "query": "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }",
+            "variables": {"input": {"email": f"{uuid.uuid4().hex}@example.com", "displayName": "Gone"}},
+        }
+    ).encode()
     server = serve(env)
-    port = int(env["PORT"])
     try:
         await wait_until_up(port, "/readyz", server)
-        await locked_users.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        body = b'{"query": "{ users { edges { cursor } } }"}'
-        writer.write(
-            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
-        await until(lambda: _has_query(pg_database), "the request's statement to wait on the lock")
-        writer.close()  # the client leaves
-        await until(lambda: _no_query(pg_database), "the statement to be cancelled with its request")
+        async with stall(backend, database) as stalled:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(create), create)
+            )
+            await writer.drain()
+            await until(stalled.running, "the insert to run in the database")
+            writer.close()  # the client leaves
+
+            async def stopped() -> bool:
+                return not await stalled.running()
+
+            # Long before DB_STATEMENT_TIMEOUT, the only other thing that would stop it.
+            await until(stopped, "the statement to be stopped with its request")
+        # The same insert again: not a CONFLICT, so the stopped one wrote nothing; and the pool's
+        # one connection serves (or was replaced).
+        async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{port}/graphql", data=create, headers={"Content-Type": "application/json"}
+        ) as response:
+            answer = await response.json()
+        assert "errors" not in answer, answer
     finally:
         server.terminate()
-        server.communicate(timeout=30)
-
-
-async def _has_query(database: str) -> bool:
-    return not await _no_query(database)
+        try:
+            server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
 
 
 async def test_idle_and_half_sent_connections_are_closed(pg_database: str) -> None:

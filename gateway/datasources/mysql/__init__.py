@@ -34,6 +34,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.placeholders import format_style
 from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
+from gateway.errors import GatewayError
 from gateway.settings import Settings
 
 __all__ = ["MysqlDataSource"]
@@ -44,6 +45,7 @@ _DUPLICATE_KEY = 1062
 # Denied on a database, a table, a column, or a global privilege (SUPER and the like).
 _PRIVILEGE_DENIED = frozenset({1044, 1142, 1143, 1227})
 _ACCESS_DENIED = 1045
+_NO_SUCH_THREAD = 1094
 _MIGRATION_LOCK = "gateway_migrations"
 _SOCKETS_CLOSE_TIMEOUT = 2.0
 _CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
@@ -177,6 +179,8 @@ class MysqlDataSource(SqlDataSource):
         # Where the last new connection met a greeting without TLS, until one is encrypted again.
         self._downgraded: tuple[str, int] | None = None
         self.auth_retries = 0
+        # KILL QUERY tasks for the statements of cancelled requests.
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def _open(self) -> None:
         s = self._settings
@@ -307,6 +311,7 @@ class MysqlDataSource(SqlDataSource):
         self._retiring.pop(task, None)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._stopping)
         pool, self._pool = self._pool, None
         if pool is not None:
             self._retire(pool)
@@ -347,8 +352,29 @@ class MysqlDataSource(SqlDataSource):
             raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
         try:
             yield conn
+        except asyncio.CancelledError:
+            # aiomysql closes a connection cancelled mid-statement, but the server runs the
+            # statement to its end unless told: it notices a gone client only while it waits.
+            if conn.closed:
+                self._stop_statement(conn.thread_id())
+            raise
         finally:
             pool.release(conn)
+
+    def _stop_statement(self, thread_id: int) -> None:
+        """KILL QUERY the statement of server thread `thread_id`, from another connection."""
+        task = asyncio.create_task(self._kill_query(thread_id))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _kill_query(self, thread_id: int) -> None:
+        try:
+            async with self.connection() as conn:
+                await conn.execute("KILL QUERY ?", (thread_id,))
+        except (GatewayError, pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+            if exc.args and exc.args[0] == _NO_SUCH_THREAD:
+                return  # the statement ended meanwhile
+            log.warning("could not stop the statement of a cancelled request (thread %d): %s", thread_id, exc)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:

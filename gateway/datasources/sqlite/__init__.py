@@ -120,6 +120,8 @@ class SqliteDataSource(SqlDataSource):
         self._statement_timeout = settings.db_statement_timeout
         # When each connection in use must stop: its progress handler interrupts it after that.
         self._deadlines: dict[aiosqlite.Connection, float] = {}
+        # Connections _stopped() gave up on, closing.
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def _connect(self) -> aiosqlite.Connection:
         try:
@@ -185,6 +187,7 @@ class SqliteDataSource(SqlDataSource):
             self._idle.get_nowait()
         for conn in connections:
             await conn.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -200,12 +203,33 @@ class SqliteDataSource(SqlDataSource):
             self._deadlines[conn] = time.monotonic() + self._statement_timeout
             try:
                 yield conn
+            except BaseException:
+                await self._stopped(conn)
+                raise
             finally:
                 self._deadlines.pop(conn, None)
-                if conn in self._all:  # else close() closed it meanwhile
+                if conn in self._all:  # else close() closed it meanwhile, or _stopped() failed
                     self._idle.put_nowait(conn)
         finally:
             self._slots.release()
+
+    async def _stopped(self, conn: aiosqlite.Connection) -> None:
+        """After an error or a cancel: no statement of `conn` still running, no transaction open.
+
+        A cancelled await leaves its statement running in the connection's thread, with work
+        queued behind it; interrupted, it ends at once. A connection that cannot be brought back
+        (cancelled again meanwhile) is closed, never handed out.
+        """
+        try:
+            await conn.interrupt()
+            # Queued behind whatever still runs, so once it returns, nothing does.
+            await conn.rollback()
+        except BaseException:
+            self._all.discard(conn)
+            closing = asyncio.create_task(conn.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            raise
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:
@@ -217,9 +241,5 @@ class SqliteDataSource(SqlDataSource):
         async with self._acquire() as conn:
             wrapped = _Connection(conn, self)
             await wrapped.execute("BEGIN IMMEDIATE")
-            try:
-                yield wrapped
-            except BaseException:
-                await conn.rollback()
-                raise
+            yield wrapped  # an error rolls back in _acquire
             await conn.commit()
