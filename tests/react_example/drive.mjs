@@ -1,0 +1,155 @@
+// Drives the built examples/react in Debian's Chromium (playwright-core, no downloaded browser)
+// and prints what it saw as one JSON object; tests/test_react_example.py judges it.
+//
+// Usage: node drive.mjs '{"app": URL, "blocked": URL, "graphql": URL, "token": JWT,
+//                        "profile": {...}, "session": {...}, "chromium": PATH}'
+import { chromium } from "playwright-core";
+
+const config = JSON.parse(process.argv[2]);
+const STEP_MS = 15_000;
+
+// Without the background-networking flags Chromium dials Google services, and the closed
+// network's refusals slow or break the run.
+const browser = await chromium.launch({
+  executablePath: config.chromium,
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+/** A fresh page that records every request to the gateway, its preflight, and its answer. */
+async function recordedPage() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const exchanges = [];
+  const preflights = [];
+  const consoleErrors = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") consoleErrors.push(message.text());
+  });
+  page.on("request", (request) => {
+    if (!request.url().startsWith(config.graphql)) return;
+    const exchange = { method: request.method(), url: request.url(), body: request.postData() };
+    exchanges.push(exchange);
+    exchange.done = (async () => {
+      exchange.headers = await request.allHeaders();
+      const response = await request.response();
+      if (response === null) {
+        exchange.failure = request.failure()?.errorText ?? "no response";
+        return;
+      }
+      exchange.status = response.status();
+      exchange.responseHeaders = await response.allHeaders();
+      exchange.response = await response.json().catch(() => null);
+    })().catch((error) => {
+      exchange.failure = String(error);
+    });
+  });
+  page.on("requestfailed", (request) => {
+    const exchange = exchanges.find((e) => e.url === request.url() && !e.status);
+    if (exchange) exchange.failure = request.failure()?.errorText ?? "failed";
+  });
+  // Playwright's request events leave out CORS preflights; the DevTools protocol reports them.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  const preflightIds = new Map();
+  cdp.on("Network.requestWillBeSent", (event) => {
+    if (event.type === "Preflight" || event.request.method === "OPTIONS") {
+      const preflight = { url: event.request.url, headers: event.request.headers };
+      preflights.push(preflight);
+      preflightIds.set(event.requestId, preflight);
+    }
+  });
+  cdp.on("Network.responseReceived", (event) => {
+    const preflight = preflightIds.get(event.requestId);
+    if (preflight) {
+      preflight.status = event.response.status;
+      preflight.responseHeaders = event.response.headers;
+    }
+  });
+  async function settle() {
+    await Promise.all(exchanges.map((e) => e.done));
+    return exchanges.map(({ done, ...rest }) => rest);
+  }
+  return { page, context, settle, preflights, consoleErrors };
+}
+
+const rows = (page) => page.getByTestId("session").allInnerTexts();
+
+/** Runs `steps` on a recorded page at `url`; a failed step is reported with the page's text. */
+async function visit(url, steps) {
+  const { page, context, settle, preflights, consoleErrors } = await recordedPage();
+  const seen = {};
+  let step = "open";
+  try {
+    await page.goto(url);
+    for (const [name, run] of Object.entries(steps)) {
+      step = name;
+      seen[name] = await run(page);
+    }
+  } catch (error) {
+    seen.failed = { step, error: String(error), text: await page.locator("body").innerText() };
+  }
+  seen.alerts = await page.getByRole("alert").allInnerTexts();
+  seen.exchanges = await settle();
+  seen.preflights = preflights;
+  seen.consoleErrors = consoleErrors;
+  await context.close();
+  return seen;
+}
+
+const allowed = {
+  async firstPage(page) {
+    await page.getByTestId("session").nth(4).waitFor({ timeout: STEP_MS });
+    return rows(page);
+  },
+  async afterFetchMore(page) {
+    const before = await page.getByTestId("session").count();
+    await page.getByRole("button", { name: "Load more" }).click();
+    await page.getByTestId("session").nth(before).waitFor({ timeout: STEP_MS });
+    await page.getByRole("button", { name: "Load more" }).waitFor({ state: "detached", timeout: STEP_MS });
+    return rows(page);
+  },
+  async signedIn(page) {
+    await page.getByLabel("Token").fill(config.token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const profile = page.getByRole("form", { name: "Create your profile" });
+    await profile.getByLabel("Name").fill(config.profile.displayName, { timeout: STEP_MS });
+    await profile.getByLabel("Email").fill(config.profile.email);
+    await profile.getByRole("button", { name: "Create profile" }).click();
+    const greeting = page.getByText(`Signed in as ${config.profile.displayName}`);
+    await greeting.waitFor({ timeout: STEP_MS });
+    return greeting.innerText();
+  },
+  async afterCreate(page) {
+    const form = page.getByRole("form", { name: "New session" });
+    await form.getByLabel("Discipline").fill(config.session.discipline);
+    await form.getByLabel("Location").fill(config.session.location);
+    await form.getByLabel("Scores").fill(config.session.scores);
+    await form.getByRole("button", { name: "Save session" }).click();
+    await page.getByTestId("session").filter({ hasText: config.session.location }).waitFor({ timeout: STEP_MS });
+    return rows(page);
+  },
+};
+
+const blocked = {
+  async error(page) {
+    await page.getByRole("alert").first().waitFor({ timeout: STEP_MS });
+    return rows(page);
+  },
+};
+
+try {
+  const result = { allowed: await visit(config.app, allowed), blocked: await visit(config.blocked, blocked) };
+  process.stdout.write(JSON.stringify(result));
+} finally {
+  await browser.close();
+}
