@@ -39,10 +39,16 @@ from bench.queries import QUERY_M, QUERY_N, QUERY_P, shots_input
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRAPHILE = ROOT / "bench" / "postgraphile" / "node_modules" / ".bin" / "postgraphile"
+POSTGRAPHILE5 = ROOT / "bench" / "postgraphile5"
 PG_N = """{ allShootingSessions(first: 50, orderBy: STARTED_AT_DESC) { nodes {
   id startedAt location userByUserId { id displayName }
   shotsBySessionId(orderBy: SEQUENCE_ASC) { nodes { sequence scoreTenths } } } } }"""
 PG_P = "query($id: BigInt!) { userById(id: $id) { id displayName email } }"
+# PostGraphile 5 (Amber preset) names a row's primary key `rowId`; `id` is its global node id.
+PG5_N = """{ allShootingSessions(first: 50, orderBy: STARTED_AT_DESC) { nodes {
+  rowId startedAt location userByUserId { rowId displayName }
+  shotsBySessionId(orderBy: SEQUENCE_ASC) { nodes { sequence scoreTenths } } } } }"""
+PG5_P = "query($id: BigInt!) { userByRowId(rowId: $id) { rowId displayName email } }"
 IDS = [1 + (i * 37) % USERS for i in range(100)]  # the users P and M cycle through
 
 
@@ -188,6 +194,36 @@ def postgraphile(env: dict[str, str]) -> System:
     return system
 
 
+def postgraphile5(env: dict[str, str]) -> System:
+    """PostGraphile 5 (Grafast) on the Node 22 that `bench/postgraphile5` pins (see its config)."""
+    bodies: dict[str, tuple[str, list[str]] | None] = {
+        "N": ("/graphql", [orjson.dumps({"query": PG5_N}).decode()]),
+        "P": (
+            "/graphql",
+            [orjson.dumps({"query": PG5_P, "variables": {"id": str(i)}}).decode() for i in IDS],
+        ),
+        "M": None,  # as in version 4: no single mutation creates a session with its shots
+    }
+    node_env = {"NODE_ENV": "production", "GRAPHILE_ENV": "production"}
+    system = System("PostGraphile 5", "postgres", [], {**env, **node_env}, bodies)
+    modules = POSTGRAPHILE5 / "node_modules"
+    system.command = [
+        str(modules / ".bin" / "node"),
+        str(modules / "postgraphile" / "dist" / "cli-run.js"),
+        "--config",
+        str(POSTGRAPHILE5 / "graphile.config.mjs"),
+        "-c",
+        f"postgres://postgres@127.0.0.1:{env['DB_PORT']}/{env['DB_NAME']}",
+        "--schema",
+        "public",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(system.port),
+    ]
+    return system
+
+
 @contextmanager
 def running(system: System) -> Iterator[System]:
     env = {**os.environ, **system.env}
@@ -246,7 +282,7 @@ def check(system: System, query: str) -> None:
         shot_counts = {len(s if isinstance(s, list) else s["nodes"]) for s in shots}
         if len(nodes) != 50 or shot_counts != {10}:
             raise RuntimeError(f"{system.name} N: {len(nodes)} sessions, shots per session {shot_counts}")
-    elif query == "P" and not (data.get("user") or data.get("userById")):
+    elif query == "P" and not next(iter(data.values())):
         raise RuntimeError(f"{system.name} P: no user")
     elif query == "M" and data["createShootingSession"]["shotCount"] != 10:
         raise RuntimeError(f"{system.name} M: {data}")
@@ -367,14 +403,42 @@ def versions(pg_env: dict[str, str]) -> str:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
     return (
         f"PostgreSQL {asyncio.run(pg())}, MariaDB {mariadb}, Python {platform.python_version()},"
-        f" Node {subprocess.run(['node', '-v'], capture_output=True, text=True).stdout.strip()},"
+        f" Node {_node_version('node')} (PostGraphile 4),"
+        f" {_node_version(str(POSTGRAPHILE5 / 'node_modules' / '.bin' / 'node'))} (PostGraphile 5),"
         f" wrk {wrk_version}"
     )
 
 
+_PEERS = ("PostGraphile 4", "PostGraphile 5")
+# Issue 17's targets for the gateway's requests/s over each other system's, run side by side.
+TARGETS: dict[tuple[str, str, str], float] = {
+    ("raw", "PostgreSQL", "N"): 0.85,
+    ("raw", "PostgreSQL", "P"): 0.85,
+    ("raw", "PostgreSQL", "M"): 0.9,
+    ("raw", "MariaDB", "M"): 0.7,
+    ("PostGraphile 4", "PostgreSQL", "N"): 3.0,
+    ("PostGraphile 4", "PostgreSQL", "P"): 1.0,
+    ("PostGraphile 5", "PostgreSQL", "N"): 2.0,
+    ("PostGraphile 5", "PostgreSQL", "P"): 1.0,
+}
+
+
+def _ratio_cell(table: Table, gateway_name: str, other: str, backend: str, query: str) -> str:
+    """`ratio (target ≥ x)`, or n/a when `other` did not run this query."""
+    if (other, query) not in table.results:
+        return "n/a"
+    target = TARGETS.get(("raw" if other.startswith("raw") else other, backend, query))
+    beside = f" (target ≥ {target:g})" if target is not None else ""
+    return f"{table.ratio(gateway_name, other, query):.2f}{beside}"
+
+
+def _node_version(node: str) -> str:
+    return subprocess.run([node, "-v"], capture_output=True, text=True).stdout.strip()
+
+
 def report(
     table: Table,
-    gateways: dict[str, tuple[str, str, str | None]],
+    gateways: dict[str, tuple[str, str]],
     seconds: float,
     rounds: int,
     machine: str,
@@ -399,15 +463,19 @@ def report(
             f" {table.median(system, query, 'p50_ms'):.2f} | {table.median(system, query, 'p99_ms'):.2f} |"
             f" {table.statements[(system, query)]:g} | {table.median_cores(system, query)} |"
         )
-    lines += ["", "| backend | query | gateway / raw | gateway / PostGraphile |", "|---|---|---:|---:|"]
-    for backend, (gw, raw_name, peer) in gateways.items():
+    lines += [
+        "",
+        "Ratios of requests/s, the target beside each:",
+        "",
+        "| backend | query | gateway / raw | gateway / PostGraphile 4 | gateway / PostGraphile 5 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for backend, (gw, raw_name) in gateways.items():
         for query in ("N", "P", "M"):
             if (gw, query) not in table.results:
                 continue
-            vs_peer = (
-                f"{table.ratio(gw, peer, query):.2f}" if peer and (peer, query) in table.results else "n/a"
-            )
-            lines.append(f"| {backend} | {query} | {table.ratio(gw, raw_name, query):.2f} | {vs_peer} |")
+            cells = [_ratio_cell(table, gw, other, backend, query) for other in (raw_name, *_PEERS)]
+            lines.append(f"| {backend} | {query} | {' | '.join(cells)} |")
     if ("gateway", "P") in table.results:
         # The limits rule runs in-process on every request: its time against a whole P request's.
         per_request_us = 1e6 / table.median("gateway", "P")
@@ -484,10 +552,9 @@ def main() -> int:
             persisted(pg_env, Path(stack.enter_context(tempfile.TemporaryDirectory())) / "manifest.json"),
             raw("raw aiohttp+asyncpg", "postgres", pg_env),
             postgraphile(pg_env),
+            postgraphile5(pg_env),
         ]
-        gateways: dict[str, tuple[str, str, str | None]] = {
-            "PostgreSQL": ("gateway", "raw aiohttp+asyncpg", "PostGraphile 4")
-        }
+        gateways = {"PostgreSQL": ("gateway", "raw aiohttp+asyncpg")}
         my_systems: list[System] = []
         if not args.no_mysql:
             print("loading the dataset into MariaDB…", file=sys.stderr)
@@ -496,7 +563,7 @@ def main() -> int:
                 gateway("gateway (MariaDB)", "mysql", my_env),
                 raw("raw aiohttp+aiomysql", "mysql", my_env),
             ]
-            gateways["MariaDB"] = ("gateway (MariaDB)", "raw aiohttp+aiomysql", None)
+            gateways["MariaDB"] = ("gateway (MariaDB)", "raw aiohttp+aiomysql")
         for system in pg_systems + my_systems:
             stack.enter_context(running(system))
         for system in pg_systems + my_systems:
