@@ -6,6 +6,8 @@ import asyncio
 import json
 import runpy
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,70 @@ def test_vercel_routes_point_at_an_entry_that_exposes_the_asgi_app(
     excluded = config["functions"]["api/index.py"]["excludeFiles"]
     for private in ("tests/**", "certs/**", "**/.env", "**/*.db"):
         assert private in excluded
+
+
+# Run in a fresh interpreter: import the Vercel entry, answer one anonymous query through its ASGI
+# app, print what got loaded.
+_COLD_INSTANCE = """
+import asyncio, json, sys
+import api.index
+
+async def ask():
+    body = json.dumps({"query": "{ users(first: 1) { edges { node { id } } } }"}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "https", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 443),
+        "headers": [(b"host", b"club.example"), (b"content-type", b"application/json")]}
+    requests, sent, done = [body], [], asyncio.Event()
+    async def receive():
+        if requests:
+            return {"type": "http.request", "body": requests.pop(), "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+    await api.index.app(scope, receive, send)
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+status, answer = asyncio.run(ask())
+print(json.dumps({"status": status, "answer": answer, "modules": sorted(sys.modules)}), flush=True)
+__import__("os")._exit(0)  # the open SQLite thread would keep the process alive
+"""
+
+# What a cold instance on SQLite, asked anonymously, has no use for: other backends' drivers, the
+# AWS client, the HTTP client (JWKS fetches), PyJWT and cryptography (token and CA checks).
+NOT_NEEDED = ("asyncpg", "aiomysql", "pymysql", "boto3", "botocore", "aiohttp", "jwt", "cryptography")
+
+
+@pytest.mark.parametrize(
+    "sign_in",
+    [
+        {"APP_ENV": "production", "AUTH_JWT_SECRET": "cold-start-secret-cold-start-secret-0123456789"},
+        {
+            "AUTH_JWKS_URL": "http://127.0.0.1:9/.well-known/jwks.json",
+            "AUTH_ISSUER": "https://issuer.example",
+            "AUTH_AUDIENCE": "club",
+        },
+    ],
+    ids=["secret", "jwks"],
+)
+def test_a_cold_sqlite_instance_answers_without_loading_drivers_aws_or_token_libraries(
+    tmp_path: Path, sign_in: dict[str, str]
+) -> None:
+    env = server_env("sqlite", None, DB_SQLITE_PATH=str(tmp_path / "club.db"), **sign_in)
+    env.pop("PYTHONPATH", None)  # the entry puts the project on sys.path itself, as on Vercel
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1])\n" + _COLD_INSTANCE, str(ROOT)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    instance = json.loads(done.stdout)
+    assert instance["status"] == 200 and instance["answer"] == {"data": {"users": {"edges": []}}}
+    loaded = {name.split(".")[0] for name in instance["modules"]}
+    assert loaded.isdisjoint(NOT_NEEDED), sorted(loaded.intersection(NOT_NEEDED))

@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import jwt
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -74,6 +74,8 @@ def read_jwk_set(document: Any) -> dict[str | None, SigningKey]:
         algorithms = _algorithms(jwk)
         if not algorithms:
             continue
+        import jwt  # with cryptography ~45 ms at start-up, on a path only a key fetch takes
+
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithms[0]).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
@@ -115,7 +117,7 @@ class JwksCache:
         if refetch_interval > max_age:
             raise ValueError("refetch_interval is greater than max_age")
         self._url = url
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._refetch_interval = refetch_interval
         self._max_age = max_age
         self._clock = clock
@@ -189,8 +191,10 @@ class JwksCache:
         log.info("JWKS at %s: %d signing keys", self._url, len(keys))
 
     async def _download(self) -> Any:
+        import aiohttp  # ~90 ms at start-up, which the ASGI door otherwise never needs
+
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
         try:
             async with self._session.get(self._url, headers={"Accept": "application/json"}) as response:
                 if response.status != 200:

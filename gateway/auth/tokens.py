@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import jwt
-from jwt.types import Options
+from typing import TYPE_CHECKING, Any
 
 from gateway.auth.identity import ClaimsError, Identity, identity_from_claims
 from gateway.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache, JwksUnavailable, KeyNotFound
 from gateway.auth.token_cache import TokenCache
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 __all__ = [
     "HMAC_ALGORITHM",
@@ -78,6 +78,10 @@ class Authenticator:
         known = self._verified.get(token)
         if known is not None:
             return known
+        # PyJWT brings cryptography (~45 ms): a cold instance whose first requests are anonymous
+        # does not pay for it.
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -126,6 +130,8 @@ class Authenticator:
         return "accepted: " + " or ".join(families)
 
     def _verify(self, token: str, key: Any, algorithms: Sequence[str]) -> dict[str, Any]:
+        import jwt  # imported by identify() already; see there
+
         try:
             return jwt.decode(
                 token,

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from gateway.errors import Unavailable
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "CaCertificate",
@@ -94,6 +95,9 @@ def decode_ca_base64(value: str) -> bytes:
 
 def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
     """The certificates in a PEM bundle; TlsError if there are none or one is malformed."""
+    # cryptography costs ~30 ms at start-up; only a configured CA certificate is read with it.
+    from cryptography import x509
+
     try:
         loaded = x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -113,6 +117,8 @@ def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
 
 
 def _common_name(cert: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else cert.subject.rfc4514_string()
 

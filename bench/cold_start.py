@@ -1,0 +1,237 @@
+"""`python -m bench.cold_start`: how soon a fresh serverless instance answers (Vercel's cold start).
+
+Each run is a new Python process that imports `api.index` (the Vercel entry) and sends its ASGI app
+one query, the way the platform's runtime does, on a SQLite file made beforehand. The project runs
+from a copy laid out like the function's bundle: vercel.json leaves `__pycache__` out, so the
+gateway's own modules are compiled at every cold start, while installed packages load from the
+bytecode pip wrote. A second series ships that bytecode too. It reports, over the runs, the median
+and max of the import and of the first answer counted from process start, with the targets beside
+them. `--importtime` adds one run under `python -X importtime` and prints where the import's time
+goes, by top-level package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.queries import QUERY_P
+
+__all__ = ["ColdStart", "importtime_by_package", "measure", "report"]
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPORT_TARGET_MS = 250.0
+FIRST_ANSWER_TARGET_MS = 350.0
+
+# A production instance with sign-in configured, asked anonymously (AUTH_ANONYMOUS_READ's default).
+ENV = {
+    "APP_ENV": "production",
+    "AUTH_JWT_SECRET": "cold-start-secret-cold-start-secret-0123456789",
+    "DB_BACKEND": "sqlite",
+    "LOG_LEVEL": "WARNING",
+}
+
+# Run by each fresh process: stamps (CLOCK_MONOTONIC, shared by all processes) around the import and
+# the first answer, which Vercel's runtime would produce by calling the module's ASGI `app` itself.
+_CHILD = """
+import time
+started, started_cpu = time.monotonic(), time.process_time()
+import sys
+sys.path.insert(0, {root!r})
+import api.index
+imported, imported_cpu = time.monotonic(), time.process_time()
+import asyncio, json, os, resource
+
+async def ask():
+    body = {body!r}
+    scope = {{"type": "http", "asgi": {{"version": "3.0"}}, "http_version": "1.1", "method": "POST",
+        "scheme": "https", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 443),
+        "headers": [(b"host", b"club.example"), (b"content-type", b"application/json")]}}
+    sent, requests, finished = [], [body], asyncio.Event()
+    async def receive():
+        if requests:
+            return {{"type": "http.request", "body": requests.pop(), "more_body": False}}
+        await finished.wait()  # the client hangs up once the answer is complete
+        return {{"type": "http.disconnect"}}
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            finished.set()
+    await api.index.app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+status, answer = asyncio.run(ask())
+answered = time.monotonic()
+print(json.dumps({{"started": started, "imported": imported, "answered": answered, "status": status,
+    "import_cpu": imported_cpu - started_cpu,
+    "answer": answer.decode(),
+    "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}), flush=True)
+os._exit(0)  # the platform freezes or kills an instance; the open SQLite thread would keep it alive
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    startup_ms: float  # from just before the process was spawned until its first line ran
+    import_ms: float  # `import api.index`, measured inside the process
+    import_cpu_ms: float  # the CPU time it took: less disturbed by other processes on a busy machine
+    first_answer_ms: float  # from just before the process was spawned until the answer was complete
+    max_rss_mib: float
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    runs: list[Run]
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(r, attribute) for r in self.runs)
+
+    def max(self, attribute: str) -> float:
+        return max(getattr(r, attribute) for r in self.runs)
+
+
+def _demo_database(directory: Path) -> Path:
+    """A SQLite file holding the demo club, made once (the instance finds its tables ready)."""
+    path = directory / "club.db"
+    subprocess.run(
+        [sys.executable, "-m", "gateway", "init-db", "--demo"],
+        env={**os.environ, **ENV, "DB_SQLITE_PATH": str(path), "PYTHONPATH": str(ROOT)},
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return path
+
+
+def _one(
+    code: str, env: dict[str, str], cwd: Path, *flags: str
+) -> tuple[Run, subprocess.CompletedProcess[str]]:
+    spawned = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the cold process failed: {done.stderr[-2000:]}")
+    stamps = json.loads(done.stdout)
+    answer = json.loads(stamps["answer"])
+    if stamps["status"] != 200 or "errors" in answer or not answer["data"]["user"]:
+        raise RuntimeError(f"the cold process's first answer is not the user: {stamps['status']} {answer}")
+    run = Run(
+        startup_ms=(stamps["started"] - spawned) * 1000,
+        import_ms=(stamps["imported"] - stamps["started"]) * 1000,
+        import_cpu_ms=stamps["import_cpu"] * 1000,
+        first_answer_ms=(stamps["answered"] - spawned) * 1000,
+        max_rss_mib=stamps["max_rss_kib"] / 1024,
+    )
+    return run, done
+
+
+def _setup(directory: Path, bytecode: bool = False) -> tuple[str, dict[str, str]]:
+    """The bundle (api/ and gateway/, without bytecode unless asked), its database, the child's code."""
+    bundle = directory / "bundle"
+    for package in ("api", "gateway"):
+        ignored = shutil.ignore_patterns("__pycache__", "*.db")
+        shutil.copytree(ROOT / package, bundle / package, ignore=ignored)
+    if bytecode:
+        compileall.compile_dir(bundle, quiet=1)
+    path = _demo_database(directory)
+    from gateway.schema.ids import encode_id
+
+    body = json.dumps({"query": QUERY_P, "variables": {"id": encode_id("User", 1)}}).encode()
+    # No bytecode is written: every run finds the bundle as deployed.
+    env = {**os.environ, **ENV, "DB_SQLITE_PATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPATH", None)  # api/index.py finds the project itself, as on Vercel
+    return _CHILD.format(root=str(bundle), body=body), env
+
+
+def measure(runs: int = 10) -> tuple[ColdStart, ColdStart]:
+    """`runs` fresh processes of each bundle (as deployed, with bytecode), alternating, one at a time."""
+    with (
+        tempfile.TemporaryDirectory(prefix="gw-cold-") as plain,
+        tempfile.TemporaryDirectory(prefix="gw-cold-") as compiled,
+    ):
+        setups = [
+            (*_setup(Path(plain)), Path(plain)),
+            (*_setup(Path(compiled), bytecode=True), Path(compiled)),
+        ]
+        for code, env, cwd in setups:
+            _one(code, env, cwd)  # not counted: fills the page cache
+        series: tuple[list[Run], list[Run]] = ([], [])
+        for _ in range(runs):
+            for found, (code, env, cwd) in zip(series, setups, strict=True):
+                found.append(_one(code, env, cwd)[0])
+    return ColdStart(series[0]), ColdStart(series[1])
+
+
+def importtime_by_package(top: int = 15) -> list[tuple[str, float]]:
+    """One cold import under `-X importtime`: milliseconds per top-level package, heaviest first."""
+    with tempfile.TemporaryDirectory(prefix="gw-cold-") as tmp:
+        code, env = _setup(Path(tmp))
+        _, done = _one(code, env, Path(tmp), "-X", "importtime")
+    spent: dict[str, float] = defaultdict(float)
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line or "self [us]" in line:
+            continue
+        self_us, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
+        spent[name.split(".")[0]] += int(self_us) / 1000
+    return sorted(spent.items(), key=lambda item: -item[1])[:top]
+
+
+def report(cold: ColdStart, shipped: ColdStart | None = None) -> list[str]:
+    """Markdown lines: median and max against the targets; `shipped`: the series with bytecode."""
+    lines = [
+        f"Cold start (Vercel entry, SQLite, {len(cold.runs)} fresh processes each; the project"
+        " compiled at start as vercel.json deploys it): median / max, target",
+        "",
+        "| figure | median ms | max ms | target ms |",
+        "|---|---:|---:|---:|",
+        f"| interpreter start-up | {cold.median('startup_ms'):.0f} | {cold.max('startup_ms'):.0f} | |",
+        f"| `import api.index` | {cold.median('import_ms'):.0f} | {cold.max('import_ms'):.0f}"
+        f" | ≤ {IMPORT_TARGET_MS:.0f} |",
+        f"| `import api.index`, CPU time | {cold.median('import_cpu_ms'):.0f}"
+        f" | {cold.max('import_cpu_ms'):.0f}"
+        " | |",
+        f"| first answer from process start | {cold.median('first_answer_ms'):.0f}"
+        f" | {cold.max('first_answer_ms'):.0f} | ≤ {FIRST_ANSWER_TARGET_MS:.0f} |",
+        f"| peak RSS (MiB) | {cold.median('max_rss_mib'):.0f} | {cold.max('max_rss_mib'):.0f} | |",
+    ]
+    if shipped is not None:
+        lines += [
+            f"| `import api.index`, bytecode shipped | {shipped.median('import_ms'):.0f}"
+            f" | {shipped.max('import_ms'):.0f} | ≤ {IMPORT_TARGET_MS:.0f} |",
+            f"| first answer, bytecode shipped | {shipped.median('first_answer_ms'):.0f}"
+            f" | {shipped.max('first_answer_ms'):.0f} | ≤ {FIRST_ANSWER_TARGET_MS:.0f} |",
+        ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.cold_start", description=__doc__)
+    parser.add_argument("--runs", type=int, default=10, help="fresh processes (default 10)")
+    parser.add_argument(
+        "--importtime", action="store_true", help="also show where the import's time goes, by package"
+    )
+    args = parser.parse_args()
+    print("\n".join(report(*measure(args.runs))))
+    if args.importtime:
+        print("\nUnder -X importtime (which slows it), ms by top-level package:\n")
+        for package, ms in importtime_by_package():
+            print(f"- {package}: {ms:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
