@@ -11,6 +11,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from graphql import (
     ASTValidationRule,
@@ -26,6 +27,9 @@ from strawberry.schema.schema import validate_document
 
 from gateway.errors import ErrorCode, GatewayError
 
+if TYPE_CHECKING:
+    from gateway.execution.fastpath.variables import Signatures
+
 __all__ = ["DocumentCache", "Prepared"]
 
 
@@ -38,6 +42,8 @@ class Prepared:
     errors: Sequence[GraphQLError]
     operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
     fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
+    # Per operation, its variables' types as the fast path reads them (set on first use).
+    signatures: dict[str | None, Signatures | None] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names, or its only one; None when there is no such choice."""

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from gateway.schema.instants import utc_instant
@@ -32,12 +33,21 @@ def encode_id(type_name: str, pk: int) -> str:
     return _b64encode(f"{type_name}:{pk}")
 
 
+# No ID is longer: base64 of the longest type name, a colon and an 18-digit key.
+_MAX_ID_LENGTH = 64
+
+
 def decode_id(value: str, type_name: str) -> int | None:
     """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's.
 
     Only the exact text `encode_id` gives is an ID: other spellings of the same key (padding,
     leading zeros, non-ASCII digits, characters base64 skips) are malformed.
     """
+    return None if len(value) > _MAX_ID_LENGTH else _decode_id(value, type_name)
+
+
+@lru_cache(maxsize=4096)  # pure, and clients ask for the same rows again and again
+def _decode_id(value: str, type_name: str) -> int | None:
     decoded = _b64decode(value)
     if decoded is None:
         return None

@@ -219,15 +219,18 @@ class PostgresDataSource(SqlDataSource):
         return conn
 
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
-        # The fast path's one statement per request: straight to asyncpg, no wrapper, no row dicts.
-        async with self._acquire() as conn:
+        # The fast path's one statement per request: straight to asyncpg, no wrapper, no row dicts,
+        # and no context manager (a generator-based one costs a point lookup ~3% of its throughput).
+        pool, conn = await self._checkout()
+        try:
             self.statements += 1
-            try:
-                row = await conn.fetchrow(numbered_style(sql), *args)
-            except _ERRORS.statement_errors as exc:
-                if (ours := _ERRORS.converted(exc)) is None:
-                    raise
-                raise ours from exc
+            row = await conn.fetchrow(numbered_style(sql), *args)
+        except _ERRORS.statement_errors as exc:
+            if (ours := _ERRORS.converted(exc)) is None:
+                raise
+            raise ours from exc
+        finally:
+            await pool.release(conn)
         return row["data"], bool(row.get("ok", True))
 
     async def create_session(self, new: NewSession) -> SessionRecord:
@@ -253,25 +256,29 @@ class PostgresDataSource(SqlDataSource):
         if pool is not None:
             await close_or_terminate(pool.close(), pool.terminate, "PostgreSQL pool")
 
-    @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._pool is None:
+    async def _checkout(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
+        """A connection from the pool, and the pool to give it back to."""
+        pool = self._pool
+        if pool is None:
             raise DataSourceUnavailable("pool is closed")
         try:
-            if _has_idle_connection(self._pool):
-                conn = await self._pool.acquire()
-            else:
-                # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
-                async with asyncio.timeout(self._settings.db_acquire_timeout):
-                    conn = await self._pool.acquire()
+            if _has_idle_connection(pool):
+                return pool, await pool.acquire()
+            # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
+            async with asyncio.timeout(self._settings.db_acquire_timeout):
+                return pool, await pool.acquire()
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        pool, conn = await self._checkout()
         try:
             yield conn
         finally:
-            await self._pool.release(conn)
+            await pool.release(conn)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
-from graphql.execution.values import VariableValues, get_variable_values
+from graphql.execution.values import VariableValues
 
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
 from gateway.datasources.sql.json_sql import JsonSql
@@ -25,6 +25,7 @@ from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
 from gateway.execution.documents import Prepared
 from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, compile_operation, mark_variable
+from gateway.execution.fastpath.variables import coerce_variables, signatures_of
 from gateway.execution.policy import Decision
 from gateway.settings import Settings
 
@@ -88,8 +89,13 @@ class FastPath:
         """The plan's key, its statements and the coerced variables, or None for the interpreted path."""
         if operation.operation is not OperationType.QUERY:
             return None
-        coerced = get_variable_values(self._schema, operation.variable_definitions or (), variables or {})
-        if not isinstance(coerced, VariableValues):
+        name = operation.name.value if operation.name else None
+        if name in prepared.signatures:
+            signatures = prepared.signatures[name]
+        else:
+            signatures = prepared.signatures[name] = signatures_of(self._schema, operation)
+        coerced = coerce_variables(self._schema, operation, signatures, variables)
+        if coerced is None:
             return None
         if decision.marks:
             # Each mark's value travels with the variables, so a plan serves every request alike.
@@ -97,7 +103,7 @@ class FastPath:
             coerced = VariableValues(coerced.sources, {**coerced.coerced, **values})
         key = (
             prepared.query,
-            operation.name.value if operation.name else None,
+            name,
             tuple((k, _shape(v)) for k, v in coerced.coerced.items()),
             decision.shape,
         )
