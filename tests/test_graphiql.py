@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import shutil
+import sqlite3
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,9 +19,11 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.auth.issuing import issue_token
 from gateway.doors.graphiql import CONTENT_SECURITY_POLICY
 from gateway.settings import Settings
 from tests.served_doors import DOORS, served
+from tests.test_react_example import CHROMIUM, DRIVER, run
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "gateway" / "doors" / "static" / "vendor"
@@ -152,3 +157,38 @@ def test_vendored_files_are_the_lockfile_packages() -> None:
     licenses = (VENDOR / "LICENSES.txt").read_text()
     for name, source in manifest["packages"].items():
         assert f"\n{name}@{source['version']} (MIT)\n" in licenses
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_graphiql_runs_a_signed_in_mutation_in_chromium_under_its_csp(
+    door: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A developer opens GraphiQL, pastes a token into the Headers tab and creates their profile:
+    the page loads nothing from elsewhere and the browser refuses nothing under the CSP."""
+    if shutil.which("node") is None or not Path(CHROMIUM).exists():
+        pytest.fail(f"Node.js and {CHROMIUM} drive this test: scripts/test installs them")
+    if not (DRIVER / "node_modules" / "playwright-core").is_dir():
+        pytest.fail(f"run `npm ci` in {DRIVER} (scripts/test does)")
+    settings = make_settings("sqlite", auth_jwt_secret=secrets.token_urlsafe(48))
+    token = issue_token(settings, subject="graphiql-developer", email="gia@example.com")
+    mutation = """mutation { createUser(input: {email: "gia@example.com", displayName: "Gia"}) {
+      displayName } }"""
+    async with served(door, settings) as url:
+        config = {
+            "url": url + "/graphql",
+            "chromium": CHROMIUM,
+            "headers": json.dumps({"Authorization": f"Bearer {token}"}),
+            "query": mutation,
+        }
+        seen = json.loads(await run(["node", "graphiql.mjs", json.dumps(config)], DRIVER, timeout=90))
+    assert "failed" not in seen, seen["failed"]
+    assert seen["csp"] == CONTENT_SECURITY_POLICY
+    assert seen["headersEditorVisible"]
+    assert seen["result"] == {"data": {"createUser": {"displayName": "Gia"}}}
+    with sqlite3.connect(settings.db_sqlite_path) as db:
+        rows = db.execute("SELECT subject, email FROM users").fetchall()
+    assert rows == [("graphiql-developer", "gia@example.com")]
+    assert seen["violations"] == []
+    assert [r for r in seen["requests"] if not r.startswith(url + "/")] == []
+    # The browser asks for /favicon.ico on its own; the page names none.
+    assert [e for e in seen["consoleErrors"] if not e["url"].endswith("/favicon.ico")] == []
