@@ -9,7 +9,8 @@ const config = JSON.parse(process.argv[2]);
 const STEP_MS = 15_000;
 
 // Without the background-networking flags Chromium dials Google services, and the closed
-// network's refusals slow or break the run.
+// network's refusals slow or break the run. Playwright gives each launch a fresh
+// --user-data-dir in the temporary folder and removes it on close.
 const browser = await chromium.launch({
   executablePath: config.chromium,
   headless: true,

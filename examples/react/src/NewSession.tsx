@@ -17,6 +17,8 @@ export function NewSession() {
         fields: {
           shootingSessions(existing, { toReference }) {
             const connection = existing as { edges: unknown[] };
+            // The mutation returns no cursor; paging goes on from pageInfo.endCursor, which a
+            // new first edge leaves as it was.
             const edge = { __typename: "ShootingSessionEdge", cursor: "", node: toReference(node) };
             return { ...connection, edges: [edge, ...connection.edges] };
           },
