@@ -10,10 +10,11 @@ import signal
 import sys
 from multiprocessing.connection import wait
 from types import FrameType
+from typing import Any
 
 from gateway.settings import Settings
 
-__all__ = ["PoolSplitError", "event_loop", "serve", "split_pool"]
+__all__ = ["PoolSplitError", "event_loop", "serve", "server_options", "split_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,19 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
     asyncio.set_event_loop(loop)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_heap)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        reuse_port=reuse_port,
-        shutdown_timeout=15,
+    options = server_options(settings)
+    web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, loop=loop, **options)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """How `gateway serve`'s server treats connections: options of web.run_app and web.AppRunner."""
+    return {
+        "shutdown_timeout": 15,
         # A connection idle this long, or that never completes its headers, is closed.
-        keepalive_timeout=settings.http_keepalive_timeout,
+        "keepalive_timeout": settings.http_keepalive_timeout,
         # A client that goes away cancels its request, and with it the request's statement.
-        handler_cancellation=True,
-        print=None,
-        loop=loop,
-    )
+        "handler_cancellation": True,
+    }
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
