@@ -75,7 +75,11 @@ def require_tools() -> None:
 
 async def build(graphql_url: str, out: Path) -> None:
     """Check the committed operation types against schema.graphql, then build the app for `graphql_url`."""
-    await run(["npm", "run", "--silent", "check"], EXAMPLE)  # fails when `npm run codegen` is due
+    try:
+        await run(["npm", "run", "--silent", "check"], EXAMPLE)
+    except AssertionError as exc:
+        hint = "if schema.graphql changed, run `npm run codegen` in examples/react and commit src/gql"
+        raise AssertionError(f"{exc}\n{hint}") from None
     env = {**os.environ, "VITE_GRAPHQL_URL": graphql_url}
     await run(["npm", "run", "--silent", "build", "--", "--outDir", str(out), "--emptyOutDir"], EXAMPLE, env)
 
