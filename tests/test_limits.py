@@ -22,7 +22,9 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.execution.limits import measure
 from gateway.schema import build_schema
 from gateway.settings import Settings
+from tests.conftest import count_rows, sql_source
 from tests.graphql_client import error_codes, graphql
+from tests.served_doors import DOORS, served_door
 from tests.test_fast_path import asgi_post
 
 SCHEMA = build_schema()._schema
@@ -188,3 +190,60 @@ async def test_the_event_loop_keeps_answering_while_the_worst_documents_arrive(
         assert max(stalls) < 2.0, f"/healthz waited {max(stalls):.2f}s"
     finally:
         await server.close()
+
+
+# Limits low enough that an operation past each fits in a URL; each operation passes all but one.
+LOW_LIMITS = {
+    "max_query_tokens": 100,
+    "max_query_depth": 4,
+    "max_aliases": 3,
+    "max_root_fields": 3,
+    "max_query_cost": 50,
+}
+PAST_ONE_LIMIT = {
+    "MAX_QUERY_TOKENS": "{ " + "__typename " * 120 + "}",
+    # The source bound, 40 characters a token, reached by one long string.
+    "MAX_QUERY_TOKENS, in characters": '{ user(id: "' + "x" * 4100 + '") { id } }',
+    "MAX_QUERY_DEPTH": "{ users { edges { node { groups { members { edges { cursor } } } } } } }",
+    "MAX_ALIASES": "{ users(first: 1) { edges { a: cursor b: cursor c: cursor d: cursor } } }",
+    "MAX_ROOT_FIELDS": "{ viewer { id } users(first: 1) { edges { cursor } }"
+    ' groups(first: 1) { edges { cursor } } user(id: "VXNlcjox") { id } }',
+    "MAX_QUERY_COST": "{ users(first: 60) { edges { cursor } } }",
+}
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_each_limit_refuses_a_get_on_both_doors_before_any_sql(
+    door: str, make_settings: Callable[..., Settings]
+) -> None:
+    async with (
+        served_door(door, make_settings("sqlite", **LOW_LIMITS)) as running,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def get(query: str) -> dict[str, Any]:
+            url = running.url + "/graphql"
+            async with http.get(
+                url, params={"query": query}, headers={"Accept": "application/json"}
+            ) as response:
+                assert response.status == 200, await response.text()
+                body: dict[str, Any] = await response.json()
+                return body
+
+        # Opens the pool (the Vercel door does on its first request), so what follows counts alone.
+        assert "errors" not in await get("{ users(first: 1) { edges { cursor } } }")
+        source = sql_source(running.executor.data_source)
+        before = source.statements
+        for limit, query in PAST_ONE_LIMIT.items():
+            body = await get(query)
+            assert error_codes(body) == ["QUERY_TOO_COMPLEX"], (limit, body)
+            assert body.get("data") is None
+            assert f"{limit.split(',')[0]}=" in body["errors"][0]["message"], (limit, body)
+        # A mutation past a limit, over GET: refused as a mutation first (GraphQL over HTTP).
+        mutation = 'mutation { createUser(input: {email: "get@example.com", displayName: "G"}) { id } ' + (
+            "a: __typename b: __typename c: __typename d: __typename }"
+        )
+        async with http.get(running.url + "/graphql", params={"query": mutation}) as response:
+            assert response.status == 400
+        assert source.statements == before  # nothing ran, so nothing was written
+        assert await count_rows(source, "users") == 0
