@@ -11,6 +11,7 @@ __all__ = [
     "Forbidden",
     "GatewayError",
     "NotFound",
+    "SubscriptionsUnsupported",
     "Unauthenticated",
     "Unavailable",
 ]
@@ -29,6 +30,9 @@ class ErrorCode(StrEnum):
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
     CONFLICT = "CONFLICT"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"  # SUBSCRIPTIONS_MAX reached on this instance
+    SLOW_CONSUMER = "SLOW_CONSUMER"  # a subscriber fell more than SUBSCRIPTION_BUFFER updates behind
+    SUBSCRIPTIONS_UNSUPPORTED = "SUBSCRIPTIONS_UNSUPPORTED"  # a serverless function cannot hold a stream
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
@@ -78,3 +82,15 @@ class Unavailable(GatewayError):
 
     def __init__(self, reason: str = "the database is unavailable, try again shortly") -> None:
         super().__init__(reason)
+
+
+class SubscriptionsUnsupported(GatewayError):
+    """A subscription reached a door that cannot hold it open (a serverless function)."""
+
+    code = ErrorCode.SUBSCRIPTIONS_UNSUPPORTED
+
+    def __init__(self) -> None:
+        super().__init__(
+            "subscriptions need a long-lived server: a serverless function cannot hold a connection open;"
+            " run `gateway serve` somewhere long-lived and subscribe there"
+        )

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     persisted_operations_manifest: Path | None = None
     apq_cache_size: int = Field(default=1000, ge=1)
 
+    # Live updates (docs/live-updates.md): subscriptions over WebSocket and Server-Sent Events.
+    live_poll_interval: float = Field(default=1.0, gt=0, le=60)  # how often MySQL/MariaDB and SQLite are read
+    live_keepalive: float = Field(default=15.0, gt=0)  # seconds between pings on an idle socket or stream
+    subscriptions_max: int = Field(default=10_000, ge=1)  # open subscriptions on one instance
+    subscriptions_per_connection: int = Field(default=50, ge=1)  # on one socket (queries included)
+    subscription_buffer: int = Field(default=100, ge=1)  # updates one subscriber may fall behind
+
     # Sign-in: tokens from an identity provider (JWKS) or signed with a shared secret (HS256).
     auth_jwks_url: str | None = None
     auth_jwt_secret: SecretStr | None = None

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from strawberry.aiohttp.views import GraphQLView
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
@@ -79,7 +80,10 @@ async def doors(
     gateway = await aiohttp_client(app)
     await empty_tables(app[EXECUTOR].data_source)
     bare = web.Application()
-    bare.router.add_route("*", "/graphql", StrawberryView(app[EXECUTOR], schema=app[EXECUTOR].schema))
+    # With graphql-sse on, as the gateway has it for subscriptions over Server-Sent Events.
+    protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+    view = StrawberryView(app[EXECUTOR], schema=app[EXECUTOR].schema, subscription_protocols=protocols)
+    bare.router.add_route("*", "/graphql", view)
     view = await aiohttp_client(bare)
     user = await make_user(gateway, "ada@example.com", "Ada")
     await make_session(gateway, user["id"], [9.5, 10.1])
@@ -154,9 +158,12 @@ async def test_json_the_standard_library_reads_and_orjson_refuses_is_still_answe
 
 
 async def test_a_request_asking_for_a_stream_gets_the_views_answer(doors: Doors) -> None:
-    for accept in ("text/event-stream", 'multipart/mixed;subscriptionSpec="1.0"'):
-        status, _, body = await doors.same({"query": "{ __typename }"}, Accept=accept)
-        assert (status, body) == (200, {"data": {"__typename": "Query"}})
+    query = {"query": "{ __typename }"}
+    status, _, body = await doors.same(query, Accept='multipart/mixed;subscriptionSpec="1.0"')
+    assert (status, body) == (200, {"data": {"__typename": "Query"}})
+    status, media, body = await doors.same(query, Accept="text/event-stream")
+    assert (status, media) == (200, "text/event-stream")
+    assert body.startswith('event: next\r\ndata: {"data":{"__typename":"Query"}}\r\n\r\nevent: complete')
 
 
 async def test_a_batch_is_answered_as_an_array_of_results(doors: Doors) -> None:

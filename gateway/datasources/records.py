@@ -71,7 +71,8 @@ class ActivityRecord:
     created_at: datetime
     user_id: int
     group_id: int | None
-    session_id: int | None
+    session_id: int | None  # null once the session is deleted
+    session_ref: int | None = None  # the session it is about, kept after a deletion
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from strawberry.aiohttp.views import GraphQLView
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
-from gateway.doors.app_keys import CORS, EXECUTOR, SETTINGS
+from gateway.doors.app_keys import CORS, EXECUTOR, LIVE, SETTINGS
 from gateway.doors.deadline import deadline
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
+from gateway.doors.live import (
+    LegacyWsHandler,
+    LiveConnections,
+    SocketContext,
+    TextSocket,
+    TransportWsHandler,
+    is_live,
+    origin_allowed,
+)
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
-from gateway.schema import RequestContext
 from gateway.settings import Settings
 
 __all__ = ["GatewayView", "create_app"]
@@ -33,11 +44,70 @@ IDENTITY = web.RequestKey("identity", Identity)  # absent for an anonymous reque
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class GatewayView(ExecutorView, GraphQLView[RequestContext, None]):  # type: ignore[misc]
-    """Strawberry's aiohttp view; the executor runs what it parses."""
+# The context is a RequestContext for HTTP, a SocketContext for a socket: typed Any.
+class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
+    """Strawberry's aiohttp view; the executor runs what it parses, sockets' operations included."""
+
+    graphql_transport_ws_handler_class = TransportWsHandler
+    graphql_ws_handler_class = LegacyWsHandler
+    websocket_adapter_class = TextSocket  # type: ignore[assignment]
+    live: LiveConnections
+    settings: Settings
+    cors_policy: cors.CorsPolicy
+
+    def is_websocket_origin_allowed(self, request: web.Request, origin: str) -> bool:
+        # Strawberry lets a handshake without Origin, or from the server's own origin, through first.
+        return self.cors_policy.origin_allowed(origin)
 
     def identity_of(self, request: web.Request) -> Identity | None:
         return request.get(IDENTITY)
+
+    def on_slow(self, request: web.Request) -> Callable[[], None]:
+        return self.live.slow(request)
+
+    async def run(self, request: web.Request, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            self.live.discard(request)
+
+    async def get_context(self, request: web.Request, response: web.StreamResponse) -> Any:
+        if isinstance(response, web.WebSocketResponse):
+            self.live.add(request, response)
+            return SocketContext(self.executor, request, self.live.slow(request))
+        return await super().get_context(request, response)
+
+    async def on_ws_connect(self, context: SocketContext) -> UnsetType:
+        await context.sign_in()
+        return UNSET
+
+    async def create_websocket_response(
+        self, request: web.Request, subprotocol: str | None
+    ) -> web.WebSocketResponse:
+        # Protocol-level pings: a peer that stops answering is closed, whatever the subprotocol.
+        ws = web.WebSocketResponse(
+            protocols=[subprotocol] if subprotocol else [], heartbeat=self.settings.live_keepalive
+        )
+        await ws.prepare(request)
+        return ws
+
+    async def create_streaming_response(
+        self,
+        request: web.Request,
+        stream: Callable[[], AsyncGenerator[str, None]],
+        sub_response: web.Response,
+        headers: Mapping[str, str],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=sub_response.status, headers={**sub_response.headers, **headers})
+        await response.prepare(request)
+        self.live.add(request, response)
+        try:
+            async for chunk in stream():
+                await response.write(chunk.encode())
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away, or was cut for reading too slowly
+        return response
 
     def set_status(self, sub_response: web.Response, status: int, headers: dict[str, str]) -> None:
         sub_response.set_status(status)
@@ -75,6 +145,11 @@ async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[EXECUTOR].open()
     yield
     await app[EXECUTOR].close()
+
+
+async def _close_live_connections(app: web.Application) -> None:
+    """On SIGTERM: sockets close with 1001 once the updates already under way are sent."""
+    await app[LIVE].shut_down(app[EXECUTOR])
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -129,6 +204,13 @@ def _graphql(view: GatewayView) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         accept = request.headers.get(hdrs.ACCEPT, "")
         media = media_type(accept)
+        if is_live(request):
+            if not origin_allowed(request.headers, view.cors_policy):
+                # Browsers apply no CORS to a WebSocket handshake, nor read-protection to a stream's effects.
+                origin = request.headers[hdrs.ORIGIN]
+                return web.Response(status=403, text=f"origin {origin} is not in CORS_ORIGINS")
+            if view.live.stopping:
+                return web.Response(status=503, text="shutting down", headers={"Retry-After": "1"})
         try:
             await executor.open()
             identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
@@ -156,16 +238,28 @@ def _graphql(view: GatewayView) -> Handler:
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
     app = web.Application(middlewares=[_preflight, deadline(settings)])
-    executor = Executor(settings, policy)
+    executor = Executor(settings, policy, live=True)
     app[SETTINGS] = settings
     app[CORS] = cors.CorsPolicy.from_settings(settings)
     app[EXECUTOR] = executor
+    app[LIVE] = LiveConnections()
     app.cleanup_ctx.append(_executor_ctx)
+    app.on_shutdown.append(_close_live_connections)
     app.on_response_prepare.append(_headers)
     _log_bad_http_on_one_line()
 
-    view = GatewayView(schema=executor.schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
+    view = GatewayView(
+        schema=executor.schema,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        keep_alive=True,  # the legacy protocol's `ka` messages
+        keep_alive_interval=settings.live_keepalive,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+        max_subscriptions_per_connection=settings.subscriptions_per_connection,
+    )
     view.executor = executor
+    view.live = app[LIVE]
+    view.settings = settings
+    view.cors_policy = app[CORS]
     graphql = app.router.add_resource("/graphql")
     handle = _graphql(view)
     graphql.add_route("GET", handle)

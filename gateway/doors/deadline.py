@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.doors.live import is_live
 from gateway.settings import Settings
 
 __all__ = ["deadline"]
@@ -22,6 +23,8 @@ def deadline(settings: Settings) -> Middleware:
 
     @web.middleware
     async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_live(request):
+            return await handler(request)  # sockets and event streams last; their operations are bounded
         try:
             async with asyncio.timeout(seconds):
                 return await handler(request)

@@ -9,6 +9,7 @@ A door answers a JSON POST of one operation itself, with `answer_operation`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +89,10 @@ class ExecutorView:
         """The identity the door found for `request`."""
         raise NotImplementedError
 
+    def on_slow(self, request: Any) -> Callable[[], None] | None:
+        """What a subscription streamed to `request` calls when it falls too far behind (closes it)."""
+        return None
+
     def set_status(self, sub_response: Any, status: int, headers: dict[str, str]) -> None:
         """Give the response Strawberry is building `status` and `headers`."""
         raise NotImplementedError
@@ -149,7 +154,10 @@ class ExecutorView:
             self.set_status(sub_response, *batch_status(results, _media(request)))
             return results
         if request_data.protocol != "http":
-            raise HTTPException(400, "Streamed responses are not supported")
+            # An event stream (graphql-sse, distinct connections): each result the executor streams.
+            data = request_data
+            operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
+            return self.executor.stream(operation, request, identity, self.on_slow(request))  # type: ignore[return-value]
         result = await run_operation(self.executor, request, identity, request_data, method)
         self.set_status(sub_response, *status_of(result, _media(request)))
         return result

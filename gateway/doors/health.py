@@ -12,8 +12,11 @@ __all__ = ["READY_TIMEOUT", "readiness"]
 READY_TIMEOUT = 1.0
 
 
-async def readiness(executor: Executor) -> tuple[int, dict[str, str]]:
-    """/readyz: 200 when the data source is open (or opens) and answers `SELECT 1` within a second."""
+async def readiness(executor: Executor) -> tuple[int, dict[str, object]]:
+    """/readyz: 200 when the data source is open (or opens) and answers `SELECT 1` within a second.
+
+    Where subscriptions run, `subscriptions` counts those receiving updates now.
+    """
     try:
         source = await executor.open()
         async with asyncio.timeout(READY_TIMEOUT):
@@ -22,4 +25,6 @@ async def readiness(executor: Executor) -> tuple[int, dict[str, str]]:
         return 503, {"status": "unavailable", "reason": f"database did not answer in {READY_TIMEOUT}s"}
     except GatewayError as exc:
         return 503, {"status": "unavailable", "reason": str(exc)}
-    return 200, {"status": "ok"}
+    if executor.feed is None:
+        return 200, {"status": "ok"}
+    return 200, {"status": "ok", "subscriptions": executor.feed.following}

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence, Set
+from collections.abc import AsyncIterator, Callable, Sequence, Set
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -28,21 +29,22 @@ from strawberry.types.graphql import OperationType
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import KeysUnavailable, authenticator_for
 from gateway.datasources import create_data_source
+from gateway.datasources.feed import ActivityFeed
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.errors import ErrorCode, GatewayError, Unavailable
+from gateway.errors import ErrorCode, GatewayError, SubscriptionsUnsupported, Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension
 from gateway.execution.limits import operation_limits
-from gateway.execution.operation import Operation
+from gateway.execution.operation import MalformedRequest, Operation
 from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
 
-__all__ = ["Executor", "Outcome", "encode"]
+__all__ = ["Executor", "Outcome", "TooManySubscriptions", "encode"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ encode = orjson.dumps  # the JSON encoder of every GraphQL response
 Outcome = bytes | ExecutionResult
 
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+ALL_OPERATIONS = frozenset(OperationType)
 
 
 class Executor:
@@ -62,8 +65,11 @@ class Executor:
         settings: Settings,
         policy: Policy | None = None,
         create_source: Callable[[Settings], DataSource] = create_data_source,
+        live: bool = False,
     ) -> None:
+        """`live`: run subscriptions (a long-lived server); without it they are refused with a coded error."""
         self.settings = settings
+        self.live = live
         # None while sign-in is off (no AUTH_* configured, or AUTH_DISABLED=true): everything open.
         self.authenticator = authenticator_for(settings)
         self.schema: strawberry.Schema = build_schema(
@@ -89,6 +95,8 @@ class Executor:
         self._closed = False
         self._lock = asyncio.Lock()
         self.fast: FastPath | None = None
+        self.feed: ActivityFeed | None = None  # with `live`, while the data source is open
+        self.subscriptions = 0  # subscriptions running now
         self.opens = 0  # data sources opened, for tests
 
     # -- the data source -----------------------------------------------------------------
@@ -114,6 +122,9 @@ class Executor:
                 await source.open()
                 self.opens += 1
                 self.fast = fast_path_for(self._graphql_schema, self.settings, source)
+                if self.live:
+                    watch = source.change_watch(self.settings.live_poll_interval)
+                    self.feed = ActivityFeed(watch, self.settings.subscription_buffer)
                 self._source = source
                 log.info("data source %s open", self.settings.db_backend)
         return self._source
@@ -137,6 +148,9 @@ class Executor:
         async with self._lock:
             self._closed = True
             source, self._source, self.fast = self._source, None, None
+            feed, self.feed = self.feed, None
+            if feed is not None:
+                await feed.close()
             if source is not None:
                 await source.close()
                 log.info("data source %s closed", self.settings.db_backend)
@@ -201,6 +215,9 @@ class Executor:
         ):
             # Nothing will run: Strawberry raises or answers with its own errors.
             return await self._strawberry(operation, context, allowed)
+        if definition.operation.value == OperationType.SUBSCRIPTION.value:
+            # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
+            return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream())
         variables = operation.variables or {}
         try:
             decision = self.policy.decide(
@@ -232,6 +249,68 @@ class Executor:
             return None  # raised before anything ran
         return outcome if isinstance(outcome, bytes) else encode(process_result(outcome))
 
+    async def stream(
+        self,
+        operation: Operation,
+        request: Any,
+        identity: Identity | None,
+        on_slow: Callable[[], None] | None = None,
+    ) -> AsyncIterator[ExecutionResult]:
+        """The results of an operation sent over a socket or an event stream: one for a query or a
+        mutation, one per update for a subscription, for as long as the caller iterates.
+
+        The first result has `data` None when nothing ran (refused, invalid, unknown operation): a
+        transport answers it as an error. `on_slow` is called if the subscriber falls further behind
+        than SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
+        """
+        try:
+            source = await self.open()
+            operation = self.persisted.resolve(operation)
+            prepared = await self.documents.get(operation.query) if operation.query else None
+            document = prepared.document if prepared is not None and not prepared.errors else None
+            definition = prepared.operation(operation.operation_name) if prepared and document else None
+            if (
+                prepared is None
+                or document is None
+                or definition is None
+                or definition.operation.value != OperationType.SUBSCRIPTION.value
+            ):
+                yield _as_result(await self.execute(operation, request, identity, ALL_OPERATIONS))
+                return
+            if self.feed is None:
+                raise SubscriptionsUnsupported()
+            if self.subscriptions >= self.settings.subscriptions_max:
+                raise TooManySubscriptions(self.settings.subscriptions_max)
+            context = self.context(request, source, identity)
+            context.prepared, context.feed, context.on_slow = prepared, self.feed, on_slow
+            decision = self.policy.decide(
+                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
+            )
+        except MissingQueryError:
+            yield self._refused(MalformedRequest("no GraphQL query found in the request"))
+            return
+        except CannotGetOperationTypeError as exc:
+            yield self._refused(MalformedRequest(exc.as_http_error_reason()))
+            return
+        except GatewayError as refusal:
+            yield self._refused(refusal)
+            return
+        context.marks = decision.marks
+        self.subscriptions += 1
+        try:
+            results = await self.schema.subscribe(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+                operation_extensions=operation.extensions,
+            )
+            async with aclosing(results):
+                async for result in results:
+                    yield result
+        finally:
+            self.subscriptions -= 1
+
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision
     ) -> RequestContext:
@@ -257,6 +336,34 @@ class Executor:
     def _failed(self, errors: Sequence[GraphQLError]) -> ExecutionResult:
         self.schema.process_errors(list(errors))
         return ExecutionResult(data=None, errors=list(errors))
+
+
+class NeedsStream(GatewayError):
+    """A subscription sent as a plain HTTP request, whose one answer cannot carry updates."""
+
+    code = ErrorCode.BAD_REQUEST
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a subscription needs a stream: open a WebSocket on /graphql (graphql-transport-ws or"
+            " graphql-ws), or POST with `Accept: text/event-stream` (graphql-sse)"
+        )
+
+
+class TooManySubscriptions(GatewayError):
+    """This instance already runs SUBSCRIPTIONS_MAX subscriptions."""
+
+    code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this server already runs SUBSCRIPTIONS_MAX={limit} subscriptions; try again later")
+
+
+def _as_result(outcome: Outcome) -> ExecutionResult:
+    if isinstance(outcome, bytes):
+        # A compiled answer has data and no errors.
+        return ExecutionResult(data=orjson.loads(outcome)["data"], errors=None)
+    return outcome
 
 
 class TimedOut(GatewayError):

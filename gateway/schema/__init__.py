@@ -15,6 +15,7 @@ from gateway.schema.context import RequestContext
 from gateway.schema.error_codes import apply_error_codes
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
+from gateway.schema.subscriptions import Subscription
 
 __all__ = ["BATCH_MAX_OPERATIONS", "RequestContext", "build_schema", "schema_sdl", "validation_rules"]
 
@@ -55,6 +56,7 @@ def build_schema(
     schema = _GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[*extensions, *added],
         config=StrawberryConfig(batching_config={"max_operations": BATCH_MAX_OPERATIONS}),
     )

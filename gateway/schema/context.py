@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth.identity import Identity
+from gateway.datasources.feed import ActivityFeed, Follower
 from gateway.datasources.protocol import DataSource
 from gateway.datasources.records import UserRecord
-from gateway.errors import Unauthenticated
+from gateway.errors import SubscriptionsUnsupported, Unauthenticated
 from gateway.schema.loaders import Loaders
 from gateway.settings import Settings
 
@@ -32,6 +34,8 @@ class RequestContext:
     prepared: Prepared | None = None  # the document the executor parsed and validated
     marks: Mapping[tuple[str, str], Mark] = field(default_factory=dict)  # the policy's, by (type, field)
     cost: int | None = None  # the operation's estimated rows, once the limits have measured it
+    feed: ActivityFeed | None = None  # this instance's live feed; None where subscriptions cannot run
+    on_slow: Callable[[], None] | None = None  # a subscription's: called when it falls too far behind
     _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
     _viewer: UserRecord | None = field(default=None, init=False, repr=False)
@@ -58,6 +62,12 @@ class RequestContext:
         if self.identity is None:
             raise Unauthenticated("sign in first: send a bearer token in the Authorization header")
         return self.identity
+
+    def follow(self) -> AbstractAsyncContextManager[Follower]:
+        """Follow the live activity feed (a subscription); SubscriptionsUnsupported where there is none."""
+        if self.feed is None:
+            raise SubscriptionsUnsupported()
+        return self.feed.follow(self.on_slow)
 
     def after_write(self) -> None:
         """Forget what this request loaded, so fields read after a mutation see its effect."""

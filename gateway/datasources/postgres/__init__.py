@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ import asyncpg
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
 from gateway.connect.tls import client_ssl_context, explain_tls_failure
+from gateway.datasources.changes import ChangeWatch
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
+from gateway.datasources.postgres.notifications import PostgresNotifications
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
@@ -53,8 +56,8 @@ shot AS (
     FROM session, unnest(?::smallint[], ?::float8[], ?::float8[]) WITH ORDINALITY AS s(score, x, y, n)
 ),
 activity AS (
-    INSERT INTO activities (kind, created_at, user_id, group_id, session_id)
-    SELECT 'SESSION_CREATED', session.created_at, ?, session.group_id, session.id FROM session
+    INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)
+    SELECT 'SESSION_CREATED', session.created_at, ?, session.group_id, session.id, session.id FROM session
 )
 SELECT (SELECT id FROM session) AS session_id, EXISTS (SELECT 1 FROM owner) AS user_found
 """
@@ -156,10 +159,21 @@ class PostgresDataSource(SqlDataSource):
         # The host and port new connections dial (the secret's may differ from DB_HOST), for TLS errors.
         self._where = (settings.db_host, settings.database_port)
         self.auth_retries = 0
+        self._ssl: ssl.SSLContext | None = None
+
+    def change_watch(self, poll_interval: float) -> ChangeWatch:
+        """LISTEN/NOTIFY on a connection of its own; `poll_interval` is not needed."""
+        return PostgresNotifications(self, self._listening_connection)
+
+    async def _listening_connection(self) -> asyncpg.Connection:
+        """A new connection outside the pool, made as the pool makes its own (credentials, TLS)."""
+        if self._pool is None:
+            raise DataSourceUnavailable("pool is closed")
+        return await self._connect(ssl=self._ssl or False, timeout=self._settings.db_connect_timeout)
 
     async def _open(self) -> None:
         s = self._settings
-        ssl_context = client_ssl_context(s)
+        ssl_context = self._ssl = client_ssl_context(s)
         self._credentials = await open_credentials(s)
         first = await self._credentials.current()
         self._where = (first.host, first.port)

@@ -35,7 +35,7 @@ SESSION_COLUMNS = (
     " s.distance_meters, s.notes, s.shot_count, s.total_tenths"
 )
 SHOT_COLUMNS = "t.id, t.session_id, t.sequence, t.score_tenths, t.x, t.y"
-ACTIVITY_COLUMNS = "a.id, a.kind, a.created_at, a.user_id, a.group_id, a.session_id"
+ACTIVITY_COLUMNS = "a.id, a.kind, a.created_at, a.user_id, a.group_id, a.session_id, a.session_ref"
 
 # Columns updateShootingSession may change; keys of `changes` are checked against it.
 SESSION_FIELDS = frozenset({"group_id", "started_at", "location", "discipline", "distance_meters", "notes"})
@@ -99,4 +99,5 @@ def activity_record(row: Row) -> ActivityRecord:
         row["user_id"],
         row["group_id"],
         row["session_id"],
+        row["session_ref"],
     )

@@ -8,11 +8,12 @@ converts its driver's errors at its own boundary.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gateway.datasources.changes import ChangeWatch
 from gateway.datasources.protocol import UniqueViolation
 from gateway.datasources.records import (
     ActivityRecord,
@@ -27,6 +28,7 @@ from gateway.datasources.records import (
     UserRecord,
 )
 from gateway.datasources.sql.json_sql import JsonSql
+from gateway.datasources.sql.polling import ActivityPoller
 from gateway.datasources.sql.rows import (
     ACTIVITY_COLUMNS,
     GROUP_COLUMNS,
@@ -81,6 +83,14 @@ class SqlDataSource(ABC):
     def __init__(self) -> None:
         self.statements = 0
         self.json_sql: JsonSql | None = None
+        self._on_commit: list[Callable[[], None]] = []  # wakes the local change watches
+
+    def change_watch(self, poll_interval: float) -> ChangeWatch:
+        """How this instance learns of new activities: by default it reads the table every `poll_interval`
+        seconds, and at once after its own writes."""
+        watch = ActivityPoller(self, poll_interval)
+        self._on_commit.append(watch.wake)
+        return watch
 
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
         """The `data` column of the one row a JSON-building statement returns, and its `ok` flag."""
@@ -255,6 +265,21 @@ class SqlDataSource(ABC):
         sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a{clause} ORDER BY a.id DESC LIMIT ?"
         return [activity_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
+    async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]:
+        if not ids:
+            return []
+        where = f"a.id IN {placeholders(len(ids))}"
+        sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a WHERE {where} ORDER BY a.id"
+        return [activity_record(r) for r in await self._fetch(sql, ids)]
+
+    async def activities_after(self, after_id: int, limit: int) -> list[ActivityRecord]:
+        sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a WHERE a.id > ? ORDER BY a.id LIMIT ?"
+        return [activity_record(r) for r in await self._fetch(sql, (after_id, limit))]
+
+    async def last_activity_id(self) -> int:
+        rows = await self._fetch("SELECT MAX(a.id) AS last_id FROM activities a")
+        return int(rows[0]["last_id"] or 0)
+
     # -- writes: each one and the activity it records commit together ----------------
 
     async def user_by_subject(self, subject: str) -> UserRecord | None:
@@ -288,7 +313,7 @@ class SqlDataSource(ABC):
 
     async def join_group(self, group_id: int, user_id: int) -> GroupRecord:
         try:
-            async with self.transaction() as conn:
+            async with self._writing() as conn:
                 group = await self._require_group(conn, group_id)
                 await self._require_user(conn, user_id)
                 member = await conn.fetch(
@@ -307,7 +332,7 @@ class SqlDataSource(ABC):
         return group
 
     async def leave_group(self, group_id: int, user_id: int) -> GroupRecord:
-        async with self.transaction() as conn:
+        async with self._writing() as conn:
             group = await self._require_group(conn, group_id)
             await self._require_user(conn, user_id)
             removed = await conn.execute(
@@ -320,7 +345,7 @@ class SqlDataSource(ABC):
     async def create_session(self, new: NewSession) -> SessionRecord:
         now = datetime.now(UTC)
         total = sum(shot.score_tenths for shot in new.shots)
-        async with self.transaction() as conn:
+        async with self._writing() as conn:
             # One round trip: the row is inserted only if its user (and group) exist.
             session_id = await conn.insert(
                 "INSERT INTO shooting_sessions (user_id, group_id, started_at, location,"
@@ -353,7 +378,7 @@ class SqlDataSource(ABC):
         return created_session(session_id, new)
 
     async def add_shots(self, session_id: int, shots: Sequence[NewShot]) -> SessionRecord:
-        async with self.transaction() as conn:
+        async with self._writing() as conn:
             # The UPDATE locks the session row, so concurrent calls number their shots in turn.
             changed = await conn.execute(
                 "UPDATE shooting_sessions SET shot_count = shot_count + ?,"
@@ -378,7 +403,7 @@ class SqlDataSource(ABC):
         unknown = set(changes) - SESSION_FIELDS
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        async with self.transaction() as conn:
+        async with self._writing() as conn:
             await self._require_session(conn, session_id)
             if changes.get("group_id") is not None:
                 await self._require_group(conn, changes["group_id"])
@@ -400,7 +425,7 @@ class SqlDataSource(ABC):
         return session
 
     async def delete_session(self, session_id: int) -> bool:
-        async with self.transaction() as conn:
+        async with self._writing() as conn:
             rows = await conn.fetch(
                 f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id = ?{self.for_update}",
                 (session_id,),
@@ -418,6 +443,7 @@ class SqlDataSource(ABC):
                 session.group_id,
                 None,
                 datetime.now(UTC),
+                session_ref=session_id,
             )
         return True
 
@@ -464,8 +490,20 @@ class SqlDataSource(ABC):
         group_id: int | None,
         session_id: int | None,
         at: datetime,
+        session_ref: int | None = None,
     ) -> None:
+        """Insert an activity; `session_ref` is the session it is about (default `session_id`), kept after
+        a deletion, for shootingSessionChanged."""
         await conn.execute(
-            "INSERT INTO activities (kind, created_at, user_id, group_id, session_id) VALUES (?, ?, ?, ?, ?)",
-            (kind, at, user_id, group_id, session_id),
+            "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, at, user_id, group_id, session_id, session_id if session_ref is None else session_ref),
         )
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[SqlConnection]:
+        """`transaction()`, then the local change watch is told at once that activities may have committed."""
+        async with self.transaction() as conn:
+            yield conn
+        for wake in self._on_commit:
+            wake()

@@ -1,0 +1,104 @@
+"""How one gateway instance learns which activities were committed, by itself or any other instance.
+
+Every write records an activity in the same transaction, so the activity table is the one stream of
+changes. A backend's `ChangeWatch` announces each new activity once (PostgreSQL: LISTEN/NOTIFY;
+MySQL/MariaDB and SQLite: reading the table after the last id seen), and waits out database outages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from gateway.datasources.records import ActivityRecord
+
+__all__ = ["READ_BATCH", "ActivityReader", "Announce", "ChangeWatch", "DeliveredActivities", "read_since"]
+
+Announce = Callable[[Sequence[ActivityRecord]], Awaitable[None]]
+
+READ_BATCH = 500  # activities read per statement when catching up
+_MAX_GAPS = 1000  # ids below the newest seen but not yet seen; beyond this, the oldest are given up
+
+
+class ActivityReader(Protocol):
+    """What a watch reads through the data source."""
+
+    async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]: ...
+    async def activities_after(self, after_id: int, limit: int) -> list[ActivityRecord]: ...
+    async def last_activity_id(self) -> int: ...
+
+
+class ChangeWatch(ABC):
+    """One per instance: announces every activity committed after it started, each once."""
+
+    def __init__(self) -> None:
+        self.connected = False  # whether it hears of new activities now
+        self.delivered: DeliveredActivities | None = None  # set once it knows where it starts
+        self.ready = asyncio.Event()  # set then: an activity committed later is announced
+
+    @abstractmethod
+    async def run(self, announce: Announce) -> None:
+        """Call `announce` with new activities, oldest first, until cancelled; never raises for an outage."""
+
+    def wake(self) -> None:  # noqa: B027 (most watches hear of every commit anyway)
+        """An activity was committed by this process: look now rather than at the next interval."""
+
+
+class DeliveredActivities:
+    """Which activity ids were announced, so each is announced once even when ids commit out of order.
+
+    Ids are taken in insert order but become visible in commit order: when id 11 is seen before 10,
+    10 is remembered as a gap and read again until it appears or `gap_wait` seconds pass (a rolled
+    back insert leaves a gap forever). Reads start after `read_after`.
+    """
+
+    def __init__(self, last_id: int, gap_wait: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.last_id = last_id
+        self._gaps: dict[int, float] = {}  # id -> when it was first missed
+        self._gap_wait = gap_wait
+        self._clock = clock
+
+    @property
+    def read_after(self) -> int:
+        """The id to read after: before the oldest gap still awaited, else the newest seen."""
+        self._expire()
+        return min(self._gaps) - 1 if self._gaps else self.last_id
+
+    def fresh(self, records: Sequence[ActivityRecord]) -> list[ActivityRecord]:
+        """The records not announced before, oldest first; they count as announced from now on."""
+        now = self._clock()
+        new: list[ActivityRecord] = []
+        for record in sorted(records, key=lambda r: r.id):
+            if record.id > self.last_id:
+                for missing in range(max(self.last_id + 1, record.id - _MAX_GAPS), record.id):
+                    self._gaps[missing] = now
+                self.last_id = record.id
+                new.append(record)
+            elif self._gaps.pop(record.id, None) is not None:
+                new.append(record)
+        if len(self._gaps) > _MAX_GAPS:
+            for stale in sorted(self._gaps)[: len(self._gaps) - _MAX_GAPS]:
+                del self._gaps[stale]
+        return new
+
+    def _expire(self) -> None:
+        if self._gaps:
+            oldest = self._clock() - self._gap_wait
+            for gap in [gap for gap, since in self._gaps.items() if since < oldest]:
+                del self._gaps[gap]
+
+
+async def read_since(reader: ActivityReader, delivered: DeliveredActivities, announce: Announce) -> None:
+    """Announce every activity after `delivered.read_after` not announced yet, in batches."""
+    after = delivered.read_after
+    while True:
+        batch = await reader.activities_after(after, READ_BATCH)
+        fresh = delivered.fresh(batch)
+        if fresh:
+            await announce(fresh)
+        if len(batch) < READ_BATCH:
+            return
+        after = batch[-1].id

@@ -1,0 +1,236 @@
+"""Live updates on the aiohttp door: GraphQL over WebSocket (`graphql-transport-ws` and the legacy
+`graphql-ws`) and over Server-Sent Events, every operation run by the executor.
+
+Strawberry's protocol handlers keep what is theirs (messages, acknowledgements, pings, ids); where
+they would run an operation on the schema, they get `ExecutorStreams` instead, so a socket's
+operations pass the same identity, policy and limits as a POST. The connection's identity is the
+bearer token in the `connection_init` payload (`Authorization` or `authorization`), else the
+handshake's Authorization header; an invalid token closes the socket (4403) before any operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiohttp import ClientConnectionResetError, hdrs, web
+from graphql import GraphQLError
+from strawberry.aiohttp.views import AiohttpWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.websocket_origin import is_same_origin
+from strawberry.schema import BaseSchema
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import TokenRejected
+from gateway.doors.cors import CorsPolicy
+from gateway.errors import GatewayError
+from gateway.execution.executor import Executor, encode
+from gateway.execution.operation import Operation
+
+__all__ = [
+    "GOING_AWAY",
+    "SLOW_CONSUMER",
+    "LegacyWsHandler",
+    "LiveConnections",
+    "SocketContext",
+    "TextSocket",
+    "TransportWsHandler",
+    "is_live",
+    "origin_allowed",
+]
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001  # RFC 6455: the server is shutting down
+SLOW_CONSUMER = 1013  # RFC 6455 "try again later": the client read too slowly and was disconnected
+_CLOSE_WAIT = 2.0  # seconds a close frame may wait behind unread data before the connection is cut
+_DRAIN_WAIT = 10.0  # seconds a shutdown waits for updates already taken from the feed to be sent
+
+
+def is_live(request: web.BaseRequest) -> bool:
+    """A WebSocket handshake, or a request for an event stream."""
+    upgrade = request.headers.get(hdrs.UPGRADE, "").lower()
+    return upgrade == "websocket" or "text/event-stream" in request.headers.get(hdrs.ACCEPT, "").lower()
+
+
+def origin_allowed(headers: Mapping[str, str], cors: CorsPolicy) -> bool:
+    """Whether a browser page on the request's Origin may open a socket or event stream.
+
+    No Origin (not a browser) and the server's own origin pass, as Strawberry's handshake check
+    lets them; others must match CORS_ORIGINS.
+    """
+    origin = headers.get(hdrs.ORIGIN)
+    if origin is None or is_same_origin(origin, headers.get(hdrs.HOST)):
+        return True
+    return cors.origin_allowed(origin)
+
+
+class LiveConnections:
+    """The open sockets and event streams of this process, closed with 1001 on shutdown."""
+
+    def __init__(self) -> None:
+        # By id(): a request is a mutable mapping, so not hashable.
+        self._open: dict[int, tuple[web.Request, web.StreamResponse]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._open[id(request)] = (request, response)
+
+    def discard(self, request: web.Request) -> None:
+        self._open.pop(id(request), None)
+
+    def slow(self, request: web.Request) -> Callable[[], None]:
+        """What a subscription of `request` calls when it falls too far behind: close its connection."""
+
+        def close() -> None:
+            found = self._open.get(id(request))
+            if found is not None:
+                response = found[1]
+                log.warning("closing a live connection from %s: it reads too slowly", request.remote)
+                self._start(_close(response, request, SLOW_CONSUMER, "slow consumer"))
+
+        return close
+
+    async def shut_down(self, executor: Executor) -> None:
+        """Stop the feed, wait (bounded) for updates already taken to be sent, close every connection."""
+        self.stopping = True
+        if executor.feed is not None:
+            await executor.feed.close()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(_DRAIN_WAIT):
+                    while not executor.feed.drained():
+                        await asyncio.sleep(0.02)
+        for request, response in list(self._open.values()):
+            self._start(_close(response, request, GOING_AWAY, "server shutting down"))
+        if self._closing:
+            await asyncio.wait(list(self._closing))
+
+    def _start(self, closing: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+async def _close(response: web.StreamResponse, request: web.Request, code: int, reason: str) -> None:
+    """Close a socket with `code` (an event stream has none: it ends); cut it if the close frame cannot
+    be written within _CLOSE_WAIT because the client reads nothing."""
+    if isinstance(response, web.WebSocketResponse):
+        try:
+            async with asyncio.timeout(_CLOSE_WAIT):
+                await response.close(code=code, message=reason.encode())
+            return
+        except (TimeoutError, ConnectionError):
+            pass
+    if request.transport is not None:
+        request.transport.abort() if code == SLOW_CONSUMER else request.transport.close()
+
+
+class TextSocket(AiohttpWebSocketAdapter):
+    """Strawberry's aiohttp socket adapter, sending text frames: the protocols require them, and the
+    view's JSON encoder gives bytes, which the adapter would send as binary frames."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_str(encode(message).decode())
+        except (RuntimeError, ClientConnectionResetError) as exc:
+            raise WebSocketDisconnected from exc
+
+
+@dataclass
+class SocketContext:
+    """What Strawberry's handlers keep for one socket: the request, and who the connection is."""
+
+    executor: Executor
+    request: web.Request
+    on_slow: Callable[[], None]
+    connection_params: dict[str, object] | None = None
+    identity: Identity | None = field(default=None)
+
+    async def sign_in(self) -> None:
+        """Identify the connection from its `connection_init` payload; ConnectionRejectionError if refused."""
+        params = self.connection_params or {}
+        token = params.get("Authorization", params.get("authorization"))
+        if token is None:
+            token = self.request.headers.get(hdrs.AUTHORIZATION)
+        if not (token is None or isinstance(token, str)):
+            raise _rejected("UNAUTHENTICATED", "connection_init: `Authorization` must be a string")
+        try:
+            self.identity = await self.executor.identify(token)
+        except TokenRejected as exc:
+            raise _rejected("UNAUTHENTICATED", str(exc)) from exc
+        except GatewayError as exc:
+            raise _rejected(exc.code.value, str(exc)) from exc
+
+
+def _rejected(code: str, message: str) -> ConnectionRejectionError:
+    return ConnectionRejectionError({"message": message, "extensions": {"code": code}})
+
+
+class ExecutorStreams:
+    """Stands where Strawberry's handlers expect the schema: the executor runs each operation they start."""
+
+    def __init__(self, context: SocketContext) -> None:
+        self._context = context
+
+    async def stream(
+        self,
+        query: Any,
+        variable_values: Any = None,
+        context_value: Any = None,
+        root_value: Any = None,
+        operation_name: Any = None,
+        operation_extensions: Any = None,
+        allowed_operation_types: Any = None,
+    ) -> AsyncIterator[ExecutionResult]:
+        return self._results(query, variable_values, operation_name)
+
+    subscribe = stream  # the legacy protocol's name; queries and mutations are answered there too
+
+    async def _results(self, query: Any, variables: Any, name: Any) -> AsyncIterator[ExecutionResult]:
+        if not (
+            isinstance(query, str) and isinstance(variables, dict | None) and isinstance(name, str | None)
+        ):
+            problem = "`query` must be a string, `variables` an object and `operationName` a string"
+            error = GraphQLError(problem, extensions={"code": "BAD_REQUEST"})
+            yield PreExecutionError(data=None, errors=[error])
+            return
+        context = self._context
+        results = context.executor.stream(
+            Operation(query, name, variables), context.request, context.identity, context.on_slow
+        )
+        first = True
+        async for result in results:
+            if first and result.data is None and result.errors:
+                # Nothing ran: the protocols answer this with an `error` message, not `next`.
+                result = PreExecutionError(data=None, errors=result.errors, extensions=result.extensions)
+            first = False
+            yield result
+
+
+class TransportWsHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    """`graphql-transport-ws` (the graphql-ws library's protocol)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schema = cast(BaseSchema, ExecutorStreams(self.context))
+
+
+class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
+    """The legacy `graphql-ws` (subscriptions-transport-ws) protocol."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schema = cast(BaseSchema, ExecutorStreams(self.context))

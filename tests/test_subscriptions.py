@@ -1,0 +1,300 @@
+"""Subscriptions on a running gateway, on every backend: each transport, what a subscriber may see,
+limits and refusals. Across processes, outages and shutdown: tests/test_live_fanout.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+
+from gateway.auth.issuing import issue_token
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.settings import Settings
+from tests.club import make_session, make_user
+from tests.conftest import count_rows, empty_tables
+from tests.graphql_client import data
+from tests.live_client import LEGACY_WS, open_socket, open_stream
+from tests.polling import until
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
+FEED = """subscription($u: ID) {
+  activityAdded(userId: $u) { kind user { displayName email } shootingSession { shotCount } }
+}"""
+SESSION_CHANGED = "subscription($id: ID!) { shootingSessionChanged(id: $id) { id shotCount notes } }"
+ADD_SHOTS = "mutation($id: ID!) { addShots(sessionId: $id, shots: [{score: 9.1}]) { shotCount } }"
+UPDATE = 'mutation($id: ID!) { updateShootingSession(id: $id, input: {notes: "wet"}) { notes } }'
+DELETE = "mutation($id: ID!) { deleteShootingSession(id: $id) }"
+USERS = "{ users { edges { node { displayName } } } }"
+
+
+def url_of(client: TestClient) -> str:
+    return str(client.make_url("/graphql"))
+
+
+async def following(client: TestClient, count: int = 1) -> None:
+    """Until `count` subscriptions follow the instance's feed (a subscription is then in place)."""
+    feed = client.app[EXECUTOR].feed
+    assert feed is not None
+    await until(lambda: feed.following >= count, f"{count} subscriptions follow the feed")
+
+
+async def settled(client: TestClient) -> None:
+    """Until the feed announced every activity written so far: a new subscription sees later ones only."""
+    executor = client.app[EXECUTOR]
+    assert executor.feed is not None and executor.data_source is not None
+    last = await executor.data_source.last_activity_id()
+    feed = executor.feed
+    # Before the first subscription nothing watches: nothing earlier can be announced.
+    await until(lambda: feed.watch.delivered is None or feed.last_id >= last, f"the feed announced {last}")
+
+
+async def test_a_write_reaches_a_graphql_transport_ws_subscriber(client: TestClient) -> None:
+    ada = await make_user(client, "ada@example.com", "Ada")
+    bob = await make_user(client, "bob@example.com", "Bob")
+    async with open_socket(url_of(client)) as socket:
+        assert (await socket.init())["type"] == "connection_ack"
+        await socket.subscribe("all", FEED)
+        await socket.subscribe("bob", FEED, u=bob["id"])
+        await following(client, 2)
+        await make_session(client, ada["id"], [9.5, 10.1])
+        update = await socket.next_payload("all")
+        assert update == {
+            "data": {
+                "activityAdded": {
+                    "kind": "SESSION_CREATED",
+                    "user": {"displayName": "Ada", "email": "ada@example.com"},
+                    "shootingSession": {"shotCount": 2},
+                }
+            }
+        }
+        await make_session(client, bob["id"], [8.0])
+        # Bob's filter skipped Ada's session: his first update is his own.
+        first, second = await socket.receive(), await socket.receive()
+        assert {first["id"], second["id"]} == {"all", "bob"}
+        assert first["payload"]["data"]["activityAdded"]["user"]["displayName"] == "Bob"
+        assert second["payload"] == first["payload"]
+
+
+async def test_shooting_session_changed_sends_each_change_then_null_once_deleted(client: TestClient) -> None:
+    ada = await make_user(client, "ada@example.com", "Ada")
+    session = await make_session(client, ada["id"], [9.0])
+    await settled(client)
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("s", SESSION_CHANGED, id=session["id"])
+        await following(client)
+        await data(client, ADD_SHOTS, id=session["id"])
+        assert (await socket.next_payload("s"))["data"]["shootingSessionChanged"]["shotCount"] == 2
+        await data(client, UPDATE, id=session["id"])
+        assert (await socket.next_payload("s"))["data"]["shootingSessionChanged"]["notes"] == "wet"
+        await data(client, DELETE, id=session["id"])
+        assert await socket.next_payload("s") == {"data": {"shootingSessionChanged": None}}
+        assert await socket.receive() == {"id": "s", "type": "complete"}
+
+
+async def test_queries_and_mutations_over_a_socket_are_answered_per_protocol_without_a_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    create = 'mutation { createUser(input: {email: "eve@example.com", displayName: "Eve"}) { displayName } }'
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("q", USERS)
+        assert await socket.next_payload("q") == {"data": {"users": {"edges": []}}}
+        assert await socket.receive() == {"id": "q", "type": "complete"}
+        await socket.subscribe("m", create)
+        assert await socket.next_payload("m") == {"data": {"createUser": {"displayName": "Eve"}}}
+        assert await socket.receive() == {"id": "m", "type": "complete"}
+    async with open_socket(url_of(client), LEGACY_WS) as legacy:
+        assert (await legacy.init())["type"] == "connection_ack"
+        await legacy.subscribe("q", USERS)
+        eve = {"data": {"users": {"edges": [{"node": {"displayName": "Eve"}}]}}}
+        assert await legacy.next_payload("q") == eve
+        assert await legacy.receive() == {"id": "q", "type": "complete"}
+        await legacy.subscribe("bad", "{ nope }")
+        error = await legacy.receive()
+        assert error["type"] == "error"
+        assert error["payload"]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
+async def test_the_legacy_graphql_ws_protocol_delivers_updates(client: TestClient) -> None:
+    ada = await make_user(client, "ada@example.com", "Ada")
+    async with open_socket(url_of(client), LEGACY_WS) as socket:
+        await socket.init()
+        await socket.subscribe("1", FEED)
+        await following(client)
+        await make_session(client, ada["id"], [9.5])
+        update = await socket.next_payload("1")
+        assert update["data"]["activityAdded"]["kind"] == "SESSION_CREATED"
+
+
+async def test_a_subscription_over_server_sent_events(client: TestClient) -> None:
+    ada = await make_user(client, "ada@example.com", "Ada")
+    async with open_stream(url_of(client), FEED) as stream:
+        await following(client)
+        await make_session(client, ada["id"], [9.5])
+        name, payload = await stream.event()
+        assert name == "next"
+        assert payload["data"]["activityAdded"]["user"] == {"displayName": "Ada", "email": "ada@example.com"}
+    async with open_stream(url_of(client), USERS) as stream:
+        assert (await stream.event())[0] == "next"
+        assert (await stream.event())[0] == "complete"
+
+
+async def test_sockets_and_event_streams_from_origins_outside_cors_origins_are_refused(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(create_app(make_settings("sqlite", cors_origins="https://club-*.example.org")))
+    url = url_of(client)
+    async with aiohttp.ClientSession() as http:
+        for origin in ("https://evil.example", "https://club.example.org.evil.example"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url, protocols=("graphql-transport-ws",), headers={"Origin": origin})
+            assert refused.value.status == 403
+            headers = {"Origin": origin, "Accept": "text/event-stream"}
+            async with http.post(url, json={"query": FEED}, headers=headers) as response:
+                assert response.status == 403
+                assert "not in CORS_ORIGINS" in await response.text()
+    assert client.app[EXECUTOR].subscriptions == 0
+    async with open_socket(url, headers={"Origin": "https://club-app.example.org"}) as socket:
+        assert (await socket.init())["type"] == "connection_ack"
+
+
+@pytest.fixture
+async def signed_in(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> AsyncIterator[tuple[TestClient, Settings]]:
+    settings = make_settings("sqlite", auth_jwt_secret=SECRET)
+    client = await aiohttp_client(create_app(settings))
+    await empty_tables(client.app[EXECUTOR].data_source)
+    yield client, settings
+
+
+async def as_user(client: TestClient, token: str, query: str, **variables: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    body: dict[str, Any] = await response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_a_subscriber_sees_only_what_it_could_query_e_mails_masked(
+    signed_in: tuple[TestClient, Settings],
+) -> None:
+    client, settings = signed_in
+    ada_token = issue_token(settings, subject="sub-ada")
+    bob_token = issue_token(settings, subject="sub-bob")
+    create = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+    ada = (await as_user(client, ada_token, create, i={"email": "ada@example.com", "displayName": "Ada"}))
+    await as_user(client, bob_token, create, i={"email": "bob@example.com", "displayName": "Bob"})
+    session = "mutation { createShootingSession(input: {discipline: \"Air\"}) { id } }"
+    async with open_socket(url_of(client)) as anonymous, open_socket(url_of(client)) as bob:
+        await anonymous.init()
+        assert (await bob.init({"Authorization": f"Bearer {bob_token}"}))["type"] == "connection_ack"
+        await anonymous.subscribe("a", FEED)
+        await bob.subscribe("b", FEED)
+        await following(client, 2)
+        await as_user(client, ada_token, session)
+        for socket, op_id in ((anonymous, "a"), (bob, "b")):
+            user = (await socket.next_payload(op_id))["data"]["activityAdded"]["user"]
+            assert user == {"displayName": "Ada", "email": None}
+    async with open_socket(url_of(client)) as own:
+        await own.init({"authorization": f"Bearer {ada_token}"})
+        await own.subscribe("own", FEED, u=ada["createUser"]["id"])
+        await following(client)
+        await as_user(client, ada_token, session)
+        user = (await own.next_payload("own"))["data"]["activityAdded"]["user"]
+        assert user == {"displayName": "Ada", "email": "ada@example.com"}
+
+
+async def test_a_forged_token_in_connection_init_closes_the_socket_before_any_operation(
+    signed_in: tuple[TestClient, Settings],
+) -> None:
+    client, settings = signed_in
+    stranger = settings.model_copy(update={"auth_jwt_secret": SecretStr("x" * 40)})
+    forged = issue_token(stranger, subject="sub-ada")
+    async with open_socket(url_of(client)) as socket:
+        closed = await socket.init({"Authorization": f"Bearer {forged}"})
+        assert closed["type"] == "closed" and closed["code"] == 4403
+    async with open_socket(url_of(client), LEGACY_WS) as legacy:
+        answer = await legacy.init({"Authorization": f"Bearer {forged}"})
+        assert answer["type"] == "connection_error"
+        assert answer["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_without_anonymous_read_a_token_less_subscription_is_refused(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    settings = make_settings("sqlite", auth_jwt_secret=SECRET, auth_anonymous_read=False)
+    client = await aiohttp_client(create_app(settings))
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("1", FEED)
+        refused = await socket.receive()
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    async with open_stream(url_of(client), FEED) as stream:
+        name, payload = await stream.event()
+        assert name == "next" and payload["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_subscriptions_pass_the_operation_limits_and_the_subscription_limits(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    settings = make_settings("sqlite", max_query_depth=3, subscriptions_max=3, subscriptions_per_connection=2)
+    client = await aiohttp_client(create_app(settings))
+    deep = "subscription { activityAdded { shootingSession { user { groups { name } } } } }"
+    async with open_socket(url_of(client)) as first, open_socket(url_of(client)) as second:
+        await first.init()
+        await first.subscribe("deep", deep)
+        refused = await first.receive()
+        assert refused["payload"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        await first.subscribe("1", FEED)
+        await first.subscribe("2", FEED)
+        await following(client, 2)
+        await first.subscribe("3", FEED)
+        refused = await first.receive()
+        assert refused["id"] == "3" and refused["payload"][0]["message"] == "Subscription limit reached"
+        await second.init()
+        await second.subscribe("1", FEED)
+        await following(client, 3)
+        await second.subscribe("2", FEED)
+        refused = await second.receive()
+        assert refused["id"] == "2"
+        assert refused["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+    await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the closed socket's subscriptions end")
+
+
+async def test_nothing_is_written_by_a_refused_mutation_over_a_socket(
+    signed_in: tuple[TestClient, Settings],
+) -> None:
+    client, _ = signed_in
+    source = client.app[EXECUTOR].data_source
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("m", 'mutation { createGroup(input: {name: "Juniors"}) { id } }')
+        refused = await socket.receive()
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert await count_rows(source, "club_groups") == 0
+
+
+async def test_an_asgi_server_answers_a_subscription_with_a_coded_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from tests.served_doors import served
+
+    async with served("asgi", make_settings("sqlite")) as base, aiohttp.ClientSession() as http:
+        url = base + "/graphql"
+        for accept in ("application/json", "text/event-stream"):
+            async with http.post(url, json={"query": FEED}, headers={"Accept": accept}) as response:
+                body = await response.json()
+            assert body["errors"][0]["extensions"]["code"] == "SUBSCRIPTIONS_UNSUPPORTED", body
+            assert "gateway serve" in body["errors"][0]["message"]
