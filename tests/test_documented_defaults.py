@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,12 @@ from gateway.datasources.protocol import StatementTimeout
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.workers import server_options
 from gateway.settings import Settings
+from tests.clocks import MovedClock, moved_clock
 from tests.conftest import sql_source
 from tests.polling import until
 from tests.processes import free_port
+
+__all__ = ["moved_clock"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # A statement that ends by itself after some 100,000 steps of SQLite's virtual machine.
@@ -86,27 +88,6 @@ def test_the_documented_defaults_are_the_settings_defaults(
     }
 
 
-class Clock:
-    """time.monotonic, moved forward by the test."""
-
-    def __init__(self, real: Callable[[], float]) -> None:
-        self._real = real
-        self._ahead = 0.0
-
-    def monotonic(self) -> float:
-        return self._real() + self._ahead
-
-    def advance(self, seconds: float) -> None:
-        self._ahead += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    moved = Clock(time.monotonic)
-    monkeypatch.setattr(time, "monotonic", moved.monotonic)
-    return moved
-
-
 @dataclass
 class Served:
     runner: web.AppRunner
@@ -124,7 +105,7 @@ class Served:
 
 
 @pytest.fixture
-async def served(defaults: Settings, clock: Clock) -> AsyncIterator[Served]:
+async def served(defaults: Settings, moved_clock: MovedClock) -> AsyncIterator[Served]:
     """The gateway on its defaults (SQLite), served with the options of `gateway serve`."""
     runner = web.AppRunner(create_app(defaults), **server_options(defaults))
     await runner.setup()
@@ -152,7 +133,7 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 async def test_an_idle_connection_is_kept_until_the_default_keepalive_then_closed(
-    served: Served, defaults: Settings, clock: Clock
+    served: Served, defaults: Settings, moved_clock: MovedClock
 ) -> None:
     keepalive = defaults.http_keepalive_timeout
     reader, writer = await served.connect()
@@ -160,23 +141,23 @@ async def test_an_idle_connection_is_kept_until_the_default_keepalive_then_close
         writer.write(HEALTH)
         # The server starts the idle timer before this client can read the response (one loop).
         assert await _response(reader) == 200
-        clock.advance(keepalive - 0.5)
+        moved_clock.advance(keepalive - 0.5)
         writer.write(HEALTH)
         assert await _response(reader) == 200
-        clock.advance(keepalive + 0.5)
+        moved_clock.advance(keepalive + 0.5)
         assert await _closed(reader)
     finally:
         writer.close()
 
 
 async def test_half_sent_headers_are_waited_for_until_the_default_keepalive(
-    served: Served, defaults: Settings, clock: Clock
+    served: Served, defaults: Settings, moved_clock: MovedClock
 ) -> None:
     keepalive = defaults.http_keepalive_timeout
     reader, writer = await served.connect()
     try:
         writer.write(HEALTH[:20])
-        clock.advance(keepalive - 0.5)
+        moved_clock.advance(keepalive - 0.5)
         writer.write(HEALTH[20:])
         assert await _response(reader) == 200
     finally:
@@ -184,14 +165,14 @@ async def test_half_sent_headers_are_waited_for_until_the_default_keepalive(
     reader, writer = await served.connect()
     try:
         writer.write(HEALTH[:20])
-        clock.advance(keepalive + 0.5)
+        moved_clock.advance(keepalive + 0.5)
         assert await _closed(reader)
     finally:
         writer.close()
 
 
 async def test_a_stalled_body_is_waited_for_until_the_default_request_timeout(
-    served: Served, defaults: Settings, clock: Clock
+    served: Served, defaults: Settings, moved_clock: MovedClock
 ) -> None:
     body = b'{"query": "{ users { edges { cursor } } }"}'
     head = (
@@ -207,7 +188,7 @@ async def test_a_stalled_body_is_waited_for_until_the_default_request_timeout(
             # aiohttp answers 100 as it hands the request to the handler, whose deadline then runs.
             assert await _response(reader) == 100
             writer.write(body[:1])
-            clock.advance(advance)
+            moved_clock.advance(advance)
             writer.write(body[1:])
             assert await _response(reader) == status
         finally:
@@ -215,15 +196,15 @@ async def test_a_stalled_body_is_waited_for_until_the_default_request_timeout(
 
 
 async def test_sqlite_stops_a_statement_at_the_default_statement_timeout(
-    defaults: Settings, clock: Clock
+    defaults: Settings, moved_clock: MovedClock
 ) -> None:
     source = sql_source(create_data_source(defaults))
     await source.open()
     try:
         async with source.connection() as conn:
-            clock.advance(defaults.db_statement_timeout - 0.5)
+            moved_clock.advance(defaults.db_statement_timeout - 0.5)
             assert await conn.fetch(FINITE) == [{"n": 20000}]
-            clock.advance(1.0)
+            moved_clock.advance(1.0)
             with pytest.raises(StatementTimeout):
                 await conn.fetch(FINITE)
     finally:

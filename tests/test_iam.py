@@ -9,7 +9,7 @@ import json
 import re
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,12 +23,14 @@ from gateway.datasources import create_data_source
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.aws_servers import AWS_KEYS, moto_endpoint
-from tests.conftest import server_env
+from tests.clocks import MovedClock, moved_clock
+from tests.conftest import server_env, sql_source
 from tests.fake_servers import fake_mysql, fake_postgres
 from tests.polling import until
+from tests.rds_postgres import rds_postgres
 from tests.tls_servers import Certificates
 
-__all__ = ["moto_endpoint"]
+__all__ = ["moto_endpoint", "moved_clock"]
 
 
 @pytest.fixture
@@ -156,9 +158,7 @@ async def test_tokens_are_signed_for_the_databases_region(
         assert f"AWS_REGION={env['AWS_REGION']}, but {host} is in {region}" in caplog.text
 
 
-async def test_a_secret_given_by_arn_is_read_in_the_arns_region(
-    aws_keys: None, moto_endpoint: str
-) -> None:
+async def test_a_secret_given_by_arn_is_read_in_the_arns_region(aws_keys: None, moto_endpoint: str) -> None:
     secrets = boto3.client("secretsmanager", region_name="eu-west-1", endpoint_url=moto_endpoint)
     value = {"username": "club", "password": "pw", "host": "db.example", "dbname": "club"}
     arn = secrets.create_secret(Name=f"club/db/{uuid.uuid4().hex[:8]}", SecretString=json.dumps(value))["ARN"]
@@ -218,3 +218,39 @@ async def test_check_connection_blames_the_iam_set_up_not_db_password(
     assert "DB_PASSWORD" not in output
     token = fake.logins[0].password
     assert token and token not in output and not re.search(r"X-Amz-Signature=\w", output)
+
+
+@pytest.mark.usefixtures("aws_keys")
+async def test_a_busy_connection_outlives_its_token_and_a_new_one_gets_a_fresh_token(
+    tls_certs: Certificates, pg_database: str, moved_clock: MovedClock
+) -> None:
+    """RDS checks a token only at login: a connection in use for 16 minutes keeps serving, and the
+    pool neither drops it nor logs in again; the next new connection signs a token of its own."""
+    async with rds_postgres(tls_certs.ca, pg_database, moved_clock.now) as rds:
+        # No floor of idle connections: DB_IDLE_TIMEOUT applies to this one too.
+        env = iam_env("postgres", "localhost", rds.port, tls_certs.ca_pem, DB_POOL_MIN="0", DB_POOL_MAX="2")
+        source = sql_source(create_data_source(settings_for(**env)))
+        await source.open()
+        try:
+
+            async def server_process() -> int:
+                async with source.connection() as conn:
+                    return int((await conn.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+
+            first = await server_process()
+            (login,) = rds.logins
+            assert login.accepted
+            # A query every 25 s, within DB_IDLE_TIMEOUT (which closes connections left unused).
+            for _ in range(39):
+                await moved_clock.elapse(25)
+                assert await server_process() == first
+            assert moved_clock.now() > login.expires_at  # RDS would refuse that token at a login now
+            assert len(rds.logins) == 1
+            async with source.connection():  # busy: the next request needs a new connection
+                second = await server_process()
+            assert second != first
+            assert [later.accepted for later in rds.logins[1:]] == [True]
+            assert rds.logins[1].signed_at >= login.signed_at + timedelta(minutes=16)
+            assert await server_process() in (first, second)
+        finally:
+            await source.close()
