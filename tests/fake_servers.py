@@ -42,9 +42,10 @@ class FakeServer:
     logins: list[Login] = field(default_factory=list)
 
 
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
+def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
+    """A server's TLS set-up with a certificate from `ca` for `names` (localhost by default)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
+    ca.issue_cert(*(names or ("localhost",))).configure_cert(context)
     return context
 
 
@@ -126,9 +127,14 @@ async def _serving(serve_one: Callable[[socket.socket], None]) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def fake_mysql(ca: trustme.CA, offer_tls: bool = True) -> AsyncIterator[FakeServer]:
-    """A MySQL server that switches every login to mysql_clear_password, records it, and refuses it."""
-    context = server_context(ca)
+async def fake_mysql(
+    ca: trustme.CA, offer_tls: bool = True, context: ssl.SSLContext | None = None
+) -> AsyncIterator[FakeServer]:
+    """A MySQL server that switches every login to mysql_clear_password, records it, and refuses it.
+
+    `context` is the server's TLS set-up: by default a certificate for localhost from `ca`.
+    """
+    context = context or server_context(ca)
     state = FakeServer(0)
 
     def serve_one(raw: socket.socket) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import sys
+import sysconfig
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +25,8 @@ from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.aws_servers import AWS_KEYS, moto_endpoint
 from tests.clocks import MovedClock, moved_clock
-from tests.conftest import server_env, sql_source
-from tests.fake_servers import fake_mysql, fake_postgres
+from tests.conftest import server_env, sql_source, unreachable
+from tests.fake_servers import fake_mysql, fake_postgres, server_context
 from tests.polling import until
 from tests.rds_postgres import rds_postgres
 from tests.tls_servers import Certificates
@@ -254,3 +255,56 @@ async def test_a_busy_connection_outlives_its_token_and_a_new_one_gets_a_fresh_t
             assert await server_process() in (first, second)
         finally:
             await source.close()
+
+
+# A custom name for the database, an alias (as a CNAME would be) of an RDS endpoint in eu-west-3.
+ALIAS = "db.club.test"
+RDS_ENDPOINT = "club.abc123.eu-west-3.rds.amazonaws.com"
+NSS_WRAPPER = "libnss_wrapper.so"
+
+
+def resolving(hosts_file: Path) -> dict[str, str]:
+    """Environment under which a process's own name lookups read `hosts_file` first (nss_wrapper):
+    the machine's resolver and /etc/hosts stay untouched for everything else."""
+    # Debian's libnss-wrapper has no soname, so ldconfig (and ctypes.util) do not list it.
+    folders = (f"/usr/lib/{sysconfig.get_config_var('MULTIARCH')}", "/usr/lib64", "/usr/lib")
+    library = next((Path(f) / NSS_WRAPPER for f in folders if (Path(f) / NSS_WRAPPER).exists()), None)
+    if library is None:
+        unreachable("libnss-wrapper (scripts/test installs it)", FileNotFoundError(NSS_WRAPPER))
+    return {"LD_PRELOAD": str(library), "NSS_WRAPPER_HOSTS": str(hosts_file)}
+
+
+@pytest.mark.parametrize("backend", ["mysql", "postgres"])
+async def test_check_connection_names_a_region_mismatch_behind_a_cname(
+    backend: str, aws_keys: None, tls_certs: Certificates, tmp_path: Path
+) -> None:
+    """DB_HOST names no region, so tokens are signed for AWS_REGION; its canonical name is in another."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 {RDS_ENDPOINT} {ALIAS}\n")  # canonical name first, then the alias
+    fake = fake_mysql if backend == "mysql" else fake_postgres
+    async with fake(tls_certs.ca, context=server_context(tls_certs.ca, ALIAS)) as server:
+        iam = iam_env(backend, ALIAS, server.port, tls_certs.ca_pem, DB_CONNECT_TIMEOUT="2")
+        env = server_env(backend, "club", **AWS_KEYS, **iam, **resolving(hosts))
+        env = {k: v for k, v in env.items() if k not in ("AWS_DEFAULT_REGION", "AWS_PROFILE")}
+        env["AWS_REGION"] = "ca-central-1"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "check-connection",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    output = out.decode() + err.decode()
+    assert process.returncode == 13, output
+    token = server.logins[0].password
+    assert token and "/ca-central-1/rds-db/aws4_request" in query_of(token)["X-Amz-Credential"]
+    failed = [line.strip() for line in output.splitlines() if "FAILED" in line]
+    assert len(failed) == 1, output
+    assert failed[0].endswith(
+        f"the IAM token was signed for region ca-central-1 (from AWS_REGION) but {ALIAS} is in eu-west-3"
+    ), output
+    assert "AWS_REGION=eu-west-3" in output
+    assert "DB_PASSWORD" not in output and token not in output
