@@ -3,7 +3,12 @@ limits and refusals. Across processes, outages and shutdown: tests/test_live_fan
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -298,3 +303,88 @@ async def test_an_asgi_server_answers_a_subscription_with_a_coded_error(
                 body = await response.json()
             assert body["errors"][0]["extensions"]["code"] == "SUBSCRIPTIONS_UNSUPPORTED", body
             assert "gateway serve" in body["errors"][0]["message"]
+
+
+class StalledSocket:
+    """A graphql-transport-ws client over a raw TCP socket with a tiny receive buffer, which can stop
+    reading: what a phone on a bad network, or a frozen tab, looks like to the server."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> StalledSocket:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, (host, port))
+        # A small StreamReader limit too: asyncio stops reading the socket once it holds that much.
+        reader, writer = await asyncio.open_connection(sock=raw, limit=4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /graphql HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send(self, message: dict[str, Any]) -> None:
+        payload, mask = json.dumps(message).encode(), os.urandom(4)
+        length = len(payload)
+        size = bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big")
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        self.writer.write(bytes([0x81]) + size + mask + masked)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload (servers do not mask)."""
+        first, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_closed_with_1013_not_buffered(
+    make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings("sqlite", subscription_buffer=2, max_aliases=100, max_query_cost=10_000_000)
+    client = await aiohttp_client(create_app(settings))
+    ada = await make_user(client, "ada@example.com", "Ada")
+    session = await make_session(client, ada["id"], [9.5] * 500)
+    # Each update is large (20 copies of 500 shots, about 400 KB), so a few fill every buffer on the way.
+    shots = "shootingSession { shots { sequence score x y } }"
+    heavy = "subscription { activityAdded { " + " ".join(f"s{n}: {shots}" for n in range(20)) + " } }"
+    stalled = await StalledSocket.open(client.host, client.port)
+    try:
+        stalled.send({"type": "connection_init"})
+        assert json.loads((await stalled.frame())[1]) == {"type": "connection_ack"}
+        stalled.send({"id": "1", "type": "subscribe", "payload": {"query": heavy}})
+        await following(client)
+        # Stop reading; updates keep coming until the server gives up on this subscriber.
+        for _ in range(200):
+            await data(client, ADD_SHOTS, id=session["id"])
+            if "reads too slowly" in caplog.text:
+                break
+        assert "reads too slowly" in caplog.text
+        feed = client.app[EXECUTOR].feed
+        assert feed is not None
+        # It is no longer fed: whatever else is written now is not queued for it.
+        await data(client, ADD_SHOTS, id=session["id"])
+        # Reading again, it finds the updates that were already on their way, then the close frame.
+        while True:
+            opcode, payload = await stalled.frame()
+            if opcode == 0x8:
+                break
+        assert int.from_bytes(payload[:2], "big") == 1013
+        assert payload[2:] == b"slow consumer"
+    finally:
+        stalled.close()
+    await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the slow subscription ends")
+    assert feed.followers == 0

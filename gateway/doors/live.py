@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001  # RFC 6455: the server is shutting down
 SLOW_CONSUMER = 1013  # RFC 6455 "try again later": the client read too slowly and was disconnected
-_CLOSE_WAIT = 2.0  # seconds a close frame may wait behind unread data before the connection is cut
+_CLOSE_WAIT = 2.0  # seconds a close frame may wait behind unread data before the connection is closed
+_SLOW_LINGER = 30.0  # seconds a slow client then has to read what was queued, before it is cut
+_SHUTDOWN_LINGER = 5.0  # the same on shutdown
 _DRAIN_WAIT = 10.0  # seconds a shutdown waits for updates already taken from the feed to be sent
 
 
@@ -100,7 +102,7 @@ class LiveConnections:
             if found is not None:
                 response = found[1]
                 log.warning("closing a live connection from %s: it reads too slowly", request.remote)
-                self._start(_close(response, request, SLOW_CONSUMER, "slow consumer"))
+                self._start(_close(response, request, SLOW_CONSUMER, "slow consumer", _SLOW_LINGER))
 
         return close
 
@@ -114,7 +116,7 @@ class LiveConnections:
                     while not executor.feed.drained():
                         await asyncio.sleep(0.02)
         for request, response in list(self._open.values()):
-            self._start(_close(response, request, GOING_AWAY, "server shutting down"))
+            self._start(_close(response, request, GOING_AWAY, "server shutting down", _SHUTDOWN_LINGER))
         if self._closing:
             await asyncio.wait(list(self._closing))
 
@@ -124,18 +126,30 @@ class LiveConnections:
         task.add_done_callback(self._closing.discard)
 
 
-async def _close(response: web.StreamResponse, request: web.Request, code: int, reason: str) -> None:
-    """Close a socket with `code` (an event stream has none: it ends); cut it if the close frame cannot
-    be written within _CLOSE_WAIT because the client reads nothing."""
+async def _close(
+    response: web.StreamResponse, request: web.Request, code: int, reason: str, linger: float
+) -> None:
+    """Close a socket with `code` (an event stream has none: it just ends).
+
+    A client that reads nothing leaves the close frame queued behind unread data: after _CLOSE_WAIT the
+    connection is closed anyway, its queued bytes (the close frame last) still sent as it reads, and cut
+    after `linger` more seconds if it reads none of them. Memory stays what was queued.
+    """
     if isinstance(response, web.WebSocketResponse):
-        try:
+        with suppress(TimeoutError, ConnectionError):
             async with asyncio.timeout(_CLOSE_WAIT):
                 await response.close(code=code, message=reason.encode())
-            return
-        except (TimeoutError, ConnectionError):
-            pass
+                return
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    transport.close()
+    with suppress(TimeoutError):
+        async with asyncio.timeout(linger):
+            while request.transport is not None:
+                await asyncio.sleep(0.1)
     if request.transport is not None:
-        request.transport.abort() if code == SLOW_CONSUMER else request.transport.close()
+        request.transport.abort()
 
 
 class TextSocket(AiohttpWebSocketAdapter):
