@@ -18,7 +18,7 @@ from gateway.origins import AllowedOrigins
 __all__ = ["DEFAULT_ALLOW_HEADERS", "DEVELOPMENT_ORIGINS", "Settings", "SettingsError", "load_settings"]
 
 # Values of these settings never appear in an error message.
-_SECRET_FIELDS = frozenset({"db_password", "db_ca_cert", "auth_jwt_secret"})
+_SECRET_FIELDS = frozenset({"db_password", "db_ca_cert", "auth_jwt_secret", "metrics_token"})
 # HS256 keys shorter than the hash output are brute-forceable (RFC 7518 section 3.2).
 _MIN_SECRET_BYTES = 32
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = True
     cors_allow_headers: Annotated[list[str], NoDecode] = list(DEFAULT_ALLOW_HEADERS)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Queries the database can answer alone run as one JSON-building statement per root field.
     fast_path: bool = True
     # What the schema tells a stranger. Unset: on in development, off in production.
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
     subscriptions_max: int = Field(default=10_000, ge=1)  # open subscriptions on one instance
     subscriptions_per_connection: int = Field(default=50, ge=1)  # on one socket (queries included)
     subscription_buffer: int = Field(default=100, ge=1)  # updates one subscriber may fall behind
+
+    # Observability (docs/observability.md): /metrics, and OpenTelemetry traces when an endpoint is set.
+    metrics: bool | None = None  # unset: on in development; in production when METRICS_TOKEN is set
+    metrics_token: SecretStr | None = None
+    metrics_operation_names: int = Field(default=100, ge=0, le=10_000)
+    otel_exporter_otlp_endpoint: str | None = None
 
     # Sign-in: tokens from an identity provider (JWKS) or signed with a shared secret (HS256).
     auth_jwks_url: str | None = None
@@ -173,6 +180,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a URL like https://example.auth0.com/.well-known/jwks.json")
         return value
 
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not a URL like http://localhost:4318 (OTLP over HTTP)")
+        return value
+
     @field_validator("auth_jwt_secret")
     @classmethod
     def _check_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
@@ -187,6 +201,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -279,6 +298,14 @@ class Settings(BaseSettings):
     def suggestions_enabled(self) -> bool:
         """Whether errors suggest names ("Did you mean 'email'?"): SUGGESTIONS, else only in development."""
         return not self.production if self.suggestions is None else self.suggestions
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether /metrics answers (and metrics are kept): METRICS, else in development, or in production
+        when METRICS_TOKEN guards it."""
+        if self.metrics is not None:
+            return self.metrics
+        return not self.production or self.metrics_token is not None
 
     @property
     def secret_fallback(self) -> bool:

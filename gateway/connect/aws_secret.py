@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # However many connections are refused together, the secret is read at most this often.
 REREAD_INTERVAL = 0.5
 _SERVICE = "AWS Secrets Manager"
+_CURRENT = "AWSCURRENT"
 _PENDING = "AWSPENDING"
 
 
@@ -102,6 +104,7 @@ class SecretsManagerCredentials:
         self._overridden_host: str | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
+        self._reads: Counter[tuple[str, str]] = Counter()
 
     @property
     def client(self) -> Any:
@@ -134,9 +137,17 @@ class SecretsManagerCredentials:
             )
         return SecretError(f"reading secret {self._name!r} failed ({code})")
 
+    def reads(self) -> Mapping[tuple[str, str], int]:
+        return self._reads
+
     async def _fetch(self) -> Credentials:
-        text = await call_aws(lambda: self._read(None), _SERVICE, self._region, self._refused)
-        credentials = self._parse(text)
+        try:
+            text = await call_aws(lambda: self._read(None), _SERVICE, self._region, self._refused)
+            credentials = self._parse(text)
+        except Unavailable:
+            self._reads[_CURRENT, "error"] += 1
+            raise
+        self._reads[_CURRENT, "ok"] += 1
         self._cached, self._fetched_at = credentials, time.monotonic()
         self.fetches += 1
         return credentials
@@ -171,9 +182,12 @@ class SecretsManagerCredentials:
         try:
             text = await call_aws(lambda: self._read(_PENDING), _SERVICE, self._region, not_pending)
             self.fetches += 1
-            return self._parse(text)
+            credentials = self._parse(text)
         except (SecretError, SecretUnreachable):
+            self._reads[_PENDING, "error"] += 1
             return None
+        self._reads[_PENDING, "ok"] += 1
+        return credentials
 
     async def current(self) -> Credentials:
         cached = self._cached

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +64,10 @@ class CredentialProvider(Protocol):
         """What one new connection sends: `credentials`, or with a fresh IAM token as the password."""
         ...
 
+    def reads(self) -> Mapping[tuple[str, str], int]:
+        """Reads of a secret store so far, by (version stage, "ok" or "error"); empty for the environment."""
+        ...
+
 
 def env_credentials(settings: Settings) -> Credentials:
     return Credentials(
@@ -91,6 +96,9 @@ class EnvCredentials:
 
     async def login(self, credentials: Credentials) -> Credentials:
         return credentials
+
+    def reads(self) -> Mapping[tuple[str, str], int]:
+        return {}
 
 
 async def open_credentials(settings: Settings) -> CredentialProvider:

@@ -9,6 +9,7 @@ RDS checks the token only at login.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -73,6 +74,9 @@ class IamTokenCredentials:
 
     def accepted(self, credentials: Credentials) -> None:
         self._base.accepted(credentials)
+
+    def reads(self) -> Mapping[tuple[str, str], int]:
+        return self._base.reads()
 
     async def login(self, credentials: Credentials) -> Credentials:
         region = self.region_for(credentials.host)

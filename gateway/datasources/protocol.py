@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from gateway.datasources.changes import ChangeWatch
@@ -20,7 +21,7 @@ from gateway.datasources.records import (
 )
 from gateway.errors import ErrorCode, GatewayError, Unavailable
 
-__all__ = ["DataSource", "DataSourceUnavailable", "StatementTimeout", "UniqueViolation"]
+__all__ = ["DataSource", "DataSourceUnavailable", "SourceStats", "StatementTimeout", "UniqueViolation"]
 
 
 class DataSourceUnavailable(Unavailable):
@@ -44,12 +45,25 @@ class UniqueViolation(Exception):
         super().__init__(f"unique constraint {constraint} violated")
 
 
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    """A data source's figures at one moment, for /metrics."""
+
+    pool_size: int = 0  # open connections
+    pool_in_use: int = 0  # connections lent to a request
+    pool_waiting: int = 0  # requests waiting for a free connection
+    pool_max: int = 0  # DB_POOL_MAX
+    # AWS Secrets Manager reads since the source opened, by (version stage, "ok" or "error").
+    secret_reads: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
 class DataSource(Protocol):
     """What the schema needs from a database. Lists return at most `page.first` records."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
+    def stats(self) -> SourceStats: ...
 
     async def users_by_ids(self, ids: Sequence[int]) -> list[UserRecord]: ...
     async def groups_by_ids(self, ids: Sequence[int]) -> list[GroupRecord]: ...

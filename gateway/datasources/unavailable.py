@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, cast
 
-from gateway.datasources.protocol import DataSource, DataSourceUnavailable
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats
 
 __all__ = ["UnavailableSource"]
 
@@ -29,6 +29,9 @@ class UnavailableSource:
         """A source that fails every call with `reason`."""
         # It answers every member of the protocol, through __getattr__.
         return cast(DataSource, cls(reason))
+
+    def stats(self) -> SourceStats:
+        return SourceStats()
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[NoReturn]]:
         async def unavailable(*args: Any, **kwargs: Any) -> NoReturn:

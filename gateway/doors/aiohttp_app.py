@@ -29,6 +29,7 @@ from gateway.doors.live import (
     is_live,
     origin_allowed,
 )
+from gateway.doors.observed import metrics_answer, observed, publishing
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
@@ -143,13 +144,19 @@ def _log_bad_http_on_one_line() -> None:
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[EXECUTOR].open()
-    yield
+    async with publishing(app[EXECUTOR]):
+        yield
     await app[EXECUTOR].close()
 
 
 async def _close_live_connections(app: web.Application) -> None:
     """On SIGTERM: sockets close with 1001 once the updates already under way are sent."""
     await app[LIVE].shut_down(app[EXECUTOR])
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    status, body, headers = metrics_answer(request.app[EXECUTOR], request.headers.get(hdrs.AUTHORIZATION))
+    return web.Response(body=body, status=status, headers=headers)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -237,8 +244,8 @@ def _graphql(view: GatewayView) -> Handler:
 
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
-    app = web.Application(middlewares=[_preflight, deadline(settings)])
     executor = Executor(settings, policy, live=True)
+    app = web.Application(middlewares=[observed(executor.telemetry), _preflight, deadline(settings)])
     app[SETTINGS] = settings
     app[CORS] = cors.CorsPolicy.from_settings(settings)
     app[EXECUTOR] = executor
@@ -269,4 +276,6 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     app.router.add_get("/", _root)
     if settings.graphiql_enabled:
         app.router.add_get(ASSETS_PATH + "/{build}/{name:.+}", _graphiql_asset)
+    if executor.telemetry.metrics is not None:
+        app.router.add_get("/metrics", _metrics)
     return app

@@ -20,6 +20,7 @@ from gateway.doors import cors
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
+from gateway.doors.observed import ObservedAsgi, metrics_answer, publishing
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.doors.serverless import serverless_profile
@@ -187,22 +188,33 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
         build, name = request.path_params["build"], request.path_params["name"]
         return _respond(graphiql_assets().asset(build, name, request.headers.get("if-none-match")))
 
+    async def metrics(request: Request) -> Response:
+        status, body, headers = metrics_answer(executor, request.headers.get("authorization"))
+        return Response(body, status, headers)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with publishing(executor):
+            yield
         await executor.close()
 
     assets = Route(ASSETS_PATH + "/{build}/{name:path}", graphiql_asset)
     graphiql = [assets] if settings.graphiql_enabled else []
+    routes = [
+        Route("/graphql", _GraphQLDoor(executor)),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/", root),
+        *graphiql,
+    ]
+    if executor.telemetry.metrics is not None:
+        routes.append(Route("/metrics", metrics))
     app = Starlette(
-        routes=[
-            Route("/graphql", _GraphQLDoor(executor)),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/", root),
-            *graphiql,
+        routes=routes,
+        middleware=[
+            Middleware(ObservedAsgi, telemetry=executor.telemetry),  # outermost: every answer is logged
+            Middleware(_Cors, policy=cors_policy),
         ],
-        middleware=[Middleware(_Cors, policy=cors_policy)],
         lifespan=lifespan,
     )
     app.state.executor = executor

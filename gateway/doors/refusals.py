@@ -11,6 +11,7 @@ from gateway.doors.responses import GRAPHQL_RESPONSE, RETRY_AFTER_SECONDS, Answe
 from gateway.errors import ErrorCode, GatewayError
 from gateway.execution.executor import encode
 from gateway.execution.operation import MalformedRequest
+from gateway.telemetry.exchange import CURRENT
 
 __all__ = ["Refusal", "bad_request", "invalid_token", "unavailable"]
 
@@ -29,6 +30,8 @@ class Refusal:
 
     def answer(self, media: str) -> Answer:
         """The answer in `media`; graphql-response+json has no `data` entry for a request that never ran."""
+        if (exchange := CURRENT.get()) is not None:
+            exchange.refused(self.code.value, self.message)
         error = {"message": self.message, "extensions": {"code": self.code.value}}
         body = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
         return Answer(self.status, encode(body), media, self.headers)

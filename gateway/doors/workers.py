@@ -6,17 +6,35 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import wait
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from gateway.settings import Settings
 
-__all__ = ["PoolSplitError", "event_loop", "serve", "server_options", "split_pool"]
+__all__ = [
+    "MULTIPROC_DIR",
+    "PoolSplitError",
+    "event_loop",
+    "serve",
+    "server_options",
+    "shared_metrics_dir",
+    "split_pool",
+]
 
 log = logging.getLogger(__name__)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The files prometheus-client's multiprocess mode writes: counter_<pid>.db, gauge_livesum_<pid>.db...
+_METRIC_FILES = ("counter_*.db", "gauge_*.db", "histogram_*.db", "summary_*.db")
 
 
 class PoolSplitError(ValueError):
@@ -86,11 +104,42 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def shared_metrics_dir(settings: Settings) -> Iterator[None]:
+    """Where the workers' metrics meet (prometheus-client's multiprocess mode), for this run only.
+
+    PROMETHEUS_MULTIPROC_DIR when the user set it, emptied of the last run's files (their values
+    would be added to this run's); else a new temporary folder, removed at the end.
+    """
+    if not settings.metrics_enabled:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        for pattern in _METRIC_FILES:
+            for stale in Path(given).glob(pattern):
+                stale.unlink(missing_ok=True)
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[MULTIPROC_DIR] = made  # the spawned workers inherit it
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(made, ignore_errors=True)
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     """Serve until SIGTERM/SIGINT; with several workers, the first to die stops the others."""
     if workers == 1:
         _serve_one(settings, host, port, reuse_port=False)
         return 0
+    with shared_metrics_dir(settings):
+        return _serve_many(settings, host, port, workers)
+
+
+def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
     share = split_pool(settings, workers)
     context = multiprocessing.get_context("spawn")
     processes = [

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphql import (
     ASTValidationRule,
@@ -29,6 +30,7 @@ from gateway.errors import ErrorCode, GatewayError
 
 if TYPE_CHECKING:
     from gateway.execution.fastpath.variables import Signatures
+    from gateway.telemetry.tracing import Tracing
 
 __all__ = ["DocumentCache", "Prepared"]
 
@@ -58,19 +60,30 @@ class TooLarge(GatewayError):
     code = ErrorCode.QUERY_TOO_COMPLEX
 
 
+def _span(tracing: Tracing | None, name: str) -> AbstractContextManager[Any]:
+    return nullcontext() if tracing is None else tracing.span(name)
+
+
 def _prepare(
-    schema: GraphQLSchema, query: str, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]
+    schema: GraphQLSchema,
+    query: str,
+    max_tokens: int,
+    rules: tuple[type[ASTValidationRule], ...],
+    tracing: Tracing | None = None,
 ) -> Prepared:
     try:
-        # The source bound stops a document of a few huge tokens (strings, comments) as early.
-        document = parse(query, max_tokens=max_tokens, max_source_length=max_tokens * 40)
+        with _span(tracing, "graphql.parse"):
+            # The source bound stops a document of a few huge tokens (strings, comments) as early.
+            document = parse(query, max_tokens=max_tokens, max_source_length=max_tokens * 40)
     except GraphQLError as exc:
         if "more than" in exc.message and "Parsing aborted" in exc.message:
             too_large = TooLarge(f"the document is too large: more than MAX_QUERY_TOKENS={max_tokens} tokens")
             exc = GraphQLError(str(too_large), original_error=too_large)
         return Prepared(query, None, [exc])
-    # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
-    prepared = Prepared(query, document, validate_document(schema, document, (*specified_rules, *rules)))
+    with _span(tracing, "graphql.validate"):
+        # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
+        errors = validate_document(schema, document, (*specified_rules, *rules))
+    prepared = Prepared(query, document, errors)
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             prepared.operations[definition.name.value if definition.name else None] = definition
@@ -95,13 +108,17 @@ class DocumentCache:
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
         self.prepared = 0  # documents parsed and validated so far, for tests and benchmarks
+        self.tracing: Tracing | None = None  # spans around parse and validate, when tracing is on
 
     async def get(self, query: str) -> Prepared:
         prepared = self._items.get(query)
         if prepared is not None:
             self._items.move_to_end(query)
             return prepared
-        prepared = await asyncio.to_thread(_prepare, self._schema, query, self._max_tokens, self._rules)
+        # to_thread copies the context: the spans made in the thread join the operation's trace.
+        prepared = await asyncio.to_thread(
+            _prepare, self._schema, query, self._max_tokens, self._rules, self.tracing
+        )
         self.prepared += 1
         self._items[query] = prepared
         if len(self._items) > self._size:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence, Set
 from contextlib import aclosing
 from typing import Any
@@ -30,7 +31,8 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import KeysUnavailable, authenticator_for
 from gateway.datasources import create_data_source
 from gateway.datasources.feed import ActivityFeed
-from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats, StatementTimeout
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.unavailable import UnavailableSource
 from gateway.errors import ErrorCode, GatewayError, SubscriptionsUnsupported, Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
@@ -43,6 +45,7 @@ from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
+from gateway.telemetry.recorder import Telemetry
 
 __all__ = ["Executor", "Outcome", "TooManySubscriptions", "encode"]
 
@@ -90,6 +93,8 @@ class Executor:
             rules=validation_rules(settings.introspection_enabled),
         )
         self.persisted = PersistedOperations(settings)
+        self.telemetry = Telemetry(settings, self.persisted.operation_names())
+        self.documents.tracing = self.telemetry.tracing
         self._create_source = create_source
         self._source: DataSource | None = None
         self._closed = False
@@ -125,9 +130,17 @@ class Executor:
                 if self.live:
                     watch = source.change_watch(self.settings.live_poll_interval)
                     self.feed = ActivityFeed(watch, self.settings.subscription_buffer)
+                if self.telemetry.tracing is not None and isinstance(source, SqlDataSource):
+                    source.tracing = self.telemetry.tracing
+                    if self.fast is not None:
+                        self.fast.tracing = self.telemetry.tracing
                 self._source = source
                 log.info("data source %s open", self.settings.db_backend)
         return self._source
+
+    def stats(self) -> SourceStats | None:
+        """The open data source's figures (pool, secret reads), or None when it is not open."""
+        return self._source.stats() if self._source is not None else None
 
     async def identify(self, authorization: str | None) -> Identity | None:
         """Who sends an `Authorization` header value: None when anonymous or sign-in is off.
@@ -145,6 +158,7 @@ class Executor:
     async def close(self) -> None:
         if self.authenticator is not None:
             await self.authenticator.close()
+        await self.telemetry.close()
         async with self._lock:
             self._closed = True
             source, self._source, self.fast = self._source, None, None
@@ -182,16 +196,22 @@ class Executor:
         answered with a TIMEOUT error. `extensions: {"cost": true}` in the request adds the
         operation's estimated rows to the response's extensions.
         """
+        started = time.perf_counter()
         source = await self.open()
         context = self.context(request, source, identity)
-        try:
-            operation = self.persisted.resolve(operation)
-            async with asyncio.timeout(self.settings.request_timeout):
-                outcome = await self._run(operation, context, allowed)
-        except GatewayError as refusal:
-            outcome = self._refused(refusal)
-        except TimeoutError:
-            outcome = self._refused(TimedOut(self.settings.request_timeout))
+        path: str | None = None
+        with self.telemetry.span("graphql.operation") as span:
+            try:
+                operation = self.persisted.resolve(operation)
+                async with asyncio.timeout(self.settings.request_timeout):
+                    outcome, path = await self._run(operation, context, allowed)
+            except GatewayError as refusal:
+                outcome = self._refused(refusal)
+            except TimeoutError:
+                outcome = self._refused(TimedOut(self.settings.request_timeout))
+            self.telemetry.operation(
+                context.prepared, operation.operation_name, outcome, path, time.perf_counter() - started, span
+            )
         if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:
             cost = {"estimate": context.cost, "limit": self.settings.max_query_cost}
             outcome = _with_extension(outcome, "cost", cost)
@@ -199,11 +219,12 @@ class Executor:
 
     async def _run(
         self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
-    ) -> Outcome:
+    ) -> tuple[Outcome, str | None]:
+        """The outcome, and how the operation ran: "fast_path", "interpreted", or None (it did not)."""
         prepared = await self.documents.get(operation.query) if operation.query else None
         if prepared is not None and prepared.document is None:
             # It does not parse (or is too large to): answered here, so nothing parses it again.
-            return self._failed(prepared.errors)
+            return self._failed(prepared.errors), None
         context.prepared = prepared
         document = prepared.document if prepared is not None and not prepared.errors else None
         definition = prepared.operation(operation.operation_name) if prepared and document else None
@@ -214,31 +235,32 @@ class Executor:
             or OperationType(definition.operation.value) not in allowed
         ):
             # Nothing will run: Strawberry raises or answers with its own errors.
-            return await self._strawberry(operation, context, allowed)
+            return await self._strawberry(operation, context, allowed), None
         if definition.operation.value == OperationType.SUBSCRIPTION.value:
             # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
-            return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream())
+            return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
         variables = operation.variables or {}
         try:
             decision = self.policy.decide(
                 OperationView(document, definition, prepared.fragments, variables, context)
             )
         except Refused as refusal:
-            return self._refused(refusal)
+            return self._refused(refusal), None
         context.marks = decision.marks
         if self.fast is not None:
             try:
                 compiled = await self.fast.execute(prepared, definition, operation.variables, decision)
             except StatementTimeout as exc:
-                return self._refused(exc)
+                return self._refused(exc), None
             except DataSourceUnavailable as exc:
                 # The resolvers fail at once with the same reason instead of waiting
                 # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
                 context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
             else:
                 if compiled is not None:
-                    return compiled
-        return await self._strawberry(operation, context, allowed)
+                    return compiled, "fast_path"
+        with self.telemetry.span("graphql.execute"):
+            return await self._strawberry(operation, context, allowed), "interpreted"
 
     async def answer(self, operation: Operation, request: Any, identity: Identity | None) -> bytes | None:
         """The JSON body answering a POSTed operation (status 200), or None when Strawberry's view must

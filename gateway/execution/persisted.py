@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,9 @@ from gateway.execution.operation import Operation
 from gateway.settings import Settings
 
 __all__ = ["ManifestError", "PersistedOperations", "PersistedQueryNotFound"]
+
+# An operation's name where it is defined; read without parsing every document of a manifest.
+_DEFINED_NAME = re.compile(r"\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
 class PersistedQueryNotFound(GatewayError):
@@ -88,6 +92,10 @@ class PersistedOperations:
         self._trusted = frozenset(self._manifest.values())
         self._size = settings.apq_cache_size
         self._registered: OrderedDict[str, str] = OrderedDict()
+
+    def operation_names(self) -> frozenset[str]:
+        """The names of the manifest's operations: known names, for the metrics' labels."""
+        return frozenset(name for text in self._manifest.values() for name in _DEFINED_NAME.findall(text))
 
     def resolve(self, operation: Operation) -> Operation:
         """`operation` with the document its hash names; raises a coded GatewayError otherwise."""

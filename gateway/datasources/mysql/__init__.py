@@ -26,7 +26,7 @@ from gateway.connect.tls import (
 from gateway.datasources.mysql.handshake import GreetingWithoutTls, connect
 from gateway.datasources.mysql.json_sql import MariadbJsonSql
 from gateway.datasources.mysql.pool import Opener, Pool
-from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.connection import DriverConnection
 from gateway.datasources.sql.errors import DriverErrors
@@ -181,6 +181,14 @@ class MysqlDataSource(SqlDataSource):
         self.auth_retries = 0
         # KILL QUERY tasks for the statements of cancelled requests.
         self._stopping: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+
+    def stats(self) -> SourceStats:
+        pool = self._pool
+        reads = self._credentials.reads()
+        if pool is None:
+            return SourceStats(secret_reads=reads)
+        return SourceStats(pool.size, pool.size - pool.freesize, self._waiting, pool.maxsize, reads)
 
     async def _open(self) -> None:
         s = self._settings
@@ -328,12 +336,15 @@ class MysqlDataSource(SqlDataSource):
         await super().ping()
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        self._waiting += 1
         try:
             # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
             async with asyncio.timeout(self._settings.db_acquire_timeout):
                 return await pool.acquire()
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+        finally:
+            self._waiting -= 1
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[aiomysql.Connection]:

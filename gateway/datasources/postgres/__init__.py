@@ -18,7 +18,7 @@ from gateway.connect.tls import client_ssl_context, explain_tls_failure
 from gateway.datasources.changes import ChangeWatch
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
 from gateway.datasources.postgres.notifications import PostgresNotifications
-from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
 from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.connection import DriverConnection
@@ -160,6 +160,7 @@ class PostgresDataSource(SqlDataSource):
         self._where = (settings.db_host, settings.database_port)
         self.auth_retries = 0
         self._ssl: ssl.SSLContext | None = None
+        self._waiting = 0
 
     def change_watch(self, poll_interval: float) -> ChangeWatch:
         """LISTEN/NOTIFY on a connection of its own; `poll_interval` is not needed."""
@@ -170,6 +171,14 @@ class PostgresDataSource(SqlDataSource):
         if self._pool is None:
             raise DataSourceUnavailable("pool is closed")
         return await self._connect(ssl=self._ssl or False, timeout=self._settings.db_connect_timeout)
+
+    def stats(self) -> SourceStats:
+        pool = self._pool
+        reads = self._credentials.reads()
+        if pool is None:
+            return SourceStats(secret_reads=reads)
+        size = pool.get_size()
+        return SourceStats(size, size - pool.get_idle_size(), self._waiting, pool.get_max_size(), reads)
 
     async def _open(self) -> None:
         s = self._settings
@@ -238,7 +247,11 @@ class PostgresDataSource(SqlDataSource):
         pool, conn = await self._checkout()
         try:
             self.statements += 1
-            row = await conn.fetchrow(numbered_style(sql), *args)
+            if self.tracing is None:
+                row = await conn.fetchrow(numbered_style(sql), *args)
+            else:
+                with self.tracing.sql("SELECT"):
+                    row = await conn.fetchrow(numbered_style(sql), *args)
         except _ERRORS.statement_errors as exc:
             if (ours := _ERRORS.converted(exc)) is None:
                 raise
@@ -279,8 +292,12 @@ class PostgresDataSource(SqlDataSource):
             if _has_idle_connection(pool):
                 return pool, await pool.acquire()
             # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
-            async with asyncio.timeout(self._settings.db_acquire_timeout):
-                return pool, await pool.acquire()
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(self._settings.db_acquire_timeout):
+                    return pool, await pool.acquire()
+            finally:
+                self._waiting -= 1
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.rows import Row
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing
 
 __all__ = ["DriverConnection", "StatementCounter"]
 
@@ -16,6 +19,12 @@ Driver = TypeVar("Driver")
 
 class StatementCounter(Protocol):
     statements: int
+    tracing: Tracing | None  # a span per statement when tracing is on
+
+
+def _verb(sql: str) -> str:
+    """The statement's first word (SELECT, INSERT, WITH...): what a span may say of it."""
+    return sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
 
 
 class DriverConnection(ABC, Generic[Driver]):
@@ -32,6 +41,9 @@ class DriverConnection(ABC, Generic[Driver]):
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         self._owner.statements += 1
         try:
+            if (tracing := self._owner.tracing) is not None:
+                with tracing.sql(_verb(sql)):
+                    return await self._fetch(sql, args)
             return await self._fetch(sql, args)
         except self.errors.statement_errors as exc:
             if (ours := self.errors.converted(exc)) is None:
@@ -42,6 +54,9 @@ class DriverConnection(ABC, Generic[Driver]):
         """How many rows the statement changed."""
         self._owner.statements += 1
         try:
+            if (tracing := self._owner.tracing) is not None:
+                with tracing.sql(_verb(sql)):
+                    return await self._execute(sql, args)
             return await self._execute(sql, args)
         except self.errors.statement_errors as exc:
             if (ours := self.errors.converted(exc)) is None:
@@ -52,6 +67,9 @@ class DriverConnection(ABC, Generic[Driver]):
         """The new row's id; 0 when the statement inserted no row (an INSERT … SELECT)."""
         self._owner.statements += 1
         try:
+            if (tracing := self._owner.tracing) is not None:
+                with tracing.sql(_verb(sql)):
+                    return await self._insert(sql, args)
             return await self._insert(sql, args)
         except self.errors.statement_errors as exc:
             if (ours := self.errors.converted(exc)) is None:

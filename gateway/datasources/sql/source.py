@@ -11,10 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.datasources.changes import ChangeWatch
-from gateway.datasources.protocol import UniqueViolation
+from gateway.datasources.protocol import SourceStats, UniqueViolation
 from gateway.datasources.records import (
     ActivityRecord,
     GroupRecord,
@@ -47,6 +47,9 @@ from gateway.datasources.sql.rows import (
     user_record,
 )
 from gateway.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing
 
 __all__ = ["SqlDataSource", "created_session"]
 
@@ -83,6 +86,7 @@ class SqlDataSource(ABC):
     def __init__(self) -> None:
         self.statements = 0
         self.json_sql: JsonSql | None = None
+        self.tracing: Tracing | None = None  # set by the executor when tracing is on
         self._on_commit: list[Callable[[], None]] = []  # wakes the local change watches
 
     def change_watch(self, poll_interval: float) -> ChangeWatch:
@@ -116,6 +120,10 @@ class SqlDataSource(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    def stats(self) -> SourceStats:
+        """The pool's figures now, and the credential store's reads."""
 
     @abstractmethod
     def connection(self) -> AbstractAsyncContextManager[SqlConnection]:

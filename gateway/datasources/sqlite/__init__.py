@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
 from gateway.datasources.sql.connection import DriverConnection
 from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
@@ -122,6 +122,11 @@ class SqliteDataSource(SqlDataSource):
         self._deadlines: dict[aiosqlite.Connection, float] = {}
         # Connections _stopped() gave up on, closing.
         self._closing: set[asyncio.Task[None]] = set()
+        self._in_use = 0
+        self._waiting = 0
+
+    def stats(self) -> SourceStats:
+        return SourceStats(len(self._all), self._in_use, self._waiting, self._max)
 
     async def _connect(self) -> aiosqlite.Connection:
         try:
@@ -193,11 +198,15 @@ class SqliteDataSource(SqlDataSource):
     async def _acquire(self) -> AsyncIterator[aiosqlite.Connection]:
         if self._closed:
             raise DataSourceUnavailable("pool is closed")
+        self._waiting += 1
         try:
             async with asyncio.timeout(self._acquire_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free (DB_POOL_MAX reached)") from None
+        finally:
+            self._waiting -= 1
+        self._in_use += 1
         try:
             conn = self._idle.get_nowait() if not self._idle.empty() else await self._connect()
             self._deadlines[conn] = time.monotonic() + self._statement_timeout
@@ -211,6 +220,7 @@ class SqliteDataSource(SqlDataSource):
                 if conn in self._all:  # else close() closed it meanwhile, or _stopped() failed
                     self._idle.put_nowait(conn)
         finally:
+            self._in_use -= 1
             self._slots.release()
 
     async def _stopped(self, conn: aiosqlite.Connection) -> None:

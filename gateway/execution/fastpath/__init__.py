@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
 from graphql.execution.values import VariableValues
@@ -28,6 +28,9 @@ from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, co
 from gateway.execution.fastpath.variables import coerce_variables, signatures_of
 from gateway.execution.policy import Decision
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing
 
 __all__ = ["FastPath", "fast_path_for"]
 
@@ -78,6 +81,7 @@ class FastPath:
         self._sql = sql
         self._plans: _Lru[tuple[Any, ...], list[RootStatement]] = _Lru(plans)
         self.answered = 0  # operations this path answered, for tests and benchmarks
+        self.tracing: Tracing | None = None  # a span around planning, when tracing is on
 
     def plan(
         self,
@@ -139,7 +143,11 @@ class FastPath:
 
         Raises DataSourceUnavailable when no connection could be had.
         """
-        planned = self.plan(prepared, operation, variables, decision)
+        if self.tracing is None:
+            planned = self.plan(prepared, operation, variables, decision)
+        else:
+            with self.tracing.span("graphql.plan"):
+                planned = self.plan(prepared, operation, variables, decision)
         if planned is None:
             return None
         key, statements, coerced = planned

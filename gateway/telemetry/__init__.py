@@ -1,0 +1,1 @@
+"""Observability: metrics, access and error logs, traces (docs/observability.md)."""

@@ -1,0 +1,45 @@
+"""One HTTP request as telemetry sees it: its id, the operations it ran, their errors.
+
+The door makes one per request and makes it current (a context variable, so the executor, the
+log lines and the tasks of a batch all find it without being handed it).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+__all__ = ["CURRENT", "Exchange", "request_id_from"]
+
+# An incoming X-Request-Id is kept only if it is short and made of characters safe in a log line
+# and a header; anything else (a newline, a quote, 10 KB) is replaced by one of ours.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The request id: the client's X-Request-Id when it is sane, else a new random one."""
+    if incoming and _SANE_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one request did, filled in as it runs; read by the access log and the error counters."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    # (name, type) of each operation that resolved to a definition in its document.
+    operations: list[tuple[str | None, str]] = field(default_factory=list)
+    # (code, message as the client received it) of each error in the answer.
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def refused(self, code: str, message: str) -> None:
+        """The door answered with an error before any operation ran."""
+        self.errors.append((code, message))
+
+
+CURRENT: ContextVar[Exchange | None] = ContextVar("gateway_exchange", default=None)
