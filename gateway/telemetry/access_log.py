@@ -33,11 +33,11 @@ def safe_message(code: str, message: str) -> str:
     """`message` without any value it quotes: safe to log."""
     if code == ErrorCode.BAD_USER_INPUT and (ours := _OUR_INPUT_ERROR.match(message)):
         return f"{ours.group(1)}: {WITHHELD}"
-    cut = len(message)
     for marker in _VALUE_AFTER:
         at = message.find(marker)
         if at >= 0:
-            cut = min(cut, at + len(marker))
+            return f"{message[:at + len(marker)]} {WITHHELD}"
+    cut = len(message)
     for marker in _VALUE_AT:
         at = message.find(marker)
         if at >= 0:

@@ -25,7 +25,18 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 __all__ = ["Tracing"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+# An exception's message could quote anything (a value, SQL): a failed span names its class only.
+_QUIET_FAILURES: dict[str, Any] = {"record_exception": False, "set_status_on_exception": False}
 _DB_SYSTEMS = {"sqlite": "sqlite", "postgres": "postgresql", "mysql": "mysql"}  # OpenTelemetry's names
+
+
+@contextmanager
+def _failure_named(span: Any) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+        raise
 
 
 class Tracing:
@@ -61,7 +72,7 @@ class Tracing:
     @contextmanager
     def span(self, name: str) -> Iterator[Any]:
         """A child span of the current one, current inside the block."""
-        with self._tracer.start_as_current_span(name) as span:
+        with self._tracer.start_as_current_span(name, **_QUIET_FAILURES) as span, _failure_named(span):
             yield span
 
     @contextmanager
@@ -69,7 +80,10 @@ class Tracing:
         """The span of one SQL statement; its text and parameters are not recorded."""
         attributes = {"db.system.name": self._db_system, "db.operation.name": kind}
         client = trace.SpanKind.CLIENT
-        with self._tracer.start_as_current_span("sql " + kind, kind=client, attributes=attributes):
+        span = self._tracer.start_as_current_span(
+            "sql " + kind, kind=client, attributes=attributes, **_QUIET_FAILURES
+        )
+        with span as current, _failure_named(current):
             yield
 
     def name_operation(self, span: Any, name: str | None, kind: str, errors: list[str]) -> None:

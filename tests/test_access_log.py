@@ -1,0 +1,139 @@
+"""Access and error logs of a served gateway: JSON lines with the request id, operation, duration,
+status and error codes, and never a token or a variable's value; on both doors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.auth.issuing import issue_token
+from gateway.settings import Settings
+from gateway.telemetry.access_log import safe_message
+from tests.conftest import server_env
+from tests.processes import DOORS, serve
+
+JWT_SECRET = "access-log-test-secret-0123456789abcdef"
+# Values a client might send that must never reach a log.
+EMAIL_SECRET = "hunter2-EMAIL-SECRET-7f3a"
+COUNT_SECRET = "PAGE-SECRET-91c2"
+LITERAL_SECRET = "LITERAL-SECRET-55d0"
+CREATE = "mutation Join($email: String!) { createUser(input: {email: $email, displayName: \"A\"}) { id } }"
+USERS = "query Users($first: Int) { users(first: $first) { edges { node { id } } } }"
+
+
+def json_lines(stderr: str) -> list[dict[str, Any]]:
+    """Every log line the gateway wrote (uvicorn's own start-up lines are not the gateway's)."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str, tmp_path: Any) -> None:
+    signing = Settings(_env_file=None, auth_jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
+    token = issue_token(signing, subject="sub-ada", roles=["admin"])
+    env = server_env(
+        "sqlite",
+        None,
+        DB_SQLITE_PATH=str(tmp_path / "gateway.db"),
+        LOG_FORMAT="json",
+        AUTH_JWT_SECRET=JWT_SECRET,
+    )
+    signed_in = {"Authorization": f"Bearer {token}"}
+    async with serve(door, env) as server, aiohttp.ClientSession(headers=signed_in) as http:
+        graphql = f"{server.url}/graphql"
+        body = {"query": CREATE, "variables": {"email": EMAIL_SECRET}}
+        async with http.post(graphql, json=body, headers={"X-Request-Id": "req-create-1"}) as response:
+            assert response.headers["X-Request-Id"] == "req-create-1"
+            assert (await response.json())["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        params = {"query": USERS, "variables": json.dumps({"first": COUNT_SECRET})}
+        async with http.get(graphql, params=params, headers={"X-Request-Id": "req-get-2"}) as response:
+            assert response.headers["X-Request-Id"] == "req-get-2"
+        literal = {"query": f'{{ users(first: "{LITERAL_SECRET}") {{ edges {{ cursor }} }} }}'}
+        async with http.post(graphql, json=literal) as response:
+            generated = response.headers["X-Request-Id"]
+        # An id that is not sane (too long, or outside the safe characters) is replaced by ours.
+        for unsafe in ("x" * 200, 'quote"and space'):
+            headers = {"X-Request-Id": unsafe}
+            async with http.post(graphql, json={"query": USERS}, headers=headers) as response:
+                replaced = response.headers["X-Request-Id"]
+                assert replaced != unsafe and len(replaced) == 32
+    lines = json_lines(server.stderr)
+    everything = server.stderr
+    for secret in (token, JWT_SECRET, EMAIL_SECRET, COUNT_SECRET, LITERAL_SECRET):
+        assert secret not in everything
+    assert "variables=" not in everything  # no query string in an access line
+
+    access = {line["request_id"]: line for line in lines if line["logger"] == "gateway.access"}
+    create = access["req-create-1"]
+    assert create["level"] == "INFO"
+    assert (create["method"], create["path"], create["status"]) == ("POST", "/graphql", 200)
+    assert (create["operation_name"], create["operation_type"]) == ("Join", "mutation")
+    assert create["error_codes"] == ["BAD_USER_INPUT"]
+    assert isinstance(create["duration_ms"], float) and create["duration_ms"] > 0
+    get = access["req-get-2"]
+    assert (get["method"], get["path"], get["operation_name"], get["operation_type"]) == (
+        "GET", "/graphql", "Users", "query"
+    )
+    assert get["error_codes"] == ["BAD_USER_INPUT"]
+    assert access[generated]["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert access[generated]["operation_name"] == "anonymous"
+
+    errors = {line["request_id"]: line for line in lines if line["logger"] == "gateway.graphql"}
+    assert errors["req-create-1"]["errors"] == [
+        {"code": "BAD_USER_INPUT", "message": "input.email: (value not logged)"}
+    ]
+    assert errors["req-get-2"]["errors"] == [
+        {"code": "BAD_USER_INPUT", "message": "Variable '$first' has invalid value (value not logged)"}
+    ]
+    assert errors[generated]["errors"][0]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_text_access_lines_name_the_operation(tmp_path: Any) -> None:
+    env = server_env("sqlite", None, DB_SQLITE_PATH=str(tmp_path / "gateway.db"))
+    async with serve("aiohttp", env) as server, aiohttp.ClientSession() as http:
+        body = {"query": USERS, "variables": {"first": 1}}
+        async with http.post(f"{server.url}/graphql", json=body, headers={"X-Request-Id": "abc.1"}) as r:
+            assert r.status == 200
+    lines = server.stderr.splitlines()
+    line = next(line for line in lines if "gateway.access" in line and "id=abc.1" in line)
+    assert "POST /graphql 200 " in line and "ms query Users id=abc.1" in line
+    assert "aiohttp.access" not in server.stderr  # replaced, with its query strings
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "logged"),
+    [
+        ("BAD_USER_INPUT", "input.email: 'pw' is not an email address", "input.email: (value not logged)"),
+        (
+            "BAD_USER_INPUT",
+            "Variable '$n' got invalid value 'pw'; Int cannot represent non-integer value: 'pw'",
+            "Variable '$n' got invalid value (value not logged)",
+        ),
+        (
+            "BAD_USER_INPUT",
+            "Variable '$n' has invalid value: Int cannot represent non-integer value: 'pw'",
+            "Variable '$n' has invalid value (value not logged)",
+        ),
+        (
+            "GRAPHQL_VALIDATION_FAILED",
+            'Int cannot represent non-integer value: "pw"',
+            "Int cannot represent non-integer (value not logged)",
+        ),
+        (
+            "GRAPHQL_VALIDATION_FAILED",
+            "Expected value of type 'Int!', found \"pw\".",
+            "Expected value of type 'Int!', (value not logged)",
+        ),
+        (
+            "GRAPHQL_PARSE_FAILED",
+            "Syntax Error: Unexpected Name 'pw'.",
+            "Syntax Error: Unexpected Name (value not logged)",
+        ),
+        ("NOT_FOUND", "user not found", "user not found"),
+        ("GRAPHQL_VALIDATION_FAILED", *["Cannot query field 'x' on type 'Query'."] * 2),
+    ],
+)
+def test_logged_messages_keep_no_value(code: str, message: str, logged: str) -> None:
+    assert safe_message(code, message) == logged
