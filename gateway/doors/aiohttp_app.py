@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
@@ -29,7 +31,7 @@ from gateway.doors.live import (
     is_live,
     origin_allowed,
 )
-from gateway.doors.observed import metrics_answer, observed, publishing
+from gateway.doors.observed import CLIENT_GONE, metrics_answer, publishing
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
@@ -37,6 +39,7 @@ from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.settings import Settings
+from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
 __all__ = ["GatewayView", "create_app"]
 
@@ -142,6 +145,32 @@ def _log_bad_http_on_one_line() -> None:
         server_log.addFilter(_OneLineBadHttp())
 
 
+def _observed(telemetry: Telemetry) -> Middleware:
+    """Outermost: each request's exchange is current while it runs, every answer (errors included)
+    carries its X-Request-Id, and its access line is written at the end."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        exchange, handle = telemetry.begin(request.method, request.path, request.headers)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = exchange.request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = exchange.request_id
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
+        finally:
+            telemetry.end(exchange, handle, request.method, request.path, status)
+
+    return observe
+
+
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[EXECUTOR].open()
     async with publishing(app[EXECUTOR]):
@@ -245,7 +274,7 @@ def _graphql(view: GatewayView) -> Handler:
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
     executor = Executor(settings, policy, live=True)
-    app = web.Application(middlewares=[observed(executor.telemetry), _preflight, deadline(settings)])
+    app = web.Application(middlewares=[_observed(executor.telemetry), _preflight, deadline(settings)])
     app[SETTINGS] = settings
     app[CORS] = cors.CorsPolicy.from_settings(settings)
     app[EXECUTOR] = executor

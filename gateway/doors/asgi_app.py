@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,7 @@ from gateway.doors import cors
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
-from gateway.doors.observed import ObservedAsgi, metrics_answer, publishing
+from gateway.doors.observed import CLIENT_GONE, metrics_answer, publishing
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.doors.serverless import serverless_profile
@@ -30,6 +31,7 @@ from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.schema import RequestContext
 from gateway.settings import Settings
+from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
 __all__ = ["create_asgi_app"]
 
@@ -97,6 +99,38 @@ class _GraphQLDoor:
 
 def _respond(answer: Answer) -> Response:
     return Response(answer.body, answer.status, dict(answer.headers), answer.media_type)
+
+
+class _Observed:
+    """Outermost: each request's exchange is current while it runs (the app runs in this task),
+    every answer carries its X-Request-Id, and its access line is written at the end."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self._app = app
+        self._telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        exchange, handle = self._telemetry.begin(method, path, Headers(scope=scope))
+        status = 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = exchange.request_id
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_observed)
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
+        finally:
+            self._telemetry.end(exchange, handle, method, path, status)
 
 
 class _Cors:
@@ -212,7 +246,7 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(ObservedAsgi, telemetry=executor.telemetry),  # outermost: every answer is logged
+            Middleware(_Observed, telemetry=executor.telemetry),  # outermost: every answer is logged
             Middleware(_Cors, policy=cors_policy),
         ],
         lifespan=lifespan,
