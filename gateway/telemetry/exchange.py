@@ -12,7 +12,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-__all__ = ["CURRENT", "Exchange", "request_id_from"]
+__all__ = ["CURRENT", "MAX_RECORDED", "Exchange", "request_id_from"]
 
 # An incoming X-Request-Id is kept only if it is short and made of characters safe in a log line
 # and a header; anything else (a newline, a quote, 10 KB) is replaced by one of ours.
@@ -36,10 +36,17 @@ class Exchange:
     operations: list[tuple[str | None, str]] = field(default_factory=list)
     # (code, message as the client received it) of each error in the answer.
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Codes of the door's refusals (the executor counts its operations' errors itself).
+    refusals: list[str] = field(default_factory=list)
 
     def refused(self, code: str, message: str) -> None:
         """The door answered with an error before any operation ran."""
-        self.errors.append((code, message))
+        self.refusals.append(code)
+        if len(self.errors) < MAX_RECORDED:
+            self.errors.append((code, message))
 
+
+# A WebSocket or event stream is one exchange for its whole life: what it records is bounded.
+MAX_RECORDED = 50
 
 CURRENT: ContextVar[Exchange | None] = ContextVar("gateway_exchange", default=None)

@@ -120,9 +120,9 @@ class Metrics:
         child = self._by_operation[(name, kind)] = self._duration.labels(label, kind)
         return child
 
-    def count_errors(self, errors: Iterable[tuple[str, str]]) -> None:
-        """Count each (code, message) error of one answer by its code."""
-        for code, _ in errors:
+    def count_errors(self, codes: Iterable[str]) -> None:
+        """Count errors answered, by their codes."""
+        for code in codes:
             self._codes.get(code, self._other_code).inc()
 
     def publish(self, stats: SourceStats | None) -> None:

@@ -17,9 +17,10 @@ from gateway.datasources.protocol import SourceStats
 from gateway.errors import ErrorCode
 from gateway.settings import Settings
 from gateway.telemetry.access_log import log_exchange
-from gateway.telemetry.exchange import CURRENT, Exchange, request_id_from
+from gateway.telemetry.exchange import CURRENT, MAX_RECORDED, Exchange, request_id_from
 
 if TYPE_CHECKING:
+    from graphql import GraphQLError
     from strawberry.types import ExecutionResult
 
     from gateway.execution.documents import Prepared
@@ -30,6 +31,10 @@ __all__ = ["NO_SPAN", "REQUEST_ID_HEADER", "Telemetry"]
 
 NO_SPAN: AbstractContextManager[Any] = nullcontext()
 REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _code(error: GraphQLError) -> str:
+    return str((error.extensions or {}).get("code", ErrorCode.INTERNAL.value))
 
 
 class Telemetry:
@@ -61,8 +66,8 @@ class Telemetry:
         """The request was answered with `status`: count its errors, log it, close its span."""
         token, span = handle
         try:
-            if self.metrics is not None and exchange.errors:
-                self.metrics.count_errors(exchange.errors)
+            if self.metrics is not None and exchange.refusals:
+                self.metrics.count_errors(exchange.refusals)
             log_exchange(exchange, method, path, status, time.perf_counter() - exchange.started)
             if span is not None and self.tracing is not None:
                 self.tracing.end_request(span, status)
@@ -92,21 +97,21 @@ class Telemetry:
             name, kind = None, "unknown"
         else:
             name, kind = (definition.name.value if definition.name else None), definition.operation.value
+        errors = outcome.errors if not isinstance(outcome, bytes) else None
         if self.metrics is not None:
             self.metrics.observe_operation(name, kind, seconds)
             if path is not None:
                 self.metrics.paths[path].inc()
-        errors = outcome.errors if not isinstance(outcome, bytes) else None
+            if errors:
+                self.metrics.count_errors(_code(e) for e in errors)
         exchange = CURRENT.get()
-        if exchange is not None:
+        if exchange is not None and len(exchange.operations) < MAX_RECORDED:
             exchange.operations.append((name, kind))
             if errors:
-                exchange.errors.extend(
-                    ((e.extensions or {}).get("code", ErrorCode.INTERNAL.value), e.message) for e in errors
-                )
+                room = MAX_RECORDED - len(exchange.errors)
+                exchange.errors.extend((_code(e), e.message) for e in errors[:room])
         if span is not None and self.tracing is not None:
-            codes = [str((e.extensions or {}).get("code", ErrorCode.INTERNAL.value)) for e in errors or ()]
-            self.tracing.name_operation(span, name, kind, codes)
+            self.tracing.name_operation(span, name, kind, [_code(e) for e in errors or ()])
 
     # -- /metrics ------------------------------------------------------------------------
 
