@@ -49,7 +49,7 @@ def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
     return context
 
 
-def _mysql_packet(sequence: int, payload: bytes) -> bytes:
+def mysql_packet(sequence: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "little") + bytes([sequence]) + payload
 
 
@@ -76,7 +76,7 @@ def _greeting(offer_tls: bool) -> bytes:
     )
 
 
-def _read_exactly(sock: socket.socket | ssl.SSLSocket, count: int) -> bytes:
+def read_exactly(sock: socket.socket | ssl.SSLSocket, count: int) -> bytes:
     data = b""
     while len(data) < count:
         chunk = sock.recv(count - len(data))
@@ -86,17 +86,17 @@ def _read_exactly(sock: socket.socket | ssl.SSLSocket, count: int) -> bytes:
     return data
 
 
-def _read_mysql(sock: socket.socket | ssl.SSLSocket) -> tuple[int, bytes]:
-    header = _read_exactly(sock, 4)
-    return header[3], _read_exactly(sock, int.from_bytes(header[:3], "little"))
+def read_mysql(sock: socket.socket | ssl.SSLSocket) -> tuple[int, bytes]:
+    header = read_exactly(sock, 4)
+    return header[3], read_exactly(sock, int.from_bytes(header[:3], "little"))
 
 
-def _mysql_error(sequence: int, code: int, message: str) -> bytes:
-    return _mysql_packet(sequence, b"\xff" + struct.pack("<H", code) + b"#28000" + message.encode())
+def mysql_error(sequence: int, code: int, message: str) -> bytes:
+    return mysql_packet(sequence, b"\xff" + struct.pack("<H", code) + b"#28000" + message.encode())
 
 
 @asynccontextmanager
-async def _serving(serve_one: Callable[[socket.socket], None]) -> AsyncIterator[int]:
+async def serving(serve_one: Callable[[socket.socket], None]) -> AsyncIterator[int]:
     """A listener on a free loopback port handing each client to `serve_one` in a thread; yields the port.
 
     Blocking sockets, not asyncio: a MySQL client starts TLS right after its SSL request without
@@ -142,26 +142,26 @@ async def fake_mysql(
         state.logins.append(login)
         sock: socket.socket | ssl.SSLSocket = raw
         try:
-            sock.sendall(_mysql_packet(0, _greeting(offer_tls)))
-            sequence, payload = _read_mysql(sock)
+            sock.sendall(mysql_packet(0, _greeting(offer_tls)))
+            sequence, payload = read_mysql(sock)
             flags = struct.unpack_from("<I", payload)[0]
             if flags & _SSL and len(payload) == 32:  # an SSL request: TLS before anything else
                 sock = context.wrap_socket(raw, server_side=True)
                 login.tls = True
-                sequence, payload = _read_mysql(sock)
+                sequence, payload = read_mysql(sock)
             else:
                 login.bytes_before_tls = payload
             # The handshake response; then switch to the plugin RDS uses for IAM tokens.
-            sock.sendall(_mysql_packet(sequence + 1, b"\xfemysql_clear_password\x00"))
-            sequence, payload = _read_mysql(sock)
+            sock.sendall(mysql_packet(sequence + 1, b"\xfemysql_clear_password\x00"))
+            sequence, payload = read_mysql(sock)
             login.password = payload.rstrip(b"\x00").decode()
-            sock.sendall(_mysql_error(sequence + 1, 1045, "Access denied for user (fake server)"))
+            sock.sendall(mysql_error(sequence + 1, 1045, "Access denied for user (fake server)"))
         except (OSError, ssl.SSLError):
             pass  # the client hung up: what it sent until then is recorded
         finally:
             sock.close()
 
-    async with _serving(serve_one) as state.port:
+    async with serving(serve_one) as state.port:
         yield state
 
 
@@ -179,19 +179,19 @@ async def fake_postgres(ca: trustme.CA, context: ssl.SSLContext | None = None) -
         state.logins.append(login)
         sock: socket.socket | ssl.SSLSocket = raw
         try:
-            length, code = struct.unpack("!II", _read_exactly(sock, 8))
+            length, code = struct.unpack("!II", read_exactly(sock, 8))
             if code == _SSL_REQUEST:
                 sock.sendall(b"S")
                 sock = tls.wrap_socket(raw, server_side=True)
                 login.tls = True
-                (length,) = struct.unpack("!I", _read_exactly(sock, 4))
-                _read_exactly(sock, length - 4)  # the startup message
+                (length,) = struct.unpack("!I", read_exactly(sock, 4))
+                read_exactly(sock, length - 4)  # the startup message
             else:
-                login.bytes_before_tls = _read_exactly(sock, length - 8)
+                login.bytes_before_tls = read_exactly(sock, length - 8)
             sock.sendall(b"R" + struct.pack("!II", 8, _CLEARTEXT_PASSWORD))
-            kind = _read_exactly(sock, 1)
-            (length,) = struct.unpack("!I", _read_exactly(sock, 4))
-            body = _read_exactly(sock, length - 4)
+            kind = read_exactly(sock, 1)
+            (length,) = struct.unpack("!I", read_exactly(sock, 4))
+            body = read_exactly(sock, length - 4)
             if kind == b"p":
                 login.password = body.rstrip(b"\x00").decode()
             fields = b"SFATAL\x00C28P01\x00MPAM authentication failed (fake server)\x00\x00"
@@ -201,5 +201,5 @@ async def fake_postgres(ca: trustme.CA, context: ssl.SSLContext | None = None) -
         finally:
             sock.close()
 
-    async with _serving(serve_one) as state.port:
+    async with serving(serve_one) as state.port:
         yield state

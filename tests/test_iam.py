@@ -28,7 +28,7 @@ from tests.clocks import MovedClock, moved_clock
 from tests.conftest import server_env, sql_source, unreachable
 from tests.fake_servers import fake_mysql, fake_postgres, server_context
 from tests.polling import until
-from tests.rds_postgres import rds_postgres
+from tests.rds_servers import rds_mysql, rds_postgres
 from tests.tls_servers import Certificates
 
 __all__ = ["moto_endpoint", "moved_clock"]
@@ -221,38 +221,44 @@ async def test_check_connection_blames_the_iam_set_up_not_db_password(
     assert token and token not in output and not re.search(r"X-Amz-Signature=\w", output)
 
 
+SERVER_SESSION = {"postgres": "SELECT pg_backend_pid() AS id", "mysql": "SELECT CONNECTION_ID() AS id"}
+
+
 @pytest.mark.usefixtures("aws_keys")
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_a_busy_connection_outlives_its_token_and_a_new_one_gets_a_fresh_token(
-    tls_certs: Certificates, pg_database: str, moved_clock: MovedClock
+    backend: str, tls_certs: Certificates, request: pytest.FixtureRequest, moved_clock: MovedClock
 ) -> None:
     """RDS checks a token only at login: a connection in use for 16 minutes keeps serving, and the
     pool neither drops it nor logs in again; the next new connection signs a token of its own."""
-    async with rds_postgres(tls_certs.ca, pg_database, moved_clock.now) as rds:
+    database = request.getfixturevalue("pg_database" if backend == "postgres" else "mysql_database")
+    rds_server = rds_postgres if backend == "postgres" else rds_mysql
+    async with rds_server(tls_certs.ca, database, moved_clock.now) as rds:
         # No floor of idle connections: DB_IDLE_TIMEOUT applies to this one too.
-        env = iam_env("postgres", "localhost", rds.port, tls_certs.ca_pem, DB_POOL_MIN="0", DB_POOL_MAX="2")
+        env = iam_env(backend, "localhost", rds.port, tls_certs.ca_pem, DB_POOL_MIN="0", DB_POOL_MAX="2")
         source = sql_source(create_data_source(settings_for(**env)))
         await source.open()
         try:
 
-            async def server_process() -> int:
+            async def server_session() -> int:
                 async with source.connection() as conn:
-                    return int((await conn.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+                    return int((await conn.fetch(SERVER_SESSION[backend]))[0]["id"])
 
-            first = await server_process()
+            first = await server_session()
             (login,) = rds.logins
             assert login.accepted
             # A query every 25 s, within DB_IDLE_TIMEOUT (which closes connections left unused).
             for _ in range(39):
                 await moved_clock.elapse(25)
-                assert await server_process() == first
+                assert await server_session() == first
             assert moved_clock.now() > login.expires_at  # RDS would refuse that token at a login now
             assert len(rds.logins) == 1
             async with source.connection():  # busy: the next request needs a new connection
-                second = await server_process()
+                second = await server_session()
             assert second != first
             assert [later.accepted for later in rds.logins[1:]] == [True]
             assert rds.logins[1].signed_at >= login.signed_at + timedelta(minutes=16)
-            assert await server_process() in (first, second)
+            assert await server_session() in (first, second)
         finally:
             await source.close()
 
