@@ -4,6 +4,8 @@ Creates the dataset in a throwaway PostgreSQL (with pg_stat_statements) and in t
 MariaDB, starts every system as its own process on a loopback port, checks each one's answers,
 counts SQL statements per request, then loads each system in turn with wrk (same load, same
 time), alternating the order across rounds, and prints medians and ratios as a Markdown table.
+Then it watches one gateway's memory under a mixed load (bench/memory.py) and times cold starts
+of the Vercel entry (bench/cold_start.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import asyncpg
 import orjson
 import pymysql
 
+from bench import cold_start, memory
 from bench.cpu import Cores, measure, process_named
 from bench.dataset import USERS, load_mariadb, load_postgres
 from bench.load import CONNECTIONS, Result, wrk
@@ -531,6 +534,15 @@ def main() -> int:
     parser.add_argument("--no-mysql", action="store_true", help="PostgreSQL only")
     parser.add_argument("--no-workers", action="store_true", help="skip --workers 2 against one worker")
     parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=2,
+        help="mixed load watched for memory growth (default 2; `python -m bench.memory` runs 10)",
+    )
+    parser.add_argument(
+        "--cold-runs", type=int, default=10, help="fresh processes per cold-start series (default 10)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=ROOT / "bench" / "results.md", help="where the table goes"
     )
     args = parser.parse_args()
@@ -598,7 +610,13 @@ def main() -> int:
             pair = [raw(f"raw, {n} process{'es' if n > 1 else ''}", "postgres", pg_env, n) for n in (1, 2)]
             scaling(pair, pg_env, args, stack, table)
             workers.append((pair[0].name, pair[1].name))
+        print(f"memory: {args.soak_minutes:g} minutes of mixed load…", file=sys.stderr)
+        held = memory.measure(pg_env, args.soak_minutes)
+        print("cold starts…", file=sys.stderr)
+        cold = cold_start.measure(args.cold_runs)
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
+        text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
+        text += "\n\n" + "\n".join(cold_start.report(*cold))
     print(text)
     args.output.write_text(text + "\n")
     print(f"\n(also written to {args.output})", file=sys.stderr)
