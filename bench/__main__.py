@@ -618,7 +618,9 @@ def main() -> int:
         text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
         text += "\n\n" + "\n".join(cold_start.report(*cold))
     print(text)
-    args.output.write_text(text + "\n")
+    # The long memory run is separate (python -m bench.memory --record): its section is kept.
+    kept = memory.long_run_section(args.output)
+    args.output.write_text(text + "\n" + (f"\n{kept}" if kept else ""))
     print(f"\n(also written to {args.output})", file=sys.stderr)
     return 0
 

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from bench.load import Result, wrk
 from bench.postgres_instance import free_port, postgres_instance
 from bench.queries import QUERY_M, QUERY_N, QUERY_P, shots_input
 
-__all__ = ["Memory", "measure", "report", "rss_mib"]
+__all__ = ["LONG_RUN", "Memory", "long_run_section", "measure", "record_long_run", "report", "rss_mib"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_EVERY = 30.0  # seconds between RSS samples during the mixed load
@@ -184,16 +185,43 @@ def report(memory: Memory, minutes: float) -> list[str]:
     ]
 
 
+# The heading of the long run's section at the end of bench/results.md; `python -m bench` keeps it.
+LONG_RUN = "## Memory over a long mixed load"
+
+
+def long_run_section(results: Path) -> str:
+    """The long run's section of `results` (from its heading to the end), or "" if it has none."""
+    text = results.read_text() if results.exists() else ""
+    start = text.find(LONG_RUN)
+    return text[start:] if start >= 0 else ""
+
+
+def record_long_run(results: Path, lines: list[str]) -> None:
+    """Write `lines` as the long run's section of `results`, replacing the one there."""
+    text = results.read_text() if results.exists() else ""
+    before = text[: len(text) - len(long_run_section(results))].rstrip()
+    section = "\n".join([LONG_RUN, "", *lines])
+    results.write_text(f"{before}\n\n{section}\n" if before else f"{section}\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench.memory", description=__doc__)
     parser.add_argument("--minutes", type=float, default=10, help="length of the mixed load (default 10)")
+    parser.add_argument(
+        "--record", type=Path, help="also write the result as the long-run section of this file"
+    )
     args = parser.parse_args()
     with postgres_instance() as pg:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
         env = asyncio.run(load_postgres(pg.port, "club_memory"))
         print(f"measuring memory ({args.minutes:g} min of mixed load)…", file=sys.stderr)
         memory = measure(env, args.minutes)
-    print("\n".join(report(memory, args.minutes)))
+    lines = report(memory, args.minutes)
+    print("\n".join(lines))
+    if args.record:
+        command = f"python -m bench.memory --minutes {args.minutes:g}"
+        measured = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this machine by `{command}`."
+        record_long_run(args.record, [measured, "", *lines])
     return 0
 
 

@@ -61,6 +61,8 @@ class KeyNotFound(Exception):
 
 def read_jwk_set(document: Any) -> dict[str | None, SigningKey]:
     """The signing keys of a JWK Set document by `kid`; keys no accepted algorithm can use are left out."""
+    import jwt  # with cryptography ~45 ms at start-up, on a path only a key fetch takes
+
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise JwksUnavailable('the document is not a JWK Set (no "keys" list)')
     keys: dict[str | None, SigningKey] = {}
@@ -74,8 +76,6 @@ def read_jwk_set(document: Any) -> dict[str | None, SigningKey]:
         algorithms = _algorithms(jwk)
         if not algorithms:
             continue
-        import jwt  # with cryptography ~45 ms at start-up, on a path only a key fetch takes
-
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithms[0]).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
