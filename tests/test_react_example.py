@@ -2,7 +2,8 @@
 
 The app is type-checked against schema.graphql (graphql-codegen --check, tsc), built by Vite, and
 served from an origin of its own; `tests/react_example/drive.mjs` drives it with playwright-core
-and reports every request to the gateway, its CORS preflight and its answer. `scripts/test`
+and reports every request to the gateway, its CORS preflight and its answer, and the WebSocket
+of the live feed. `scripts/test`
 installs Chromium and both lockfiles' packages.
 """
 
@@ -189,6 +190,13 @@ async def test_the_react_example_lists_pages_creates_and_speaks_apq_across_origi
     assert after[0] == (MEMBER["displayName"], "25m Pistol", "Lane 7 north", 2, 196, MEMBER["sub"])
     assert allowed["afterCreate"][0].split(" · ", 1)[1] == created
     assert allowed["signedIn"].startswith(f"Signed in as {MEMBER['displayName']}")
+
+    # The feed's subscription, opened over a WebSocket at page load, delivered the new session.
+    assert allowed["subscribed"] == 1
+    assert allowed["feed"][0] == f"{MEMBER['displayName']} recorded a session"
+    (socket,) = allowed["sockets"]
+    assert socket["url"] == graphql_url.replace("http://", "ws://")
+    assert socket["received"][0] == "connection_ack" and "next" in socket["received"]
     assert allowed["alerts"] == []
 
     # APQ: each operation's first request is its hash alone, answered PERSISTED_QUERY_NOT_FOUND;
@@ -230,6 +238,9 @@ async def test_the_react_example_lists_pages_creates_and_speaks_apq_across_origi
     # From an origin not in CORS_ORIGINS the preflight is refused and the page shows the failure.
     assert "failed" not in blocked, blocked.get("failed")
     assert blocked["error"] == [] and blocked["alerts"] == ["Failed to fetch"]
+    # Its WebSocket handshake is refused too: 403, nothing received.
+    assert blocked["sockets"] and all(s["received"] == [] and s["closed"] for s in blocked["sockets"])
+    assert all("Unexpected response code: 403" in s["error"] for s in blocked["sockets"])
     assert blocked["exchanges"] and all("status" not in e and e["failure"] for e in blocked["exchanges"])
     assert {p["status"] for p in blocked["preflights"]} == {403}
     assert all(p["headers"]["Origin"] == other_origin for p in blocked["preflights"])

@@ -58,6 +58,14 @@ async function recordedPage() {
     const exchange = exchanges.find((e) => e.url === request.url() && !e.status);
     if (exchange) exchange.failure = request.failure()?.errorText ?? "failed";
   });
+  const sockets = [];
+  page.on("websocket", (ws) => {
+    const socket = { url: ws.url(), received: [], closed: false, error: null };
+    sockets.push(socket);
+    ws.on("framereceived", ({ payload }) => socket.received.push(JSON.parse(String(payload)).type));
+    ws.on("socketerror", (error) => (socket.error = String(error)));
+    ws.on("close", () => (socket.closed = true));
+  });
   // Playwright's request events leave out CORS preflights; the DevTools protocol reports them.
   const cdp = await context.newCDPSession(page);
   await cdp.send("Network.enable");
@@ -80,21 +88,36 @@ async function recordedPage() {
     await Promise.all(exchanges.map((e) => e.done));
     return exchanges.map(({ done, ...rest }) => rest);
   }
-  return { page, context, settle, preflights, consoleErrors };
+  return { page, context, settle, preflights, consoleErrors, sockets };
+}
+
+/** Wait until `condition()` holds, checking every 50 ms, for at most STEP_MS. */
+async function until(condition, what) {
+  const deadline = Date.now() + STEP_MS;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`still waiting after ${STEP_MS} ms until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** How many subscriptions the gateway serves, from its /readyz. */
+async function gatewaySubscriptions() {
+  const response = await fetch(new URL("/readyz", config.graphql));
+  return (await response.json()).subscriptions;
 }
 
 const rows = (page) => page.getByTestId("session").allInnerTexts();
 
 /** Runs `steps` on a recorded page at `url`; a failed step is reported with the page's text. */
 async function visit(url, steps) {
-  const { page, context, settle, preflights, consoleErrors } = await recordedPage();
+  const { page, context, settle, preflights, consoleErrors, sockets } = await recordedPage();
   const seen = {};
   let step = "open";
   try {
     await page.goto(url);
     for (const [name, run] of Object.entries(steps)) {
       step = name;
-      seen[name] = await run(page);
+      seen[name] = await run(page, sockets);
     }
   } catch (error) {
     seen.failed = { step, error: String(error), text: await page.locator("body").innerText() };
@@ -103,6 +126,7 @@ async function visit(url, steps) {
   seen.exchanges = await settle();
   seen.preflights = preflights;
   seen.consoleErrors = consoleErrors;
+  seen.sockets = sockets;
   await context.close();
   return seen;
 }
@@ -130,6 +154,11 @@ const allowed = {
     await greeting.waitFor({ timeout: STEP_MS });
     return greeting.innerText();
   },
+  async subscribed() {
+    // The feed subscribed at page load; the mutation must not run before the gateway serves it.
+    await until(async () => (await gatewaySubscriptions()) >= 1, "the gateway serves the feed's subscription");
+    return gatewaySubscriptions();
+  },
   async afterCreate(page) {
     const form = page.getByRole("form", { name: "New session" });
     await form.getByLabel("Discipline").fill(config.session.discipline);
@@ -139,11 +168,17 @@ const allowed = {
     await page.getByTestId("session").filter({ hasText: config.session.location }).waitFor({ timeout: STEP_MS });
     return rows(page);
   },
+  async feed(page) {
+    const entry = page.getByTestId("activity").filter({ hasText: config.profile.displayName });
+    await entry.first().waitFor({ timeout: STEP_MS });
+    return page.getByTestId("activity").allInnerTexts();
+  },
 };
 
 const blocked = {
-  async error(page) {
+  async error(page, sockets) {
     await page.getByRole("alert").first().waitFor({ timeout: STEP_MS });
+    await until(() => sockets.length > 0 && sockets.every((s) => s.closed), "the feed's WebSocket is closed");
     return rows(page);
   },
 };

@@ -1,6 +1,7 @@
 import { useApolloClient, useQuery } from "@apollo/client";
 import { useState } from "react";
 
+import { Feed } from "./Feed";
 import { readToken, storeToken } from "./client";
 import { NewSession } from "./NewSession";
 import { VIEWER } from "./operations";
@@ -27,6 +28,7 @@ export function App() {
       <SignIn signedIn={signedIn} viewer={viewer} onChange={changeToken} />
       {signedIn && !viewer && <Profile />}
       {viewer && <NewSession />}
+      <Feed />
       <Sessions />
     </main>
   );

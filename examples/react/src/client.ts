@@ -1,8 +1,10 @@
-// The Apollo Client: the bearer token on every request, automatic persisted queries, and
-// Relay-style pagination of the sessions list in the cache.
-import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, from } from "@apollo/client";
+// The Apollo Client: the bearer token on every request, automatic persisted queries,
+// subscriptions over a WebSocket, and Relay-style pagination of the sessions list in the cache.
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, type Operation, from, split } from "@apollo/client";
 import { createPersistedQueryLink } from "@apollo/client/link/persisted-queries";
-import { relayStylePagination } from "@apollo/client/utilities";
+import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
+import { getMainDefinition, relayStylePagination } from "@apollo/client/utilities";
+import { createClient } from "graphql-ws";
 
 export const GRAPHQL_URL: string = import.meta.env.VITE_GRAPHQL_URL ?? "http://127.0.0.1:3001/graphql";
 
@@ -39,10 +41,29 @@ const bearer = new ApolloLink((operation, forward) => {
 // hash alone runs it.
 const persisted = createPersistedQueryLink({ sha256, useGETForHashedQueries: true });
 
+// Browsers cannot set headers on a WebSocket: the token goes in connection_init's payload, read
+// when the socket opens. The feed shows nothing private, so a socket keeps the identity it
+// opened with; an app whose subscriptions do would reconnect after sign-in (graphql-ws's
+// restart recipe) before the next delivery.
+const live = createClient({
+  url: GRAPHQL_URL.replace(/^http/, "ws"),
+  connectionParams: () => {
+    const token = readToken();
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  },
+});
+
+const http = from([bearer, persisted, new HttpLink({ uri: GRAPHQL_URL })]);
+
+function isSubscription({ query }: Operation): boolean {
+  const definition = getMainDefinition(query);
+  return definition.kind === "OperationDefinition" && definition.operation === "subscription";
+}
+
 export const client = new ApolloClient({
   // Sent as apollographql-client-name/-version, which the gateway's CORS_ALLOW_HEADERS allows.
   clientAwareness: { name: "club-react-example", version: "1.0.0" },
-  link: from([bearer, persisted, new HttpLink({ uri: GRAPHQL_URL })]),
+  link: split(isSubscription, new GraphQLWsLink(live), http),
   cache: new InMemoryCache({
     typePolicies: {
       Query: { fields: { shootingSessions: relayStylePagination(["filter", "orderBy"]) } },

@@ -60,3 +60,17 @@ export const CREATE_SESSION = graphql(`
     }
   }
 `);
+
+export const ACTIVITY_ADDED = graphql(`
+  subscription ActivityAdded {
+    activityAdded {
+      id
+      kind
+      createdAt
+      user {
+        id
+        displayName
+      }
+    }
+  }
+`);

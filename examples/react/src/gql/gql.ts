@@ -19,6 +19,7 @@ type Documents = {
     "\n  query Viewer {\n    viewer {\n      id\n      displayName\n      email\n    }\n  }\n": typeof types.ViewerDocument,
     "\n  mutation CreateProfile($input: CreateUserInput!) {\n    createUser(input: $input) {\n      id\n      displayName\n      email\n    }\n  }\n": typeof types.CreateProfileDocument,
     "\n  mutation CreateSession($input: CreateShootingSessionInput!) {\n    createShootingSession(input: $input) {\n      ...SessionRow\n    }\n  }\n": typeof types.CreateSessionDocument,
+    "\n  subscription ActivityAdded {\n    activityAdded {\n      id\n      kind\n      createdAt\n      user {\n        id\n        displayName\n      }\n    }\n  }\n": typeof types.ActivityAddedDocument,
 };
 const documents: Documents = {
     "\n  query Sessions($first: Int!, $after: String) {\n    shootingSessions(first: $first, after: $after) {\n      edges {\n        cursor\n        node {\n          ...SessionRow\n        }\n      }\n      pageInfo {\n        hasNextPage\n        endCursor\n      }\n    }\n  }\n": types.SessionsDocument,
@@ -26,6 +27,7 @@ const documents: Documents = {
     "\n  query Viewer {\n    viewer {\n      id\n      displayName\n      email\n    }\n  }\n": types.ViewerDocument,
     "\n  mutation CreateProfile($input: CreateUserInput!) {\n    createUser(input: $input) {\n      id\n      displayName\n      email\n    }\n  }\n": types.CreateProfileDocument,
     "\n  mutation CreateSession($input: CreateShootingSessionInput!) {\n    createShootingSession(input: $input) {\n      ...SessionRow\n    }\n  }\n": types.CreateSessionDocument,
+    "\n  subscription ActivityAdded {\n    activityAdded {\n      id\n      kind\n      createdAt\n      user {\n        id\n        displayName\n      }\n    }\n  }\n": types.ActivityAddedDocument,
 };
 
 /**
@@ -62,6 +64,10 @@ export function graphql(source: "\n  mutation CreateProfile($input: CreateUserIn
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation CreateSession($input: CreateShootingSessionInput!) {\n    createShootingSession(input: $input) {\n      ...SessionRow\n    }\n  }\n"): (typeof documents)["\n  mutation CreateSession($input: CreateShootingSessionInput!) {\n    createShootingSession(input: $input) {\n      ...SessionRow\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription ActivityAdded {\n    activityAdded {\n      id\n      kind\n      createdAt\n      user {\n        id\n        displayName\n      }\n    }\n  }\n"): (typeof documents)["\n  subscription ActivityAdded {\n    activityAdded {\n      id\n      kind\n      createdAt\n      user {\n        id\n        displayName\n      }\n    }\n  }\n"];
 
 export function graphql(source: string) {
   return (documents as any)[source] ?? {};
