@@ -1,10 +1,15 @@
 """Vercel's entry: the module-level ASGI `app` its Python runtime serves."""
 
+import gc
 import logging
 import os
 import sys
 from pathlib import Path
 
+# Start-up allocates some 100,000 objects that live as long as the instance; the cyclic collector
+# would traverse them again and again while they are made (~45 ms of a cold start) and free nothing.
+# It is off until the app is built, then everything built so far is frozen out of its reach.
+gc.disable()
 # Vercel puts this folder on sys.path, not the project root that holds the `gateway` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Pydantic looks for plugins in every installed package's metadata the first time a model is built
@@ -31,3 +36,5 @@ if os.environ.get("VERCEL") and settings.db_backend == "sqlite":
         "set DB_BACKEND to postgres or mysql"
     )
 app = create_asgi_app(settings)
+gc.freeze()
+gc.enable()
