@@ -613,7 +613,7 @@ def main() -> int:
         print(f"memory: {args.soak_minutes:g} minutes of mixed load…", file=sys.stderr)
         held = memory.measure(pg_env, args.soak_minutes)
         print("cold starts…", file=sys.stderr)
-        cold = cold_start.measure(args.cold_runs)
+        cold = (*cold_start.measure(args.cold_runs), cold_start.importtime_by_package())
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
         text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
         text += "\n\n" + "\n".join(cold_start.report(*cold))
