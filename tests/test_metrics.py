@@ -15,7 +15,10 @@ from aiohttp.test_utils import TestClient
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
+from gateway.execution.executor import Executor
+from gateway.execution.operation import Operation
 from gateway.settings import Settings
+from gateway.telemetry.exchange import MAX_RECORDED
 from tests.aws_servers import AWS_KEYS, moto_endpoint
 from tests.conftest import PG, server_env, sql_source
 from tests.metrics_text import label_values, value
@@ -221,3 +224,25 @@ async def test_workers_add_up_in_one_exposition(pg_database: str, tmp_path: Path
         await until(every_request_is_counted, "every worker's requests and pool are in /metrics", timeout=15)
     assert server.process.returncode == 0
     assert not list(tmp_path.glob("gateway-metrics-*")), "the run's metrics folder outlived it"
+
+
+async def test_a_long_lived_connection_keeps_a_bounded_record_and_counts_every_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A WebSocket is one exchange for its whole life: its access line lists at most MAX_RECORDED
+    operations, while the error counter still counts each error answered."""
+    executor = Executor(make_settings("sqlite"))
+    await executor.open()
+    try:
+        exchange, handle = executor.telemetry.begin("GET", "/graphql", {})
+        bad = Operation("query Bad($n: Int) { users(first: $n) { edges { cursor } } }", "Bad", {"n": "x"})
+        for _ in range(MAX_RECORDED + 30):
+            await executor.execute(bad, None, None)
+        assert len(exchange.operations) == MAX_RECORDED
+        assert len(exchange.errors) == MAX_RECORDED
+        executor.telemetry.end(exchange, handle, "GET", "/graphql", 101)
+        stats = executor.stats()
+        text = executor.telemetry.render_metrics(stats)[0].decode()
+    finally:
+        await executor.close()
+    assert value(text, "gateway_graphql_errors_total", code="BAD_USER_INPUT") == MAX_RECORDED + 30
