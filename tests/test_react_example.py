@@ -169,6 +169,7 @@ async def test_the_react_example_lists_pages_creates_and_speaks_apq_across_origi
             "blocked": other_origin + "/",
             "graphql": graphql_url,
             "token": token,
+            "pageSize": PAGE_SIZE,
             "chromium": CHROMIUM,
             "profile": {"displayName": MEMBER["displayName"], "email": MEMBER["email"]},
             "session": NEW_SESSION,

@@ -1,7 +1,7 @@
 // Drives the built examples/react in Debian's Chromium (playwright-core, no downloaded browser)
 // and prints what it saw as one JSON object; tests/test_react_example.py judges it.
 //
-// Usage: node drive.mjs '{"app": URL, "blocked": URL, "graphql": URL, "token": JWT,
+// Usage: node drive.mjs '{"app": URL, "blocked": URL, "graphql": URL, "token": JWT, "pageSize": N,
 //                        "profile": {...}, "session": {...}, "chromium": PATH}'
 import { chromium } from "playwright-core";
 
@@ -53,10 +53,6 @@ async function recordedPage() {
     })().catch((error) => {
       exchange.failure = String(error);
     });
-  });
-  page.on("requestfailed", (request) => {
-    const exchange = exchanges.find((e) => e.url === request.url() && !e.status);
-    if (exchange) exchange.failure = request.failure()?.errorText ?? "failed";
   });
   const sockets = [];
   page.on("websocket", (ws) => {
@@ -133,7 +129,7 @@ async function visit(url, steps) {
 
 const allowed = {
   async firstPage(page) {
-    await page.getByTestId("session").nth(4).waitFor({ timeout: STEP_MS });
+    await page.getByTestId("session").nth(config.pageSize - 1).waitFor({ timeout: STEP_MS });
     return rows(page);
   },
   async afterFetchMore(page) {
