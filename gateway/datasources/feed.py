@@ -114,21 +114,18 @@ class ActivityFeed:
                 await task
 
     @asynccontextmanager
-    async def follow(self, on_overflow: Callable[[], None] | None = None) -> AsyncIterator[Follower]:
+    async def follow(
+        self, on_overflow: Callable[[], None] | None = None, buffer: int | None = None
+    ) -> AsyncIterator[Follower]:
         """A follower for the duration of the block, once the watch runs; `on_overflow` is called if it
-        falls too far behind."""
-        follower = Follower(self._buffer, on_overflow)
+        falls more than `buffer` activities behind (default SUBSCRIPTION_BUFFER)."""
+        follower = Follower(buffer or self._buffer, on_overflow)
         self._followers.add(follower)
         try:
             await self._started()
             yield follower
         finally:
             self._followers.discard(follower)
-
-    @property
-    def following(self) -> int:
-        """How many subscriptions receive every activity committed from now on (the watch is ready)."""
-        return len(self._followers) if self.watch.ready.is_set() else 0
 
     @property
     def last_id(self) -> int:

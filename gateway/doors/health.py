@@ -27,4 +27,4 @@ async def readiness(executor: Executor) -> tuple[int, dict[str, object]]:
         return 503, {"status": "unavailable", "reason": str(exc)}
     if executor.feed is None:
         return 200, {"status": "ok"}
-    return 200, {"status": "ok", "subscriptions": executor.feed.following}
+    return 200, {"status": "ok", "subscriptions": executor.receiving()}

@@ -113,7 +113,7 @@ class LiveConnections:
             await executor.feed.close()
             with suppress(TimeoutError):
                 async with asyncio.timeout(_DRAIN_WAIT):
-                    while not executor.feed.drained():
+                    while not executor.drained():
                         await asyncio.sleep(0.02)
         for request, response in list(self._open.values()):
             self._start(_close(response, request, GOING_AWAY, "server shutting down", _SHUTDOWN_LINGER))

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence, Set
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence, Set
 from typing import Any
 
 import orjson
@@ -42,6 +41,7 @@ from gateway.execution.limits import operation_limits
 from gateway.execution.operation import MalformedRequest, Operation
 from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
+from gateway.execution.shared import SharedSubscription
 from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
@@ -57,6 +57,7 @@ encode = orjson.dumps  # the JSON encoder of every GraphQL response
 Outcome = bytes | ExecutionResult
 
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+EXECUTION_BUFFER = 1000  # activities one shared subscription may have waiting to be resolved
 ALL_OPERATIONS = frozenset(OperationType)
 
 
@@ -102,6 +103,7 @@ class Executor:
         self.fast: FastPath | None = None
         self.feed: ActivityFeed | None = None  # with `live`, while the data source is open
         self.subscriptions = 0  # subscriptions running now
+        self._shared: dict[Hashable, SharedSubscription] = {}  # running executions, by what they compute
         self.opens = 0  # data sources opened, for tests
 
     # -- the data source -----------------------------------------------------------------
@@ -318,8 +320,16 @@ class Executor:
             yield self._refused(refusal)
             return
         context.marks = decision.marks
-        self.subscriptions += 1
-        try:
+        # Who receives the same updates: the same operation and variables, viewer and marks.
+        key = (
+            operation.query,
+            operation.operation_name,
+            orjson.dumps(operation.variables, option=orjson.OPT_SORT_KEYS),
+            None if identity is None else (identity.subject, identity.roles),
+            frozenset(decision.marks.items()),
+        )
+        shared = self._shared.get(key)
+        if shared is None:
             results = await self.schema.subscribe(
                 operation.query,
                 variable_values=operation.variables,
@@ -327,11 +337,31 @@ class Executor:
                 operation_name=operation.operation_name,
                 operation_extensions=operation.extensions,
             )
-            async with aclosing(results):
-                async for result in results:
-                    yield result
+            shared = self._shared[key] = SharedSubscription(key, context, results, self._forget)
+            # The feed's buffer for the execution: overflowing it means resolving updates is slower
+            # than they come (an overloaded server), whoever reads them.
+            context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
+        subscriber = shared.join(self.settings.subscription_buffer, on_slow)
+        self.subscriptions += 1
+        try:
+            async for result in subscriber.results():
+                yield result
         finally:
             self.subscriptions -= 1
+            await shared.leave(subscriber)
+
+    def receiving(self) -> int:
+        """How many subscriptions receive every activity committed from now on."""
+        return sum(shared.receiving for shared in self._shared.values())
+
+    def drained(self) -> bool:
+        """Whether every update taken from the feed was sent (or is being sent) to its subscribers."""
+        feed_drained = self.feed is None or self.feed.drained()
+        return feed_drained and all(shared.drained for shared in self._shared.values())
+
+    def _forget(self, shared: SharedSubscription) -> None:
+        if self._shared.get(shared.key) is shared:
+            del self._shared[shared.key]
 
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision

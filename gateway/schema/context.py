@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ class RequestContext:
     cost: int | None = None  # the operation's estimated rows, once the limits have measured it
     feed: ActivityFeed | None = None  # this instance's live feed; None where subscriptions cannot run
     on_slow: Callable[[], None] | None = None  # a subscription's: called when it falls too far behind
+    following: bool = False  # a subscription's: it receives every activity committed from now on
+    feed_buffer: int | None = None  # a subscription's: activities it may have waiting (else the feed's)
     _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
     _viewer: UserRecord | None = field(default=None, init=False, repr=False)
@@ -63,11 +65,17 @@ class RequestContext:
             raise Unauthenticated("sign in first: send a bearer token in the Authorization header")
         return self.identity
 
-    def follow(self) -> AbstractAsyncContextManager[Follower]:
+    @asynccontextmanager
+    async def follow(self) -> AsyncIterator[Follower]:
         """Follow the live activity feed (a subscription); SubscriptionsUnsupported where there is none."""
         if self.feed is None:
             raise SubscriptionsUnsupported()
-        return self.feed.follow(self.on_slow)
+        async with self.feed.follow(self.on_slow, self.feed_buffer) as follower:
+            self.following = True
+            try:
+                yield follower
+            finally:
+                self.following = False
 
     def after_write(self) -> None:
         """Forget what this request loaded, so fields read after a mutation see its effect."""
