@@ -25,6 +25,7 @@ from tests.club import make_session, make_user
 from tests.conftest import count_rows, empty_tables
 from tests.graphql_client import data
 from tests.live_client import LEGACY_WS, open_socket, open_stream
+from tests.metrics_text import value
 from tests.polling import until
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -137,6 +138,22 @@ async def test_the_legacy_graphql_ws_protocol_delivers_updates(client: TestClien
         await make_session(client, ada["id"], [9.5])
         update = await socket.next_payload("1")
         assert update["data"]["activityAdded"]["kind"] == "SESSION_CREATED"
+
+
+async def test_open_subscriptions_and_shared_executions_are_gauges_in_metrics(client: TestClient) -> None:
+    async def gauges() -> tuple[float | None, float | None]:
+        text = await (await client.get("/metrics")).text()
+        return value(text, "gateway_subscriptions"), value(text, "gateway_subscription_executions")
+
+    async with open_socket(url_of(client)) as first, open_socket(url_of(client)) as second:
+        for socket in (first, second):
+            await socket.init()
+            await socket.subscribe("feed", FEED)
+        await second.subscribe("users", "{ users { edges { cursor } } }")
+        await following(client, 2)
+        assert await gauges() == (2, 1)  # one execution serves both; the query came and went
+    await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the sockets' subscriptions end")
+    assert await gauges() == (0, 0)
 
 
 async def test_a_subscription_over_server_sent_events(client: TestClient) -> None:

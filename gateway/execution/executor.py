@@ -96,6 +96,20 @@ class Executor:
         self.persisted = PersistedOperations(settings)
         self.telemetry = Telemetry(settings, self.persisted.operation_names())
         self.documents.tracing = self.telemetry.tracing
+        metrics = self.telemetry.metrics
+        self._open_subscriptions = (
+            metrics.gauge("gateway_subscriptions", "Subscriptions open (sockets and event streams)")
+            if metrics is not None
+            else None
+        )
+        self._running_executions = (
+            metrics.gauge(
+                "gateway_subscription_executions",
+                "Subscription executions running; subscriptions receiving the same data share one",
+            )
+            if metrics is not None
+            else None
+        )
         self._create_source = create_source
         self._source: DataSource | None = None
         self._closed = False
@@ -338,16 +352,22 @@ class Executor:
                 operation_extensions=operation.extensions,
             )
             shared = self._shared[key] = SharedSubscription(key, context, results, self._forget)
+            if self._running_executions is not None:
+                self._running_executions.inc()
             # The feed's buffer for the execution: overflowing it means resolving updates is slower
             # than they come (an overloaded server), whoever reads them.
             context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
         subscriber = shared.join(self.settings.subscription_buffer, on_slow)
         self.subscriptions += 1
+        if self._open_subscriptions is not None:
+            self._open_subscriptions.inc()
         try:
             async for result in subscriber.results():
                 yield result
         finally:
             self.subscriptions -= 1
+            if self._open_subscriptions is not None:
+                self._open_subscriptions.dec()
             await shared.leave(subscriber)
 
     def receiving(self) -> int:
@@ -362,6 +382,8 @@ class Executor:
     def _forget(self, shared: SharedSubscription) -> None:
         if self._shared.get(shared.key) is shared:
             del self._shared[shared.key]
+            if self._running_executions is not None:
+                self._running_executions.dec()
 
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision
