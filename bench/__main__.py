@@ -37,6 +37,7 @@ from bench import cold_start, memory
 from bench.cpu import Cores, measure, process_named
 from bench.dataset import USERS, load_mariadb, load_postgres
 from bench.load import CONNECTIONS, Result, wrk
+from bench.pgbouncer import pgbouncer, pgbouncer_version
 from bench.postgres_instance import free_port, postgres_instance
 from bench.queries import QUERY_M, QUERY_N, QUERY_P, shots_input
 
@@ -158,6 +159,13 @@ def persisted(env: dict[str, str], manifest: Path) -> System:
         orjson.dumps({"documentId": "P", "variables": {"id": gateway_id("User", i)}}).decode() for i in IDS
     ]
     system.requests = {"N": None, "P": ("/graphql", bodies), "M": None}
+    return system
+
+
+def behind_a_pooler(name: str, env: dict[str, str]) -> System:
+    """The gateway as a transaction pooler needs it (DB_STATEMENT_CACHE=false), on N and P."""
+    system = gateway(name, "postgres", {**env, "DB_STATEMENT_CACHE": "false"})
+    system.requests["M"] = None
     return system
 
 
@@ -408,7 +416,7 @@ def versions(pg_env: dict[str, str]) -> str:
         f"PostgreSQL {asyncio.run(pg())}, MariaDB {mariadb}, Python {platform.python_version()},"
         f" Node {_node_version('node')} (PostGraphile 4),"
         f" {_node_version(str(POSTGRAPHILE5 / 'node_modules' / '.bin' / 'node'))} (PostGraphile 5),"
-        f" wrk {wrk_version}"
+        f" wrk {wrk_version}, {pgbouncer_version()}"
     )
 
 
@@ -492,6 +500,20 @@ def report(
     if ("gateway, persisted P", "P") in table.results:
         ratio = table.ratio("gateway, persisted P", "gateway", "P")
         lines += ["", f"P as a persisted document (`documentId`) / P sent as text: {ratio:.2f}"]
+    pooled = ("gateway, DB_STATEMENT_CACHE=false", "gateway via PgBouncer")
+    if all((name, "P") in table.results for name in pooled):
+        lines += [
+            "",
+            "Behind a transaction pooler: DB_STATEMENT_CACHE=false (no prepared statement kept: two round"
+            " trips a statement) straight to PostgreSQL, and through PgBouncer in transaction mode;"
+            " requests/s over the gateway's with the statement cache, straight to PostgreSQL:",
+            "",
+            "| query | DB_STATEMENT_CACHE=false / gateway | via PgBouncer / gateway |",
+            "|---|---:|---:|",
+        ]
+        for q in ("N", "P"):
+            direct, bounced = (table.ratio(name, "gateway", q) for name in pooled)
+            lines.append(f"| {q} | {direct:.2f} | {bounced:.2f} |")
     signed = ("gateway, signed in", "gateway")
     if (signed[0], "P") in table.results:
         lines += [
@@ -565,6 +587,12 @@ def main() -> int:
             raw("raw aiohttp+asyncpg", "postgres", pg_env),
             postgraphile(pg_env),
             postgraphile5(pg_env),
+        ]
+        # PgBouncer in transaction mode in front of the same PostgreSQL, as many instances would share it.
+        bouncer = stack.enter_context(pgbouncer("127.0.0.1", pg.port, users=("postgres",), pool_size=20))
+        pg_systems += [
+            behind_a_pooler("gateway, DB_STATEMENT_CACHE=false", pg_env),
+            behind_a_pooler("gateway via PgBouncer", {**pg_env, "DB_PORT": str(bouncer)}),
         ]
         gateways = {"PostgreSQL": ("gateway", "raw aiohttp+asyncpg")}
         my_systems: list[System] = []

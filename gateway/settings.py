@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     db_idle_timeout: float = Field(default=30.0, gt=0)
     db_connect_timeout: float = Field(default=5.0, gt=0)
     db_acquire_timeout: float = Field(default=10.0, gt=0)
+    # false behind a transaction pooler (PgBouncer < 1.21, RDS Proxy): nothing kept on a connection.
+    db_statement_cache: bool = True
+    # A read replica for queries (docs/scaling.md); mutations stay on DB_HOST.
+    db_read_host: str | None = None
+    db_read_port: int | None = Field(default=None, ge=1, le=65535)
 
     host: str = "127.0.0.1"
     port: int = Field(default=3001, ge=1, le=65535)
@@ -226,6 +231,12 @@ class Settings(BaseSettings):
             for name in ("db_user", "db_name"):
                 if not getattr(self, name):
                     raise ValueError(f"{name.upper()} is required when DB_BACKEND={self.db_backend}")
+        if self.db_read_host is None and self.db_read_port is not None:
+            raise ValueError("DB_READ_PORT needs DB_READ_HOST (the read replica's host)")
+        if self.db_read_host is not None and self.db_backend != "postgres":
+            raise ValueError(
+                f"DB_READ_HOST is supported with DB_BACKEND=postgres only (got {self.db_backend}); unset it"
+            )
         verified_tls = self.db_ssl and self.db_ssl_mode != "disable"
         if self.db_iam_auth and (self.db_backend == "sqlite" or not verified_tls):
             # A token is a password for 15 minutes: only a server whose certificate was checked gets it.
@@ -272,6 +283,11 @@ class Settings(BaseSettings):
     def database_port(self) -> int:
         """The port to connect to: DB_PORT, else the backend's standard port."""
         return self.db_port or BACKENDS[self.db_backend].default_port or 0
+
+    @property
+    def read_port(self) -> int:
+        """The read replica's port: DB_READ_PORT, else the primary's."""
+        return self.db_read_port or self.database_port
 
     @property
     def production(self) -> bool:

@@ -3,6 +3,8 @@
 - SQLite: a file in a temporary folder, new for each test.
 - PostgreSQL: a database created on this machine's server (127.0.0.1:5432), dropped at the end.
 - MariaDB: a database created on this machine's server (127.0.0.1:3306), dropped at the end.
+- PostgreSQL through PgBouncer in transaction mode ("postgres-pgbouncer"): the same server and
+  database, reached through a PgBouncer started for the session (bench/pgbouncer.py).
 With CI=true an unreachable server fails the run instead of skipping its tests.
 """
 
@@ -16,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bench.pgbouncer import pgbouncer
 from gateway.datasources.protocol import DataSource
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
@@ -31,7 +35,9 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.tls_servers import Certificates, TlsServer, mariadb_servers, postgres_servers
 
-BACKENDS = ("sqlite", "postgres", "mysql")
+# PostgreSQL behind a transaction pooler: the whole backend-parametrized suite runs through it too.
+PGBOUNCER = "postgres-pgbouncer"
+BACKENDS = ("sqlite", "postgres", PGBOUNCER, "mysql")
 # The same backends reached over verified TLS, on the throwaway servers of tests/tls_servers.py.
 TLS_VARIANTS = ("postgres+tls", "mysql+tls")
 PG = {"host": "127.0.0.1", "port": 5432, "user": os.environ.get("TEST_PG_USER", "postgres")}
@@ -50,6 +56,11 @@ def _collect_garbage_after_each_test() -> Iterator[None]:
     """Collect cycles as each test ends, so a socket it leaked fails that test, not a later one."""
     yield
     gc.collect()
+
+
+def engine(backend: str) -> str:
+    """The DB_BACKEND a test backend runs: `postgres` for postgres-pgbouncer and postgres+tls."""
+    return "postgres" if backend.startswith("postgres") else backend.removesuffix("+tls")
 
 
 def unreachable(what: str, exc: BaseException) -> None:
@@ -105,6 +116,7 @@ def fresh_database() -> Iterator[Callable[[str], str]]:
 
     def create(backend: str) -> str:
         name = f"gw_fresh_{uuid.uuid4().hex[:8]}"
+        backend = engine(backend)
         if backend == "postgres":
             pg_admin(f'CREATE DATABASE "{name}"')
         else:
@@ -142,6 +154,23 @@ def server_env(backend: str, database: str | None, **extra: str) -> dict[str, st
     return env
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_port() -> Iterator[int]:
+    """PgBouncer in transaction mode in front of 127.0.0.1:5432, started on first use."""
+    with ExitStack() as stack:
+        try:
+            port = stack.enter_context(pgbouncer(PG["host"], PG["port"], users=(PG["user"],)))
+        except (OSError, RuntimeError) as exc:
+            unreachable("PgBouncer", exc)
+        yield port
+
+
+@pytest.fixture
+def pgbouncer_env(pgbouncer_port: int) -> dict[str, str]:
+    """What a gateway on `postgres` changes to go through the session's PgBouncer."""
+    return {"DB_PORT": str(pgbouncer_port), "DB_STATEMENT_CACHE": "false"}
+
+
 @pytest.fixture
 def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Settings]:
     """Settings for a backend, ignoring any .env in the working directory."""
@@ -153,13 +182,16 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..
             values.update({key.lower(): value for key, value in server.env().items()})
         elif backend == "sqlite":
             values["db_sqlite_path"] = tmp_path / "gateway.db"
-        elif backend == "postgres":
+        elif backend in ("postgres", PGBOUNCER):
             values.update(
+                db_backend="postgres",
                 db_host=PG["host"],
                 db_port=PG["port"],
                 db_user=PG["user"],
                 db_name=request.getfixturevalue("pg_database"),
             )
+            if backend == PGBOUNCER:
+                values.update(db_port=request.getfixturevalue("pgbouncer_port"), db_statement_cache=False)
         else:
             values.update(
                 db_host=MY["host"],

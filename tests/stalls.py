@@ -16,7 +16,7 @@ from typing import Protocol
 import asyncpg
 import pymysql
 
-from tests.conftest import MY, PG
+from tests.conftest import MY, PG, engine
 
 __all__ = ["Stall", "stall"]
 
@@ -151,11 +151,13 @@ class _Sqlite:
 
 @asynccontextmanager
 async def stall(backend: str, database: str) -> AsyncIterator[Stall]:
-    """Make inserts into `users` endless on `backend` (`database`: its name, or SQLite's file)."""
+    """Make inserts into `users` endless on `backend` (`database`: its name, or SQLite's file).
+
+    A variant (postgres-pgbouncer, postgres+tls) stalls the server behind it."""
     kinds: dict[str, type[_Postgres | _Mariadb | _Sqlite]] = {
         "postgres": _Postgres,
         "mysql": _Mariadb,
         "sqlite": _Sqlite,
     }
-    async with kinds[backend](database).held() as stalled:
+    async with kinds[engine(backend)](database).held() as stalled:
         yield stalled

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import TLS_VARIANTS, server_env
+from tests.conftest import PGBOUNCER, TLS_VARIANTS, server_env
 from tests.processes import DOORS, serve
 from tests.tls_servers import TlsServer
 
@@ -256,7 +256,10 @@ async def run_table(base: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def door_env(
-    tmp_path: Path, fresh_database: Callable[[str], str], tls_server: Callable[[str], TlsServer]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fresh_database: Callable[[str], str],
+    tls_server: Callable[[str], TlsServer],
 ) -> Callable[[str, str], dict[str, str]]:
     """Environment for one door on `backend`, with a database of its own."""
 
@@ -271,6 +274,9 @@ def door_env(
             return {**server_env(server.backend, database), **tls}
         if backend == "sqlite":
             return server_env(backend, None, DB_SQLITE_PATH=str(tmp_path / f"{door}.db"), CORS_ORIGINS=ORIGIN)
+        if backend == PGBOUNCER:
+            through = request.getfixturevalue("pgbouncer_env")
+            return server_env("postgres", fresh_database(backend), CORS_ORIGINS=ORIGIN, **through)
         return server_env(backend, fresh_database(backend), CORS_ORIGINS=ORIGIN)
 
     return make

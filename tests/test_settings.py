@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, SettingsError, load_settings
 
 
 def run_gateway(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -73,3 +73,24 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_it(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"db_backend": "postgres", "db_read_port": 5433}, "DB_READ_PORT needs DB_READ_HOST"),
+        ({"db_backend": "mysql", "db_read_host": "r"}, "DB_READ_HOST is supported with DB_BACKEND=postgres"),
+    ],
+)
+def test_a_read_replica_needs_postgres_and_its_host(
+    values: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(db_user="u", db_name="d", **values)
+
+
+def test_the_read_replica_listens_on_the_primarys_port_unless_told(tmp_path: Path) -> None:
+    common = {"_env_file": None, "db_backend": "postgres", "db_user": "u", "db_name": "d", "db_port": 6432}
+    assert Settings(**common, db_read_host="replica").read_port == 6432  # type: ignore[arg-type]
+    assert Settings(**common, db_read_host="replica", db_read_port=5433).read_port == 5433  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from gateway.datasources import create_data_source
 from gateway.datasources.protocol import StatementTimeout
 from gateway.doors.aiohttp_app import create_app
 from gateway.settings import Settings
-from tests.conftest import PG, server_env
+from tests.conftest import PG, PGBOUNCER, engine, server_env
 from tests.graphql_client import error_codes, graphql
 from tests.polling import until
 from tests.processes import free_port, wait_until_up
@@ -51,7 +51,7 @@ async def test_the_database_stops_a_statement_past_db_statement_timeout(
         with pytest.raises(StatementTimeout, match="DB_STATEMENT_TIMEOUT"):
             async with asyncio.timeout(10):  # the setting must stop it, long before this
                 async with source.connection() as conn:
-                    await conn.fetch(ENDLESS[backend])
+                    await conn.fetch(ENDLESS[engine(backend)])
         async with source.connection() as conn:  # the pool serves on afterwards
             assert await conn.fetch("SELECT 1 AS ok") == [{"ok": 1}]
     finally:
@@ -135,17 +135,19 @@ def _env(database: str, **extra: str) -> dict[str, str]:
 async def test_a_client_that_goes_away_cancels_its_statement(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if backend == "sqlite":
+    kind = engine(backend)
+    if kind == "sqlite":
         database = str(tmp_path / "gateway.db")
     else:
-        database = request.getfixturevalue("pg_database" if backend == "postgres" else "mysql_database")
+        database = request.getfixturevalue("pg_database" if kind == "postgres" else "mysql_database")
+    through = request.getfixturevalue("pgbouncer_env") if backend == PGBOUNCER else {}
     port = free_port()
     # Long timeouts, so that only the client's leaving can stop the statement within the test;
     # one connection, so the request after proves it was stopped and serves again (or replaced).
     env = {
         **os.environ,
         **server_env(
-            backend,
+            kind,
             database,
             PORT=str(port),
             DB_SQLITE_PATH=database,
@@ -153,13 +155,14 @@ async def test_a_client_that_goes_away_cancels_its_statement(
             DB_POOL_MAX="1",
             DB_STATEMENT_TIMEOUT="120",
             REQUEST_TIMEOUT="120",
+            **through,
         ),
     }
     create = json.dumps(create_user()).encode()
     server = serve(env)
     try:
         await wait_until_up(port, "/readyz", server)
-        async with stall(backend, database) as stalled:
+        async with stall(kind, database) as stalled:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
                 b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -114,7 +114,7 @@ def _run(*command: str, user: str | None = None) -> None:
         raise RuntimeError(f"{command[0]} failed: {result.stderr or result.stdout}")
 
 
-def _postgres_bin(tool: str) -> str:
+def postgres_bin(tool: str) -> str:
     versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: int(p.name))
     return str(versions[-1] / "bin" / tool)
 
@@ -128,7 +128,7 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
     (root / "pw").write_text(PASSWORD)
     shutil.chown(root / "pw", "postgres")
     _run(
-        _postgres_bin("initdb"),
+        postgres_bin("initdb"),
         "-D",
         str(root / "data"),
         "-A",
@@ -161,7 +161,7 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
                 )
             subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
             _run(
-                _postgres_bin("pg_ctl"),
+                postgres_bin("pg_ctl"),
                 "-D",
                 str(data),
                 "-l",
@@ -182,7 +182,7 @@ def postgres_servers(certs: Certificates) -> Iterator[dict[str, TlsServer]]:
                     "-u",
                     "postgres",
                     "--",
-                    _postgres_bin("pg_ctl"),
+                    postgres_bin("pg_ctl"),
                     "-D",
                     str(data),
                     "-m",

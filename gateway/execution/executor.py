@@ -142,7 +142,8 @@ class Executor:
                 source = self._create_source(self.settings)
                 await source.open()
                 self.opens += 1
-                self.fast = fast_path_for(self._graphql_schema, self.settings, source)
+                # The fast path answers queries only: from the read replica, when there is one.
+                self.fast = fast_path_for(self._graphql_schema, self.settings, source.for_queries())
                 if self.live:
                     watch = source.change_watch(self.settings.live_poll_interval)
                     self.feed = ActivityFeed(watch, self.settings.subscription_buffer)
@@ -255,6 +256,10 @@ class Executor:
         if definition.operation.value == OperationType.SUBSCRIPTION.value:
             # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
             return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
+        if definition.operation.value == "query":
+            # A query reads from the read replica, when there is one. A mutation, its checks and
+            # the answer it selects stay on the primary: it reads its own writes.
+            context.data_source = context.data_source.for_queries()
         variables = operation.variables or {}
         try:
             decision = self.policy.decide(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.datasources.changes import ChangeWatch
-from gateway.datasources.protocol import SourceStats, UniqueViolation
+from gateway.datasources.protocol import DataSource, SourceStats, UniqueViolation
 from gateway.datasources.records import (
     ActivityRecord,
     GroupRecord,
@@ -136,6 +136,13 @@ class SqlDataSource(ABC):
     async def ping(self) -> None:
         async with self.connection() as conn:
             await conn.fetch("SELECT 1 AS ok")
+
+    def for_queries(self) -> DataSource:
+        """What query operations read from: this source, unless a backend has a read replica."""
+        return self
+
+    def degraded(self) -> str | None:
+        return None
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         async with self.connection() as conn:

@@ -1,0 +1,93 @@
+"""A throwaway PostgreSQL primary and its streaming replica, from the installed binaries.
+
+The primary is initialised with `initdb` (trust on loopback, replication allowed); the replica
+is its `pg_basebackup -R`, streaming from it. Both run as the `postgres` user (PostgreSQL refuses
+root) on free loopback ports, in a temporary folder, and stop when the block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.processes import free_port
+from tests.tls_servers import postgres_bin
+
+__all__ = ["DATABASE", "ReplicatedPair", "replicated_pair"]
+
+DATABASE = "club"
+_RUN_AS = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@dataclass
+class ReplicatedPair:
+    """Where the primary and the replica listen, and how to stop and start the replica."""
+
+    root: Path
+    primary_port: int
+    replica_port: int
+
+    def stop_replica(self) -> None:
+        _pg_ctl(self.root / "replica", "-m", "fast", "stop")
+
+    def start_replica(self) -> None:
+        _pg_ctl(self.root / "replica", "-l", str(self.root / "replica.log"), "start")
+
+
+def _run(*command: str) -> None:
+    result = subprocess.run([*_RUN_AS, *command], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(command[0]).name} failed: {result.stderr or result.stdout}")
+
+
+def _pg_ctl(data: Path, *args: str) -> None:
+    _run(postgres_bin("pg_ctl"), "-D", str(data), "-w", *args)
+
+
+@contextmanager
+def replicated_pair() -> Iterator[ReplicatedPair]:
+    """A primary with database `club`, and a hot-standby replica streaming from it."""
+    root = Path(tempfile.mkdtemp(prefix="gw-replica-"))
+    if _RUN_AS:
+        shutil.chown(root, "postgres")
+    pair = ReplicatedPair(root, free_port(), free_port())
+    primary, replica = root / "primary", root / "replica"
+    started: list[Path] = []
+    try:
+        _run(postgres_bin("initdb"), "-D", str(primary), "-A", "trust", "-U", "postgres", "--no-sync")
+        with (primary / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {pair.primary_port}\n"
+                f"unix_socket_directories = '{root}'\nwal_level = replica\nmax_wal_senders = 4\n"
+                "fsync = off\nfull_page_writes = off\n"
+            )
+        _pg_ctl(primary, "-l", str(root / "primary.log"), "start")
+        started.append(primary)
+        _run(
+            postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(pair.primary_port), "-U", "postgres",
+            "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}",
+        )
+        _run(
+            postgres_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(pair.primary_port), "-U", "postgres",
+            "-D", str(replica), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+        )
+        with (replica / "postgresql.conf").open("a") as conf:
+            # The copied configuration names the primary's port; the later line wins.
+            conf.write(f"port = {pair.replica_port}\nhot_standby = on\n")
+        pair.start_replica()
+        started.append(replica)
+        yield pair
+    finally:
+        for data in reversed(started):
+            subprocess.run(
+                [*_RUN_AS, postgres_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(root, ignore_errors=True)
