@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -252,6 +253,27 @@ async def test_a_forged_token_in_connection_init_closes_the_socket_before_any_op
         assert answer["type"] == "connection_error"
         assert answer["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
     assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_a_socket_closes_when_its_token_expires(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    settings = make_settings("sqlite", auth_jwt_secret=SECRET, auth_leeway=0)
+    client = await aiohttp_client(create_app(settings))
+    token = issue_token(settings, subject="sub-ada", ttl=timedelta(seconds=2))
+    async with open_socket(url_of(client)) as socket, open_stream(
+        url_of(client), FEED, headers={"Authorization": f"Bearer {token}"}
+    ) as stream:
+        assert (await socket.init({"Authorization": f"Bearer {token}"}))["type"] == "connection_ack"
+        await socket.subscribe("feed", FEED)
+        await following(client, 2)
+        # Signed in with a token good for two seconds: past them, what it could query it no longer may.
+        closed = await socket.receive(wait=10)
+        assert closed["type"] == "closed" and closed["code"] == 4403, closed
+        name, payload = await stream.event(wait=10)
+        assert name == "next" and payload["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", payload
+        assert (await stream.event())[0] == "complete"
+    await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the expired subscriptions end")
 
 
 async def test_without_anonymous_read_a_token_less_subscription_is_refused(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ADMIN_ROLE", "ClaimsError", "Identity", "identity_from_claims"]
@@ -23,6 +23,8 @@ class Identity:
     roles: frozenset[str]
     email: str | None = None
     name: str | None = None
+    # When the token stops being valid (Unix time, leeway included): a socket signed in with it closes then.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def admin(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth.identity import ClaimsError, Identity, identity_from_claims
@@ -92,7 +93,9 @@ class Authenticator:
             identity = identity_from_claims(claims, self._roles_claim)
         except ClaimsError as exc:
             raise TokenRejected(str(exc)) from None
-        self._verified.put(token, identity, float(claims["exp"]) + self._leeway)
+        expires_at = float(claims["exp"]) + self._leeway
+        identity = replace(identity, expires_at=expires_at)
+        self._verified.put(token, identity, expires_at)
         return identity
 
     async def close(self) -> None:

@@ -83,6 +83,7 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
 
     async def on_ws_connect(self, context: SocketContext) -> UnsetType:
         await context.sign_in()
+        self.live.expire(context.request, context.identity)
         return UNSET
 
     async def create_websocket_response(

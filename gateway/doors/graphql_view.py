@@ -9,7 +9,8 @@ A door answers a JSON POST of one operation itself, with `answer_operation`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +28,7 @@ from gateway.auth.identity import Identity
 from gateway.doors.graphiql import graphiql_assets
 from gateway.doors.refusals import bad_request
 from gateway.doors.responses import Answer, answer_outcome, batch_status, body_of, media_type, status_of
+from gateway.errors import Unauthenticated
 from gateway.execution.executor import Executor, encode
 from gateway.execution.operation import MalformedRequest, Operation, read_json
 from gateway.schema import RequestContext
@@ -93,6 +95,22 @@ class ExecutorView:
         """What a subscription streamed to `request` calls when it falls too far behind (closes it)."""
         return None
 
+    async def _until_expiry(
+        self, results: AsyncGenerator[ExecutionResult, None], expires_at: float
+    ) -> AsyncIterator[ExecutionResult]:
+        """`results` until the token expires, then an UNAUTHENTICATED error, and the stream ends: a
+        subscriber receives only what it could query."""
+        while (remaining := expires_at - time.time()) > 0:
+            try:
+                result = await asyncio.wait_for(anext(results), remaining)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                break
+            yield result
+        await results.aclose()
+        yield self.executor.refusal(Unauthenticated("the token expired: subscribe again with a new one"))
+
     def set_status(self, sub_response: Any, status: int, headers: dict[str, str]) -> None:
         """Give the response Strawberry is building `status` and `headers`."""
         raise NotImplementedError
@@ -157,7 +175,10 @@ class ExecutorView:
             # An event stream (graphql-sse, distinct connections): each result the executor streams.
             data = request_data
             operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
-            return self.executor.stream(operation, request, identity, self.on_slow(request))  # type: ignore[return-value]
+            stream = self.executor.stream(operation, request, identity, self.on_slow(request))
+            if identity is None or identity.expires_at is None:
+                return stream  # type: ignore[return-value]
+            return self._until_expiry(stream, identity.expires_at)  # type: ignore[return-value]
         result = await run_operation(self.executor, request, identity, request_data, method)
         self.set_status(sub_response, *status_of(result, _media(request)))
         return result

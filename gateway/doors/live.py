@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from gateway.execution.operation import Operation
 __all__ = [
     "GOING_AWAY",
     "SLOW_CONSUMER",
+    "TOKEN_EXPIRED",
     "LegacyWsHandler",
     "LiveConnections",
     "SocketContext",
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001  # RFC 6455: the server is shutting down
 SLOW_CONSUMER = 1013  # RFC 6455 "try again later": the client read too slowly and was disconnected
+TOKEN_EXPIRED = 4403  # graphql-transport-ws's Forbidden: reconnect with a fresh token
 _CLOSE_WAIT = 2.0  # seconds a close frame may wait behind unread data before the connection is closed
 _SLOW_LINGER = 30.0  # seconds a slow client then has to read what was queued, before it is cut
 _SHUTDOWN_LINGER = 5.0  # the same on shutdown
@@ -82,6 +85,7 @@ class LiveConnections:
     def __init__(self) -> None:
         # By id(): a request is a mutable mapping, so not hashable.
         self._open: dict[int, tuple[web.Request, web.StreamResponse]] = {}
+        self._expiries: dict[int, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.stopping = False
 
@@ -93,6 +97,24 @@ class LiveConnections:
 
     def discard(self, request: web.Request) -> None:
         self._open.pop(id(request), None)
+        expiry = self._expiries.pop(id(request), None)
+        if expiry is not None:
+            expiry.cancel()
+
+    def expire(self, request: web.Request, identity: Identity | None) -> None:
+        """Close the connection of `request` when the token it signed in with expires: a subscriber
+        receives only what it could query, and with an expired token it could not."""
+        if identity is None or identity.expires_at is None:
+            return
+        delay = max(0.0, identity.expires_at - time.time())
+        self._expiries[id(request)] = asyncio.get_running_loop().call_later(delay, self._expired, request)
+
+    def _expired(self, request: web.Request) -> None:
+        self._expiries.pop(id(request), None)
+        found = self._open.get(id(request))
+        if found is not None:
+            log.info("closing a live connection from %s: its token expired", request.remote)
+            self._start(_close(found[1], request, TOKEN_EXPIRED, "token expired", _SHUTDOWN_LINGER))
 
     def slow(self, request: web.Request) -> Callable[[], None]:
         """What a subscription of `request` calls when it falls too far behind: close its connection."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence, Set
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence, Set
 from typing import Any
 
 import orjson
@@ -298,7 +298,7 @@ class Executor:
         request: Any,
         identity: Identity | None,
         on_slow: Callable[[], None] | None = None,
-    ) -> AsyncIterator[ExecutionResult]:
+    ) -> AsyncGenerator[ExecutionResult, None]:
         """The results of an operation sent over a socket or an event stream: one for a query or a
         mutation, one per update for a subscription, for as long as the caller iterates.
 
@@ -408,6 +408,10 @@ class Executor:
             allowed_operation_types=allowed,
             operation_extensions=operation.extensions,
         )
+
+    def refusal(self, refusal: GatewayError) -> ExecutionResult:
+        """A result carrying `refusal` as its coded error, nothing run."""
+        return self._refused(refusal)
 
     def _refused(self, refusal: GatewayError) -> ExecutionResult:
         return self._failed([GraphQLError(str(refusal), original_error=refusal)])
