@@ -136,7 +136,13 @@ def _session_options(s: Settings) -> dict[str, Any]:
     # A transaction pooler (PgBouncer before 1.21, RDS Proxy) hands each transaction to any server
     # connection: a named prepared statement may not exist there, and PgBouncer refuses startup
     # settings. Unnamed statements only, and the gateway cancels a statement past the timeout.
-    return {"statement_cache_size": 0, "command_timeout": s.db_statement_timeout}
+    return {
+        "statement_cache_size": 0,
+        "command_timeout": s.db_statement_timeout,
+        # asyncpg announces 'utf-8', which PgBouncer compares as text with the server's UTF8 and
+        # "corrects" with a SET before every transaction: a round trip each. The server's spelling.
+        "server_settings": {"client_encoding": "UTF8"},
+    }
 
 
 async def _json_row(
