@@ -63,12 +63,14 @@ class Socket:
 
 @asynccontextmanager
 async def open_socket(
-    url: str, protocol: str = TRANSPORT_WS, headers: dict[str, str] | None = None
+    url: str, protocol: str = TRANSPORT_WS, headers: dict[str, str] | None = None, autoping: bool = True
 ) -> AsyncIterator[Socket]:
-    """A WebSocket to `url` (http:// is fine) speaking `protocol`, not yet initialised."""
+    """A WebSocket to `url` (http:// is fine) speaking `protocol`, not yet initialised; without
+    `autoping` the server's ping frames reach `ws.receive()` (and are not answered)."""
     async with aiohttp.ClientSession() as http:
         ws_url = url.replace("http://", "ws://", 1)
-        async with http.ws_connect(ws_url, protocols=(protocol,), headers=headers or {}, autoping=True) as ws:
+        connecting = http.ws_connect(ws_url, protocols=(protocol,), headers=headers or {}, autoping=autoping)
+        async with connecting as ws:
             yield Socket(ws)
 
 

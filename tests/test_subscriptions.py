@@ -447,3 +447,25 @@ async def test_a_subscriber_that_stops_reading_is_closed_with_1013_not_buffered(
         stalled.close()
     await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the slow subscription ends")
     assert feed.followers == 0
+
+
+async def test_a_bad_argument_is_a_coded_error_and_keep_alives_flow(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(create_app(make_settings("sqlite", live_keepalive=0.2)))
+    async with open_socket(url_of(client), autoping=False) as socket:
+        await socket.init()
+        await socket.subscribe("bad", "subscription { activityAdded(userId: \"nope\") { kind } }")
+        refused = await socket.receive()
+        assert refused["type"] == "error", refused
+        assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        # graphql-transport-ws: WebSocket ping frames, every LIVE_KEEPALIVE seconds.
+        async with asyncio.timeout(5):
+            while (await socket.ws.receive()).type != aiohttp.WSMsgType.PING:
+                pass
+    async with open_socket(url_of(client), LEGACY_WS) as legacy:
+        await legacy.init()
+        async with asyncio.timeout(5):  # the legacy protocol's own `ka` messages
+            while json.loads((await legacy.ws.receive()).data).get("type") != "ka":
+                pass
+    assert client.app[EXECUTOR].subscriptions == 0
