@@ -1,17 +1,28 @@
-"""The read replica: its pool while it answers, and a probe that brings it back once it stopped."""
+"""The read replica: its pool while it answers, a probe that brings it back once it stopped, and
+the data source query operations read from."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gateway.datasources.postgres.driver import PoolExhausted, PostgresConnection, json_row
+from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
+from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
-from gateway.errors import GatewayError
+from gateway.datasources.sql.rows import Row, SqlConnection
+from gateway.datasources.sql.source import SqlDataSource
+from gateway.errors import GatewayError, Unavailable
 
-__all__ = ["RECHECK_SECONDS", "Replica"]
+if TYPE_CHECKING:
+    from gateway.datasources.postgres import PostgresDataSource
+
+__all__ = ["RECHECK_SECONDS", "Replica", "ReplicaReads"]
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +95,85 @@ class Replica:
     def _reason(self, exc: BaseException) -> str:
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return f"read replica {self.where} unavailable ({why}); queries read from the primary"
+
+
+class ReplicaReads(SqlDataSource):
+    """What query operations read from: the replica while it answers, else the primary.
+
+    A read the replica fails because it cannot be reached runs again on the primary (a read
+    changes nothing), and the replica is left out until its probe finds it answering again.
+    """
+
+    def __init__(self, primary: PostgresDataSource, replica: Replica, where: tuple[str, int]) -> None:
+        super().__init__()
+        self.json_sql = primary.json_sql
+        self._primary = primary
+        self._replica = replica
+        self._where = where
+
+    async def _open(self) -> None:
+        raise DataSourceUnavailable("a replica's reads open with their primary")
+
+    def stats(self) -> SourceStats:
+        return self._primary.stats()
+
+    async def close(self) -> None:
+        """Nothing: the primary owns both pools."""
+
+    async def _take(self) -> tuple[asyncpg.Pool, asyncpg.Connection] | None:
+        """A replica connection, or None while the replica is down (it is marked down on failing)."""
+        pool = self._replica.pool
+        if pool is None:
+            return None
+        try:
+            return await self._primary._checkout(pool, self._where)
+        except PoolExhausted:
+            raise  # busy, not down
+        except Unavailable as exc:
+            self._replica.lost(exc)
+            return None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[SqlConnection]:
+        taken = await self._take()
+        if taken is None:
+            async with self._primary.connection() as primary:
+                yield primary
+            return
+        pool, conn = taken
+        try:
+            yield PostgresConnection(conn, self._primary)
+        finally:
+            await pool.release(conn)
+
+    # Writes go to the primary: the shared ones through transaction(), PostgreSQL's own directly.
+    def transaction(self) -> AbstractAsyncContextManager[SqlConnection]:
+        return self._primary.transaction()
+
+    async def create_session(self, new: NewSession) -> SessionRecord:
+        return await self._primary.create_session(new)
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        taken = await self._take()
+        if taken is not None:
+            pool, conn = taken
+            try:
+                return await PostgresConnection(conn, self._primary).fetch(sql, args)
+            except DataSourceUnavailable as exc:
+                self._replica.lost(exc)  # the connection was lost mid-read: the primary answers it
+            finally:
+                await pool.release(conn)
+        return await self._primary._fetch(sql, args)
+
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
+        taken = await self._take()
+        if taken is not None:
+            pool, conn = taken
+            try:
+                self._primary.statements += 1
+                return await json_row(conn, sql, args, self._primary.tracing)
+            except DataSourceUnavailable as exc:
+                self._replica.lost(exc)
+            finally:
+                await pool.release(conn)
+        return await self._primary.fetch_json(sql, args)

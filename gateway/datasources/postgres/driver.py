@@ -1,0 +1,159 @@
+"""asyncpg as the PostgreSQL data source uses it: its errors, how each connection is set up, the
+connection the shared queries use, and the fast path's one statement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from gateway.connect.credentials import Credentials
+from gateway.datasources.protocol import DataSourceUnavailable
+from gateway.datasources.sql.connection import DriverConnection
+from gateway.datasources.sql.errors import DriverErrors
+from gateway.datasources.sql.placeholders import numbered_style
+from gateway.datasources.sql.rows import Row
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "ERRORS",
+    "REFUSED",
+    "PoolExhausted",
+    "PostgresConnection",
+    "has_idle_connection",
+    "json_row",
+    "keep_session",
+    "refused",
+    "session_options",
+    "target",
+]
+
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class PostgresErrors(DriverErrors):
+    backend = "PostgreSQL"
+    statement_errors = (asyncpg.UniqueViolationError, asyncpg.QueryCanceledError, *CONNECTION_ERRORS)
+    driver_errors = (asyncpg.PostgresError, *CONNECTION_ERRORS)
+    permission_hint = (
+        "grant the user CREATE on schema public, or run `gateway init-db` once as the database owner"
+    )
+
+    def unique_constraint(self, exc: BaseException) -> str | None:
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            return exc.constraint_name or "unique"
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        # A statement's TimeoutError is asyncpg's command_timeout (DB_STATEMENT_CACHE=false): a timeout.
+        return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, TimeoutError)
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.InsufficientPrivilegeError)
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.QueryCanceledError | TimeoutError)
+
+
+ERRORS = PostgresErrors()
+REFUSED = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+
+
+def refused(exc: BaseException) -> bool:
+    return isinstance(exc, REFUSED)
+
+
+def has_idle_connection(pool: asyncpg.Pool) -> bool:
+    """Whether acquire() will not wait for another request to release a connection.
+
+    Then the acquire timeout has nothing to bound (a new connection is bounded by
+    DB_CONNECT_TIMEOUT), and arming it costs a point lookup about 6% of its throughput. The
+    pool's queue is asyncpg's private attribute: without it, every acquire is timed.
+    """
+    queue = getattr(pool, "_queue", None)
+    return isinstance(queue, asyncio.Queue) and not queue.empty()
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset on release: asyncpg still rolls back an open transaction itself.
+
+    The default reset is a round trip per request (UNLISTEN, RESET ALL, advisory unlock) undoing
+    session state this gateway never leaves behind: no LISTEN, no SET, and the migration lock
+    ends with its transaction.
+    """
+
+
+def session_options(s: Settings) -> dict[str, Any]:
+    """How each connection is set up: for a direct server, or for a transaction pooler."""
+    if s.db_statement_cache:
+        # The server stops a statement past it, and a cancelled request cancels its statement.
+        return {"server_settings": {"statement_timeout": str(int(s.db_statement_timeout * 1000))}}
+    # A transaction pooler (PgBouncer before 1.21, RDS Proxy) hands each transaction to any server
+    # connection: a named prepared statement may not exist there, and PgBouncer refuses startup
+    # settings. Unnamed statements only, and the gateway cancels a statement past the timeout.
+    return {
+        "statement_cache_size": 0,
+        "command_timeout": s.db_statement_timeout,
+        # asyncpg announces 'utf-8', which PgBouncer compares as text with the server's UTF8 and
+        # "corrects" with a SET before every transaction: a round trip each. The server's spelling.
+        "server_settings": {"client_encoding": "UTF8"},
+    }
+
+
+async def json_row(
+    conn: asyncpg.Connection, sql: str, args: Sequence[Any], tracing: Tracing | None
+) -> tuple[str | None, bool]:
+    """The fast path's one statement: straight to asyncpg, no wrapper, no row dicts."""
+    try:
+        if tracing is None:
+            row = await conn.fetchrow(numbered_style(sql), *args)
+        else:
+            with tracing.sql("SELECT"):
+                row = await conn.fetchrow(numbered_style(sql), *args)
+    except ERRORS.statement_errors as exc:
+        if (ours := ERRORS.converted(exc)) is None:
+            raise
+        raise ours from exc
+    return row["data"], bool(row.get("ok", True))
+
+
+def target(credentials: Credentials) -> dict[str, Any]:
+    return {
+        "host": credentials.host,
+        "port": credentials.port,
+        "user": credentials.user,
+        "password": credentials.password.get_secret_value(),
+        "database": credentials.database,
+    }
+
+
+class PostgresConnection(DriverConnection[asyncpg.Connection]):
+    __slots__ = ()
+    errors = ERRORS
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return [dict(record) for record in await self.driver.fetch(numbered_style(sql), *args)]
+
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        status: str = await self.driver.execute(numbered_style(sql), *args)
+        count = status.rpartition(" ")[2]
+        return int(count) if count.isdigit() else 0
+
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
+        return int(await self.driver.fetchval(numbered_style(sql + " RETURNING id"), *args) or 0)
+
+
+class PoolExhausted(DataSourceUnavailable):
+    """Every connection is in use: the server answers, the pool is busy."""
