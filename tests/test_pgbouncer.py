@@ -16,6 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bench.pgbouncer import pgbouncer
+from gateway.datasources import create_data_source
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
@@ -42,21 +44,36 @@ def two_server_connections() -> Iterator[int]:
         unreachable("PgBouncer", exc)
 
 
-async def test_many_operations_at_once_share_two_server_connections(
-    two_server_connections: int, pg_database: str, aiohttp_client: Any
-) -> None:
-    settings = Settings(  # type: ignore[call-arg]
+def settings(port: int, database: str, statement_cache: bool = False, pool_min: int = 0) -> Settings:
+    return Settings(  # type: ignore[call-arg]
         _env_file=None,
         db_backend="postgres",
         db_host=PG["host"],
-        db_port=two_server_connections,
+        db_port=port,
         db_user=PG["user"],
-        db_name=pg_database,
-        db_statement_cache=False,
-        db_pool_min=0,
+        db_name=database,
+        db_statement_cache=statement_cache,
+        db_pool_min=pool_min,
         db_pool_max=10,
     )
-    client: TestClient = await aiohttp_client(create_app(settings))
+
+
+@pytest.mark.parametrize("pool_min", [0, 1])  # the first connection made in use, or by the pool
+async def test_a_gateway_set_for_a_direct_server_says_what_to_set(
+    two_server_connections: int, pg_database: str, pool_min: int
+) -> None:
+    chosen = settings(two_server_connections, pg_database, statement_cache=True, pool_min=pool_min)
+    source = create_data_source(chosen)
+    with pytest.raises(DataSourceUnavailable) as refused:
+        await source.open()
+    message = str(refused.value)
+    assert message.endswith("; this is a connection pooler (PgBouncer): set DB_STATEMENT_CACHE=false")
+
+
+async def test_many_operations_at_once_share_two_server_connections(
+    two_server_connections: int, pg_database: str, aiohttp_client: Any
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(settings(two_server_connections, pg_database)))
     await empty_tables(client.app[EXECUTOR].data_source)
     made = [(await data(client, CREATE_USER, i=profile(f"u{n}")))["createUser"] for n in range(5)]
 

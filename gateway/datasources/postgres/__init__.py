@@ -27,6 +27,7 @@ from gateway.datasources.postgres.driver import (
     has_idle_connection,
     json_row,
     keep_session,
+    pooler_hint,
     refused,
     session_options,
     target,
@@ -125,7 +126,7 @@ class PostgresDataSource(SqlDataSource):
                 raise tls_failure from exc
             raise DataSourceUnavailable(
                 f"cannot connect to PostgreSQL at {first.host}:{first.port}"
-                f" as {first.user} ({type(exc).__name__}: {exc})"
+                f" as {first.user} ({type(exc).__name__}: {exc}){pooler_hint(exc)}"
             ) from exc
         migrating = f"apply migrations to PostgreSQL database {first.database} as user {first.user}"
         with ERRORS.refusing_start(migrating):

@@ -29,6 +29,7 @@ __all__ = [
     "has_idle_connection",
     "json_row",
     "keep_session",
+    "pooler_hint",
     "refused",
     "session_options",
     "target",
@@ -59,6 +60,9 @@ class PostgresErrors(DriverErrors):
     def is_unavailable(self, exc: BaseException) -> bool:
         # A statement's TimeoutError is asyncpg's command_timeout (DB_STATEMENT_CACHE=false): a timeout.
         return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, TimeoutError)
+
+    def unavailable(self, exc: BaseException) -> DataSourceUnavailable:
+        return DataSourceUnavailable(f"{self.backend} unavailable ({type(exc).__name__}){pooler_hint(exc)}")
 
     def is_permission_denied(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncpg.InsufficientPrivilegeError)
@@ -110,6 +114,13 @@ def session_options(s: Settings) -> dict[str, Any]:
         # "corrects" with a SET before every transaction: a round trip each. The server's spelling.
         "server_settings": {"client_encoding": "UTF8"},
     }
+
+
+def pooler_hint(exc: BaseException) -> str:
+    """What to do when `exc` is PgBouncer refusing the startup settings of a direct connection."""
+    if isinstance(exc, asyncpg.ProtocolViolationError) and "unsupported startup parameter" in str(exc):
+        return "; this is a connection pooler (PgBouncer): set DB_STATEMENT_CACHE=false"
+    return ""
 
 
 async def json_row(
