@@ -53,10 +53,12 @@ def pgbouncer(
         shutil.chown(root, "postgres")
         for path in root.iterdir():
             shutil.chown(path, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
+        # Its own -u, not runuser: then the signal that stops it reaches it at once (runuser
+        # passes it on, then waits two seconds before killing).
+        as_user = ["-u", "postgres"]
     # It logs to stderr too: a pipe nobody reads would fill up and stop it mid-session.
     process = subprocess.Popen(
-        [*as_user, PGBOUNCER, str(root / "pgbouncer.ini")],
+        [PGBOUNCER, *as_user, str(root / "pgbouncer.ini")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
