@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Middleware
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
@@ -18,7 +16,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import CORS, EXECUTOR, LIVE, SETTINGS
-from gateway.doors.deadline import deadline
+from gateway.doors.front import front, respond
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
@@ -31,7 +29,7 @@ from gateway.doors.live import (
     is_live,
     origin_allowed,
 )
-from gateway.doors.observed import CLIENT_GONE, metrics_answer, publishing
+from gateway.doors.observed import metrics_answer, publishing
 from gateway.doors.refusals import bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
@@ -39,7 +37,6 @@ from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.settings import Settings
-from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
 __all__ = ["GatewayView", "create_app"]
 
@@ -124,7 +121,7 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         return response
 
     def respond(self, answer: Answer) -> web.Response:
-        return _respond(answer)
+        return respond(answer)
 
 
 class _OneLineBadHttp(logging.Filter):
@@ -144,32 +141,6 @@ def _log_bad_http_on_one_line() -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _OneLineBadHttp) for f in server_log.filters):
         server_log.addFilter(_OneLineBadHttp())
-
-
-def _observed(telemetry: Telemetry) -> Middleware:
-    """Outermost: each request's exchange is current while it runs, every answer (errors included)
-    carries its X-Request-Id, and its access line is written at the end."""
-
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        exchange, handle = telemetry.begin(request.method, request.path, request.headers)
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            response.headers[REQUEST_ID_HEADER] = exchange.request_id
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            exc.headers[REQUEST_ID_HEADER] = exchange.request_id
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_GONE
-            raise
-        finally:
-            telemetry.end(exchange, handle, request.method, request.path, status)
-
-    return observe
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -202,28 +173,9 @@ async def _root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/graphql")
 
 
-def _respond(answer: Answer) -> web.Response:
-    # The media type as a header: aiohttp's content_type argument refuses parameters (charset).
-    headers = {**answer.headers, hdrs.CONTENT_TYPE: answer.media_type}
-    return web.Response(body=answer.body, status=answer.status, headers=headers)
-
-
 async def _graphiql_asset(request: web.Request) -> web.Response:
     build, name = request.match_info["build"], request.match_info["name"]
-    return _respond(graphiql_assets().asset(build, name, request.headers.get(hdrs.IF_NONE_MATCH)))
-
-
-@web.middleware
-async def _preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A browser's CORS preflight, on any path, is answered by the CORS policy alone."""
-    if cors.is_preflight(request.method, request.headers):
-        answer = request.app[CORS].preflight(
-            request.headers[hdrs.ORIGIN],
-            request.headers[hdrs.ACCESS_CONTROL_REQUEST_METHOD],
-            request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, ""),
-        )
-        return _respond(answer)
-    return await handler(request)
+    return respond(graphiql_assets().asset(build, name, request.headers.get(hdrs.IF_NONE_MATCH)))
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -252,9 +204,9 @@ def _graphql(view: GatewayView) -> Handler:
             await executor.open()
             identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
         except GatewayError as exc:
-            return _respond(unavailable(exc).answer(media))
+            return respond(unavailable(exc).answer(media))
         except TokenRejected as exc:
-            return _respond(invalid_token(exc).answer(media))
+            return respond(invalid_token(exc).answer(media))
         if identity is not None:
             request[IDENTITY] = identity
         if request.method == "POST" and is_json(request.headers.get(hdrs.CONTENT_TYPE, "")):
@@ -262,11 +214,11 @@ def _graphql(view: GatewayView) -> Handler:
             try:
                 operation = read_json_operation(await request.read(), accept)
             except MalformedRequest as exc:
-                return _respond(bad_request(exc).answer(media))
+                return respond(bad_request(exc).answer(media))
             if operation is not None:
                 answer = await answer_operation(executor, operation, request, identity, media)
                 if answer is not None:
-                    return _respond(answer)
+                    return respond(answer)
         return await view(request)
 
     return handle
@@ -275,9 +227,10 @@ def _graphql(view: GatewayView) -> Handler:
 def create_app(settings: Settings, policy: Policy | None = None) -> web.Application:
     """Wire the application; the data source opens when the app starts, not here."""
     executor = Executor(settings, policy, live=True)
-    app = web.Application(middlewares=[_observed(executor.telemetry), _preflight, deadline(settings)])
+    cors_policy = cors.CorsPolicy.from_settings(settings)
+    app = web.Application(middlewares=[front(executor.telemetry, cors_policy, settings.request_timeout)])
     app[SETTINGS] = settings
-    app[CORS] = cors.CorsPolicy.from_settings(settings)
+    app[CORS] = cors_policy
     app[EXECUTOR] = executor
     app[LIVE] = LiveConnections()
     app.cleanup_ctx.append(_executor_ctx)
