@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +39,23 @@ class ReplicatedPair:
 
     def start_replica(self) -> None:
         _pg_ctl(self.root / "replica", "-l", str(self.root / "replica.log"), "start")
+
+    @contextmanager
+    def replica_silent(self) -> Iterator[None]:
+        """The replica's connections are cut and its postmaster stopped (SIGSTOP): a new connection
+        is accepted by the kernel and never answered, as behind a dead route, until the block ends."""
+        postmaster = int((self.root / "replica" / "postmaster.pid").read_text().split()[0])
+        _run(
+            postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(self.replica_port), "-U", "postgres",
+            "-d", "postgres", "-c",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
 
 
 def _run(*command: str) -> None:

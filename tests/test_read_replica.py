@@ -203,3 +203,18 @@ async def test_a_replica_down_at_start_up_is_no_failed_start(
     await until(lambda: _ready_ok(client), "the replica to be used again", timeout=20, interval=0.1)
     await caught_up(pair)
     await _reads_from_the_replica_again(pair, client, "back-at-start@example.com")
+
+
+async def test_a_replica_that_stops_answering_leaves_queries_to_the_primary(
+    pair: ReplicatedPair, aiohttp_client: Callable[..., Any]
+) -> None:
+    # DB_CONNECT_TIMEOUT short: a new replica connection waits that long for an answer.
+    client: TestClient = await aiohttp_client(create_app(replica_settings(pair, db_connect_timeout=1)))
+    await caught_up(pair)
+    await data(client, USERS)  # an idle replica connection in the pool, about to be cut
+    with pair.replica_silent():
+        await data(client, CREATE_USER, i={"email": "silent@example.com", "displayName": "Silent"})
+        for query in (USERS, USERS_INTERPRETED):
+            assert "silent@example.com" in emails(await data(client, query))  # from the primary
+        assert await readiness(client) == (200, "degraded")
+    await until(lambda: _ready_ok(client), "the replica to be used again", timeout=20, interval=0.1)

@@ -246,12 +246,14 @@ class PostgresDataSource(SqlDataSource):
             # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
             self._waiting += 1
             try:
-                async with asyncio.timeout(self._settings.db_acquire_timeout):
+                async with asyncio.timeout(self._settings.db_acquire_timeout) as waiting:
                     return pool, await pool.acquire()
+            except TimeoutError:
+                if waiting.expired():
+                    raise PoolExhausted("no database connection free within DB_ACQUIRE_TIMEOUT") from None
+                raise  # a new connection's DB_CONNECT_TIMEOUT: the server does not answer
             finally:
                 self._waiting -= 1
-        except TimeoutError:
-            raise PoolExhausted("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise explain_tls_failure(exc, *(where or self._where)) or ERRORS.unavailable(exc) from exc
 
