@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -234,17 +234,25 @@ class Executor:
             outcome = _with_extension(outcome, "cost", cost)
         return outcome
 
+    async def _find(
+        self, operation: Operation
+    ) -> tuple[Prepared | None, DocumentNode | None, OperationDefinitionNode | None]:
+        """The operation's document as prepared (None without a query), its parse tree when it is
+        valid, and the definition the request names in it (None when there is no such choice)."""
+        prepared = await self.documents.get(operation.query) if operation.query else None
+        document = prepared.document if prepared is not None and not prepared.errors else None
+        definition = prepared.operation(operation.operation_name) if prepared and document else None
+        return prepared, document, definition
+
     async def _run(
         self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
     ) -> tuple[Outcome, str | None]:
         """The outcome, and how the operation ran: "fast_path", "interpreted", or None (it did not)."""
-        prepared = await self.documents.get(operation.query) if operation.query else None
+        prepared, document, definition = await self._find(operation)
         if prepared is not None and prepared.document is None:
             # It does not parse (or is too large to): answered here, so nothing parses it again.
             return self._failed(prepared.errors), None
         context.prepared = prepared
-        document = prepared.document if prepared is not None and not prepared.errors else None
-        definition = prepared.operation(operation.operation_name) if prepared and document else None
         if (
             prepared is None
             or document is None
@@ -309,9 +317,7 @@ class Executor:
         try:
             source = await self.open()
             operation = self.persisted.resolve(operation)
-            prepared = await self.documents.get(operation.query) if operation.query else None
-            document = prepared.document if prepared is not None and not prepared.errors else None
-            definition = prepared.operation(operation.operation_name) if prepared and document else None
+            prepared, document, definition = await self._find(operation)
             if (
                 prepared is None
                 or document is None
@@ -464,4 +470,3 @@ def _with_extension(outcome: Outcome, key: str, value: Any) -> Outcome:
         return outcome[:-1] + b',"extensions":{"' + key.encode() + b'":' + encode(value) + b"}}"
     outcome.extensions = {**(outcome.extensions or {}), key: value}
     return outcome
-
