@@ -61,6 +61,23 @@ async def wait_until_not_listening(port: int) -> None:
     await until(refused, f"port {port} refuses connections", timeout=15)
 
 
+async def run_gateway(env: dict[str, str], *args: str) -> tuple[int | None, str]:
+    """`gateway <args>` run to its end under `env` (at most 60 s): its exit code, and its stdout then stderr.
+
+    Without blocking the event loop, so that servers the test runs in it can answer the command."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, out.decode() + err.decode()
+
+
 @dataclass
 class PostInProgress:
     """A POST the server has received whole and begun handling: it answered 100 Continue."""

@@ -4,10 +4,8 @@ sent only inside verified TLS to fake servers that ask for them in clear (as RDS
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 import sysconfig
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,6 +26,7 @@ from tests.clocks import MovedClock, moved_clock
 from tests.conftest import server_env, sql_source, unreachable
 from tests.fake_servers import fake_mysql, fake_postgres, server_context
 from tests.polling import until
+from tests.processes import run_gateway
 from tests.rds_servers import rds_mysql, rds_postgres
 from tests.tls_servers import Certificates
 
@@ -197,18 +196,8 @@ async def test_check_connection_blames_the_iam_set_up_not_db_password(
         env = server_env("mysql", "club", **AWS_KEYS, **iam)
         env = {k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_PROFILE")}
         env["AWS_DEFAULT_REGION"] = "eu-central-1"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "check-connection",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    output = out.decode() + err.decode()
-    assert process.returncode == 13, output
+        returncode, output = await run_gateway(env, "check-connection")
+    assert returncode == 13, output
     assert "IAM token: signed for region eu-central-1 (from AWS_DEFAULT_REGION)" in output
     failed = [line.strip() for line in output.splitlines() if "FAILED" in line]
     assert failed == [
@@ -293,18 +282,8 @@ async def test_check_connection_names_a_region_mismatch_behind_a_cname(
         env = server_env(backend, "club", **AWS_KEYS, **iam, **resolving(hosts))
         env = {k: v for k, v in env.items() if k not in ("AWS_DEFAULT_REGION", "AWS_PROFILE")}
         env["AWS_REGION"] = "ca-central-1"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "check-connection",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    output = out.decode() + err.decode()
-    assert process.returncode == 13, output
+        returncode, output = await run_gateway(env, "check-connection")
+    assert returncode == 13, output
     token = server.logins[0].password
     assert token and "/ca-central-1/rds-db/aws4_request" in query_of(token)["X-Amz-Credential"]
     failed = [line.strip() for line in output.splitlines() if "FAILED" in line]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +19,7 @@ from gateway.datasources.mysql.handshake import RefusedBeforeHandshake
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.errors import ErrorCode
 from gateway.settings import Settings
+from tests.processes import run_gateway
 
 REFUSALS = [
     (1040, None, "Too many connections"),
@@ -66,17 +66,7 @@ async def check_connection(port: int, ssl: str) -> tuple[int | None, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "AWS_"))}
     env.update(DB_BACKEND="mysql", DB_HOST="127.0.0.1", DB_PORT=str(port), DB_USER="club")
     env.update(DB_NAME="club", DB_PASSWORD="pw-never-shown", DB_SSL=ssl)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "check-connection",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode, out.decode() + err.decode()
+    return await run_gateway(env, "check-connection")
 
 
 @pytest.mark.parametrize("ssl", ["true", "false"])

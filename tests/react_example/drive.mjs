@@ -3,28 +3,11 @@
 //
 // Usage: node drive.mjs '{"app": URL, "blocked": URL, "graphql": URL, "token": JWT, "pageSize": N,
 //                        "profile": {...}, "session": {...}, "chromium": PATH}'
-import { chromium } from "playwright-core";
+import { STEP_MS, launchChromium } from "./chromium.mjs";
 
 const config = JSON.parse(process.argv[2]);
-const STEP_MS = 15_000;
 
-// Without the background-networking flags Chromium dials Google services, and the closed
-// network's refusals slow or break the run. Playwright gives each launch a fresh
-// --user-data-dir in the temporary folder and removes it on close.
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium(config.chromium);
 
 /** A fresh page that records every request to the gateway, its preflight, and its answer. */
 async function recordedPage() {

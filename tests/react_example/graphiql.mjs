@@ -3,25 +3,11 @@
 // operation, and prints what it saw as one JSON object; tests/test_graphiql.py judges it.
 //
 // Usage: node graphiql.mjs '{"url": URL, "chromium": PATH, "headers": JSON, "query": GRAPHQL}'
-import { chromium } from "playwright-core";
+import { STEP_MS, launchChromium } from "./chromium.mjs";
 
 const config = JSON.parse(process.argv[2]);
-const STEP_MS = 15_000;
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium(config.chromium);
 const seen = { requests: [], consoleErrors: [] };
 try {
   const page = await browser.newPage();
