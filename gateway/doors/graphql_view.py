@@ -175,7 +175,8 @@ class ExecutorView:
             # An event stream (graphql-sse, distinct connections): each result the executor streams.
             data = request_data
             operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
-            stream = self.executor.stream(operation, request, identity, self.on_slow(request))
+            allowed = OperationType.from_http(method)  # type: ignore[arg-type]
+            stream = self.executor.stream(operation, request, identity, self.on_slow(request), allowed)
             if identity is None or identity.expires_at is None:
                 return stream  # type: ignore[return-value]
             return self._until_expiry(stream, identity.expires_at)  # type: ignore[return-value]

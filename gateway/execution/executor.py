@@ -306,13 +306,15 @@ class Executor:
         request: Any,
         identity: Identity | None,
         on_slow: Callable[[], None] | None = None,
+        allowed: Set[OperationType] = ALL_OPERATIONS,
     ) -> AsyncGenerator[ExecutionResult, None]:
         """The results of an operation sent over a socket or an event stream: one for a query or a
         mutation, one per update for a subscription, for as long as the caller iterates.
 
-        The first result has `data` None when nothing ran (refused, invalid, unknown operation): a
-        transport answers it as an error. `on_slow` is called if the subscriber falls further behind
-        than SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
+        The first result has `data` None when nothing ran (refused, invalid, unknown operation, a
+        type not in `allowed`: an event stream opened by GET runs no mutation): a transport answers
+        it as an error. `on_slow` is called if the subscriber falls further behind than
+        SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
         """
         try:
             source = await self.open()
@@ -324,7 +326,7 @@ class Executor:
                 or definition is None
                 or definition.operation.value != OperationType.SUBSCRIPTION.value
             ):
-                yield _as_result(await self.execute(operation, request, identity, ALL_OPERATIONS))
+                yield _as_result(await self.execute(operation, request, identity, allowed))
                 return
             if self.feed is None:
                 raise SubscriptionsUnsupported()
@@ -340,6 +342,9 @@ class Executor:
             return
         except CannotGetOperationTypeError as exc:
             yield self._refused(MalformedRequest(exc.as_http_error_reason()))
+            return
+        except InvalidOperationTypeError as exc:
+            yield self._refused(MalformedRequest(exc.as_http_error_reason("GET")))
             return
         except GatewayError as refusal:
             yield self._refused(refusal)
