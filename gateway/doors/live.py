@@ -47,6 +47,7 @@ __all__ = [
     "TextSocket",
     "TransportWsHandler",
     "is_live",
+    "malformed",
     "origin_allowed",
 ]
 
@@ -256,12 +257,36 @@ class ExecutorStreams:
             yield result
 
 
+def malformed(message: object) -> str | None:
+    """What is wrong with a socket message's shape, or None. Strawberry's handlers index a message
+    as they find it: a list, an object as `id` or a string as `payload` raised in them (a traceback,
+    and the socket dropped without a close code)."""
+    if not isinstance(message, dict):
+        return "a message must be a JSON object"
+    if not isinstance(message.get("type"), str):
+        return "a message's `type` must be a string"
+    if "id" in message and not isinstance(message["id"], str):
+        return "a message's `id` must be a string"
+    if message["type"] in ("subscribe", "start") and not isinstance(message.get("payload"), dict):
+        return f"a `{message['type']}` message's `payload` must be an object"
+    if message["type"] in ("start", "stop") and "id" not in message:
+        return f"a `{message['type']}` message needs an `id`"
+    return None
+
+
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Any, None]):
     """`graphql-transport-ws` (the graphql-ws library's protocol)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schema = cast(BaseSchema, ExecutorStreams(self.context))
+
+    async def handle_message(self, message: Any) -> None:
+        problem = malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)  # the protocol's close: 4400 with the reason
+            return
+        await super().handle_message(message)
 
 
 class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
@@ -270,3 +295,14 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schema = cast(BaseSchema, ExecutorStreams(self.context))
+
+    async def handle_message(self, message: Any) -> None:
+        problem = malformed(message)
+        if problem is not None:
+            # subscriptions-transport-ws answers a message it cannot use with an `error`, and reads on.
+            error: dict[str, Any] = {"type": "error", "payload": {"message": problem}}
+            if isinstance(message, dict) and isinstance(message.get("id"), str):
+                error["id"] = message["id"]
+            await self.send_message(cast(Any, error))
+            return
+        await super().handle_message(message)

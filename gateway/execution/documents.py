@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from gateway.execution.fastpath.variables import Signatures
     from gateway.telemetry.tracing import Tracing
 
-__all__ = ["DocumentCache", "Prepared"]
+__all__ = ["DocumentCache", "Prepared", "max_source_length"]
+
+
+def max_source_length(max_tokens: int) -> int:
+    """The longest document text read under MAX_QUERY_TOKENS: a document of a few huge tokens
+    (strings, comments) is refused as early as one of many small ones."""
+    return max_tokens * 40
 
 
 @dataclass(slots=True)
@@ -73,8 +79,7 @@ def _prepare(
 ) -> Prepared:
     try:
         with _span(tracing, "graphql.parse"):
-            # The source bound stops a document of a few huge tokens (strings, comments) as early.
-            document = parse(query, max_tokens=max_tokens, max_source_length=max_tokens * 40)
+            document = parse(query, max_tokens=max_tokens, max_source_length=max_source_length(max_tokens))
     except GraphQLError as exc:
         if "more than" in exc.message and "Parsing aborted" in exc.message:
             too_large = TooLarge(f"the document is too large: more than MAX_QUERY_TOKENS={max_tokens} tokens")
@@ -110,6 +115,10 @@ class DocumentCache:
         self.prepared = 0  # documents parsed and validated so far, for tests and benchmarks
         self.tracing: Tracing | None = None  # spans around parse and validate, when tracing is on
 
+    def __len__(self) -> int:
+        """How many documents it keeps."""
+        return len(self._items)
+
     async def get(self, query: str) -> Prepared:
         prepared = self._items.get(query)
         if prepared is not None:
@@ -120,6 +129,10 @@ class DocumentCache:
             _prepare, self._schema, query, self._max_tokens, self._rules, self.tracing
         )
         self.prepared += 1
+        if len(query) > max_source_length(self._max_tokens):
+            # Refused before lexing, so as cheap to refuse again: keeping it would let a client fill
+            # the cache with documents of a megabyte each.
+            return prepared
         self._items[query] = prepared
         if len(self._items) > self._size:
             self._items.popitem(last=False)

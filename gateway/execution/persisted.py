@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
+from gateway.execution.documents import max_source_length
 from gateway.execution.operation import Operation
 from gateway.settings import Settings
 
@@ -91,6 +92,7 @@ class PersistedOperations:
         self._manifest = load_manifest(path) if path is not None else {}
         self._trusted = frozenset(self._manifest.values())
         self._size = settings.apq_cache_size
+        self._longest = max_source_length(settings.max_query_tokens)
         self._registered: OrderedDict[str, str] = OrderedDict()
 
     def operation_names(self) -> frozenset[str]:
@@ -121,7 +123,10 @@ class PersistedOperations:
             return operation
         if sha256(operation.query) != wanted:
             raise BadUserInput("extensions.persistedQuery.sha256Hash", "provided sha does not match query")
-        self._register(wanted, operation.query)
+        if len(operation.query) <= self._longest:
+            # A longer one is refused unread (QUERY_TOO_COMPLEX): registering it would only let a
+            # client hold APQ_CACHE_SIZE megabyte documents in memory.
+            self._register(wanted, operation.query)
         return operation
 
     def _lookup(self, digest: str) -> str | None:

@@ -1,0 +1,177 @@
+"""The live, persisted and observed features as an attacker tries them: each refusal answers with
+its code or close code, writes nothing and leaks nothing, and leaves no traceback in the log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.settings import Settings
+from tests.conftest import count_rows, empty_tables
+from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket
+from tests.served_doors import DOORS, served_door
+
+CREATE = 'mutation { createUser(input: {email: "eve@example.com", displayName: "Eve"}) { id } }'
+USERS = "{ users { edges { node { displayName } } } }"
+
+
+def apq(text: str) -> dict[str, Any]:
+    return {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(text.encode()).hexdigest()}}
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_an_event_stream_opened_by_get_runs_no_mutation(
+    door: str, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    # EventSource opens its stream with a GET, which links, prefetchers and caches also send: a
+    # mutation there must be refused as on any GET, by its text and by its APQ hash alike.
+    async with served_door(door, make_settings("sqlite")) as running, aiohttp.ClientSession() as http:
+        source = await running.executor.open()
+        await empty_tables(source)
+        url = running.url + "/graphql"
+        stream = {"Accept": "text/event-stream"}
+        async with http.get(url, params={"query": CREATE}, headers=stream) as response:
+            answer = await response.text()
+        assert "mutations are not allowed when using GET" in answer, answer
+        assert '"createUser"' not in answer
+        assert await count_rows(source, "users") == 0
+        # Registered (and run once) by POST, as Apollo's link does; its hash alone over GET runs nothing.
+        async with http.post(url, json={"query": CREATE, "extensions": apq(CREATE)}) as response:
+            assert (await response.json())["data"]["createUser"]["id"]
+        for accept in ("text/event-stream", "application/json"):
+            params = {"extensions": json.dumps(apq(CREATE))}
+            async with http.get(url, params=params, headers={"Accept": accept}) as response:
+                answer = await response.text()
+            assert "mutations are not allowed when using GET" in answer, (accept, answer)
+        assert await count_rows(source, "users") == 1
+    assert not tracebacks(caplog)
+
+
+MALFORMED = [
+    "[]",
+    "5",
+    '{"id": "1"}',
+    '{"type": "subscribe", "id": {"a": 1}, "payload": {"query": "{ users { edges { cursor } } }"}}',
+    '{"type": "subscribe", "id": ["1"], "payload": {"query": "{ users { edges { cursor } } }"}}',
+    '{"type": "subscribe", "id": "1", "payload": "{ users { edges { cursor } } }"}',
+    '{"type": "start", "id": "1", "payload": null}',
+    '{"type": "start", "payload": {"query": "{ users { edges { cursor } } }"}}',
+    '{"type": "stop", "id": 7}',
+]
+
+
+@pytest.mark.parametrize("frame", MALFORMED)
+async def test_a_malformed_graphql_transport_ws_message_closes_with_4400_without_a_traceback(
+    frame: str, make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite")))
+    async with open_socket(str(client.make_url("/graphql")), TRANSPORT_WS) as socket:
+        assert (await socket.init())["type"] == "connection_ack"
+        await socket.ws.send_str(frame)
+        closed = await socket.receive()
+        assert closed["type"] == "closed" and closed["code"] == 4400, closed
+    assert not tracebacks(caplog)
+
+
+@pytest.mark.parametrize("frame", MALFORMED)
+async def test_a_malformed_legacy_graphql_ws_message_is_an_error_and_the_socket_reads_on(
+    frame: str, make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite")))
+    async with open_socket(str(client.make_url("/graphql")), LEGACY_WS) as socket:
+        assert (await socket.init())["type"] == "connection_ack"
+        await socket.ws.send_str(frame)
+        error = await socket.receive()
+        assert error["type"] == "error" and error["payload"]["message"].startswith("a "), error
+        await socket.subscribe("q", USERS)
+        assert await socket.next_payload("q") == {"data": {"users": {"edges": []}}}
+    assert not tracebacks(caplog)
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_protocol_abuse_is_answered_with_the_protocols_close_codes(
+    protocol: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite")))
+    source = client.app[EXECUTOR].data_source
+    await empty_tables(source)
+    url = str(client.make_url("/graphql"))
+    async with open_socket(url, protocol) as socket:
+        await socket.subscribe("1", CREATE)  # before connection_init
+        closed = await socket.receive()
+        assert closed["type"] == "closed" and closed["code"] == 4401, closed
+    async with open_socket(url, protocol) as socket:
+        await socket.ws.send_bytes(b'{"type": "connection_init"}')
+        closed = await socket.receive()
+        assert closed["type"] == "closed" and closed["code"] in (4400, 1002), closed
+    if protocol == TRANSPORT_WS:
+        async with open_socket(url, protocol) as socket:
+            await socket.ws.send_str("{not json")
+            assert (await socket.receive())["code"] == 4400
+        async with open_socket(url, protocol) as socket:
+            await socket.init()
+            subscription = "subscription { activityAdded { kind } }"
+            await socket.subscribe("same", subscription)
+            await socket.subscribe("same", subscription)
+            assert (await socket.receive())["code"] == 4409
+    async with open_socket(url, protocol) as socket:
+        await socket.init()
+        # Over aiohttp's 4 MB frame limit: the server closes (1009) before reading it whole.
+        huge = json.dumps({"type": "start", "id": "1", "payload": {"query": "{" + " " * (5 << 20) + "}"}})
+        with suppress(ConnectionError):  # closed while we were still sending
+            await socket.ws.send_str(huge)
+        closed = await socket.receive()
+        assert closed["type"] == "closed", closed
+    assert await count_rows(source, "users") == 0
+    assert not tracebacks(caplog)
+
+
+async def test_a_hostile_origin_opens_no_socket_and_no_stream(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite", cors_origins="https://app.example.org")))
+    url = str(client.make_url("/graphql"))
+    hostile = ("null", "https://app.example.org.evil.example", "https://app.example.org@evil.example")
+    async with aiohttp.ClientSession() as http:
+        for origin in hostile:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url, protocols=(TRANSPORT_WS,), headers={"Origin": origin})
+            assert refused.value.status == 403, origin
+            headers = {"Origin": origin, "Accept": "text/event-stream"}
+            async with http.get(url, params={"query": USERS}, headers=headers) as response:
+                assert response.status == 403, origin
+            async with http.post(url, json={"query": USERS}, headers=headers) as response:
+                assert response.status == 403, origin
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_apq_keeps_no_document_longer_than_the_parser_reads(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    # 1,000 of these (APQ_CACHE_SIZE) at the 1 MB body limit held a gigabyte per instance.
+    settings = make_settings("sqlite")
+    client: TestClient = await aiohttp_client(create_app(settings))
+    huge = USERS + " " * 900_000  # under the 1 MB body limit, far over what 5,000 tokens may span
+    registered = await client.post("/graphql", json={"query": huge, "extensions": apq(huge)})
+    assert (await registered.json())["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    by_hash = await (await client.post("/graphql", json={"extensions": apq(huge)})).json()
+    assert by_hash["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert len(client.app[EXECUTOR].documents) == 0, "nor does the document cache keep it"
+
