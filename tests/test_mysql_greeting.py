@@ -92,43 +92,37 @@ async def test_check_connection_reports_a_server_that_hangs_up_without_a_greetin
     assert f"MySQL server at 127.0.0.1:{port} closed the connection before its greeting" in failed[0]
 
 
+async def open_refused(port: int) -> DataSourceUnavailable:
+    """Why opening a MySQL data source on 127.0.0.1:port (with TLS) failed."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        db_backend="mysql",
+        db_host="127.0.0.1",
+        db_port=port,
+        db_user="club",
+        db_name="club",
+        db_ssl=True,
+    )
+    source = create_data_source(settings)
+    with pytest.raises(DataSourceUnavailable) as caught:
+        await source.open()
+    await source.close()
+    return caught.value
+
+
 @pytest.mark.parametrize(("code", "sql_state", "message"), REFUSALS)
 async def test_opening_the_data_source_raises_the_servers_refusal(
     code: int, sql_state: str | None, message: str
 ) -> None:
     async with refusing_server(err_packet(code, sql_state, message)) as port:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            db_backend="mysql",
-            db_host="127.0.0.1",
-            db_port=port,
-            db_user="club",
-            db_name="club",
-            db_ssl=True,
-        )
-        source = create_data_source(settings)
-        with pytest.raises(DataSourceUnavailable) as caught:
-            await source.open()
-        await source.close()
-    assert isinstance(caught.value, RefusedBeforeHandshake)
-    assert caught.value.code is ErrorCode.UNAVAILABLE  # what a GraphQL client is told
-    assert str(caught.value) == expected(port, code, message)
-    assert (caught.value.error_number, caught.value.server_message) == (code, message)
+        refusal = await open_refused(port)
+    assert isinstance(refusal, RefusedBeforeHandshake)
+    assert refusal.code is ErrorCode.UNAVAILABLE  # what a GraphQL client is told
+    assert str(refusal) == expected(port, code, message)
+    assert (refusal.error_number, refusal.server_message) == (code, message)
 
 
 async def test_opening_the_data_source_reports_a_server_that_hangs_up_without_a_greeting() -> None:
     async with refusing_server(b"") as port:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            db_backend="mysql",
-            db_host="127.0.0.1",
-            db_port=port,
-            db_user="club",
-            db_name="club",
-            db_ssl=True,
-        )
-        source = create_data_source(settings)
-        with pytest.raises(DataSourceUnavailable) as caught:
-            await source.open()
-        await source.close()
-    assert f"MySQL server at 127.0.0.1:{port} closed the connection before its greeting" in str(caught.value)
+        refusal = await open_refused(port)
+    assert f"MySQL server at 127.0.0.1:{port} closed the connection before its greeting" in str(refusal)

@@ -9,16 +9,11 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
-import aiomysql
-import asyncpg
 import boto3
-import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
@@ -30,9 +25,10 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.conftest import server_env, sql_source
+from tests.db_users import RotatingUser, rotating_user
 from tests.polling import until
 from tests.processes import free_port, serve
-from tests.tls_servers import PASSWORD, TlsServer
+from tests.tls_servers import TlsServer
 
 TLS_BACKENDS = ("postgres", "mysql")
 AWS_KEYS = {
@@ -60,114 +56,10 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_url)
 
 
-@dataclass
-class DbUser:
-    """A database user made for one test, on a TLS-only server that checks passwords."""
-
-    server: TlsServer
-    name: str
-    password: str
-    database: str
-
-    def set_password(self, password: str) -> None:
-        if self.server.backend == "postgres":
-            self.server.admin(f"ALTER ROLE {self.name} PASSWORD '{password}'")
-        else:
-            self.server.admin(f"ALTER USER '{self.name}'@'%' IDENTIFIED BY '{password}'")
-        self.password = password
-
-    def connection_ids(self) -> set[int]:
-        """The server's ids of the connections this user has open now."""
-        if self.server.backend == "postgres":
-            server = ["-h", str(self.server.admin_socket), "-p", str(self.server.port)]
-            query = f"SELECT pid FROM pg_stat_activity WHERE usename = '{self.name}'"
-            listed = subprocess.run(
-                ["psql", *server, "-U", "postgres", "-d", "postgres", "-tAc", query],
-                env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            return {int(pid) for pid in listed.stdout.split()}
-        conn = pymysql.connect(unix_socket=str(self.server.admin_socket), user="root")
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (self.name,))
-                return {int(row[0]) for row in cursor.fetchall()}
-        finally:
-            conn.close()
-
-    @asynccontextmanager
-    async def locking(self, table: str) -> AsyncIterator[None]:
-        """While inside, every query of `table` in the user's database waits for this lock."""
-        if self.server.backend == "postgres":
-            pg = await asyncpg.connect(
-                host=str(self.server.admin_socket),
-                port=self.server.port,
-                user="postgres",
-                password=PASSWORD,
-                database=self.database,
-            )
-            try:
-                async with pg.transaction():
-                    await pg.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-                    yield
-            finally:
-                await pg.close()
-            return
-        my = await aiomysql.connect(unix_socket=str(self.server.admin_socket), user="root", db=self.database)
-        try:
-            async with my.cursor() as cursor:
-                await cursor.execute(f"LOCK TABLES {table} WRITE")
-                try:
-                    yield
-                finally:
-                    await cursor.execute("UNLOCK TABLES")
-        finally:
-            await my.ensure_closed()
-
-    def rds_secret(self) -> dict[str, Any]:
-        """The RDS rotation template's shape."""
-        engine = "postgres" if self.server.backend == "postgres" else "mysql"
-        return {
-            "engine": engine,
-            "host": "localhost",
-            "port": self.server.port,
-            "username": self.name,
-            "password": self.password,
-            "dbname": self.database,
-        }
-
-    def tls_env(self) -> dict[str, str]:
-        """What the gateway needs besides credentials: the backend and its TLS CA."""
-        return {
-            "DB_BACKEND": self.server.backend,
-            "DB_SSL": "true",
-            "DB_CA_CERT_PATH": str(self.server.ca_pem),
-        }
-
-
 @pytest.fixture
-def db_user(request: pytest.FixtureRequest, tls_server: Callable[[str], TlsServer]) -> Iterator[DbUser]:
-    backend = request.node.callspec.params["backend"]
-    server = tls_server(backend)
-    suffix = uuid.uuid4().hex[:8]
-    user = DbUser(server, f"rot_{suffix}", f"first-{uuid.uuid4().hex}", f"rot_{suffix}")
-    if backend == "postgres":
-        server.admin(f"CREATE ROLE {user.name} LOGIN PASSWORD '{user.password}'")
-        server.admin(f"CREATE DATABASE {user.database} OWNER {user.name}")
-    else:
-        server.admin(f"CREATE USER '{user.name}'@'%' IDENTIFIED BY '{user.password}'")
-        server.admin(f"CREATE DATABASE {user.database} CHARACTER SET utf8mb4")
-        server.admin(f"GRANT ALL ON {user.database}.* TO '{user.name}'@'%'")
-    yield user
-    if backend == "postgres":
-        server.admin(f"DROP DATABASE IF EXISTS {user.database} WITH (FORCE)")
-        server.admin(f"DROP ROLE IF EXISTS {user.name}")
-    else:
-        server.admin(f"DROP DATABASE IF EXISTS {user.database}")
-        server.admin(f"DROP USER IF EXISTS '{user.name}'@'%'")
+def db_user(request: pytest.FixtureRequest, tls_server: Callable[[str], TlsServer]) -> Iterator[RotatingUser]:
+    with rotating_user(tls_server(request.node.callspec.params["backend"])) as made:
+        yield made
 
 
 def put_secret(aws: Any, value: Any) -> str:
@@ -193,11 +85,11 @@ async def current_user(settings: Settings) -> str:
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_the_gateway_serves_with_credentials_from_the_secret_alone(
-    backend: str, aws: Any, moto_url: str, db_user: DbUser
+    backend: str, aws: Any, moto_url: str, db_user: RotatingUser
 ) -> None:
-    name = put_secret(aws, db_user.rds_secret())
+    name = put_secret(aws, db_user.secret())
     env = server_env(
-        backend, None, **db_user.tls_env(), **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_url
+        backend, None, **db_user.env(), **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_url
     )
     env = {k: v for k, v in env.items() if not k.startswith(("DB_HOST", "DB_PORT", "DB_USER", "DB_NAME"))}
     assert "DB_PASSWORD" not in env
@@ -219,11 +111,11 @@ async def test_the_gateway_serves_with_credentials_from_the_secret_alone(
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 @pytest.mark.parametrize("shape", ["rds rotation", "rds master user", "seed app"])
 async def test_each_secret_shape_connects_as_its_user(
-    backend: str, shape: str, aws: Any, moto_url: str, db_user: DbUser
+    backend: str, shape: str, aws: Any, moto_url: str, db_user: RotatingUser
 ) -> None:
-    env = {**db_user.tls_env(), "AWS_ENDPOINT_URL": moto_url}
+    env = {**db_user.env(), "AWS_ENDPOINT_URL": moto_url}
     if shape == "rds rotation":
-        secret: dict[str, Any] = {**db_user.rds_secret(), "port": str(db_user.server.port)}
+        secret: dict[str, Any] = {**db_user.secret(), "port": str(db_user.server.port)}
     elif shape == "rds master user":
         secret = {"username": db_user.name, "password": db_user.password}
         env.update(DB_HOST="localhost", DB_PORT=str(db_user.server.port), DB_NAME=db_user.database)
@@ -244,10 +136,10 @@ async def test_each_secret_shape_connects_as_its_user(
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_rotation_under_load_needs_no_restart(
-    backend: str, aws: Any, moto_url: str, db_user: DbUser, aiohttp_client: Any
+    backend: str, aws: Any, moto_url: str, db_user: RotatingUser, aiohttp_client: Any
 ) -> None:
-    name = put_secret(aws, db_user.rds_secret())
-    env = {**db_user.tls_env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url}
+    name = put_secret(aws, db_user.secret())
+    env = {**db_user.env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url}
     # DB_POOL_MIN=0: idle, every connection closes, and none logged in with the old password is kept.
     settings = settings_for({**env, "DB_POOL_MIN": "0", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
     app = create_app(settings)
@@ -270,7 +162,7 @@ async def test_rotation_under_load_needs_no_restart(
 
     workers = [asyncio.create_task(steady()) for _ in range(3)]
     await until(lambda: len(outcomes) >= 6, "the steady load is answered")
-    rotated = db_user.rds_secret() | {"password": f"second-{uuid.uuid4().hex}"}
+    rotated = db_user.secret() | {"password": f"second-{uuid.uuid4().hex}"}
     # No await from here to the secret's update: the load must not open a connection in between.
     db_user.set_password(rotated["password"])
     aws.put_secret_value(SecretId=name, SecretString=json.dumps(rotated))
@@ -283,7 +175,7 @@ async def test_rotation_under_load_needs_no_restart(
 
     # Queries waiting on a lock keep their connections, so the burst makes the pool open new ones,
     # which only the new password opens.
-    async with db_user.locking("users"):
+    async with db_user.server.locked(db_user.database, "users"):
         burst = asyncio.gather(*(ask() for _ in range(20)))
         await until(logged_in_since, "the pool has logged in with the new password")
     await burst
@@ -307,11 +199,11 @@ async def test_rotation_under_load_needs_no_restart(
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_secrets_manager_down_falls_back_in_development_only(
-    backend: str, aws: Any, db_user: DbUser, caplog: pytest.LogCaptureFixture
+    backend: str, aws: Any, db_user: RotatingUser, caplog: pytest.LogCaptureFixture
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     env = {
-        **db_user.tls_env(),
+        **db_user.env(),
         "AWS_SECRET_NAME": "club/db/anything",
         "AWS_ENDPOINT_URL": down,
         "DB_HOST": "localhost",
@@ -343,11 +235,11 @@ async def test_secrets_manager_down_falls_back_in_development_only(
     ],
 )
 async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
-    backend: str, value: Any, message: str, aws: Any, moto_url: str, db_user: DbUser
+    backend: str, value: Any, message: str, aws: Any, moto_url: str, db_user: RotatingUser
 ) -> None:
     name = put_secret(aws, value)
     env = {
-        **db_user.tls_env(),
+        **db_user.env(),
         "AWS_SECRET_NAME": name,
         "AWS_ENDPOINT_URL": moto_url,
         "DB_SECRET_FALLBACK": "true",
@@ -409,10 +301,10 @@ def test_iam_auth_requires_tls() -> None:
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 def test_check_connection_uses_the_secret_and_never_prints_the_password(
-    backend: str, aws: Any, moto_url: str, db_user: DbUser
+    backend: str, aws: Any, moto_url: str, db_user: RotatingUser
 ) -> None:
     def check(secret: Any) -> subprocess.CompletedProcess[str]:
-        env = server_env(backend, None, **db_user.tls_env(), **AWS_KEYS, AWS_ENDPOINT_URL=moto_url)
+        env = server_env(backend, None, **db_user.env(), **AWS_KEYS, AWS_ENDPOINT_URL=moto_url)
         env["AWS_SECRET_NAME"] = put_secret(aws, secret)
         # The secret says where the database is: a DB_HOST or DB_PORT set would win over it.
         del env["DB_HOST"], env["DB_PORT"]
@@ -424,7 +316,7 @@ def test_check_connection_uses_the_secret_and_never_prints_the_password(
             timeout=60,
         )
 
-    good = check(db_user.rds_secret())
+    good = check(db_user.secret())
     assert good.returncode == 0, good.stdout
     assert f"as {db_user.name}" in good.stdout and "credentials: read from secret" in good.stdout
     bad = check({"username": db_user.name, "pwd": db_user.password})

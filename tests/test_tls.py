@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gc
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -19,6 +18,7 @@ from gateway.connect.tls import TlsError, TlsProblem
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
 from tests.conftest import MY, PG, server_env, sql_source
+from tests.db_users import client_sockets_to
 from tests.processes import ROOT, free_port
 from tests.tcp_proxy import TcpProxy
 from tests.tls_servers import PASSWORD, READER, TlsServer
@@ -76,24 +76,6 @@ async def test_verify_ca_accepts_a_server_reached_by_an_address_its_certificate_
     assert await encryption_seen_by_server(env) in ("TLSv1.2", "TLSv1.3")
 
 
-def sockets_open_to(port: int) -> int:
-    """How many TCP sockets this process holds connected to `port` (Linux /proc)."""
-    ours = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            ours.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            continue  # the fd of the listing itself, already closed
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port == port and f"socket:[{fields[9]}]" in ours:
-                count += 1
-    return count
-
-
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_closing_the_data_source_closes_every_tls_socket(
     backend: str, tls_server: Callable[..., TlsServer]
@@ -105,9 +87,9 @@ async def test_closing_the_data_source_closes_every_tls_socket(
     async with source.connection() as first, source.connection() as second:
         await first.fetch("SELECT 1 AS one")
         await second.fetch("SELECT 2 AS two")
-    assert sockets_open_to(server.port) >= 2
+    assert client_sockets_to(server.port) >= 2
     await source.close()
-    assert sockets_open_to(server.port) == 0
+    assert client_sockets_to(server.port) == 0
 
 
 MISCONFIGURED: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], TlsProblem, str]] = {

@@ -14,12 +14,10 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import aiomysql
 import boto3
 import pymysql
 import pytest
@@ -100,21 +98,6 @@ async def readiness(client: TestClient) -> tuple[int, dict[str, Any]]:
     return response.status, await response.json()
 
 
-@asynccontextmanager
-async def table_locked(server: TlsServer, database: str, table: str) -> AsyncIterator[None]:
-    """While inside, every query of `table` waits, holding its connection."""
-    admin = await aiomysql.connect(unix_socket=str(server.admin_socket), user="root", db=database)
-    try:
-        async with admin.cursor() as cursor:
-            await cursor.execute(f"LOCK TABLES {table} WRITE")
-            try:
-                yield
-            finally:
-                await cursor.execute("UNLOCK TABLES")
-    finally:
-        await admin.ensure_closed()
-
-
 def queries_waiting_on_a_lock(server: TlsServer, database: str) -> int:
     conn = pymysql.connect(unix_socket=str(server.admin_socket), user="root")
     try:
@@ -135,7 +118,7 @@ async def test_a_connection_opened_under_load_sends_nothing_when_tls_is_stripped
     client: TestClient = await aiohttp_client(create_app(path.settings(DB_POOL_MIN="1", DB_POOL_MAX="4")))
     assert "errors" not in await ask(client)
     path.proxy.strip_tls_after()
-    async with table_locked(path.server, path.database, "users"):
+    async with path.server.locked(path.database, "users"):
         held = asyncio.create_task(ask(client))
         await until(
             lambda: queries_waiting_on_a_lock(path.server, path.database) == 1,

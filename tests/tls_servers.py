@@ -12,12 +12,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomysql
+import asyncpg
 import pymysql
 import trustme
 
@@ -55,6 +57,35 @@ class TlsServer:
         else:
             self.admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
             self.admin(f"GRANT ALL ON {name}.* TO '{USER}'@'%'")
+
+    @asynccontextmanager
+    async def locked(self, database: str, table: str) -> AsyncIterator[None]:
+        """While inside, every query of `table` in `database` waits for this lock, holding its connection."""
+        if self.backend == "postgres":
+            pg = await asyncpg.connect(
+                host=str(self.admin_socket),
+                port=self.port,
+                user="postgres",
+                password=PASSWORD,
+                database=database,
+            )
+            try:
+                async with pg.transaction():
+                    await pg.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                    yield
+            finally:
+                await pg.close()
+            return
+        my = await aiomysql.connect(unix_socket=str(self.admin_socket), user="root", db=database)
+        try:
+            async with my.cursor() as cursor:
+                await cursor.execute(f"LOCK TABLES {table} WRITE")
+                try:
+                    yield
+                finally:
+                    await cursor.execute("UNLOCK TABLES")
+        finally:
+            await my.ensure_closed()
 
     @property
     def ca_base64(self) -> str:
