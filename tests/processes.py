@@ -132,6 +132,10 @@ class Served:
     process: subprocess.Popen[str]
     stderr: str = ""
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
 
 def command(door: str, port: int, *options: str) -> list[str]:
     if door == "aiohttp":

@@ -26,6 +26,7 @@ from gateway.datasources.records import Page
 from gateway.datasources.sqlite import SqliteDataSource
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.settings import Settings, load_settings
+from tests.asgi_calls import asgi_post
 from tests.conftest import MY, PG, mysql_admin, pg_admin
 from tests.polling import until
 
@@ -150,35 +151,6 @@ async def test_an_open_whose_migrations_are_refused_says_why_and_leaves_no_conne
     await until(lambda: _no_connections(user), f"{user.name} has no connection left")
 
 
-async def asgi_post(app: Any, payload: dict[str, Any]) -> tuple[int, Any]:
-    """POST /graphql straight into an ASGI app, as a serverless host would."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"gateway.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    messages = [{"type": "http.request", "body": json.dumps(payload).encode(), "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-
-
 @pytest.mark.parametrize("backend", SERVERS)
 async def test_the_serverless_door_refused_three_times_keeps_no_connection(
     db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
@@ -188,7 +160,8 @@ async def test_the_serverless_door_refused_three_times_keeps_no_connection(
     app = create_asgi_app(user.settings(make_settings))
     beginning, _ = refusal_of(user)
     for _ in range(3):
-        status, body = await asgi_post(app, {"query": "{ users(first: 1) { edges { cursor } } }"})
+        status, raw = await asgi_post(app, {"query": "{ users(first: 1) { edges { cursor } } }"})
+        body = json.loads(raw)
         assert status == 503
         assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
         assert body["errors"][0]["message"].startswith(beginning)

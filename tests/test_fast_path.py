@@ -22,6 +22,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import build_schema
 from gateway.settings import Settings
+from tests.asgi_calls import asgi_post
 from tests.club import make_group, make_session, make_user
 from tests.conftest import empty_tables
 from tests.graphql_client import data
@@ -369,27 +370,6 @@ def test_the_walk_reaches_every_field_of_the_schema() -> None:
     for type_name in ("User", "Group", "ShootingSession", "Shot", "Activity", "PageInfo"):
         for field in object_type(type_name).fields:
             assert f"{field}" in seen, f"{type_name}.{field}"
-
-
-async def asgi_post(app: Any, payload: dict[str, Any]) -> tuple[int, bytes]:
-    """POST /graphql straight into an ASGI app, as a server would."""
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"gateway.test")],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
-    }
-    messages = [{"type": "http.request", "body": json.dumps(payload).encode(), "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 async def test_the_vercel_entry_takes_the_fast_path_alike(

@@ -22,10 +22,10 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.execution.limits import measure
 from gateway.schema import build_schema
 from gateway.settings import Settings
+from tests.asgi_calls import asgi_post
 from tests.conftest import count_rows, sql_source
 from tests.graphql_client import error_codes, graphql
 from tests.served_doors import DOORS, served_door
-from tests.test_fast_path import asgi_post
 
 SCHEMA = build_schema()._schema
 

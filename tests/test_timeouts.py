@@ -10,8 +10,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,10 +26,9 @@ from gateway.settings import Settings
 from tests.conftest import PG, PGBOUNCER, engine, server_env
 from tests.graphql_client import error_codes, graphql
 from tests.polling import until
-from tests.processes import free_port, wait_until_up
+from tests.processes import serve, wait_until_up
 from tests.stalls import stall
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = "{ users { edges { node { displayName } } } }"
 
 # A statement that runs until stopped, in each backend's SQL.
@@ -120,16 +117,8 @@ async def test_a_statement_past_db_statement_timeout_is_a_timeout_error(
         assert "DB_STATEMENT_TIMEOUT" in body["errors"][0]["message"]
 
 
-def serve(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-
-
 def _env(database: str, **extra: str) -> dict[str, str]:
-    port = free_port()
-    env = {**os.environ, **server_env("postgres", database, PORT=str(port), DB_POOL_MIN="0", **extra)}
-    return env
+    return {**os.environ, **server_env("postgres", database, DB_POOL_MIN="0", **extra)}
 
 
 async def test_a_client_that_goes_away_cancels_its_statement(
@@ -141,7 +130,6 @@ async def test_a_client_that_goes_away_cancels_its_statement(
     else:
         database = request.getfixturevalue("pg_database" if kind == "postgres" else "mysql_database")
     through = request.getfixturevalue("pgbouncer_env") if backend == PGBOUNCER else {}
-    port = free_port()
     # Long timeouts, so that only the client's leaving can stop the statement within the test;
     # one connection, so the request after proves it was stopped and serves again (or replaced).
     env = {
@@ -149,7 +137,6 @@ async def test_a_client_that_goes_away_cancels_its_statement(
         **server_env(
             kind,
             database,
-            PORT=str(port),
             DB_SQLITE_PATH=database,
             DB_POOL_MIN="0",
             DB_POOL_MAX="1",
@@ -159,9 +146,9 @@ async def test_a_client_that_goes_away_cancels_its_statement(
         ),
     }
     create = json.dumps(create_user()).encode()
-    server = serve(env)
-    try:
-        await wait_until_up(port, "/readyz", server)
+    async with serve("aiohttp", env) as served:
+        port = served.port
+        await wait_until_up(port, "/readyz", served.process)
         async with stall(kind, database) as stalled:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
@@ -187,21 +174,12 @@ async def test_a_client_that_goes_away_cancels_its_statement(
         ):
             answer = await response.json()
         assert "errors" not in answer, answer
-    finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
 
 
 async def test_idle_and_half_sent_connections_are_closed(pg_database: str) -> None:
     env = _env(pg_database, HTTP_KEEPALIVE_TIMEOUT="1", REQUEST_TIMEOUT="1")
-    server = serve(env)
-    port = int(env["PORT"])
-    try:
-        await wait_until_up(port, "/healthz", server)
+    async with serve("aiohttp", env) as served:
+        port = served.port
         for sent in (b"", b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Ty"):
             with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
                 sock.sendall(sent)
@@ -213,6 +191,3 @@ async def test_idle_and_half_sent_connections_are_closed(pg_database: str) -> No
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(stalled)
             assert sock.recv(1024).startswith(b"HTTP/1.1 408")
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
