@@ -36,7 +36,7 @@ from gateway.datasources.unavailable import UnavailableSource
 from gateway.errors import ErrorCode, GatewayError, SubscriptionsUnsupported, Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
-from gateway.execution.interpreted import PipelineExtension
+from gateway.execution.interpreted import PipelineExtension, run_prepared
 from gateway.execution.limits import operation_limits
 from gateway.execution.operation import MalformedRequest, Operation
 from gateway.execution.persisted import PersistedOperations
@@ -289,7 +289,8 @@ class Executor:
                 if compiled is not None:
                     return compiled, "fast_path"
         with self.telemetry.span("graphql.execute"):
-            return await self._strawberry(operation, context, allowed), "interpreted"
+            result = await run_prepared(self.schema, prepared, definition, operation.variables, context)
+        return result, "interpreted"
 
     async def answer(self, operation: Operation, request: Any, identity: Identity | None) -> bytes | None:
         """The JSON body answering a POSTed operation (status 200), or None when Strawberry's view must
