@@ -15,9 +15,10 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -52,6 +53,14 @@ def moto_endpoint() -> Iterator[str]:
     """A Secrets Manager played by moto for the whole session."""
     with moto_server() as url:
         yield url
+
+
+@pytest.fixture
+def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """boto3's Secrets Manager client on moto; the same dummy keys in the environment for the gateway."""
+    for key, value in AWS_KEYS.items():
+        monkeypatch.setenv(key, value)
+    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_endpoint)
 
 
 class FaultProxy:

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -24,14 +23,14 @@ from gateway.connect.aws_secret import SecretsManagerCredentials
 from gateway.connect.credentials import EnvCredentials, SecretUnreachable, open_credentials
 from gateway.doors.aiohttp_app import create_app
 from gateway.settings import Settings, load_settings
-from tests.aws_servers import AWS_KEYS, Fault, FaultProxy, fault_proxy, moto_endpoint
+from tests.aws_servers import AWS_KEYS, Fault, FaultProxy, fault_proxy, moto_endpoint, secrets
 from tests.conftest import server_env
 from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.polling import until
 from tests.processes import free_port
 from tests.tls_servers import TlsServer
 
-__all__ = ["moto_endpoint"]
+__all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 QUERY = {"query": "{ users(first: 1) { edges { node { id } } } }"}
 FAULTS: dict[Fault, str] = {
@@ -41,13 +40,6 @@ FAULTS: dict[Fault, str] = {
     "closed before an answer)",
     "truncate": "AWS Secrets Manager unreachable in ca-central-1 (IncompleteAnswer: the answer was cut off)",
 }
-
-
-@pytest.fixture
-def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in AWS_KEYS.items():
-        monkeypatch.setenv(key, value)
-    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import boto3
 import pymysql
 import pytest
-from moto.server import ThreadedMotoServer
 
 from gateway.datasources import create_data_source
 from gateway.datasources.mysql import MysqlDataSource
@@ -27,16 +25,13 @@ from gateway.datasources.sqlite import SqliteDataSource
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.settings import Settings, load_settings
 from tests.asgi_calls import asgi_post
+from tests.aws_servers import moto_endpoint, secrets
 from tests.conftest import MY, PG, mysql_admin, pg_admin
 from tests.polling import until
 
 SERVERS = ("postgres", "mysql")
 
-AWS_KEYS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+__all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 
 @dataclass
@@ -258,16 +253,6 @@ async def test_a_connection_in_use_while_sqlite_closes_is_not_handed_out_after_t
         await source.close()
 
 
-@pytest.fixture(scope="module")
-def secrets_manager() -> Iterator[str]:
-    """AWS Secrets Manager played by moto, as an HTTP server on loopback."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @dataclass
 class RotatedUser:
     """A MariaDB user whose password lives in a secret, and can be rotated as RDS rotates it."""
@@ -307,18 +292,13 @@ class RotatedUser:
 
 
 @pytest.fixture
-def rotated_user(
-    secrets_manager: str, fresh_database: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RotatedUser]:
-    for key, value in AWS_KEYS.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=secrets_manager)
+def rotated_user(secrets: Any, fresh_database: Callable[[str], str]) -> Iterator[RotatedUser]:
     suffix = uuid.uuid4().hex[:8]
-    user = RotatedUser(f"gw_rot_{suffix}", f"first-{uuid.uuid4().hex}", fresh_database("mysql"), "", client)
+    user = RotatedUser(f"gw_rot_{suffix}", f"first-{uuid.uuid4().hex}", fresh_database("mysql"), "", secrets)
     mysql_admin(f"CREATE USER '{user.name}'@'%' IDENTIFIED BY '{user.password}'")
     mysql_admin(f"GRANT ALL ON `{user.database}`.* TO '{user.name}'@'%'")
     user.secret = f"club/db/{suffix}"
-    client.create_secret(Name=user.secret, SecretString=user.secret_value())
+    secrets.create_secret(Name=user.secret, SecretString=user.secret_value())
     yield user
     mysql_admin(f"DROP USER IF EXISTS '{user.name}'@'%'")
 
@@ -345,9 +325,9 @@ async def rotate_under(source: MysqlDataSource, user: RotatedUser) -> None:
 
 
 async def test_a_pool_retired_by_rotation_closes_once_released_and_is_forgotten(
-    rotated_user: RotatedUser, secrets_manager: str
+    rotated_user: RotatedUser, moto_endpoint: str
 ) -> None:
-    source = MysqlDataSource(rotated_user.settings(secrets_manager))
+    source = MysqlDataSource(rotated_user.settings(moto_endpoint))
     await source.open()
     try:
         retired = source._pool
@@ -363,9 +343,9 @@ async def test_a_pool_retired_by_rotation_closes_once_released_and_is_forgotten(
 
 
 async def test_close_waits_for_the_retired_pool_and_leaves_no_task_behind(
-    rotated_user: RotatedUser, secrets_manager: str
+    rotated_user: RotatedUser, moto_endpoint: str
 ) -> None:
-    source = MysqlDataSource(rotated_user.settings(secrets_manager))
+    source = MysqlDataSource(rotated_user.settings(moto_endpoint))
     await source.open()
     retired = source._pool
     assert retired is not None

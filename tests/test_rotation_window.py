@@ -15,18 +15,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.settings import Settings, load_settings
-from tests.aws_servers import AWS_KEYS, fault_proxy, moto_endpoint
+from tests.aws_servers import fault_proxy, moto_endpoint, secrets
 from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.polling import until
 from tests.tls_servers import TlsServer
 
-__all__ = ["moto_endpoint"]
+__all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 TLS_BACKENDS = ("postgres", "mysql")
 QUERY = {"query": "{ users(first: 1) { edges { node { id } } } }"}
@@ -36,13 +35,6 @@ QUERY = {"query": "{ users(first: 1) { edges { node { id } } } }"}
 def user(request: pytest.FixtureRequest, tls_server: Callable[[str], TlsServer]) -> Iterator[RotatingUser]:
     with rotating_user(tls_server(request.node.callspec.params["backend"])) as made:
         yield made
-
-
-@pytest.fixture
-def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in AWS_KEYS.items():
-        monkeypatch.setenv(key, value)
-    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_endpoint)
 
 
 def settings_for(user: RotatingUser, secret: str, endpoint: str) -> Settings:

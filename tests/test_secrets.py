@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient
-from moto.server import ThreadedMotoServer
 
 from gateway.connect.aws_secret import SecretsManagerCredentials
 from gateway.connect.credentials import SecretError, SecretUnreachable
@@ -24,6 +22,7 @@ from gateway.datasources import create_data_source
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
+from tests.aws_servers import AWS_KEYS, moto_endpoint, secrets
 from tests.conftest import server_env, sql_source
 from tests.db_users import RotatingUser, rotating_user
 from tests.polling import until
@@ -31,29 +30,7 @@ from tests.processes import free_port, serve
 from tests.tls_servers import TlsServer
 
 TLS_BACKENDS = ("postgres", "mysql")
-AWS_KEYS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """A Secrets Manager played by moto, as a real HTTP server on loopback."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """boto3's Secrets Manager client on moto; the same endpoint and dummy keys for the gateway."""
-    for key, value in AWS_KEYS.items():
-        monkeypatch.setenv(key, value)
-    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_url)
+__all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 
 @pytest.fixture
@@ -62,9 +39,9 @@ def db_user(request: pytest.FixtureRequest, tls_server: Callable[[str], TlsServe
         yield made
 
 
-def put_secret(aws: Any, value: Any) -> str:
+def put_secret(secrets: Any, value: Any) -> str:
     name = f"club/db/{uuid.uuid4().hex[:8]}"
-    aws.create_secret(Name=name, SecretString=value if isinstance(value, str) else json.dumps(value))
+    secrets.create_secret(Name=name, SecretString=value if isinstance(value, str) else json.dumps(value))
     return name
 
 
@@ -85,11 +62,11 @@ async def current_user(settings: Settings) -> str:
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_the_gateway_serves_with_credentials_from_the_secret_alone(
-    backend: str, aws: Any, moto_url: str, db_user: RotatingUser
+    backend: str, secrets: Any, moto_endpoint: str, db_user: RotatingUser
 ) -> None:
-    name = put_secret(aws, db_user.secret())
+    name = put_secret(secrets, db_user.secret())
     env = server_env(
-        backend, None, **db_user.env(), **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_url
+        backend, None, **db_user.env(), **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_endpoint
     )
     env = {k: v for k, v in env.items() if not k.startswith(("DB_HOST", "DB_PORT", "DB_USER", "DB_NAME"))}
     assert "DB_PASSWORD" not in env
@@ -111,9 +88,9 @@ async def test_the_gateway_serves_with_credentials_from_the_secret_alone(
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 @pytest.mark.parametrize("shape", ["rds rotation", "rds master user", "seed app"])
 async def test_each_secret_shape_connects_as_its_user(
-    backend: str, shape: str, aws: Any, moto_url: str, db_user: RotatingUser
+    backend: str, shape: str, secrets: Any, moto_endpoint: str, db_user: RotatingUser
 ) -> None:
-    env = {**db_user.env(), "AWS_ENDPOINT_URL": moto_url}
+    env = {**db_user.env(), "AWS_ENDPOINT_URL": moto_endpoint}
     if shape == "rds rotation":
         secret: dict[str, Any] = {**db_user.secret(), "port": str(db_user.server.port)}
     elif shape == "rds master user":
@@ -129,17 +106,17 @@ async def test_each_secret_shape_connects_as_its_user(
         }
     # Values in the secret win over the environment's.
     env.setdefault("DB_USER", "someone_else")
-    settings = settings_for({**env, "AWS_SECRET_NAME": put_secret(aws, secret)})
+    settings = settings_for({**env, "AWS_SECRET_NAME": put_secret(secrets, secret)})
     assert await current_user(settings) == db_user.name
     assert db_user.password not in repr(settings)
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_rotation_under_load_needs_no_restart(
-    backend: str, aws: Any, moto_url: str, db_user: RotatingUser, aiohttp_client: Any
+    backend: str, secrets: Any, moto_endpoint: str, db_user: RotatingUser, aiohttp_client: Any
 ) -> None:
-    name = put_secret(aws, db_user.secret())
-    env = {**db_user.env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url}
+    name = put_secret(secrets, db_user.secret())
+    env = {**db_user.env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_endpoint}
     # DB_POOL_MIN=0: idle, every connection closes, and none logged in with the old password is kept.
     settings = settings_for({**env, "DB_POOL_MIN": "0", "DB_POOL_MAX": "10", "DB_IDLE_TIMEOUT": "1"})
     app = create_app(settings)
@@ -165,7 +142,7 @@ async def test_rotation_under_load_needs_no_restart(
     rotated = db_user.secret() | {"password": f"second-{uuid.uuid4().hex}"}
     # No await from here to the secret's update: the load must not open a connection in between.
     db_user.set_password(rotated["password"])
-    aws.put_secret_value(SecretId=name, SecretString=json.dumps(rotated))
+    secrets.put_secret_value(SecretId=name, SecretString=json.dumps(rotated))
     # The server keeps these open, but each of them logged in with the old password.
     logged_in_before = db_user.connection_ids()
     assert logged_in_before
@@ -199,7 +176,7 @@ async def test_rotation_under_load_needs_no_restart(
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 async def test_secrets_manager_down_falls_back_in_development_only(
-    backend: str, aws: Any, db_user: RotatingUser, caplog: pytest.LogCaptureFixture
+    backend: str, secrets: Any, db_user: RotatingUser, caplog: pytest.LogCaptureFixture
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     env = {
@@ -235,13 +212,13 @@ async def test_secrets_manager_down_falls_back_in_development_only(
     ],
 )
 async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
-    backend: str, value: Any, message: str, aws: Any, moto_url: str, db_user: RotatingUser
+    backend: str, value: Any, message: str, secrets: Any, moto_endpoint: str, db_user: RotatingUser
 ) -> None:
-    name = put_secret(aws, value)
+    name = put_secret(secrets, value)
     env = {
         **db_user.env(),
         "AWS_SECRET_NAME": name,
-        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ENDPOINT_URL": moto_endpoint,
         "DB_SECRET_FALLBACK": "true",
     }
     source = create_data_source(settings_for(env))
@@ -253,7 +230,7 @@ async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
     assert "hunter2" not in str(refused.value)
 
 
-def test_an_unknown_secret_names_the_secret_and_region(aws: Any, moto_url: str) -> None:
+def test_an_unknown_secret_names_the_secret_and_region(secrets: Any, moto_endpoint: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "init-db"],
         env=server_env(
@@ -261,7 +238,7 @@ def test_an_unknown_secret_names_the_secret_and_region(aws: Any, moto_url: str) 
             "x",
             DB_USER="x",
             AWS_SECRET_NAME="club/missing",
-            AWS_ENDPOINT_URL=moto_url,
+            AWS_ENDPOINT_URL=moto_endpoint,
             **AWS_KEYS,
         ),
         capture_output=True,
@@ -275,9 +252,11 @@ def test_an_unknown_secret_names_the_secret_and_region(aws: Any, moto_url: str) 
     )
 
 
-async def test_boto3_runs_off_the_event_loop_thread(aws: Any, moto_url: str) -> None:
-    name = put_secret(aws, {"username": "club", "password": "pw", "host": "h", "dbname": "d"})
-    settings = settings_for({"DB_BACKEND": "postgres", "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_url})
+async def test_boto3_runs_off_the_event_loop_thread(secrets: Any, moto_endpoint: str) -> None:
+    name = put_secret(secrets, {"username": "club", "password": "pw", "host": "h", "dbname": "d"})
+    settings = settings_for(
+        {"DB_BACKEND": "postgres", "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_endpoint}
+    )
     provider = SecretsManagerCredentials(settings.model_copy(update={"db_secret_ttl": 0.001}))
     await provider.current()
     calls: list[int] = []
@@ -301,11 +280,11 @@ def test_iam_auth_requires_tls() -> None:
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
 def test_check_connection_uses_the_secret_and_never_prints_the_password(
-    backend: str, aws: Any, moto_url: str, db_user: RotatingUser
+    backend: str, secrets: Any, moto_endpoint: str, db_user: RotatingUser
 ) -> None:
     def check(secret: Any) -> subprocess.CompletedProcess[str]:
-        env = server_env(backend, None, **db_user.env(), **AWS_KEYS, AWS_ENDPOINT_URL=moto_url)
-        env["AWS_SECRET_NAME"] = put_secret(aws, secret)
+        env = server_env(backend, None, **db_user.env(), **AWS_KEYS, AWS_ENDPOINT_URL=moto_endpoint)
+        env["AWS_SECRET_NAME"] = put_secret(secrets, secret)
         # The secret says where the database is: a DB_HOST or DB_PORT set would win over it.
         del env["DB_HOST"], env["DB_PORT"]
         return subprocess.run(

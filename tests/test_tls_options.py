@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,14 +25,14 @@ from cryptography.x509.oid import NameOID
 from gateway.connect.tls import TlsError, TlsProblem, client_ssl_context
 from gateway.datasources import create_data_source
 from gateway.settings import Settings, SettingsError, load_settings
-from tests.aws_servers import AWS_KEYS, moto_endpoint
+from tests.aws_servers import moto_endpoint, secrets
 from tests.conftest import server_env, sql_source
 from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.fake_servers import fake_postgres, server_context
 from tests.polling import until
 from tests.tls_servers import MTLS_USER, Certificates, TlsServer
 
-__all__ = ["moto_endpoint"]
+__all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 TLS_BACKENDS = ("postgres", "mysql")
 
@@ -273,13 +272,6 @@ async def test_a_server_speaking_only_tls_1_1_is_refused_and_tls_1_2_is_accepted
 def user(tls_server: Callable[[str], TlsServer]) -> Iterator[RotatingUser]:
     with rotating_user(tls_server("postgres")) as made:
         yield made
-
-
-@pytest.fixture
-def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in AWS_KEYS.items():
-        monkeypatch.setenv(key, value)
-    return boto3.client("secretsmanager", region_name="ca-central-1", endpoint_url=moto_endpoint)
 
 
 async def test_a_postgres_tls_error_names_the_host_actually_dialled(
