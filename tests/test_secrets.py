@@ -23,8 +23,9 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.aws_servers import AWS_KEYS, moto_endpoint, secrets
-from tests.conftest import server_env, sql_source
+from tests.conftest import server_env
 from tests.db_users import RotatingUser, rotating_user
+from tests.opening import connected_user
 from tests.polling import until
 from tests.processes import free_port, serve
 from tests.tls_servers import TlsServer
@@ -47,17 +48,6 @@ def put_secret(secrets: Any, value: Any) -> str:
 
 def settings_for(env: dict[str, str]) -> Settings:
     return load_settings(_env_file=None, **{key.lower(): value for key, value in env.items()})
-
-
-async def current_user(settings: Settings) -> str:
-    source = sql_source(create_data_source(settings))
-    await source.open()
-    try:
-        async with source.connection() as conn:
-            rows = await conn.fetch("SELECT CURRENT_USER AS who")
-    finally:
-        await source.close()
-    return str(rows[0]["who"]).split("@")[0]
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
@@ -107,7 +97,7 @@ async def test_each_secret_shape_connects_as_its_user(
     # Values in the secret win over the environment's.
     env.setdefault("DB_USER", "someone_else")
     settings = settings_for({**env, "AWS_SECRET_NAME": put_secret(secrets, secret)})
-    assert await current_user(settings) == db_user.name
+    assert await connected_user(settings) == db_user.name
     assert db_user.password not in repr(settings)
 
 
@@ -190,7 +180,7 @@ async def test_secrets_manager_down_falls_back_in_development_only(
         "DB_NAME": db_user.database,
     }
     with caplog.at_level(logging.WARNING):
-        assert await current_user(settings_for(env)) == db_user.name
+        assert await connected_user(settings_for(env)) == db_user.name
     assert "AWS Secrets Manager unreachable" in caplog.text
     assert "using the credentials from the environment" in caplog.text
 

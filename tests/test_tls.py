@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from gateway.connect.tls import TlsError, TlsProblem
+from gateway.connect.tls import TlsProblem
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
 from tests.conftest import MY, PG, server_env, sql_source
 from tests.db_users import client_sockets_to
+from tests.opening import tls_refusal
 from tests.processes import ROOT, free_port
 from tests.tcp_proxy import TcpProxy
 from tests.tls_servers import PASSWORD, READER, TlsServer
@@ -47,14 +48,6 @@ async def encryption_seen_by_server(env: dict[str, str]) -> str:
             return str(rows[0]["Value"]) if rows else ""
     finally:
         await source.close()
-
-
-async def refusal(env: dict[str, str]) -> TlsError:
-    source = create_data_source(settings_from(env))
-    with pytest.raises(TlsError) as caught:
-        await source.open()
-    await source.close()
-    return caught.value
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
@@ -145,7 +138,7 @@ async def test_each_misconfiguration_is_refused_with_its_own_message(
 ) -> None:
     make_env, problem, message = MISCONFIGURED[case]
     env = {k: v for k, v in make_env(tls_server(backend), tmp_path).items() if v}
-    error = await refusal(env)
+    error = await tls_refusal(settings_from(env))
     assert error.problem == problem
     assert message in str(error)
     assert "c2VjcmV0LXBheWxvYWQ" not in str(error)
@@ -155,7 +148,7 @@ async def test_each_misconfiguration_is_refused_with_its_own_message(
 async def test_an_expired_server_certificate_is_refused(
     backend: str, tls_server: Callable[..., TlsServer]
 ) -> None:
-    error = await refusal(tls_server(backend, "expired").env())
+    error = await tls_refusal(settings_from(tls_server(backend, "expired").env()))
     assert error.problem == TlsProblem.SERVER_CERT_EXPIRED
     assert "has expired: the server must renew it" in str(error)
 
@@ -171,7 +164,7 @@ async def test_a_server_without_tls_is_refused_before_anything_is_sent_in_plaint
         env = tls_server(backend).env(
             DB_HOST="127.0.0.1", DB_PORT=str(proxy.port), DB_USER=str(plain["user"]), DB_NAME="test"
         )
-        error = await refusal(env)
+        error = await tls_refusal(settings_from(env))
     finally:
         await proxy.cut()
     assert error.problem == TlsProblem.SERVER_WITHOUT_TLS

@@ -29,6 +29,7 @@ from tests.aws_servers import moto_endpoint, secrets
 from tests.conftest import server_env, sql_source
 from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.fake_servers import fake_postgres, server_context
+from tests.opening import connected_user, tls_refusal
 from tests.polling import until
 from tests.tls_servers import MTLS_USER, Certificates, TlsServer
 
@@ -39,26 +40,6 @@ TLS_BACKENDS = ("postgres", "mysql")
 
 def settings_for(env: dict[str, str]) -> Settings:
     return load_settings(_env_file=None, **{key.lower(): value for key, value in env.items() if value})
-
-
-async def who_am_i(env: dict[str, str]) -> str:
-    """Open the data source as the gateway does and ask the server who is connected."""
-    source = sql_source(create_data_source(settings_for(env)))
-    await source.open()
-    try:
-        async with source.connection() as conn:
-            rows = await conn.fetch("SELECT CURRENT_USER AS who")
-    finally:
-        await source.close()
-    return str(rows[0]["who"]).split("@")[0]
-
-
-async def refusal(env: dict[str, str]) -> TlsError:
-    source = create_data_source(settings_for(env))
-    with pytest.raises(TlsError) as caught:
-        await source.open()
-    await source.close()
-    return caught.value
 
 
 # -- where trusted CAs come from --------------------------------------------------------
@@ -79,9 +60,9 @@ async def test_ca_mode_both_trusts_the_system_store_and_the_ca_file(
     server = tls_server(backend)
     # The CA file holds another CA only (an RDS bundle, say): alone, it does not trust this server.
     env = server.env(DB_CA_CERT_PATH=str(server.ca_pem.parent / "other-ca.pem"))
-    assert (await refusal(env)).problem is TlsProblem.UNTRUSTED_SERVER
-    assert await who_am_i({**env, "DB_SSL_CA_MODE": "both"}) == "club"
-    assert await who_am_i({**env, "DB_SSL_CA_MODE": "system"}) == "club"
+    assert (await tls_refusal(settings_for(env))).problem is TlsProblem.UNTRUSTED_SERVER
+    assert await connected_user(settings_for({**env, "DB_SSL_CA_MODE": "both"})) == "club"
+    assert await connected_user(settings_for({**env, "DB_SSL_CA_MODE": "system"})) == "club"
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)
@@ -94,8 +75,9 @@ async def test_ca_mode_file_does_not_trust_the_system_store(
     server = tls_server(backend)
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_certs.other_ca_pem))  # the system trusts another CA
     env = server.env(DB_SSL_CA_MODE="file")
-    assert await who_am_i(env) == "club"
-    assert (await refusal({**env, "DB_SSL_CA_MODE": "system"})).problem is TlsProblem.UNTRUSTED_SERVER
+    assert await connected_user(settings_for(env)) == "club"
+    refused = await tls_refusal(settings_for({**env, "DB_SSL_CA_MODE": "system"}))
+    assert refused.problem is TlsProblem.UNTRUSTED_SERVER
 
 
 @pytest.mark.parametrize("mode", ["file", "both"])
@@ -174,7 +156,7 @@ async def test_a_user_who_needs_a_client_certificate_connects_with_one_only(
     backend: str, mtls_env: Callable[[str], dict[str, str]]
 ) -> None:
     env = mtls_env(backend)
-    assert await who_am_i(env) == MTLS_USER
+    assert await connected_user(settings_for(env)) == MTLS_USER
     without = {k: v for k, v in env.items() if k not in ("DB_SSL_CERT", "DB_SSL_KEY")}
     source = create_data_source(settings_for(without))
     with pytest.raises(Exception) as refused:
@@ -251,7 +233,7 @@ async def test_a_server_speaking_only_tls_1_1_is_refused_and_tls_1_2_is_accepted
         env = {"DB_BACKEND": "postgres", "DB_HOST": "localhost", "DB_PORT": str(fake.port), "DB_USER": "club"}
         env |= {"DB_NAME": "club", "DB_PASSWORD": "pw", "DB_SSL": "true"}
         env["DB_CA_CERT_PATH"] = str(tls_certs.ca_pem)
-        error = await refusal(env)
+        error = await tls_refusal(settings_for(env))
     assert error.problem is TlsProblem.HANDSHAKE
     assert "check that the server accepts TLS 1.2 or newer" in str(error)
     assert [login.password for login in fake.logins] == [None]
@@ -314,6 +296,6 @@ async def test_an_explicit_db_host_wins_over_the_secrets_host_and_says_so(
         env = user.env(AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=moto_endpoint)
         env |= {"DB_HOST": "localhost", "DB_PORT": str(user.server.port)}
         with caplog.at_level(logging.INFO):
-            assert await who_am_i(env) == user.name
+            assert await connected_user(settings_for(env)) == user.name
     said = f"DB_HOST=localhost is set, so the gateway connects there, not to the host in secret {name!r}"
     assert f"{said} ({instance})" in caplog.text
