@@ -14,12 +14,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.auth.issuing import issue_token
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket
+from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
 from tests.served_doors import DOORS, served_door
+from tests.test_subscriptions import as_user, following, signed_in, url_of
+
+__all__ = ["signed_in"]  # a fixture, used by name
 
 CREATE = 'mutation { createUser(input: {email: "eve@example.com", displayName: "Eve"}) { id } }'
 USERS = "{ users { edges { node { displayName } } } }"
@@ -143,10 +147,33 @@ async def test_protocol_abuse_is_answered_with_the_protocols_close_codes(
     assert not tracebacks(caplog)
 
 
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_one_operation_over_the_per_connection_limit_is_a_coded_error(
+    protocol: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    settings = make_settings("sqlite", subscriptions_per_connection=2)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    async with open_socket(str(client.make_url("/graphql")), protocol) as socket:
+        await socket.init()
+        for op_id in ("1", "2", "3"):
+            await socket.subscribe(op_id, "subscription { activityAdded { kind } }")
+        refused = await socket.receive()
+        error = refused["payload"][0] if protocol == TRANSPORT_WS else refused["payload"]
+        assert refused["id"] == "3" and refused["type"] == "error", refused
+        assert error["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS", refused
+        assert "SUBSCRIPTIONS_PER_CONNECTION=2" in error["message"]
+        if protocol == LEGACY_WS:
+            # Restarting a running id replaces it (its end announced first): not one more.
+            await socket.subscribe("2", USERS)
+            assert await socket.receive() == {"type": "complete", "id": "2"}
+            assert await socket.next_payload("2") == {"data": {"users": {"edges": []}}}
+
+
 async def test_a_hostile_origin_opens_no_socket_and_no_stream(
     make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
-    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite", cors_origins="https://app.example.org")))
+    settings = make_settings("sqlite", cors_origins="https://app.example.org")
+    client: TestClient = await aiohttp_client(create_app(settings))
     url = str(client.make_url("/graphql"))
     hostile = ("null", "https://app.example.org.evil.example", "https://app.example.org@evil.example")
     async with aiohttp.ClientSession() as http:
@@ -175,3 +202,51 @@ async def test_apq_keeps_no_document_longer_than_the_parser_reads(
     assert by_hash["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert len(client.app[EXECUTOR].documents) == 0, "nor does the document cache keep it"
 
+
+
+PRYING = """subscription($id: ID!) {
+  shootingSessionChanged(id: $id) {
+    notes user { displayName email groups { members { edges { node { email } } } } }
+  }
+}"""
+PRYING_FEED = """subscription {
+  activityAdded {
+    user { email }
+    shootingSession { user { email } }
+    group { members { edges { node { displayName email } } } }
+  }
+}"""
+
+
+async def test_a_subscriber_never_receives_another_members_e_mail_however_deep_it_asks(
+    signed_in: tuple[TestClient, Settings],
+) -> None:
+    client, settings = signed_in
+    ada_token = issue_token(settings, subject="sub-ada")
+    bob_token = issue_token(settings, subject="sub-bob")
+    create = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+    await as_user(client, ada_token, create, i={"email": "ada@example.com", "displayName": "Ada"})
+    await as_user(client, bob_token, create, i={"email": "bob@example.com", "displayName": "Bob"})
+    group = (await as_user(client, ada_token, 'mutation { createGroup(input: {name: "Juniors"}) { id } }'))
+    group_id = group["createGroup"]["id"]
+    await as_user(client, ada_token, "mutation($g: ID!) { joinGroup(groupId: $g) { id } }", g=group_id)
+    new_session = 'mutation { createShootingSession(input: {discipline: "Air"}) { id } }'
+    session_id = (await as_user(client, ada_token, new_session))["createShootingSession"]["id"]
+    async with open_socket(url_of(client)) as bob, open_stream(
+        url_of(client), PRYING, {"id": session_id}, headers={"Authorization": f"Bearer {bob_token}"}
+    ) as stream:
+        await bob.init({"Authorization": f"Bearer {bob_token}"})
+        await bob.subscribe("session", PRYING, id=session_id)
+        await bob.subscribe("feed", PRYING_FEED)
+        await following(client, 3)
+        await as_user(client, bob_token, "mutation($g: ID!) { joinGroup(groupId: $g) { id } }", g=group_id)
+        await as_user(client, ada_token, UPDATE_NOTES, id=session_id)
+        received = [await bob.receive() for _ in range(2)]
+        received.append({"payload": (await stream.event())[1]})
+    text = json.dumps(received)
+    assert "ada@example.com" not in text, text
+    assert "bob@example.com" in text  # his own, where he joined the group: the masking is by viewer
+    assert all("errors" not in message["payload"] for message in received), text
+
+
+UPDATE_NOTES = 'mutation($id: ID!) { updateShootingSession(id: $id, input: {notes: "wet"}) { notes } }'

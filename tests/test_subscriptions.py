@@ -308,7 +308,9 @@ async def test_subscriptions_pass_the_operation_limits_and_the_subscription_limi
         await following(client, 2)
         await first.subscribe("3", FEED)
         refused = await first.receive()
-        assert refused["id"] == "3" and refused["payload"][0]["message"] == "Subscription limit reached"
+        assert refused["id"] == "3"
+        assert refused["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+        assert "SUBSCRIPTIONS_PER_CONNECTION=2" in refused["payload"][0]["message"]
         await second.init()
         await second.subscribe("1", FEED)
         await following(client, 3)

@@ -244,7 +244,6 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
         keep_alive=True,  # the legacy protocol's `ka` messages
         keep_alive_interval=settings.live_keepalive,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
-        max_subscriptions_per_connection=settings.subscriptions_per_connection,
     )
     view.executor = executor
     view.live = app[LIVE]

@@ -33,7 +33,7 @@ from strawberry.types.execution import PreExecutionError
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors.cors import CorsPolicy
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.execution.executor import Executor, encode
 from gateway.execution.operation import Operation
 
@@ -274,12 +274,34 @@ def malformed(message: object) -> str | None:
     return None
 
 
+def _over_limit(context: SocketContext, running: int) -> GraphQLError | None:
+    """The coded error refusing one more operation on a socket already running `running`, or None."""
+    limit = context.executor.settings.subscriptions_per_connection
+    if running < limit:
+        return None
+    message = (
+        f"this connection already runs SUBSCRIPTIONS_PER_CONNECTION={limit} operations; complete one first"
+    )
+    return GraphQLError(message, extensions={"code": ErrorCode.TOO_MANY_SUBSCRIPTIONS.value})
+
+
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Any, None]):
     """`graphql-transport-ws` (the graphql-ws library's protocol)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schema = cast(BaseSchema, ExecutorStreams(self.context))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # Strawberry's own limit answers without a code; it first closes for a missing init or a
+        # duplicate id, which stays its own.
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            refusal = _over_limit(self.context, len(self.operations))
+            if refusal is not None:
+                error = {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
+                await self.send_message(cast(Any, error))
+                return
+        await super().handle_subscribe(message)
 
     async def handle_message(self, message: Any) -> None:
         problem = malformed(message)
@@ -306,3 +328,13 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
             await self.send_message(cast(Any, error))
             return
         await super().handle_message(message)
+
+    async def handle_start(self, message: Any) -> None:
+        # A start reusing a running id replaces that operation, so it does not add one.
+        if self.connection_acknowledged and message["id"] not in self.tasks:
+            refusal = _over_limit(self.context, len(self.tasks))
+            if refusal is not None:
+                error = {"type": "error", "id": message["id"], "payload": refusal.formatted}
+                await self.send_message(cast(Any, error))
+                return
+        await super().handle_start(message)
