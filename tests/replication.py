@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.postgres_instance import postgres_bin
 from tests.processes import free_port
-from tests.tls_servers import postgres_bin
 
 __all__ = ["DATABASE", "ReplicatedPair", "replicated_pair"]
 

@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.postgres_instance import postgres_instance
 from tests.conftest import server_env
 from tests.live_client import LEGACY_WS, open_socket, open_stream
 from tests.polling import until
 from tests.processes import serve
-from tests.throwaway_postgres import throwaway_postgres
 
 FEED = "subscription { activityAdded { kind user { displayName } shootingSession { shotCount } } }"
 CREATE_USER = "mutation($n: String!) { createUser(input: {email: $n, displayName: $n}) { id } }"
@@ -83,7 +83,7 @@ async def test_a_write_through_one_instance_reaches_subscribers_on_another(
 
 
 async def test_subscribers_keep_receiving_after_postgres_restarts() -> None:
-    with throwaway_postgres() as database:
+    with postgres_instance("fsync = off\n", prefix="gw-test-pg-") as database:
         env = server_env(
             "postgres",
             "postgres",

@@ -23,6 +23,7 @@ import asyncpg
 import pymysql
 import trustme
 
+from bench.postgres_instance import postgres_bin
 from tests.processes import free_port
 
 PASSWORD = "tls-test-pw"
@@ -143,11 +144,6 @@ def _run(*command: str, user: str | None = None) -> None:
     result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"{command[0]} failed: {result.stderr or result.stdout}")
-
-
-def postgres_bin(tool: str) -> str:
-    versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: int(p.name))
-    return str(versions[-1] / "bin" / tool)
 
 
 @contextmanager
