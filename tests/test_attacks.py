@@ -3,6 +3,7 @@ its code or close code, writes nothing and leaks nothing, and leaves no tracebac
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
 from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
-from tests.served_doors import DOORS, served_door
+from tests.served_doors import DOORS, served, served_door
 from tests.test_subscriptions import as_user, following, signed_in, url_of
 
 __all__ = ["signed_in"]  # a fixture, used by name
@@ -250,3 +251,107 @@ async def test_a_subscriber_never_receives_another_members_e_mail_however_deep_i
 
 
 UPDATE_NOTES = 'mutation($id: ID!) { updateShootingSession(id: $id, input: {notes: "wet"}) { notes } }'
+
+
+
+# Each limit set tight alone, so the refusal is that limit's (the message names it).
+HOSTILE = {
+    "MAX_QUERY_DEPTH": (
+        {"max_query_depth": 4},
+        "subscription { activityAdded { group { members { edges { node { groups { name } } } } } } }",
+    ),
+    "MAX_ALIASES": ({"max_aliases": 3}, "subscription { activityAdded { a: kind b: kind c: kind d: kind } }"),
+    "MAX_QUERY_COST": (
+        {"max_query_cost": 5000},
+        """subscription { activityAdded { group { members(first: 100) { edges { node {
+          groups { members(first: 100) { edges { node { displayName } } } } } } } } } }""",
+    ),
+    "MAX_QUERY_TOKENS": (
+        {"max_query_tokens": 200},
+        "subscription { activityAdded { " + "kind " * 300 + "} }",
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(HOSTILE))
+async def test_a_hostile_subscription_is_refused_by_the_operation_limits_over_sockets_and_streams(
+    limit: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    overrides, document = HOSTILE[limit]
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite", **overrides)))
+    url = str(client.make_url("/graphql"))
+    async with open_socket(url) as socket, open_socket(url, LEGACY_WS) as legacy:
+        for each in (socket, legacy):
+            await each.init()
+            await each.subscribe("hostile", document)
+        refused = await socket.receive()
+        assert refused["type"] == "error", refused
+        errors = [refused["payload"][0], (await legacy.receive())["payload"]]
+    async with open_stream(url, document) as stream:
+        name, payload = await stream.event()
+        assert name == "next", payload
+        errors.append(payload["errors"][0])
+    for error in errors:
+        assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX", error
+        assert limit in error["message"], error
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def raw_get(url: str, target: bytes, headers: bytes) -> tuple[bytes, bytes]:
+    """The status line and body of a GET sent byte for byte (clients refuse to send such headers)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
+    writer.write(head + headers + b"\r\n")
+    answer = await reader.read()
+    writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    return status, rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_undecodable_bytes_in_a_bearer_token_are_a_401_not_a_500(
+    door: str, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings("sqlite", metrics_token="m" * 32, auth_jwt_secret="s" * 40)
+    query = b"/graphql?query=%7Busers%7Bedges%7Bcursor%7D%7D%7D"
+    bad = b"Authorization: Bearer \xff\xfe.\xc3(\r\n"
+    async with served(door, settings) as url:
+        status, body = await raw_get(url, b"/metrics", bad)
+        assert status.startswith(b"HTTP/1.1 401"), (status, body)
+        for extra in (b"", b"Accept: text/event-stream\r\n"):
+            status, body = await raw_get(url, query, bad + extra)
+            assert status.startswith(b"HTTP/1.1 401"), (status, body)
+            assert b'"UNAUTHENTICATED"' in body, body
+    assert not tracebacks(caplog)
+
+
+
+UNREADABLE = {
+    "a lone surrogate": '{"type": "connection_init", "payload": {"Authorization": "Bearer \\ud800"}}',
+    "nesting too deep": '{"type": "connection_init", "payload": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "a number too long": '{"type": "connection_init", "payload": {"n": ' + "9" * 5000 + "}}",
+}
+
+
+@pytest.mark.parametrize("problem", sorted(UNREADABLE))
+async def test_json_no_parser_reads_is_a_message_that_is_not_json_on_both_protocols(
+    problem: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It was answered as an HTTP 400, written into the upgraded socket: a corrupt frame.
+    settings = make_settings("sqlite", auth_jwt_secret="s" * 40)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    url = str(client.make_url("/graphql"))
+    async with open_socket(url) as socket:
+        await socket.ws.send_str(UNREADABLE[problem])
+        closed = await socket.receive()
+        assert closed == {"type": "closed", "code": 4400, "reason": "WebSocket message must be valid JSON"}
+    async with open_socket(url, LEGACY_WS) as legacy:
+        await legacy.ws.send_str(UNREADABLE[problem])  # ignored, as the legacy protocol ignores bad JSON
+        assert (await legacy.init())["type"] == "connection_ack"
+        await legacy.subscribe("q", USERS)
+        assert await legacy.next_payload("q") == {"data": {"users": {"edges": []}}}
+    assert not tracebacks(caplog)

@@ -170,6 +170,9 @@ def _bearer_token(authorization: str) -> str:
     token = token.strip()
     if not token:
         raise TokenRejected("empty bearer token")
+    if not token.isascii():
+        # A header's undecodable bytes reach us as surrogates, which no encoder takes.
+        raise TokenRejected("the bearer token is not ASCII (a JWT is base64url text)")
     return token
 
 

@@ -13,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from json import JSONDecodeError
 from typing import Any, cast
 
-from aiohttp import ClientConnectionResetError, hdrs, web
+from aiohttp import ClientConnectionResetError, WSMsgType, hdrs, web
 from graphql import GraphQLError
 from strawberry.aiohttp.views import AiohttpWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 from strawberry.http.websocket_origin import is_same_origin
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -35,7 +40,7 @@ from gateway.auth.tokens import TokenRejected
 from gateway.doors.cors import CorsPolicy
 from gateway.errors import ErrorCode, GatewayError
 from gateway.execution.executor import Executor, encode
-from gateway.execution.operation import Operation
+from gateway.execution.operation import MalformedRequest, Operation
 
 __all__ = [
     "GOING_AWAY",
@@ -178,6 +183,21 @@ async def _close(
 class TextSocket(AiohttpWebSocketAdapter):
     """Strawberry's aiohttp socket adapter, sending text frames: the protocols require them, and the
     view's JSON encoder gives bytes, which the adapter would send as binary frames."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        # The view's reader also refuses JSON no encoder can use (a lone surrogate, nesting too deep
+        # for a parser's stack) with MalformedRequest, which the view answers as HTTP: written into an
+        # upgraded socket, a 400's bytes reached the client as a corrupt frame. On a socket it is
+        # a message that is not JSON, which each protocol answers its own way.
+        async for message in self.ws:
+            if message.type == WSMsgType.TEXT:
+                try:
+                    yield self.view.decode_json(message.data)
+                except (JSONDecodeError, MalformedRequest) as exc:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from exc
+            elif message.type == WSMsgType.BINARY:
+                raise NonTextMessageReceived
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         try:

@@ -120,7 +120,11 @@ class Telemetry:
         if self._token is None:
             return True
         scheme, _, given = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        given = given.strip()
+        # Undecodable header bytes arrive as surrogates, which encode() refuses: never a match.
+        if scheme.lower() != "bearer" or not given.isascii():
+            return False
+        return hmac.compare_digest(given.encode(), self._token)
 
     def render_metrics(self, stats: SourceStats | None) -> tuple[bytes, str]:
         """The exposition and its content type."""
