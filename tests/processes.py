@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +61,23 @@ async def wait_until_not_listening(port: int) -> None:
     await until(refused, f"port {port} refuses connections", timeout=15)
 
 
-async def run_gateway(env: dict[str, str], *args: str) -> tuple[int | None, str]:
+def run_gateway(
+    args: Sequence[str], env: dict[str, str], cwd: Path = ROOT, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`gateway <args>` run to its end in `cwd` under `env` (at most 60 s), `stdin` piped in, its
+    output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def run_gateway_async(args: Sequence[str], env: dict[str, str]) -> tuple[int | None, str]:
     """`gateway <args>` run to its end under `env` (at most 60 s): its exit code, and its stdout then stderr.
 
     Without blocking the event loop, so that servers the test runs in it can answer the command."""
@@ -70,6 +86,7 @@ async def run_gateway(env: dict[str, str], *args: str) -> tuple[int | None, str]
         "-m",
         "gateway",
         *args,
+        cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

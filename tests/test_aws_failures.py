@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +25,7 @@ from tests.aws_servers import AWS_KEYS, Fault, FaultProxy, fault_proxy, moto_end
 from tests.conftest import server_env
 from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.polling import until
-from tests.processes import free_port
+from tests.processes import free_port, run_gateway
 from tests.tls_servers import TlsServer
 
 __all__ = ["moto_endpoint", "secrets"]  # the fixtures
@@ -137,13 +135,7 @@ def test_check_connection_names_a_lasting_failure_in_one_line_with_exit_code_17(
     aws.spoil_all(fault)
     env = server_env("postgres", "club", **AWS_KEYS, AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=aws.url)
     env["DB_SECRET_FALLBACK"] = "false"
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-connection"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_gateway(["check-connection"], env)
     assert result.returncode == 17, result.stdout + result.stderr
     failed = [line.strip() for line in result.stdout.splitlines() if "FAILED" in line]
     assert failed == [f"FAILED (secret): {FAULTS[fault]} after 3 attempts; refusing to start (set "

@@ -12,20 +12,13 @@ import pytest
 from gateway.datasources.registry import BACKENDS, Backend
 from gateway.settings import SettingsError, load_settings
 from tests.conftest import server_env
-from tests.processes import ROOT
+from tests.processes import ROOT, run_gateway
 
 DATABASE_FIXTURES = {"postgres": "pg_database", "mysql": "mysql_database"}
 
 
-def run_gateway(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_gateway_in(cwd: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_gateway(args, {**env, "PYTHONPATH": str(ROOT)}, cwd)
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -35,7 +28,7 @@ def test_check_connection_runs_each_backends_own_probe(
     fixture = DATABASE_FIXTURES.get(backend)
     database = request.getfixturevalue(fixture) if fixture else None
     env = server_env(backend, database, DB_SSL="false", DB_SQLITE_PATH=str(tmp_path / "check.db"))
-    result = run_gateway(["check-connection", "--json"], env, tmp_path)
+    result = run_gateway_in(tmp_path, ["check-connection", "--json"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["backend"] == backend and report["can_create_tables"] is True
@@ -59,7 +52,7 @@ def test_an_unknown_backend_is_refused_with_every_valid_name() -> None:
 
 
 def test_setup_offers_exactly_the_backends_of_the_table(tmp_path: Path) -> None:
-    result = run_gateway(["setup", "--non-interactive", "--backend", "oracle"], {}, tmp_path)
+    result = run_gateway_in(tmp_path, ["setup", "--non-interactive", "--backend", "oracle"], {})
     assert result.returncode == 2
     offered = result.stderr.partition("invalid choice: 'oracle' (choose from ")[2].splitlines()[0]
     assert offered.replace("'", "") == ", ".join(BACKENDS) + ")"

@@ -19,7 +19,7 @@ from gateway.datasources.mysql.handshake import RefusedBeforeHandshake
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.errors import ErrorCode
 from gateway.settings import Settings
-from tests.processes import run_gateway
+from tests.processes import run_gateway_async
 
 REFUSALS = [
     (1040, None, "Too many connections"),
@@ -66,7 +66,7 @@ async def check_connection(port: int, ssl: str) -> tuple[int | None, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "AWS_"))}
     env.update(DB_BACKEND="mysql", DB_HOST="127.0.0.1", DB_PORT=str(port), DB_USER="club")
     env.update(DB_NAME="club", DB_PASSWORD="pw-never-shown", DB_SSL=ssl)
-    return await run_gateway(env, "check-connection")
+    return await run_gateway_async(["check-connection"], env)
 
 
 @pytest.mark.parametrize("ssl", ["true", "false"])

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from tests.conftest import server_env
 from tests.db_users import RotatingUser, rotating_user
 from tests.opening import connected_user
 from tests.polling import until
-from tests.processes import free_port, serve
+from tests.processes import free_port, run_gateway, serve
 from tests.tls_servers import TlsServer
 
 TLS_BACKENDS = ("postgres", "mysql")
@@ -221,20 +220,15 @@ async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
 
 
 def test_an_unknown_secret_names_the_secret_and_region(secrets: Any, moto_endpoint: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "init-db"],
-        env=server_env(
-            "postgres",
-            "x",
-            DB_USER="x",
-            AWS_SECRET_NAME="club/missing",
-            AWS_ENDPOINT_URL=moto_endpoint,
-            **AWS_KEYS,
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    env = server_env(
+        "postgres",
+        "x",
+        DB_USER="x",
+        AWS_SECRET_NAME="club/missing",
+        AWS_ENDPOINT_URL=moto_endpoint,
+        **AWS_KEYS,
     )
+    result = run_gateway(["init-db"], env)
     assert result.returncode == 3
     assert (
         "secret 'club/missing' not found in ca-central-1: check AWS_SECRET_NAME and AWS_REGION"
@@ -277,13 +271,7 @@ def test_check_connection_uses_the_secret_and_never_prints_the_password(
         env["AWS_SECRET_NAME"] = put_secret(secrets, secret)
         # The secret says where the database is: a DB_HOST or DB_PORT set would win over it.
         del env["DB_HOST"], env["DB_PORT"]
-        return subprocess.run(
-            [sys.executable, "-m", "gateway", "check-connection"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_gateway(["check-connection"], env)
 
     good = check(db_user.secret())
     assert good.returncode == 0, good.stdout

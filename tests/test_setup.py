@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from gateway.commands.setup import Answers, env_file_text, write_env_file
 from gateway.datasources.registry import BACKENDS
 from gateway.settings import Settings, load_settings
 from tests.conftest import PG
+from tests.processes import run_gateway
 
 HOST, PORT, USER = str(PG["host"]), str(PG["port"]), str(PG["user"])
 
@@ -90,15 +89,8 @@ def test_gateway_setup_from_flags_writes_the_password_byte_for_byte(
 ) -> None:
     flags = ["--non-interactive", "--backend", "postgres", "--host", HOST, "--port", PORT, "--user", USER]
     flags += ["--database", pg_database, "--no-ssl", "--password-stdin"]
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "setup", *flags],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DB_")},
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    result = run_gateway(["setup", *flags], env, tmp_path, stdin=password + "\n")
     # The machine's PostgreSQL trusts loopback: the check passes whatever the password.
     assert result.returncode == 0, result.stdout + result.stderr
     assert password not in result.stdout + result.stderr
@@ -112,15 +104,8 @@ def test_the_wizard_keeps_the_spaces_around_a_piped_password(
 ) -> None:
     password = "  spaced ${HOME}  "
     answers = ["postgres", HOST, PORT, USER, password, pg_database, "n"]
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "setup"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DB_")},
-        input="\n".join(answers) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    result = run_gateway(["setup"], env, tmp_path, stdin="\n".join(answers) + "\n")
     assert result.returncode == 0, result.stdout + result.stderr
     loaded = load_settings(_env_file=tmp_path / ".env")
     assert loaded.db_password.get_secret_value() == password

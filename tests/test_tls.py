@@ -6,7 +6,6 @@ import base64
 import gc
 import json
 import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from gateway.connect.tls import TlsProblem
 from gateway.datasources import create_data_source
 from gateway.settings import Settings
+from tests import processes
 from tests.conftest import MY, PG, server_env, sql_source
 from tests.db_users import client_sockets_to
 from tests.opening import tls_refusal
@@ -176,15 +176,7 @@ async def test_a_server_without_tls_is_refused_before_anything_is_sent_in_plaint
 def run_gateway(
     args: list[str], env: dict[str, str], cwd: Path = ROOT, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        env=server_env("sqlite", None, **env),
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.run_gateway(args, server_env("sqlite", None, **env), cwd, stdin)
 
 
 def check(env: dict[str, str]) -> tuple[int, dict[str, Any], str]:

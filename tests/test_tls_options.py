@@ -31,6 +31,7 @@ from tests.db_users import RotatingUser, client_sockets_to, rotating_user
 from tests.fake_servers import fake_postgres, server_context
 from tests.opening import connected_user, tls_refusal
 from tests.polling import until
+from tests.processes import run_gateway
 from tests.tls_servers import MTLS_USER, Certificates, TlsServer
 
 __all__ = ["moto_endpoint", "secrets"]  # the fixtures
@@ -122,13 +123,7 @@ def test_a_bundle_of_several_cas_connects_and_check_connection_shows_the_soonest
     other = server.ca_pem.parent / "other-ca.pem"
     bundle.write_bytes(server.ca_pem.read_bytes() + other.read_bytes() + short.read_bytes())
     env = server_env(backend, None, **server.env(DB_CA_CERT_PATH=str(bundle)))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-connection", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_gateway(["check-connection", "--json"], env)
     report = json.loads(result.stdout)
     assert result.returncode == 0, report
     assert report["ca"]["certificates"] == 3
