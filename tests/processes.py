@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -16,16 +15,11 @@ from typing import Any
 
 import aiohttp
 
+from bench.postgres_instance import free_port
 from tests.polling import until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOORS = ("aiohttp", "asgi")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_until_up(
