@@ -71,10 +71,9 @@ def run_gateway(
     )
 
 
-async def run_gateway_async(args: Sequence[str], env: dict[str, str]) -> tuple[int | None, str]:
-    """`gateway <args>` run to its end under `env` (at most 60 s): its exit code, and its stdout then stderr.
-
-    Without blocking the event loop, so that servers the test runs in it can answer the command."""
+async def run_gateway_async(args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """As run_gateway, without blocking the event loop, so that servers the test runs in it can
+    answer the command."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -86,7 +85,7 @@ async def run_gateway_async(args: Sequence[str], env: dict[str, str]) -> tuple[i
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode, out.decode() + err.decode()
+    return subprocess.CompletedProcess([*args], await process.wait(), out.decode(), err.decode())
 
 
 @dataclass

@@ -196,8 +196,9 @@ async def test_check_connection_blames_the_iam_set_up_not_db_password(
         env = server_env("mysql", "club", **AWS_KEYS, **iam)
         env = {k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_PROFILE")}
         env["AWS_DEFAULT_REGION"] = "eu-central-1"
-        returncode, output = await run_gateway_async(["check-connection"], env)
-    assert returncode == 13, output
+        result = await run_gateway_async(["check-connection"], env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 13, output
     assert "IAM token: signed for region eu-central-1 (from AWS_DEFAULT_REGION)" in output
     failed = [line.strip() for line in output.splitlines() if "FAILED" in line]
     assert failed == [
@@ -282,8 +283,9 @@ async def test_check_connection_names_a_region_mismatch_behind_a_cname(
         env = server_env(backend, "club", **AWS_KEYS, **iam, **resolving(hosts))
         env = {k: v for k, v in env.items() if k not in ("AWS_DEFAULT_REGION", "AWS_PROFILE")}
         env["AWS_REGION"] = "ca-central-1"
-        returncode, output = await run_gateway_async(["check-connection"], env)
-    assert returncode == 13, output
+        result = await run_gateway_async(["check-connection"], env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 13, output
     token = server.logins[0].password
     assert token and "/ca-central-1/rds-db/aws4_request" in query_of(token)["X-Amz-Credential"]
     failed = [line.strip() for line in output.splitlines() if "FAILED" in line]

@@ -61,12 +61,13 @@ def expected(port: int, code: int, message: str) -> str:
     return f"MySQL server at 127.0.0.1:{port} refused the connection before the handshake: {code} {message}"
 
 
-async def check_connection(port: int, ssl: str) -> tuple[int | None, str]:
+async def check_connection(port: int, ssl: str) -> tuple[int, str]:
     """`gateway check-connection` against 127.0.0.1:port: its exit code and output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "AWS_"))}
     env.update(DB_BACKEND="mysql", DB_HOST="127.0.0.1", DB_PORT=str(port), DB_USER="club")
     env.update(DB_NAME="club", DB_PASSWORD="pw-never-shown", DB_SSL=ssl)
-    return await run_gateway_async(["check-connection"], env)
+    result = await run_gateway_async(["check-connection"], env)
+    return result.returncode, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("ssl", ["true", "false"])

@@ -7,10 +7,7 @@ below runs with LOG_LEVEL=DEBUG and does the work that would log them.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from tests.aws_servers import AWS_KEYS, moto_endpoint
 from tests.conftest import server_env
 from tests.db_users import RotatingUser, rotating_user
 from tests.fake_servers import fake_postgres
-from tests.processes import ROOT, free_port, serve
+from tests.processes import free_port, run_gateway_async, serve
 from tests.tls_servers import Certificates, TlsServer
 
 __all__ = ["moto_endpoint"]
@@ -82,26 +79,11 @@ async def test_debug_log_with_iam_authentication_holds_no_token(
         env = server_env("postgres", "club", **AWS_KEYS, LOG_LEVEL="DEBUG", PORT=str(free_port()))
         env.update(DB_HOST="localhost", DB_PORT=str(fake.port), DB_USER="club", DB_SSL="true")
         env.update(DB_CA_CERT_PATH=str(tls_certs.ca_pem), DB_IAM_AUTH="true", DB_CONNECT_TIMEOUT="2")
-        process = await serve_until_it_exits(env)
+        process = await run_gateway_async(["serve"], env)
     assert process.returncode == 3  # the fake refuses every token: serve says so and stops
     tokens = [login.password for login in fake.logins if login.password]
     assert tokens, "the fake server received no token"
     assert_no_secret(process.stderr, *tokens, "Action=connect")
-
-
-async def serve_until_it_exits(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return subprocess.CompletedProcess([], process.returncode or 0, out.decode(), err.decode())
 
 
 async def test_debug_log_with_sqlite_holds_no_e_mail(tmp_path: Path) -> None:
@@ -109,4 +91,3 @@ async def test_debug_log_with_sqlite_holds_no_e_mail(tmp_path: Path) -> None:
     async with serve("aiohttp", env) as served:
         await exercise(served.url)
     assert_no_secret(served.stderr)
-
