@@ -221,6 +221,9 @@ USER_PLACES = [
     "groups {{ edges {{ node {{ members {{ edges {{ node {{ {f} }} }} }} }} }} }}",
     "shootingSessions {{ edges {{ node {{ user {{ {f} }} }} }} }}",
     "activities {{ edges {{ node {{ user {{ {f} }} }} }} }}",
+    'node(id: "{ada}") {{ ... on User {{ {f} }} }}',
+    'nodes(ids: ["{bob}", "{ada}"]) {{ ... on User {{ {f} }} }}',
+    "groups(last: 1) {{ edges {{ node {{ members(last: 5) {{ edges {{ node {{ {f} }} }} }} }} }} }}",
 ]
 SELECTIONS = ["email", "id email", "mail: email displayName", "...U", "... on User { email }"]
 

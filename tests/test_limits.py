@@ -112,6 +112,38 @@ def test_the_cost_multiplies_down_the_tree() -> None:
     assert cost(nested, n=10) == 10 + 50
 
 
+def test_last_costs_as_first_does_and_nodes_as_many_as_their_ids() -> None:
+    def cost(query: str, **variables: Any) -> int:
+        from graphql import parse
+
+        operation = parse(query).definitions[0]
+        return measure(SCHEMA, operation, {}, variables).cost  # type: ignore[arg-type]
+
+    backward = (
+        "query($n: Int) { users(last: $n) { edges { node {"
+        " shootingSessions(last: 100) { edges { node { shots { score } } } } } } } }"
+    )
+    assert cost(backward, n=10) == cost(backward.replace("last", "first"), n=10) == 10 + 1000 + 10_000
+    assert cost("{ groups(last: 3) { totalCount } }") == 3
+    nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on User { groups { name } } } }"
+    assert cost(nodes, ids=["a"] * 40) == 40 + 400
+    assert cost('{ nodes(ids: ["a", "b"]) { id } }') == 2
+
+
+async def test_last_past_the_cost_limit_is_refused_before_any_sql(
+    backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    app = create_app(make_settings(backend))
+    client = await aiohttp_client(app)
+    source = app[EXECUTOR].data_source
+    before = source.statements
+    attack = ATTACKS["cost"].replace("first", "last")
+    body = await graphql(client, attack)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert "MAX_QUERY_COST=20000" in body["errors"][0]["message"]
+    assert source.statements == before
+
+
 async def test_graphiqls_introspection_query_is_within_the_limits(
     make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:

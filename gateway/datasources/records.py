@@ -77,10 +77,16 @@ class ActivityRecord:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """`first` rows after the keyset position `after` (the sort values of the last row seen)."""
+    """`first` rows between the keyset positions `after` and `before` (a row's sort values), exclusive.
+
+    `backward`: the `first` rows nearest `before` (the end of the list), returned nearest first,
+    that is in the list's reverse order.
+    """
 
     first: int
     after: tuple[Any, ...] | None = None
+    before: tuple[Any, ...] | None = None
+    backward: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """What one operation may cost: depth, aliases, root fields and an estimate of the rows it asks for.
 
 A policy rule, so it holds on every path. The estimate multiplies down the tree like GitHub's
-node limit: a connection asks for `first` rows (its default when absent, the variable's value
-when given one) for each row of its parent; a plain list is counted as LIST_ESTIMATE rows. The
+node limit: a connection asks for `first` (or `last`) rows (the default page when absent, the
+variable's value when given one) for each row of its parent, `nodes` for as many as its IDs; a
+plain list is counted as LIST_ESTIMATE rows. The
 size of the document itself is bounded before this, by the parser (MAX_QUERY_TOKENS).
 """
 
@@ -17,12 +18,15 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLField,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     OperationDefinitionNode,
     OperationType,
     SchemaMetaFieldDef,
@@ -34,6 +38,7 @@ from graphql import (
 
 from gateway.errors import ErrorCode
 from gateway.execution.policy import Mark, OperationView, Refused, Rule
+from gateway.schema.pagination import DEFAULT_FIRST
 from gateway.settings import Settings
 
 __all__ = ["LIST_ESTIMATE", "Measures", "measure", "operation_limits"]
@@ -78,21 +83,48 @@ class _Walk:
                 if fragment is not None and name not in seen:
                     yield from self.fields(fragment.selection_set, seen | {name})
 
-    def first(self, node: FieldNode, default: int) -> int:
+    def page_size(self, node: FieldNode) -> int:
+        """The rows a connection asks for: its `first`, or its `last`, else the default page."""
+        sizes = [self.argument(node, "first"), self.argument(node, "last")]
+        given = [size for size in sizes if isinstance(size, int) and not isinstance(size, bool)]
+        return max(given) if given else DEFAULT_FIRST
+
+    def ids(self, node: FieldNode) -> int:
+        """The objects `nodes(ids:)` asks for: as many as its IDs."""
+        value = self.argument(node, "ids")
+        return len(value) if isinstance(value, list) else LIST_ESTIMATE
+
+    def argument(self, node: FieldNode, name: str) -> Any:
+        """The argument's value where the document or a variable gives it; None otherwise."""
         for argument in node.arguments or ():
-            if argument.name.value != "first":
+            if argument.name.value != name:
                 continue
             value = argument.value
+            if isinstance(value, VariableNode):
+                return self.variables.get(value.name.value)
             if isinstance(value, IntValueNode):
                 return int(value.value)
-            if isinstance(value, VariableNode):
-                given = self.variables.get(value.name.value)
-                return given if isinstance(given, int) and not isinstance(given, bool) else default
-        return default
+            if isinstance(value, ListValueNode):
+                return list(value.values)
+        return None
+
+    def field(
+        self, parent: GraphQLObjectType | GraphQLInterfaceType | None, name: str
+    ) -> GraphQLField | None:
+        """The field `name` of `parent`; of an interface, that of the first type implementing it that
+        has one (the fragments of `node { ... on User { groups } }` are flattened into the interface)."""
+        if parent is None:
+            return None
+        if name in parent.fields or isinstance(parent, GraphQLObjectType):
+            return parent.fields.get(name)
+        for type_ in self.schema.get_possible_types(parent):
+            if name in type_.fields:
+                return type_.fields[name]
+        return None
 
     def cost(
         self,
-        parent: GraphQLObjectType | None,
+        parent: GraphQLObjectType | GraphQLInterfaceType | None,
         selection_set: SelectionSetNode | None,
         rows: int,
         depth: int,
@@ -112,13 +144,15 @@ class _Walk:
             if node.selection_set is None:
                 continue
             name = node.name.value
-            field = _META.get(name) or (parent.fields.get(name) if parent is not None else None)
+            field = _META.get(name) or self.field(parent, name)
             child = get_named_type(field.type) if field is not None else None
-            child_type = child if isinstance(child, GraphQLObjectType) else None
+            child_type = child if isinstance(child, GraphQLObjectType | GraphQLInterfaceType) else None
             many = rows
             if field is not None and "first" in field.args:
-                default = field.args["first"].default_value
-                many = rows * max(0, self.first(node, default if isinstance(default, int) else LIST_ESTIMATE))
+                many = rows * max(0, self.page_size(node))
+                total += many
+            elif field is not None and "ids" in field.args:
+                many = rows * self.ids(node)
                 total += many
             elif field is not None and _is_list(field.type) and not _edges(parent, node):
                 many = rows * LIST_ESTIMATE
@@ -128,7 +162,7 @@ class _Walk:
         return total
 
 
-def _edges(parent: GraphQLObjectType | None, node: FieldNode) -> bool:
+def _edges(parent: GraphQLObjectType | GraphQLInterfaceType | None, node: FieldNode) -> bool:
     """A connection's edges: as many as its `first`, already counted."""
     return parent is not None and parent.name.endswith("Connection") and node.name.value == "edges"
 
@@ -166,15 +200,18 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
     )
 
-    # Measures by operation and by the integer variables, the only values that change them
-    # (`first: $n`). Keyed by the node's id, checked through a weak reference: an AST node hashes
-    # its whole tree, which cost more than measuring.
+    # Measures by operation and by the integer variables and list lengths, the only values that
+    # change them (`first: $n`, `ids: $ids`). Keyed by the node's id, checked through a weak
+    # reference: an AST node hashes its whole tree, which cost more than measuring.
     known: dict[tuple[int, tuple[Any, ...]], tuple[ref[OperationDefinitionNode], Measures]] = {}
 
     def rule(operation: OperationView) -> Iterable[Mark]:
         variables = operation.variables
         node = operation.operation
-        key = (id(node), tuple(v for v in variables.values() if isinstance(v, int)) if variables else ())
+        sizes = tuple(
+            len(v) if isinstance(v, list) else v for v in variables.values() if isinstance(v, int | list)
+        )
+        key = (id(node), sizes if variables else ())
         entry = known.get(key)
         if entry is not None and entry[0]() is node:
             measures = entry[1]

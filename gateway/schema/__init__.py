@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import partial
 
 import strawberry
@@ -13,6 +14,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.schema.context import RequestContext
 from gateway.schema.error_codes import apply_error_codes
+from gateway.schema.instants import DATETIME
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 from gateway.schema.subscriptions import Subscription
@@ -58,6 +60,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         extensions=[*extensions, *added],
+        scalar_overrides={datetime: DATETIME},
         config=StrawberryConfig(batching_config={"max_operations": BATCH_MAX_OPERATIONS}),
     )
     schema.production = production

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.schema.instants import utc_instant
 
-__all__ = ["MAX_KEY", "decode_cursor", "decode_id", "encode_cursor", "encode_id"]
+__all__ = ["MAX_KEY", "decode_cursor", "decode_global_id", "decode_id", "encode_cursor", "encode_id"]
 
 # Row keys and cursor integers are signed 64-bit in every backend (BIGINT; SQLite's INTEGER).
 MAX_KEY = 2**63 - 1
@@ -38,7 +38,13 @@ _MAX_ID_LENGTH = 64
 
 
 def decode_id(value: str, type_name: str) -> int | None:
-    """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's.
+    """The row key inside an ID of `type_name`, or None when the ID is malformed or another type's."""
+    decoded = decode_global_id(value)
+    return decoded[1] if decoded is not None and decoded[0] == type_name else None
+
+
+def decode_global_id(value: str) -> tuple[str, int] | None:
+    """The type name and row key inside an ID, or None when it is not one `encode_id` could give.
 
     Only the exact text `encode_id` gives is an ID: other spellings of the same key (padding,
     leading zeros, non-ASCII digits, characters base64 skips) are malformed.
@@ -52,10 +58,10 @@ def _decode_id(value: str, type_name: str) -> int | None:
     if decoded is None:
         return None
     kind, _, pk = decoded.partition(":")
-    if kind != type_name or not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
+    if not kind.isidentifier() or not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
         return None
     key = int(pk)
-    return key if encode_id(type_name, key) == value else None
+    return (kind, key) if encode_id(kind, key) == value else None
 
 
 def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:

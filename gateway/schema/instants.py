@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-__all__ = ["EARLIEST", "LATEST", "utc_instant"]
+from strawberry.schema.types.base_scalars import DateTimeDefinition
+
+__all__ = ["DATETIME", "EARLIEST", "LATEST", "utc_instant"]
+
+# Strawberry's DateTime, read and written as before, with `@specifiedBy` pointing at RFC 3339.
+DATETIME = replace(
+    DateTimeDefinition,
+    description="An instant with its UTC offset, as RFC 3339 writes it: 2025-03-01T10:00:00+00:00.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+)
 
 # MySQL's DATETIME holds years 1000 to 9999; PostgreSQL and SQLite hold more, so these bound all three.
 # Not up to datetime.max: asyncpg sends datetime.max as PostgreSQL's 'infinity', which reads back null.

@@ -14,16 +14,19 @@ from gateway.schema.inputs import (
     aware,
     id_of,
 )
-from gateway.schema.pagination import Connection, Listing, by_id, by_start
-from gateway.schema.types import (
-    Activity,
+from gateway.schema.node import Node
+from gateway.schema.pagination import (
     AfterArg,
-    Ctx,
+    BeforeArg,
+    Connection,
     FirstArg,
-    Group,
-    ShootingSession,
-    User,
+    LastArg,
+    Listing,
+    by_id,
+    by_start,
 )
+from gateway.schema.refetch import load_node, load_nodes
+from gateway.schema.types import Activity, Ctx, Group, ShootingSession, User
 
 __all__ = ["ACTIVITIES", "GROUPS", "SESSIONS", "USERS", "Query", "session_filter"]
 
@@ -59,6 +62,16 @@ class Query:
         record = await info.context.viewer()
         return User.from_record(record) if record else None
 
+    @strawberry.field(description="Any object by its global ID; null when there is none.")
+    async def node(self, info: Ctx, id: strawberry.ID) -> Node | None:
+        return await load_node(info.context, id)
+
+    @strawberry.field(
+        description="Objects by global ID, in order (at most 100); null for each there is none of."
+    )
+    async def nodes(self, info: Ctx, ids: list[strawberry.ID]) -> list[Node | None]:
+        return await load_nodes(info.context, ids)
+
     @strawberry.field(description="A user by ID; null when there is none.")
     async def user(self, info: Ctx, id: strawberry.ID) -> User | None:
         pk = decode_id(id, "User")
@@ -66,10 +79,17 @@ class Query:
         return User.from_record(record) if record else None
 
     @strawberry.field(description="All users, oldest first.")
-    async def users(self, info: Ctx, first: FirstArg = 20, after: AfterArg = None) -> Connection[User]:
-        page = USERS.page(first, after)
-        records = await info.context.data_source.list_users(page)
-        return USERS.connection(records, page, User.from_record)
+    async def users(
+        self,
+        info: Ctx,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
+    ) -> Connection[User]:
+        page = USERS.page(first, after, last, before)
+        source = info.context.data_source
+        return USERS.connection(await source.list_users(page), page, User.from_record, source.count_users)
 
     @strawberry.field(description="A group by ID; null when there is none.")
     async def group(self, info: Ctx, id: strawberry.ID) -> Group | None:
@@ -78,10 +98,17 @@ class Query:
         return Group.from_record(record) if record else None
 
     @strawberry.field(description="All groups, oldest first.")
-    async def groups(self, info: Ctx, first: FirstArg = 20, after: AfterArg = None) -> Connection[Group]:
-        page = GROUPS.page(first, after)
-        records = await info.context.data_source.list_groups(page)
-        return GROUPS.connection(records, page, Group.from_record)
+    async def groups(
+        self,
+        info: Ctx,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
+    ) -> Connection[Group]:
+        page = GROUPS.page(first, after, last, before)
+        source = info.context.data_source
+        return GROUPS.connection(await source.list_groups(page), page, Group.from_record, source.count_groups)
 
     @strawberry.field(description="A shooting session by ID; null when there is none.")
     async def shooting_session(self, info: Ctx, id: strawberry.ID) -> ShootingSession | None:
@@ -95,13 +122,18 @@ class Query:
         info: Ctx,
         filter: ShootingSessionFilter | None = None,
         order_by: ShootingSessionOrder = ShootingSessionOrder.STARTED_AT_DESC,
-        first: FirstArg = 20,
+        first: FirstArg = None,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[ShootingSession]:
         listing = SESSIONS[order_by]
-        page = listing.page(first, after)
-        records = await info.context.data_source.list_sessions(session_filter(filter), order_by.value, page)
-        return listing.connection(records, page, ShootingSession.from_record)
+        page = listing.page(first, after, last, before)
+        where, source = session_filter(filter), info.context.data_source
+        records = await source.list_sessions(where, order_by.value, page)
+        return listing.connection(
+            records, page, ShootingSession.from_record, lambda: source.count_sessions(where)
+        )
 
     @strawberry.field(description="The activity feed, newest first, of a user, a group or all.")
     async def activities(
@@ -109,13 +141,16 @@ class Query:
         info: Ctx,
         user_id: strawberry.ID | None = None,
         group_id: strawberry.ID | None = None,
-        first: FirstArg = 20,
+        first: FirstArg = None,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[Activity]:
-        page = ACTIVITIES.page(first, after)
-        records = await info.context.data_source.list_activities(
-            None if user_id is None else id_of("userId", user_id, "User"),
-            None if group_id is None else id_of("groupId", group_id, "Group"),
-            page,
+        page = ACTIVITIES.page(first, after, last, before)
+        user = None if user_id is None else id_of("userId", user_id, "User")
+        group = None if group_id is None else id_of("groupId", group_id, "Group")
+        source = info.context.data_source
+        records = await source.list_activities(user, group, page)
+        return ACTIVITIES.connection(
+            records, page, Activity.from_record, lambda: source.count_activities(user, group)
         )
-        return ACTIVITIES.connection(records, page, Activity.from_record)

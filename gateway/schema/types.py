@@ -1,10 +1,9 @@
-"""The object types of the API: User, Group, ShootingSession, Shot, Activity."""
+"""The object types of the API: User, Group, ShootingSession, Shot, Activity (each a Relay `Node`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -12,7 +11,17 @@ from strawberry.types import Info
 from gateway.datasources.records import ActivityRecord, GroupRecord, SessionRecord, ShotRecord, UserRecord
 from gateway.schema.context import RequestContext
 from gateway.schema.ids import encode_id
-from gateway.schema.pagination import Connection, Listing, by_id, by_start
+from gateway.schema.node import Node
+from gateway.schema.pagination import (
+    AfterArg,
+    BeforeArg,
+    Connection,
+    FirstArg,
+    LastArg,
+    Listing,
+    by_id,
+    by_start,
+)
 
 __all__ = [
     "MEMBERS",
@@ -26,8 +35,6 @@ __all__ = [
 ]
 
 Ctx = Info[RequestContext, None]
-FirstArg = Annotated[int | None, strawberry.argument(description="How many items to return, at most 100.")]
-AfterArg = Annotated[str | None, strawberry.argument(description="The `endCursor` of the previous page.")]
 
 SESSIONS_NEWEST_FIRST: Listing[SessionRecord] = Listing("sessions:STARTED_AT_DESC", (datetime, int), by_start)
 MEMBERS: Listing[UserRecord] = Listing("members", (int,), by_id)
@@ -44,7 +51,7 @@ class ActivityKind(Enum):
 
 
 @strawberry.type(description="A club member.")
-class User:
+class User(Node):
     id: strawberry.ID
     pk: strawberry.Private[int]
     email: str | None = strawberry.field(description="Null unless the policy lets the viewer see it.")
@@ -70,15 +77,26 @@ class User:
 
     @strawberry.field(description="This user's sessions, newest first.")
     async def shooting_sessions(
-        self, info: Ctx, first: FirstArg = 20, after: AfterArg = None
+        self,
+        info: Ctx,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[ShootingSession]:
-        page = SESSIONS_NEWEST_FIRST.page(first, after)
-        records = await info.context.loaders.sessions_of("user_id", page).load(self.pk)
-        return SESSIONS_NEWEST_FIRST.connection(records, page, ShootingSession.from_record)
+        page = SESSIONS_NEWEST_FIRST.page(first, after, last, before)
+        loaders = info.context.loaders
+        records = await loaders.sessions_of("user_id", page).load(self.pk)
+        return SESSIONS_NEWEST_FIRST.connection(
+            records,
+            page,
+            ShootingSession.from_record,
+            lambda: loaders.session_counts("user_id").load(self.pk),
+        )
 
 
 @strawberry.type(description="A group of members who shoot together.")
-class Group:
+class Group(Node):
     id: strawberry.ID
     pk: strawberry.Private[int]
     name: str
@@ -96,22 +114,43 @@ class Group:
         )
 
     @strawberry.field(description="The group's members, in the order they were created.")
-    async def members(self, info: Ctx, first: FirstArg = 20, after: AfterArg = None) -> Connection[User]:
-        page = MEMBERS.page(first, after)
-        records = await info.context.loaders.members_of(page).load(self.pk)
-        return MEMBERS.connection(records, page, User.from_record)
+    async def members(
+        self,
+        info: Ctx,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
+    ) -> Connection[User]:
+        page = MEMBERS.page(first, after, last, before)
+        loaders = info.context.loaders
+        records = await loaders.members_of(page).load(self.pk)
+        return MEMBERS.connection(
+            records, page, User.from_record, lambda: loaders.member_counts.load(self.pk)
+        )
 
     @strawberry.field(description="Sessions shot in this group, newest first.")
     async def shooting_sessions(
-        self, info: Ctx, first: FirstArg = 20, after: AfterArg = None
+        self,
+        info: Ctx,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[ShootingSession]:
-        page = SESSIONS_NEWEST_FIRST.page(first, after)
-        records = await info.context.loaders.sessions_of("group_id", page).load(self.pk)
-        return SESSIONS_NEWEST_FIRST.connection(records, page, ShootingSession.from_record)
+        page = SESSIONS_NEWEST_FIRST.page(first, after, last, before)
+        loaders = info.context.loaders
+        records = await loaders.sessions_of("group_id", page).load(self.pk)
+        return SESSIONS_NEWEST_FIRST.connection(
+            records,
+            page,
+            ShootingSession.from_record,
+            lambda: loaders.session_counts("group_id").load(self.pk),
+        )
 
 
 @strawberry.type(description="One shot: its place in the session, score and optional hit position.")
-class Shot:
+class Shot(Node):
     id: strawberry.ID
     pk: strawberry.Private[int]
     sequence: int
@@ -132,7 +171,7 @@ class Shot:
 
 
 @strawberry.type(description="A shooting session of one user, with its shots.")
-class ShootingSession:
+class ShootingSession(Node):
     id: strawberry.ID
     pk: strawberry.Private[int]
     user_pk: strawberry.Private[int]
@@ -192,7 +231,7 @@ class ShootingSession:
 
 
 @strawberry.type(description="An entry of the activity feed.")
-class Activity:
+class Activity(Node):
     id: strawberry.ID
     pk: strawberry.Private[int]
     kind: ActivityKind

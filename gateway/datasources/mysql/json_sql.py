@@ -36,6 +36,13 @@ class MariadbJsonSql(JsonSql):
         rows = f"(SELECT {alias}.* {source} ORDER BY {order}{limit_clause}) {alias}"
         return f"COALESCE((SELECT JSON_ARRAYAGG({element} ORDER BY {order}) FROM {rows}), JSON_ARRAY())"
 
+    def positions(self, param: str) -> str:
+        # JSON_TABLE: MariaDB 10.6+. On 10.5 the statement is refused, and `nodes` runs interpreted.
+        return (
+            f"JSON_TABLE({param}, '$[*]' COLUMNS (pos FOR ORDINALITY,"
+            " kind VARCHAR(32) PATH '$[0]', pk BIGINT PATH '$[1]'))"
+        )
+
     def nested(self, subquery: str) -> str:
         return f"JSON_QUERY(({subquery}), '$')"
 

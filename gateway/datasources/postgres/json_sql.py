@@ -32,6 +32,12 @@ class PostgresJsonSql(JsonSql):
             " '[]'::json)"
         )
 
+    def positions(self, param: str) -> str:
+        return (
+            f"(SELECT o.n AS pos, o.e->>0 AS kind, (o.e->>1)::bigint AS pk"
+            f" FROM json_array_elements(({param})::json) WITH ORDINALITY AS o(e, n))"
+        )
+
     def nested(self, subquery: str) -> str:
         return f"({subquery})"
 

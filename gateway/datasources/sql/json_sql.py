@@ -64,6 +64,11 @@ class JsonSql(ABC):
     def real(self, column: str) -> str:
         """A float column as JSON, printed as the shortest text that reads back as the same float."""
 
+    @abstractmethod
+    def positions(self, param: str) -> str:
+        """A derived table of the JSON array `param` holds, `[["User", 1], …]` (a type name and a
+        key): one row per element with columns `pos` (ascending in the array's order), `kind`, `pk`."""
+
     def refuses(self, exc: BaseException) -> bool:
         """Whether `exc` is the database refusing a statement's text or size, as it will every time.
 

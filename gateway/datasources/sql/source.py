@@ -29,6 +29,12 @@ from gateway.datasources.records import (
 )
 from gateway.datasources.sql.json_sql import JsonSql
 from gateway.datasources.sql.polling import ActivityPoller
+from gateway.datasources.sql.keyset import (
+    activity_conditions,
+    page_keyset,
+    session_conditions,
+    where_clause,
+)
 from gateway.datasources.sql.rows import (
     ACTIVITY_COLUMNS,
     GROUP_COLUMNS,
@@ -52,11 +58,6 @@ if TYPE_CHECKING:
     from gateway.telemetry.tracing import Tracing
 
 __all__ = ["SqlDataSource", "created_session"]
-
-_SESSION_ORDER = {
-    "STARTED_AT_DESC": ("DESC", "<"),
-    "STARTED_AT_ASC": ("ASC", ">"),
-}
 
 _OWNERS = frozenset({"user_id", "group_id"})
 
@@ -168,6 +169,12 @@ class SqlDataSource(ABC):
         sql = f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s WHERE s.id IN {placeholders(len(ids))}"
         return [session_record(r) for r in await self._fetch(sql, ids)]
 
+    async def shots_by_ids(self, ids: Sequence[int]) -> list[ShotRecord]:
+        if not ids:
+            return []
+        sql = f"SELECT {SHOT_COLUMNS} FROM shots t WHERE t.id IN {placeholders(len(ids))}"
+        return [shot_record(r) for r in await self._fetch(sql, ids)]
+
     async def shots_of_sessions(self, session_ids: Sequence[int]) -> list[ShotRecord]:
         if not session_ids:
             return []
@@ -190,57 +197,38 @@ class SqlDataSource(ABC):
     async def members_of_groups(self, group_ids: Sequence[int], page: Page) -> list[tuple[int, UserRecord]]:
         if not group_ids:
             return []
-        args: list[Any] = list(group_ids)
-        keyset = ""
-        if page.after is not None:
-            keyset = " AND u.id > ?"
-            args.append(page.after[0])
-        args.append(page.first)
+        keyset, cursor_args, order = page_keyset(("u.id",), False, page)
         sql = (
             "SELECT * FROM ("
             f"SELECT m.group_id AS owner_id, {USER_COLUMNS},"
-            " ROW_NUMBER() OVER (PARTITION BY m.group_id ORDER BY u.id) AS rn"
+            f" ROW_NUMBER() OVER (PARTITION BY m.group_id ORDER BY {order}) AS rn"
             " FROM memberships m JOIN users u ON u.id = m.user_id"
-            f" WHERE m.group_id IN {placeholders(len(group_ids))}{keyset}"
-            ") ranked WHERE ranked.rn <= ? ORDER BY ranked.owner_id, ranked.id"
+            f" WHERE {' AND '.join([f'm.group_id IN {placeholders(len(group_ids))}', *keyset])}"
+            f") ranked WHERE ranked.rn <= ? ORDER BY ranked.owner_id, {order.replace('u.', 'ranked.')}"
         )
+        args = [*group_ids, *cursor_args, page.first]
         return [(r["owner_id"], user_record(r)) for r in await self._fetch(sql, args)]
 
     async def list_users(self, page: Page) -> list[UserRecord]:
-        where, args = ("WHERE u.id > ?", [page.after[0]]) if page.after else ("", [])
-        sql = f"SELECT {USER_COLUMNS} FROM users u {where} ORDER BY u.id LIMIT ?"
+        keyset, args, order = page_keyset(("u.id",), False, page)
+        sql = f"SELECT {USER_COLUMNS} FROM users u{where_clause(keyset)} ORDER BY {order} LIMIT ?"
         return [user_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     async def list_groups(self, page: Page) -> list[GroupRecord]:
-        where, args = ("WHERE g.id > ?", [page.after[0]]) if page.after else ("", [])
-        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g {where} ORDER BY g.id LIMIT ?"
+        keyset, args, order = page_keyset(("g.id",), False, page)
+        sql = f"SELECT {GROUP_COLUMNS} FROM club_groups g{where_clause(keyset)} ORDER BY {order} LIMIT ?"
         return [group_record(r) for r in await self._fetch(sql, [*args, page.first])]
 
     async def list_sessions(
         self, where: SessionFilter, order: SessionOrder, page: Page
     ) -> list[SessionRecord]:
-        direction, compare = _SESSION_ORDER[order]
-        conditions: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("s.user_id", "=", where.user_id),
-            ("s.group_id", "=", where.group_id),
-            ("s.discipline", "=", where.discipline),
-            ("s.started_at", ">=", where.started_after),
-            ("s.started_at", "<", where.started_before),
-        ):
-            if value is not None:
-                conditions.append(f"{column} {op} ?")
-                args.append(value)
-        if page.after is not None:
-            conditions.append(f"(s.started_at {compare} ? OR (s.started_at = ? AND s.id {compare} ?))")
-            args += [page.after[0], page.after[0], page.after[1]]
-        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        conditions, args = session_conditions(where)
+        keyset, cursor_args, sort = page_keyset(("s.started_at", "s.id"), order == "STARTED_AT_DESC", page)
         sql = (
-            f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s{clause}"
-            f" ORDER BY s.started_at {direction}, s.id {direction} LIMIT ?"
+            f"SELECT {SESSION_COLUMNS} FROM shooting_sessions s{where_clause(conditions + keyset)}"
+            f" ORDER BY {sort} LIMIT ?"
         )
-        return [session_record(r) for r in await self._fetch(sql, [*args, page.first])]
+        return [session_record(r) for r in await self._fetch(sql, [*args, *cursor_args, page.first])]
 
     async def sessions_of(
         self, owner: Literal["user_id", "group_id"], ids: Sequence[int], page: Page
@@ -249,36 +237,68 @@ class SqlDataSource(ABC):
             raise ValueError(f"cannot list sessions by {owner!r}")
         if not ids:
             return []
-        args: list[Any] = list(ids)
-        keyset = ""
-        if page.after is not None:
-            keyset = " AND (s.started_at < ? OR (s.started_at = ? AND s.id < ?))"
-            args += [page.after[0], page.after[0], page.after[1]]
-        args.append(page.first)
+        keyset, cursor_args, order = page_keyset(("s.started_at", "s.id"), True, page)
         sql = (
             f"SELECT * FROM (SELECT {SESSION_COLUMNS}, ROW_NUMBER() OVER ("
-            f"PARTITION BY s.{owner} ORDER BY s.started_at DESC, s.id DESC) AS rn"
-            f" FROM shooting_sessions s WHERE s.{owner} IN {placeholders(len(ids))}{keyset}"
-            ") ranked WHERE ranked.rn <= ?"
-            f" ORDER BY ranked.{owner}, ranked.started_at DESC, ranked.id DESC"
+            f"PARTITION BY s.{owner} ORDER BY {order}) AS rn"
+            f" FROM shooting_sessions s{where_clause([f's.{owner} IN {placeholders(len(ids))}', *keyset])}"
+            f") ranked WHERE ranked.rn <= ? ORDER BY ranked.{owner}, {order.replace('s.', 'ranked.')}"
         )
-        return [session_record(r) for r in await self._fetch(sql, args)]
+        return [session_record(r) for r in await self._fetch(sql, [*ids, *cursor_args, page.first])]
 
     async def list_activities(
         self, user_id: int | None, group_id: int | None, page: Page
     ) -> list[ActivityRecord]:
-        conditions: list[str] = []
-        args: list[Any] = []
-        for column, value in (("a.user_id", user_id), ("a.group_id", group_id)):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                args.append(value)
-        if page.after is not None:
-            conditions.append("a.id < ?")
-            args.append(page.after[0])
-        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        sql = f"SELECT {ACTIVITY_COLUMNS} FROM activities a{clause} ORDER BY a.id DESC LIMIT ?"
-        return [activity_record(r) for r in await self._fetch(sql, [*args, page.first])]
+        conditions, args = activity_conditions(user_id, group_id)
+        keyset, cursor_args, order = page_keyset(("a.id",), True, page)
+        sql = (
+            f"SELECT {ACTIVITY_COLUMNS} FROM activities a{where_clause(conditions + keyset)}"
+            f" ORDER BY {order} LIMIT ?"
+        )
+        return [activity_record(r) for r in await self._fetch(sql, [*args, *cursor_args, page.first])]
+
+    # -- counts: a connection's totalCount, read only when a query selects it ------------
+
+    async def count_users(self) -> int:
+        return await self._count("SELECT COUNT(*) AS n FROM users u")
+
+    async def count_groups(self) -> int:
+        return await self._count("SELECT COUNT(*) AS n FROM club_groups g")
+
+    async def count_sessions(self, where: SessionFilter) -> int:
+        conditions, args = session_conditions(where)
+        return await self._count(
+            f"SELECT COUNT(*) AS n FROM shooting_sessions s{where_clause(conditions)}", args
+        )
+
+    async def count_sessions_of(
+        self, owner: Literal["user_id", "group_id"], ids: Sequence[int]
+    ) -> dict[int, int]:
+        if owner not in _OWNERS:
+            raise ValueError(f"cannot count sessions by {owner!r}")
+        if not ids:
+            return {}
+        sql = (
+            f"SELECT s.{owner} AS owner_id, COUNT(*) AS n FROM shooting_sessions s"
+            f" WHERE s.{owner} IN {placeholders(len(ids))} GROUP BY s.{owner}"
+        )
+        return {r["owner_id"]: int(r["n"]) for r in await self._fetch(sql, ids)}
+
+    async def count_members(self, group_ids: Sequence[int]) -> dict[int, int]:
+        if not group_ids:
+            return {}
+        sql = (
+            "SELECT m.group_id AS owner_id, COUNT(*) AS n FROM memberships m"
+            f" WHERE m.group_id IN {placeholders(len(group_ids))} GROUP BY m.group_id"
+        )
+        return {r["owner_id"]: int(r["n"]) for r in await self._fetch(sql, group_ids)}
+
+    async def count_activities(self, user_id: int | None, group_id: int | None) -> int:
+        conditions, args = activity_conditions(user_id, group_id)
+        return await self._count(f"SELECT COUNT(*) AS n FROM activities a{where_clause(conditions)}", args)
+
+    async def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return int((await self._fetch(sql, args))[0]["n"])
 
     async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]:
         if not ids:

@@ -58,6 +58,12 @@ class SqliteJsonSql(JsonSql):
             f" ORDER BY {order}{limit_clause}) {alias}))"
         )
 
+    def positions(self, param: str) -> str:
+        return (
+            "(SELECT e.key AS pos, json_extract(e.value, '$[0]') AS kind,"
+            f" json_extract(e.value, '$[1]') AS pk FROM json_each({param}) e)"
+        )
+
     def nested(self, subquery: str) -> str:
         return f"json(({subquery}))"
 

@@ -29,8 +29,9 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 
-from gateway.datasources.records import SessionFilter
+from gateway.datasources.records import Page, SessionFilter
 from gateway.datasources.sql.json_sql import JsonSql
+from gateway.execution.fastpath.refetch import node_by_id, nodes_by_ids
 from gateway.execution.policy import Mark, Mask
 from gateway.schema.ids import decode_id
 from gateway.schema.inputs import ShootingSessionFilter, ShootingSessionOrder, id_of
@@ -162,6 +163,9 @@ class _Compiler:
         """The sub-fields of `nodes` by response key, in first-seen order, fragments flattened."""
         fields: dict[str, list[FieldNode]] = {}
         seen: set[str] = set()
+        type_ = self.schema.get_type(type_name)
+        # A fragment applies on the type itself and on an interface it implements (`... on Node`).
+        applies = {type_name, *(i.name for i in getattr(type_, "interfaces", ()))}
 
         def visit(selection_set: SelectionSetNode | None) -> None:
             for selection in selection_set.selections if selection_set else ():
@@ -171,12 +175,12 @@ class _Compiler:
                     key = selection.alias.value if selection.alias else selection.name.value
                     fields.setdefault(key, []).append(selection)
                 elif isinstance(selection, InlineFragmentNode):
-                    if selection.type_condition is None or selection.type_condition.name.value == type_name:
+                    if selection.type_condition is None or selection.type_condition.name.value in applies:
                         visit(selection.selection_set)
                 elif isinstance(selection, FragmentSpreadNode):
                     name = selection.name.value
                     fragment = self.fragments[name]
-                    if name not in seen and fragment.type_condition.name.value == type_name:
+                    if name not in seen and fragment.type_condition.name.value in applies:
                         seen.add(name)
                         visit(fragment.selection_set)
 
@@ -264,11 +268,11 @@ class _Compiler:
     ) -> str:
         """A Relay connection over the rows of `page` meeting `conditions` (aliased {a})."""
         args = arguments(self.variables)
-        current = page.listing.page(args.get("first"), args.get("after"))
-        first = current.first - 1
-        keyset: list[str] = []
-        if current.after is not None:
-            keyset = self.keyset(page, arguments)
+        current = page.listing.page(
+            args.get("first"), args.get("after"), args.get("last"), args.get("before")
+        )
+        window = conditions + self.keyset(page, arguments, current)
+        size, backward = current.first - 1, current.backward
         edge_type = connection_type.removesuffix("Connection") + "Edge"
         pairs: list[tuple[str, str]] = []
         for key, field_nodes in self.collect(connection_type, nodes).items():
@@ -277,37 +281,75 @@ class _Compiler:
                 pairs.append((key, self.sql.literal(connection_type)))
             elif name == "edges":
                 a = self.alias()
-                source, order = self.source(page.rows, a, conditions + keyset), self.order(page.rows, a)
-                self.rows = f"{source} ORDER BY {order} LIMIT {first}"
+                shown = window + self.last_rows(page, window, size) if backward and size else window
+                source, order = self.source(page.rows, a, shown), self.order(page.rows, a)
+                self.rows = f"{source} ORDER BY {order} LIMIT {size}"
                 edge = self.edge(node_type, edge_type, page, a, field_nodes)
-                pairs.append((key, self.sql.array(edge, a, source, order, first, correlated)))
+                pairs.append((key, self.sql.array(edge, a, source, order, size, correlated)))
             elif name == "pageInfo":
-                pairs.append((key, self.page_info(page, conditions + keyset, first, field_nodes)))
+                pairs.append((key, self.page_info(page, window, size, backward, field_nodes)))
+            elif name == "totalCount":
+                a = self.alias()
+                pairs.append((key, f"(SELECT COUNT(*) {self.source(page.rows, a, conditions)})"))
             else:
                 raise NotCompilable(f"{connection_type}.{name}")
         return self.sql.object(pairs)
 
-    def keyset(self, page: _Page, arguments: Getter) -> list[str]:
-        @_once_per_request
-        def after(variables: VariableValues) -> tuple[Any, ...]:
-            args = arguments(variables)
-            values = page.listing.page(args.get("first"), args.get("after")).after
-            if values is None:
-                raise NotCompilable("the cursor went away")
-            return values
+    def keyset(self, page: _Page, arguments: Getter, current: Page) -> list[str]:
+        """The conditions of the cursors given: rows after `after`, before `before`, in the list's order."""
+        conditions = []
+        for argument in ("after", "before"):
+            if getattr(current, argument) is None:
+                continue
 
-        def value(i: int) -> Getter:
-            return lambda variables: after(variables)[i]
+            @_once_per_request
+            def values(variables: VariableValues, argument: str = argument) -> tuple[Any, ...]:
+                args = arguments(variables)
+                given = page.listing.page(
+                    args.get("first"), args.get("after"), args.get("last"), args.get("before")
+                )
+                found: tuple[Any, ...] | None = getattr(given, argument)
+                if found is None:
+                    raise NotCompilable("the cursor went away")
+                return found
 
-        order = page.rows.order
-        compare = "<" if {d for _, d in order} == {"DESC"} else ">"
-        if len(order) == 1:
-            return [f"{{a}}.{order[0][0]} {compare} {self.param(value(0))}"]
-        (first_col, _), (second_col, _) = order
-        return [
-            f"({{a}}.{first_col} {compare} {self.param(value(0))} OR ({{a}}.{first_col} = "
-            f"{self.param(value(0))} AND {{a}}.{second_col} {compare} {self.param(value(1))}))"
-        ]
+            def value(i: int, values: Getter = values) -> Getter:
+                return lambda variables: values(variables)[i]
+
+            later = argument == "after"
+            markers = [self.param(value(i)) for i in range(len(page.rows.order))]
+            conditions.append(self.beyond(page.rows, markers, later, strict=True))
+        return conditions
+
+    def beyond(self, rows: _Rows, values: list[str], later: bool, strict: bool) -> str:
+        """The condition (row aliased {a}) that a row comes after (`later`) or before the sort values
+        `values` in the list's order; `strict=False` admits the row holding them too."""
+        descending = {d for _, d in rows.order} == {"DESC"}
+        compare = ">" if later != descending else "<"
+        last = compare if strict else compare + "="
+        if len(rows.order) == 1:
+            return f"{{a}}.{rows.order[0][0]} {last} {values[0]}"
+        (first_col, _), (second_col, _) = rows.order
+        return (
+            f"({{a}}.{first_col} {compare} {values[0]} OR ({{a}}.{first_col} = {values[0]}"
+            f" AND {{a}}.{second_col} {last} {values[1]}))"
+        )
+
+    def last_rows(self, page: _Page, window: list[str], size: int) -> list[str]:
+        """The condition keeping the `size` rows at the end of the window (a backward page's rows).
+
+        The row `size` places from the end bounds them: in the list's order, rows at or after it.
+        A shorter window has no such row, and each row then compares with itself: all are kept.
+        """
+        bounds = []
+        for column, _ in page.rows.order:
+            b = self.alias()
+            at = (
+                f"SELECT {b}.{column} {self.source(page.rows, b, window)}"
+                f" ORDER BY {self.order(page.rows, b, reverse=True)} LIMIT 1 OFFSET {size - 1}"
+            )
+            bounds.append(f"COALESCE(({at}), {{a}}.{column})")
+        return [self.beyond(page.rows, bounds, later=True, strict=False)]
 
     def source(self, rows: _Rows, a: str, conditions: list[str]) -> str:
         m = a + "m"
@@ -334,39 +376,49 @@ class _Compiler:
                 raise NotCompilable(f"{edge_type}.{name}")
         return self.sql.object(pairs)
 
-    def page_info(self, page: _Page, conditions: list[str], first: int, nodes: list[FieldNode]) -> str:
+    def page_info(
+        self, page: _Page, window: list[str], size: int, backward: bool, nodes: list[FieldNode]
+    ) -> str:
+        """PageInfo of a page of `size` rows from the window's start (or its end, `backward`)."""
         pairs: list[tuple[str, str]] = []
         for key, field_nodes in self.collect("PageInfo", nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 pairs.append((key, self.sql.literal("PageInfo")))
-            elif name == "hasNextPage":
+            elif name in ("hasNextPage", "hasPreviousPage"):
+                # Each answers for its own direction only, as graphql-relay-js does.
+                if backward != (name == "hasPreviousPage"):
+                    pairs.append((key, self.sql.boolean("1 = 0")))
+                    continue
                 a = self.alias()
                 beyond = (
-                    f"SELECT 1 {self.source(page.rows, a, conditions)} ORDER BY {self.order(page.rows, a)}"
-                    f" LIMIT 1 OFFSET {first}"
+                    f"SELECT 1 {self.source(page.rows, a, window)}"
+                    f" ORDER BY {self.order(page.rows, a, reverse=backward)} LIMIT 1 OFFSET {size}"
                 )
                 pairs.append((key, self.sql.boolean(f"({beyond}) IS NOT NULL")))
-            elif name == "endCursor":
-                pairs.append((key, self.end_cursor(page, conditions, first)))
+            elif name in ("startCursor", "endCursor"):
+                near = (name == "startCursor") != backward
+                pairs.append((key, self.edge_cursor(page, window, size, backward, near)))
             else:
                 raise NotCompilable(f"PageInfo.{name}")
         return self.sql.object(pairs)
 
-    def end_cursor(self, page: _Page, conditions: list[str], first: int) -> str:
-        """The cursor of the page's last row: row `first`, or the list's last when it is shorter."""
-        if first == 0:
+    def edge_cursor(self, page: _Page, window: list[str], size: int, backward: bool, near: bool) -> str:
+        """The cursor of the page's edge nearest the window's start (its end, `backward`), or farthest:
+        row `size`, or the window's last when it is shorter."""
+        if size == 0:
             return "NULL"
-        a, b = self.alias(), self.alias()
-        at_first = (
-            f"SELECT {self.cursor(page, a)} {self.source(page.rows, a, conditions)}"
-            f" ORDER BY {self.order(page.rows, a)} LIMIT 1 OFFSET {first - 1}"
+        if near:
+            return self.cursor_at(page, window, backward, 0)
+        at_size = self.cursor_at(page, window, backward, size - 1)
+        return f"COALESCE({at_size}, {self.cursor_at(page, window, not backward, 0)})"
+
+    def cursor_at(self, page: _Page, window: list[str], reverse: bool, offset: int) -> str:
+        a = self.alias()
+        return (
+            f"(SELECT {self.cursor(page, a)} {self.source(page.rows, a, window)}"
+            f" ORDER BY {self.order(page.rows, a, reverse)} LIMIT 1 OFFSET {offset})"
         )
-        last = (
-            f"SELECT {self.cursor(page, b)} {self.source(page.rows, b, conditions)}"
-            f" ORDER BY {self.order(page.rows, b, reverse=True)} LIMIT 1"
-        )
-        return f"COALESCE(({at_first}), ({last}))"
 
     def plain_list(self, node_type: str, rows: _Rows, conditions: list[str], nodes: list[FieldNode]) -> str:
         a = self.alias()
@@ -517,9 +569,13 @@ def _root(c: _Compiler, key: str, nodes: list[FieldNode]) -> RootStatement:
     name = nodes[0].name.value
     if name == "__typename":
         return RootStatement(key, None, (), b'"Query"')
-    if name not in _BY_ID and name not in _ROOT_LISTS and name != "shootingSessions":
+    if name not in _BY_ID and name not in _ROOT_LISTS and name not in ("shootingSessions", "node", "nodes"):
         raise NotCompilable(f"Query.{name}")  # introspection, say
     arguments = c.arguments("Query", nodes)
+    if name == "node":
+        return c.finish(key, f"SELECT {node_by_id(c, arguments, nodes)} AS data")
+    if name == "nodes":
+        return c.finish(key, f"SELECT {nodes_by_ids(c, arguments, nodes)} AS data")
     if name in _BY_ID:
         type_name, table = _BY_ID[name]
 
