@@ -120,7 +120,7 @@ def test_export_schema_prints_the_sdl() -> None:
         [sys.executable, "-m", "gateway", "export-schema"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    assert "type ShootingSession {" in result.stdout
+    assert "type ShootingSession implements Node {" in result.stdout
     assert "createShootingSession(input: CreateShootingSessionInput!): ShootingSession!" in result.stdout
 
 

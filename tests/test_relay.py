@@ -22,8 +22,17 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.schema.ids import MAX_KEY, decode_cursor, encode_cursor, encode_id
 from gateway.schema.instants import EARLIEST, LATEST
 from gateway.schema.node import MAX_NODES
+from tests import test_fast_path
 from tests.test_fast_path import Paths
-from tests.test_fast_path import paths as paths_fixture  # noqa: F401  (registers the `paths` fixture)
+
+both_paths = test_fast_path.paths  # its fixture, under a name of its own here
+
+
+@pytest.fixture
+def paths(both_paths: Paths) -> Paths:
+    """test_fast_path's two gateways over one club."""
+    return both_paths
+
 
 NODE = """query($id: ID!) {
   node(id: $id) {

@@ -49,11 +49,11 @@ def decode_global_id(value: str) -> tuple[str, int] | None:
     Only the exact text `encode_id` gives is an ID: other spellings of the same key (padding,
     leading zeros, non-ASCII digits, characters base64 skips) are malformed.
     """
-    return None if len(value) > _MAX_ID_LENGTH else _decode_id(value, type_name)
+    return None if len(value) > _MAX_ID_LENGTH else _decode_global_id(value)
 
 
 @lru_cache(maxsize=4096)  # pure, and clients ask for the same rows again and again
-def _decode_id(value: str, type_name: str) -> int | None:
+def _decode_global_id(value: str) -> tuple[str, int] | None:
     decoded = _b64decode(value)
     if decoded is None:
         return None

@@ -28,13 +28,13 @@ from gateway.datasources.records import (
     UserRecord,
 )
 from gateway.datasources.sql.json_sql import JsonSql
-from gateway.datasources.sql.polling import ActivityPoller
 from gateway.datasources.sql.keyset import (
     activity_conditions,
     page_keyset,
     session_conditions,
     where_clause,
 )
+from gateway.datasources.sql.polling import ActivityPoller
 from gateway.datasources.sql.rows import (
     ACTIVITY_COLUMNS,
     GROUP_COLUMNS,
