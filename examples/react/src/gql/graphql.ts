@@ -14,7 +14,7 @@ export type Scalars = {
   Boolean: { input: boolean; output: boolean; }
   Int: { input: number; output: number; }
   Float: { input: number; output: number; }
-  /** Date with time (isoformat) */
+  /** An instant with its UTC offset, as RFC 3339 writes it: 2025-03-01T10:00:00+00:00. */
   DateTime: { input: string; output: string; }
 };
 
