@@ -339,3 +339,21 @@ async def test_an_unreachable_identity_provider_is_a_503_not_a_401(
     )
     assert response.status == 503
     assert codes(await response.json()) == ["UNAVAILABLE"]
+
+
+async def test_a_node_shows_an_email_only_to_its_owner_on_every_door_post_and_get(club: Club) -> None:
+    query = (
+        "query($id: ID!) { node(id: $id) { ... on User { email } }"
+        " nodes(ids: [$id, $id]) { ... on User { email } } }"
+    )
+    hidden = {"data": {"node": {"email": None}, "nodes": [{"email": None}, {"email": None}]}}
+    shown = {"data": {"node": {"email": "ada@example.com"}, "nodes": [{"email": "ada@example.com"}] * 2}}
+    for url in (club.url, club.asgi_url):
+        for caller, expected in ((club.bob, hidden), (club.anonymous, hidden), (club.ada, shown)):
+            assert await club.ask(caller, query, url, id=club.ids["ada"]) == expected, (url, caller.name)
+            headers = {"Accept": "application/json"}
+            if caller.token:
+                headers["Authorization"] = f"Bearer {caller.token}"
+            params = {"query": query, "variables": json.dumps({"id": club.ids["ada"]})}
+            async with club.http.get(url, params=params, headers=headers) as response:
+                assert await response.json() == expected, (url, caller.name, "GET")
