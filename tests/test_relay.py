@@ -354,3 +354,11 @@ def test_a_cursor_reads_back_as_the_values_it_was_made_of(key: int, instant: dat
     assert decode_cursor(cursor, listing, types) == values
     assert decode_cursor(cursor, "groups", types) is None  # another list's cursor is not one
     assert cursor.isascii() and "=" not in cursor
+
+
+async def test_an_activitys_kind_after_a_nested_list_compiles_alike(paths: Paths) -> None:
+    """The check of an activity's kind reads the activity's rows, even after a list inside it."""
+    nested = "user { shootingSessions(first: 1) { edges { cursor } } } kind"
+    await paths.same(f"{{ activities(first: 5) {{ edges {{ node {{ {nested} }} }} }} }}")
+    activity = (await every_id(paths))["Activity"][0]
+    await paths.same(f"query($id: ID!) {{ node(id: $id) {{ ... on Activity {{ {nested} }} }} }}", id=activity)

@@ -212,7 +212,9 @@ class _Compiler:
             build = _FIELDS.get((type_name, name))
             if build is None:
                 raise NotCompilable(f"{type_name}.{name}")
+            rows = self.rows
             value = build(self, a, field_nodes)
+            self.rows = rows  # a list inside this field set its own; this object's fields read ours
             mark = self.marks.get((type_name, name))
             if mark is not None:
                 value = self.masked(mark, type_name, name, a, value)
