@@ -299,14 +299,8 @@ async def test_a_hostile_subscription_is_refused_by_the_operation_limits_over_so
 
 async def raw_get(url: str, target: bytes, headers: bytes) -> tuple[bytes, bytes]:
     """The status line and body of a GET sent byte for byte (clients refuse to send such headers)."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
     head = b"GET " + target + b" HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
-    writer.write(head + headers + b"\r\n")
-    answer = await reader.read()
-    writer.close()
-    status, _, rest = answer.partition(b"\r\n")
-    return status, rest.partition(b"\r\n\r\n")[2]
+    return await raw_request(url, head + headers + b"\r\n")
 
 
 @pytest.mark.parametrize("door", DOORS)
@@ -354,4 +348,59 @@ async def test_json_no_parser_reads_is_a_message_that_is_not_json_on_both_protoc
         assert (await legacy.init())["type"] == "connection_ack"
         await legacy.subscribe("q", USERS)
         assert await legacy.next_payload("q") == {"data": {"users": {"edges": []}}}
+    assert not tracebacks(caplog)
+
+
+async def raw_request(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """The status line and body of `request`, sent byte for byte (the answer has a Content-Length)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status, *lines = head.decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+        body = await asyncio.wait_for(reader.readexactly(int(fields.get("content-length", 0))), 10)
+    finally:
+        writer.close()
+    return status.encode("latin-1"), body
+
+
+def preflight(origin: bytes, method: bytes = b"POST", headers: bytes = b"content-type") -> bytes:
+    return (
+        b"OPTIONS /graphql HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nOrigin: " + origin
+        + b"\r\nAccess-Control-Request-Method: " + method
+        + b"\r\nAccess-Control-Request-Headers: " + headers + b"\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_undecodable_bytes_in_cors_headers_are_refused_not_a_500(
+    door: str, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed = b"https://app.example.org"
+    refused = {
+        preflight(b"https://\xff.example.org"): b"origin https://",
+        preflight(allowed, method=b"P\xffST"): b"method P",
+        preflight(allowed, headers=b"content-type, x-\xff"): b"header x-",
+    }
+    stream = (
+        b"GET /graphql?query=%7Busers%7Bedges%7Bcursor%7D%7D%7D HTTP/1.1\r\nHost: gateway\r\n"
+        b"Connection: close\r\nOrigin: https://\xff.example.org\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    socket = (
+        b"GET /graphql HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: graphql-transport-ws\r\nOrigin: https://\xff.example.org\r\n\r\n"
+    )
+    async with served(door, make_settings("sqlite", cors_origins=allowed.decode())) as url:
+        for request, quoted in refused.items():
+            status, body = await raw_request(url, request)
+            assert status.startswith(b"HTTP/1.1 403"), (status, body)
+            assert body.startswith(b"CORS preflight refused: " + quoted), body
+        if door == "aiohttp":  # the ASGI door runs no subscriptions, so checks no stream's origin
+            for live in (stream, socket):
+                status, body = await raw_request(url, live)
+                assert status.startswith(b"HTTP/1.1 403"), (status, body)
+                assert b"is not in CORS_ORIGINS" in body
     assert not tracebacks(caplog)

@@ -196,7 +196,7 @@ def _graphql(view: GatewayView) -> Handler:
         if is_live(request):
             if not origin_allowed(request.headers, view.cors_policy):
                 # Browsers apply no CORS to a WebSocket handshake, nor read-protection to a stream's effects.
-                origin = request.headers[hdrs.ORIGIN]
+                origin = cors.quoted(request.headers[hdrs.ORIGIN])
                 return web.Response(status=403, text=f"origin {origin} is not in CORS_ORIGINS")
             if view.live.stopping:
                 return web.Response(status=503, text="shutting down", headers={"Retry-After": "1"})

@@ -11,7 +11,7 @@ from gateway.doors.responses import Answer
 from gateway.origins import AllowedOrigins
 from gateway.settings import Settings
 
-__all__ = ["ALLOWED_METHODS", "MAX_AGE", "CorsPolicy", "is_preflight", "vary_origin"]
+__all__ = ["ALLOWED_METHODS", "MAX_AGE", "CorsPolicy", "is_preflight", "quoted", "vary_origin"]
 
 ALLOWED_METHODS = ("GET", "POST")
 MAX_AGE = 600  # seconds a browser may cache a preflight answer
@@ -27,6 +27,14 @@ def vary_origin(vary: str | None) -> str:
     if any(part.strip().lower() in ("origin", "*") for part in vary.split(",")):
         return vary
     return f"{vary}, Origin"
+
+
+def quoted(value: str) -> str:
+    """A request header's `value` as a refusal may quote it: anything but printable ASCII escaped.
+    aiohttp hands a header's undecodable bytes over as surrogates, which no encoder accepts."""
+    if value.isascii() and value.isprintable():
+        return value
+    return value.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
@@ -59,14 +67,14 @@ class CorsPolicy:
         """The answer to a preflight: 200 with the permissions, or 403 naming what is not allowed."""
         refusal = None
         if not self.origin_allowed(origin):
-            refusal = f"origin {origin} is not in CORS_ORIGINS"
+            refusal = f"origin {quoted(origin)} is not in CORS_ORIGINS"
         elif method not in ALLOWED_METHODS:
-            refusal = f"method {method} is not allowed (GET and POST are)"
+            refusal = f"method {quoted(method)} is not allowed (GET and POST are)"
         else:
             asked = [name.strip().lower() for name in request_headers.split(",") if name.strip()]
             extra = [name for name in asked if name not in self.allow_headers]
             if extra:
-                refusal = f"header {', '.join(extra)} is not in CORS_ALLOW_HEADERS"
+                refusal = f"header {quoted(', '.join(extra))} is not in CORS_ALLOW_HEADERS"
         vary = {"Vary": _PREFLIGHT_VARY}
         if refusal is not None:
             # A browser shows "Failed to fetch"; the network panel shows this line.
