@@ -121,9 +121,8 @@ def _env(database: str, **extra: str) -> dict[str, str]:
     return {**os.environ, **server_env("postgres", database, DB_POOL_MIN="0", **extra)}
 
 
-@pytest.mark.parametrize("door", ["aiohttp", "asgi"])
 async def test_a_client_that_goes_away_cancels_its_statement(
-    backend: str, door: str, request: pytest.FixtureRequest, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     kind = engine(backend)
     if kind == "sqlite":
@@ -147,7 +146,7 @@ async def test_a_client_that_goes_away_cancels_its_statement(
         ),
     }
     create = json.dumps(create_user()).encode()
-    async with serve(door, env) as served:
+    async with serve("aiohttp", env) as served:
         port = served.port
         await wait_until_up(port, "/readyz", served.process)
         async with stall(kind, database) as stalled:

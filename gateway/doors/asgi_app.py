@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
@@ -36,8 +34,6 @@ from gateway.settings import Settings
 from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
 __all__ = ["create_asgi_app"]
-
-T = TypeVar("T")
 
 
 class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore[misc]
@@ -93,43 +89,12 @@ class _GraphQLDoor:
                 return
             if operation is not None:
                 request = Request(scope, receive)
-                running = answer_operation(self._executor, operation, request, identity, media)
-                try:
-                    answer = await _unless_gone(running, receive)
-                except _ClientGone:
-                    return  # nobody to answer; uvicorn logs nothing for a client that has gone
+                answer = await answer_operation(self._executor, operation, request, identity, media)
                 if answer is not None:
                     await _respond(answer)(scope, receive, send)
                     return
             receive = _replay(body, receive)
         await self._view(scope, receive, send)
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its answer was ready; its operation was cancelled."""
-
-
-async def _unless_gone(work: Coroutine[Any, Any, T], receive: Receive) -> T:
-    """`work`'s result, or _ClientGone once the client disconnects: the operation is cancelled then,
-    its statement and transaction with it (uvicorn, unlike `gateway serve`, lets it run on)."""
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnect(receive))
-    try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    raise _ClientGone
-
-
-async def _disconnect(receive: Receive) -> None:
-    """Returns when the client has disconnected (the body has been read already)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _respond(answer: Answer) -> Response:
@@ -150,7 +115,7 @@ class _Observed:
             return
         method, path = scope["method"], scope["path"]
         exchange, handle = self._telemetry.begin(method, path, Headers(scope=scope))
-        status = CLIENT_GONE  # until an answer starts: the door returns without one only then
+        status = 500
 
         async def send_observed(message: Message) -> None:
             nonlocal status
@@ -163,10 +128,6 @@ class _Observed:
             await self._app(scope, receive, send_observed)
         except asyncio.CancelledError:
             status = CLIENT_GONE
-            raise
-        except Exception:
-            if status == CLIENT_GONE:
-                status = 500  # uvicorn answers it so
             raise
         finally:
             self._telemetry.end(exchange, handle, method, path, status)
