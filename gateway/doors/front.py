@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
+from gateway.deadlines import deadline
 from gateway.doors import cors
 from gateway.doors.live import is_live
 from gateway.doors.observed import CLIENT_GONE
@@ -61,7 +62,7 @@ def front(telemetry: Telemetry, policy: cors.CorsPolicy, request_timeout: float)
                 response = await handler(request)  # sockets and streams last; their operations are bounded
             else:
                 try:
-                    async with asyncio.timeout(seconds):
+                    async with deadline(seconds):
                         response = await handler(request)
                 except TimeoutError:
                     method, path = request.method, request.path

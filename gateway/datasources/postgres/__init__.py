@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +39,7 @@ from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource, created_session
+from gateway.deadlines import deadline
 from gateway.errors import NotFound
 from gateway.settings import Settings
 
@@ -246,7 +246,7 @@ class PostgresDataSource(SqlDataSource):
             # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
             self._waiting += 1
             try:
-                async with asyncio.timeout(self._settings.db_acquire_timeout) as waiting:
+                async with deadline(self._settings.db_acquire_timeout) as waiting:
                     return pool, await pool.acquire()
             except TimeoutError:
                 if waiting.expired():

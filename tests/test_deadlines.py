@@ -1,0 +1,101 @@
+"""The per-request time limits' scope (gateway.deadlines), on both event loops the gateway runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from gateway.deadlines import RESOLUTION, deadline
+
+LOOPS = [asyncio.run, uvloop.run]
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_body_past_its_deadline_is_cancelled_with_timeout_error(run: Run) -> None:
+    async def main() -> tuple[float, bool, bool]:
+        cleaned_up = False
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with deadline(0.2) as scope:
+                try:
+                    await asyncio.sleep(5)
+                finally:
+                    cleaned_up = True
+        task = asyncio.current_task()
+        assert task is not None
+        return time.monotonic() - started, scope.expired(), task.cancelling() == 0 and cleaned_up
+
+    took, expired, clean = run(main())
+    assert 0.2 <= took < 0.2 + RESOLUTION + 0.5
+    assert expired and clean  # the task is not left cancelling: it goes on after the scope
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_body_within_its_deadline_is_untouched(run: Run) -> None:
+    async def main() -> tuple[str, bool]:
+        async with deadline(0.05) as scope:
+            value = "done"
+        await asyncio.sleep(0.3)  # past the deadline, outside the scope: nothing cancels it
+        return value, scope.expired()
+
+    assert run(main()) == ("done", False)
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_cancellation_from_elsewhere_passes_through(run: Run) -> None:
+    async def main() -> bool:
+        async def inner() -> None:
+            async with deadline(5):
+                await asyncio.sleep(5)
+
+        task = asyncio.create_task(inner())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert run(main())
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_nested_deadlines_each_end_their_own_scope(run: Run) -> None:
+    async def main() -> list[str]:
+        seen = []
+        async with deadline(2) as outer:
+            try:
+                async with deadline(0.1):
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                seen.append("inner timed out")
+            await asyncio.sleep(0.01)
+            seen.append("outer still running")
+        seen.append(f"outer expired: {outer.expired()}")
+        return seen
+
+    assert run(main()) == ["inner timed out", "outer still running", "outer expired: False"]
+
+
+def test_many_concurrent_scopes_each_expire_on_time() -> None:
+    async def one(seconds: float) -> float:
+        started = time.monotonic()
+        try:
+            async with deadline(seconds):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return time.monotonic() - started - seconds
+        raise AssertionError("not cut off")
+
+    async def main() -> list[float]:
+        return await asyncio.gather(*(one(0.1 + i * 0.01) for i in range(100)))
+
+    lateness = uvloop.run(main())
+    assert all(0 <= late < RESOLUTION + 0.5 for late in lateness)
