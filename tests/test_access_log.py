@@ -59,6 +59,12 @@ async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str
             async with http.post(graphql, json={"query": USERS}, headers=headers) as response:
                 replaced = response.headers["X-Request-Id"]
                 assert replaced != unsafe and len(replaced) == 32
+        # What no route takes is observed all the same: an unknown path, a method /graphql lacks.
+        async with http.get(f"{server.url}/nowhere/x", headers={"X-Request-Id": "req-404"}) as response:
+            assert (response.status, response.headers["X-Request-Id"]) == (404, "req-404")
+        async with http.put(graphql, json={"query": USERS}, headers={"X-Request-Id": "req-405"}) as response:
+            assert (response.status, response.headers["X-Request-Id"]) == (405, "req-405")
+            assert {"GET", "POST"} <= set(response.headers["Allow"].replace(" ", "").split(","))
     lines = json_lines(server.stderr)
     everything = server.stderr
     for secret in (token, JWT_SECRET, EMAIL_SECRET, COUNT_SECRET, LITERAL_SECRET):
@@ -78,6 +84,10 @@ async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str
     )
     assert get["error_codes"] == ["BAD_USER_INPUT"]
     assert access[generated]["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert (access["req-404"]["method"], access["req-404"]["path"], access["req-404"]["status"]) == (
+        "GET", "/nowhere/x", 404
+    )
+    assert (access["req-405"]["method"], access["req-405"]["status"]) == ("PUT", 405)
     assert access[generated]["operation_name"] == "anonymous"
 
     errors = {line["request_id"]: line for line in lines if line["logger"] == "gateway.graphql"}

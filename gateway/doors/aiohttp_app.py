@@ -16,7 +16,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import CORS, EXECUTOR, LIVE, SETTINGS
-from gateway.doors.front import front, respond
+from gateway.doors.front import fallbacks, front, respond
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
@@ -228,7 +228,8 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     """Wire the application; the data source opens when the app starts, not here."""
     executor = Executor(settings, policy, live=True)
     cors_policy = cors.CorsPolicy.from_settings(settings)
-    app = web.Application(middlewares=[front(executor.telemetry, cors_policy, settings.request_timeout)])
+    app = web.Application()
+    door = front(executor.telemetry, cors_policy, settings.request_timeout)
     app[SETTINGS] = settings
     app[CORS] = cors_policy
     app[EXECUTOR] = executor
@@ -250,14 +251,15 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     view.settings = settings
     view.cors_policy = app[CORS]
     graphql = app.router.add_resource("/graphql")
-    handle = _graphql(view)
+    handle = door(_graphql(view))
     graphql.add_route("GET", handle)
     graphql.add_route("POST", handle)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/", _root)
+    app.router.add_get("/healthz", door(_healthz))
+    app.router.add_get("/readyz", door(_readyz))
+    app.router.add_get("/", door(_root))
     if settings.graphiql_enabled:
-        app.router.add_get(ASSETS_PATH + "/{build}/{name:.+}", _graphiql_asset)
+        app.router.add_get(ASSETS_PATH + "/{build}/{name:.+}", door(_graphiql_asset))
     if executor.telemetry.metrics is not None:
-        app.router.add_get("/metrics", _metrics)
+        app.router.add_get("/metrics", door(_metrics))
+    fallbacks(app.router, door)
     return app

@@ -56,6 +56,9 @@ class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore
         return _respond(answer)
 
 
+_GRAPHQL_METHODS = ("GET", "POST")
+
+
 class _GraphQLDoor:
     """/graphql: opens the data source first (a failure is a 503), answers a JSON POST of one operation
     through the executor, and hands anything else to the view."""
@@ -67,6 +70,11 @@ class _GraphQLDoor:
         self._view.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in _GRAPHQL_METHODS:
+            # As `gateway serve` answers (RFC 9110: a 405 names what is allowed).
+            refusal = Response("405: Method Not Allowed", 405, {"Allow": ", ".join(_GRAPHQL_METHODS)})
+            await refusal(scope, receive, send)
+            return
         accept = _header(scope, b"accept")
         media = media_type(accept)
         try:
