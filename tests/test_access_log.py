@@ -147,3 +147,23 @@ async def test_text_access_lines_name_the_operation(tmp_path: Any) -> None:
 )
 def test_logged_messages_keep_no_value(code: str, message: str, logged: str) -> None:
     assert safe_message(code, message) == logged
+
+
+def test_generated_request_ids_differ_between_processes_and_requests() -> None:
+    """Ids are a per-process prefix and a counter: a forked worker must not repeat its parent's."""
+    import os
+
+    from gateway.telemetry.exchange import request_id_from
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running the parent's cleanup
+        os.write(write, " ".join(request_id_from(None) for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    ours = [request_id_from(None) for _ in range(3)]
+    os.waitpid(pid, 0)
+    theirs = os.read(read, 4096).decode().split()
+    os.close(read)
+    assert len(set(ours + theirs)) == 6
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ours + theirs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,7 +19,8 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 def test_a_body_past_its_deadline_is_cancelled_with_timeout_error(run: Run) -> None:
     async def main() -> tuple[float, bool, bool]:
         cleaned_up = False
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()  # deadlines are on the loop's clock, as asyncio.timeout's
+        started = loop.time()
         with pytest.raises(TimeoutError):
             async with deadline(0.2) as scope:
                 try:
@@ -29,10 +29,10 @@ def test_a_body_past_its_deadline_is_cancelled_with_timeout_error(run: Run) -> N
                     cleaned_up = True
         task = asyncio.current_task()
         assert task is not None
-        return time.monotonic() - started, scope.expired(), task.cancelling() == 0 and cleaned_up
+        return loop.time() - started, scope.expired(), task.cancelling() == 0 and cleaned_up
 
     took, expired, clean = run(main())
-    assert 0.2 <= took < 0.2 + RESOLUTION + 0.5
+    assert 0.2 - 1e-6 <= took < 0.2 + RESOLUTION + 0.5
     assert expired and clean  # the task is not left cancelling: it goes on after the scope
 
 
@@ -86,16 +86,17 @@ def test_nested_deadlines_each_end_their_own_scope(run: Run) -> None:
 
 def test_many_concurrent_scopes_each_expire_on_time() -> None:
     async def one(seconds: float) -> float:
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with deadline(seconds):
                 await asyncio.sleep(10)
         except TimeoutError:
-            return time.monotonic() - started - seconds
+            return loop.time() - started - seconds
         raise AssertionError("not cut off")
 
     async def main() -> list[float]:
         return await asyncio.gather(*(one(0.1 + i * 0.01) for i in range(100)))
 
     lateness = uvloop.run(main())
-    assert all(0 <= late < RESOLUTION + 0.5 for late in lateness)
+    assert all(-1e-6 <= late < RESOLUTION + 0.5 for late in lateness), (min(lateness), max(lateness))

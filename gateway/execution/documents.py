@@ -119,10 +119,16 @@ class DocumentCache:
         """How many documents it keeps."""
         return len(self._items)
 
-    async def get(self, query: str) -> Prepared:
+    def cached(self, query: str) -> Prepared | None:
+        """The document when it is already prepared (without waiting), else None."""
         prepared = self._items.get(query)
         if prepared is not None:
             self._items.move_to_end(query)
+        return prepared
+
+    async def get(self, query: str) -> Prepared:
+        prepared = self.cached(query)
+        if prepared is not None:
             return prepared
         # to_thread copies the context: the spans made in the thread join the operation's trace.
         prepared = await asyncio.to_thread(

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import strawberry
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
+from graphql import OperationType as CoreOperationType
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -60,6 +60,7 @@ Outcome = bytes | ExecutionResult
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 EXECUTION_BUFFER = 1000  # activities one shared subscription may have waiting to be resolved
 ALL_OPERATIONS = frozenset(OperationType)
+_KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
 
 
 class Executor:
@@ -215,7 +216,7 @@ class Executor:
         operation's estimated rows to the response's extensions.
         """
         started = time.perf_counter()
-        source = await self.open()
+        source = self._source or await self.open()
         context = self.context(request, source, identity)
         path: str | None = None
         with self.telemetry.span("graphql.operation") as span:
@@ -240,7 +241,8 @@ class Executor:
     ) -> tuple[Prepared | None, DocumentNode | None, OperationDefinitionNode | None]:
         """The operation's document as prepared (None without a query), its parse tree when it is
         valid, and the definition the request names in it (None when there is no such choice)."""
-        prepared = await self.documents.get(operation.query) if operation.query else None
+        query = operation.query
+        prepared = (self.documents.cached(query) or await self.documents.get(query)) if query else None
         document = prepared.document if prepared is not None and not prepared.errors else None
         definition = prepared.operation(operation.operation_name) if prepared and document else None
         return prepared, document, definition
@@ -258,14 +260,14 @@ class Executor:
             prepared is None
             or document is None
             or definition is None
-            or OperationType(definition.operation.value) not in allowed
+            or _KINDS[definition.operation] not in allowed
         ):
             # Nothing will run: Strawberry raises or answers with its own errors.
             return await self._strawberry(operation, context, allowed), None
-        if definition.operation.value == OperationType.SUBSCRIPTION.value:
+        if definition.operation is CoreOperationType.SUBSCRIPTION:
             # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
             return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
-        if definition.operation.value == "query":
+        if definition.operation is CoreOperationType.QUERY:
             # A query reads from the read replica, when there is one. A mutation, its checks and
             # the answer it selects stay on the primary: it reads its own writes.
             context.data_source = context.data_source.for_queries()
@@ -292,15 +294,6 @@ class Executor:
         with self.telemetry.span("graphql.execute"):
             result = await run_prepared(self.schema, prepared, definition, operation.variables, context)
         return result, "interpreted"
-
-    async def answer(self, operation: Operation, request: Any, identity: Identity | None) -> bytes | None:
-        """The JSON body answering a POSTed operation (status 200), or None when Strawberry's view must
-        answer it with a 400 (no query, no such operation, an operation type POST does not run)."""
-        try:
-            outcome = await self.execute(operation, request, identity)
-        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
-            return None  # raised before anything ran
-        return outcome if isinstance(outcome, bytes) else encode(process_result(outcome))
 
     async def stream(
         self,

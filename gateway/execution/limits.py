@@ -191,6 +191,9 @@ def measure(
     return Measures(depth=walk.depth, aliases=walk.aliases, root_fields=roots, cost=cost)
 
 
+_SIZED = (int, list)  # the variables that can change a measure
+
+
 def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
     """The rule refusing operations past MAX_QUERY_DEPTH, MAX_ALIASES, MAX_ROOT_FIELDS or MAX_QUERY_COST."""
     bounds = (
@@ -208,10 +211,12 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
     def rule(operation: OperationView) -> Iterable[Mark]:
         variables = operation.variables
         node = operation.operation
-        sizes = tuple(
-            len(v) if isinstance(v, list) else v for v in variables.values() if isinstance(v, int | list)
+        sizes = (
+            tuple(len(v) if isinstance(v, list) else v for v in variables.values() if isinstance(v, _SIZED))
+            if variables
+            else ()
         )
-        key = (id(node), sizes if variables else ())
+        key = (id(node), sizes)
         entry = known.get(key)
         if entry is not None and entry[0]() is node:
             measures = entry[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from graphql import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
@@ -90,11 +90,10 @@ class Decision:
     """The marks one operation must honour, by (type name, field name)."""
 
     marks: Mapping[tuple[str, str], Mark]
+    shape: frozenset[Hashable] = field(init=False)  # what of the decision changes a compiled plan's text
 
-    @property
-    def shape(self) -> frozenset[Hashable]:
-        """What of the decision changes a compiled plan's text."""
-        return frozenset(mark.shape() for mark in self.marks.values())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", frozenset(mark.shape() for mark in self.marks.values()))
 
 
 ALLOW = Decision({})

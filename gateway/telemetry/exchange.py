@@ -6,6 +6,7 @@ log lines and the tasks of a batch all find it without being handed it).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -20,10 +21,21 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
 
 def request_id_from(incoming: str | None) -> str:
-    """The request id: the client's X-Request-Id when it is sane, else a new random one."""
+    """The request id: the client's X-Request-Id when it is sane, else a new one (32 hex digits)."""
     if incoming and _SANE_ID.fullmatch(incoming):
         return incoming
-    return os.urandom(16).hex()  # as random as uuid4().hex, 5x cheaper (0.5 us)
+    # Unique, not secret: a random prefix per process and a counter, without a system call each.
+    return f"{_prefix}{next(_counter):016x}"
+
+
+def _start_sequence() -> None:
+    global _prefix, _counter
+    _prefix, _counter = os.urandom(8).hex(), itertools.count()
+
+
+_prefix, _counter = "", itertools.count()
+_start_sequence()
+os.register_at_fork(after_in_child=_start_sequence)  # a forked worker must not repeat its parent's ids
 
 
 @dataclass(slots=True)
