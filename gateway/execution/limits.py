@@ -203,10 +203,18 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
     )
 
-    # Measures by operation and by the integer variables and list lengths, the only values that
-    # change them (`first: $n`, `ids: $ids`). Keyed by the node's id, checked through a weak
-    # reference: an AST node hashes its whole tree, which cost more than measuring.
-    known: dict[tuple[int, tuple[Any, ...]], tuple[ref[OperationDefinitionNode], Measures]] = {}
+    # Verdicts by operation and by the integer variables and list lengths, the only values that
+    # change the measures (`first: $n`, `ids: $ids`). Keyed by the node's id, checked through a
+    # weak reference: an AST node hashes its whole tree, which cost more than measuring.
+    known: dict[tuple[int, tuple[Any, ...]], tuple[ref[OperationDefinitionNode], int, str | None]] = {}
+
+    def verdict(measures: Measures) -> str | None:
+        """Why the measures are refused, or None."""
+        for attribute, limit, setting, what in bounds:
+            value = getattr(measures, attribute)
+            if value > limit:
+                return f"the operation is too complex: {value} {what}, more than {setting}={limit}"
+        return None
 
     def rule(operation: OperationView) -> Iterable[Mark]:
         variables = operation.variables
@@ -218,21 +226,14 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         )
         key = (id(node), sizes)
         entry = known.get(key)
-        if entry is not None and entry[0]() is node:
-            measures = entry[1]
-        else:
+        if entry is None or entry[0]() is not node:
             measures = measure(schema, node, operation.fragments, variables)
             if len(known) >= 1024:
                 known.clear()
-            known[key] = (ref(node), measures)
-        operation.context.cost = measures.cost
-        for attribute, limit, setting, what in bounds:
-            value = getattr(measures, attribute)
-            if value > limit:
-                raise Refused(
-                    ErrorCode.QUERY_TOO_COMPLEX,
-                    f"the operation is too complex: {value} {what}, more than {setting}={limit}",
-                )
+            entry = known[key] = (ref(node), measures.cost, verdict(measures))
+        operation.context.cost = entry[1]
+        if entry[2] is not None:
+            raise Refused(ErrorCode.QUERY_TOO_COMPLEX, entry[2])
         return ()
 
     return rule

@@ -29,7 +29,7 @@ class Refused(GatewayError):
         super().__init__(message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is built through object.__setattr__
 class OperationView:
     """What a rule sees of one operation."""
 
