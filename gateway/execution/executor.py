@@ -221,7 +221,8 @@ class Executor:
         path: str | None = None
         with self.telemetry.span("graphql.operation") as span:
             try:
-                operation = self.persisted.resolve(operation)
+                if self.persisted.enabled:
+                    operation = self.persisted.resolve(operation)
                 async with deadline(self.settings.request_timeout):
                     outcome, path = await self._run(operation, context, allowed)
             except GatewayError as refusal:
