@@ -337,6 +337,10 @@ class MysqlDataSource(SqlDataSource):
         await super().ping()
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        if pool.freesize:
+            # A free connection: nothing to wait for, so no deadline to arm (a new connection
+            # the pool opens meanwhile is bounded by DB_CONNECT_TIMEOUT).
+            return await pool.acquire()
         self._waiting += 1
         try:
             # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
@@ -348,7 +352,7 @@ class MysqlDataSource(SqlDataSource):
             self._waiting -= 1
 
     @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[aiomysql.Connection]:
+    async def connection(self) -> AsyncIterator[_Connection]:
         pool = self._pool
         if pool is None:
             raise DataSourceUnavailable("pool is closed")
@@ -363,7 +367,7 @@ class MysqlDataSource(SqlDataSource):
         except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
             raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
         try:
-            yield conn
+            yield _Connection(conn, self)
         except asyncio.CancelledError:
             # aiomysql closes a connection cancelled mid-statement, but the server runs the
             # statement to its end unless told: it notices a gone client only while it waits.
@@ -389,16 +393,12 @@ class MysqlDataSource(SqlDataSource):
             log.warning("could not stop the statement of a cancelled request (thread %d): %s", thread_id, exc)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[_Connection]:
-        async with self._acquire() as conn:
-            yield _Connection(conn, self)
-
-    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Connection]:
-        async with self._acquire() as conn:
+        async with self.connection() as wrapped:
+            conn = wrapped.driver
             await conn.begin()
             try:
-                yield _Connection(conn, self)
+                yield wrapped
             except BaseException:
                 if not conn.closed:
                     try:
