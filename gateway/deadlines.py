@@ -11,7 +11,6 @@ therefore ends between its deadline and RESOLUTION later.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from types import TracebackType
 
 __all__ = ["RESOLUTION", "Deadline", "deadline"]
@@ -45,19 +44,17 @@ class _Sweeper:
             self._timer = self.loop.call_later(RESOLUTION, self._sweep)
 
 
-_SWEEPERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper] = weakref.WeakKeyDictionary()
-_last: _Sweeper | None = None  # a process has one loop (or one per test): skip the weak lookup
+# The sweeper of the loop that last opened a scope. A process runs one loop (tests, one after
+# another); a scope keeps its own sweeper, so a loop that comes back gets a new one and the old
+# one still sweeps the scopes it holds.
+_current: _Sweeper | None = None
 
 
 def _sweeper_for(loop: asyncio.AbstractEventLoop) -> _Sweeper:
-    global _last
-    if _last is not None and _last.loop is loop:
-        return _last
-    sweeper = _SWEEPERS.get(loop)
-    if sweeper is None:
-        sweeper = _SWEEPERS[loop] = _Sweeper(loop)
-    _last = sweeper
-    return sweeper
+    global _current
+    if _current is None or _current.loop is not loop:
+        _current = _Sweeper(loop)
+    return _current
 
 
 class Deadline:

@@ -201,10 +201,8 @@ def _graphql(view: GatewayView) -> Handler:
             if view.live.stopping:
                 return web.Response(status=503, text="shutting down", headers={"Retry-After": "1"})
         try:
-            if executor.data_source is None:
-                await executor.open()
-            authorization = request.headers.get(hdrs.AUTHORIZATION)
-            identity = await executor.identify(authorization) if executor.authenticator else None
+            await executor.open()
+            identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
         except GatewayError as exc:
             return respond(unavailable(exc).answer(media))
         except TokenRejected as exc:

@@ -216,13 +216,12 @@ class Executor:
         operation's estimated rows to the response's extensions.
         """
         started = time.perf_counter()
-        source = self._source or await self.open()
+        source = await self.open()
         context = self.context(request, source, identity)
         path: str | None = None
         with self.telemetry.span("graphql.operation") as span:
             try:
-                if self.persisted.enabled:
-                    operation = self.persisted.resolve(operation)
+                operation = self.persisted.resolve(operation)
                 async with deadline(self.settings.request_timeout):
                     outcome, path = await self._run(operation, context, allowed)
             except GatewayError as refusal:
@@ -320,7 +319,7 @@ class Executor:
                 prepared is None
                 or document is None
                 or definition is None
-                or definition.operation.value != OperationType.SUBSCRIPTION.value
+                or definition.operation is not CoreOperationType.SUBSCRIPTION
             ):
                 yield _as_result(await self.execute(operation, request, identity, allowed))
                 return

@@ -194,15 +194,7 @@ class PostgresDataSource(SqlDataSource):
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
         # The fast path's one statement per request: no context manager (a generator-based one
         # costs a point lookup ~3% of its throughput).
-        pool = self._pool
-        if pool is not None and has_idle_connection(pool):
-            # A free connection, the common case: taken without a second coroutine.
-            try:
-                conn = await pool.acquire()
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-                raise self._unreachable(exc, self._where) from exc
-        else:
-            pool, conn = await self._checkout()
+        pool, conn = await self._checkout()
         try:
             self.statements += 1
             return await json_row(conn, sql, args, self.tracing)
@@ -251,7 +243,7 @@ class PostgresDataSource(SqlDataSource):
         try:
             if has_idle_connection(pool):
                 return pool, await pool.acquire()
-            # asyncio.timeout, not acquire(timeout=): that one runs each acquire in a new task.
+            # A deadline, not acquire(timeout=): that one runs each acquire in a new task.
             self._waiting += 1
             try:
                 async with deadline(self._settings.db_acquire_timeout) as waiting:
@@ -263,12 +255,7 @@ class PostgresDataSource(SqlDataSource):
             finally:
                 self._waiting -= 1
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise self._unreachable(exc, where or self._where) from exc
-
-    @staticmethod
-    def _unreachable(exc: BaseException, where: tuple[str, int]) -> Exception:
-        """What a failed checkout at `where` raises: the TLS failure explained, else UNAVAILABLE."""
-        return explain_tls_failure(exc, *where) or ERRORS.unavailable(exc)
+            raise explain_tls_failure(exc, *(where or self._where)) or ERRORS.unavailable(exc) from exc
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:

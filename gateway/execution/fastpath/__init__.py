@@ -157,15 +157,7 @@ class FastPath:
             return None
         try:
             if len(statements) == 1:
-                # A point lookup's one statement, without a coroutine between (~2% of its time).
-                (statement,) = statements
-                if statement.sql is None:
-                    values = [statement.constant]
-                else:
-                    value, ok = await self._source.fetch_json(statement.sql, bound[0])
-                    if not ok:
-                        return None  # the interpreted path raises the matching error
-                    values = [b"null" if value is None else value.encode()]
+                values = [await _run(self._source, statements[0], bound[0])]
             else:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
