@@ -46,7 +46,8 @@ async def wait_until_not_listening(port: int) -> None:
     async def refused() -> bool:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Reset: the listening socket closed with this connection still in its queue.
             return True
         writer.close()
         await writer.wait_closed()
