@@ -353,33 +353,37 @@ class Executor:
             None if identity is None else (identity.subject, identity.roles),
             frozenset(decision.marks.items()),
         )
-        shared = self._shared.get(key)
-        if shared is None:
-            results = await self.schema.subscribe(
-                operation.query,
-                variable_values=operation.variables,
-                context_value=context,
-                operation_name=operation.operation_name,
-                operation_extensions=operation.extensions,
-            )
-            shared = self._shared[key] = SharedSubscription(key, context, results, self._forget)
-            if self._running_executions is not None:
-                self._running_executions.inc()
-            # The feed's buffer for the execution: overflowing it means resolving updates is slower
-            # than they come (an overloaded server), whoever reads them.
-            context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
-        subscriber = shared.join(self.settings.subscription_buffer, on_slow)
+        # Counted before anything is awaited, so subscriptions arriving together cannot all pass the
+        # limit checked above.
         self.subscriptions += 1
         if self._open_subscriptions is not None:
             self._open_subscriptions.inc()
         try:
-            async for result in subscriber.results():
-                yield result
+            shared = self._shared.get(key)
+            if shared is None:
+                results = await self.schema.subscribe(
+                    operation.query,
+                    variable_values=operation.variables,
+                    context_value=context,
+                    operation_name=operation.operation_name,
+                    operation_extensions=operation.extensions,
+                )
+                shared = self._shared[key] = SharedSubscription(key, context, results, self._forget)
+                if self._running_executions is not None:
+                    self._running_executions.inc()
+                # The feed's buffer for the execution: overflowing it means resolving updates is
+                # slower than they come (an overloaded server), whoever reads them.
+                context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
+            subscriber = shared.join(self.settings.subscription_buffer, on_slow)
+            try:
+                async for result in subscriber.results():
+                    yield result
+            finally:
+                await shared.leave(subscriber)
         finally:
             self.subscriptions -= 1
             if self._open_subscriptions is not None:
                 self._open_subscriptions.dec()
-            await shared.leave(subscriber)
 
     def receiving(self) -> int:
         """How many subscriptions receive every activity committed from now on."""
