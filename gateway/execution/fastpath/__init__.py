@@ -24,7 +24,8 @@ from gateway.datasources.sql.json_sql import JsonSql
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
 from gateway.execution.documents import Prepared
-from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, compile_operation, mark_variable
+from gateway.execution.fastpath.club import compile_operation
+from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, mark_variable
 from gateway.execution.fastpath.variables import coerce_variables, signatures_of
 from gateway.execution.policy import Decision
 from gateway.settings import Settings

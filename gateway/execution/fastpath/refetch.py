@@ -16,7 +16,7 @@ from gateway.schema.node import NODE_TYPES
 from gateway.schema.refetch import node_id, node_ids
 
 if TYPE_CHECKING:
-    from gateway.execution.fastpath.compiler import Getter, _Compiler
+    from gateway.execution.fastpath.compiler import Compiler, Getter
 
 __all__ = ["node_by_id", "nodes_by_ids"]
 
@@ -29,11 +29,11 @@ TABLES = {
 }
 
 
-def _node(c: _Compiler, kind: str, pk: str, nodes: list[FieldNode], keys: str) -> str:
+def _node(c: Compiler, kind: str, pk: str, nodes: list[FieldNode], keys: str) -> str:
     """The JSON of the object of type `kind` and key `pk` (SQL expressions), or NULL.
 
     `keys` lists the keys of every object the statement builds: the rows the checks of the
-    statement read (an activity's kind, see the compiler's `_activity_kind`).
+    statement read (an activity's kind, see `_activity_kind` in fastpath/club.py).
     """
     branches = []
     for type_name in NODE_TYPES:
@@ -46,7 +46,7 @@ def _node(c: _Compiler, kind: str, pk: str, nodes: list[FieldNode], keys: str) -
     return c.sql.nested(f"SELECT CASE {kind} {' '.join(branches)} END")
 
 
-def node_by_id(c: _Compiler, arguments: Getter, nodes: list[FieldNode]) -> str:
+def node_by_id(c: Compiler, arguments: Getter, nodes: list[FieldNode]) -> str:
     def key(variables: VariableValues) -> tuple[str, int] | None:
         return node_id(arguments(variables)["id"])  # BAD_USER_INPUT for a malformed ID: interpreted
 
@@ -62,7 +62,7 @@ def node_by_id(c: _Compiler, arguments: Getter, nodes: list[FieldNode]) -> str:
     return _node(c, c.param(kind), key_marker, nodes, key_marker)
 
 
-def nodes_by_ids(c: _Compiler, arguments: Getter, nodes: list[FieldNode]) -> str:
+def nodes_by_ids(c: Compiler, arguments: Getter, nodes: list[FieldNode]) -> str:
     def keys(variables: VariableValues) -> str:
         # An ID naming nothing is ["", 0]: no branch matches it, its element is null.
         found: list[Any] = [k or ("", 0) for k in node_ids(arguments(variables)["ids"])]
