@@ -38,7 +38,8 @@ from gateway.datasources.protocol import DataSource, DataSourceUnavailable, Sour
 from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
-from gateway.datasources.sql.source import SqlDataSource, created_session
+from gateway.datasources.sql.source import SqlDataSource
+from gateway.datasources.sql.writes import created_session
 from gateway.deadlines import deadline
 from gateway.errors import NotFound
 from gateway.settings import Settings
