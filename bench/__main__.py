@@ -72,6 +72,7 @@ class System:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request
+    cwd: Path = ROOT  # where it runs: `python -m` imports from here first
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -239,7 +240,7 @@ def postgraphile5(env: dict[str, str]) -> System:
 def running(system: System) -> Iterator[System]:
     env = {**os.environ, **system.env}
     system.process = subprocess.Popen(
-        system.command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        system.command, cwd=system.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,111 @@
+"""`python -m bench.side_by_side --ref COMMIT [--ref COMMIT …]`: this tree's gateway against earlier
+commits of it and the raw handler, side by side in one run.
+
+Each system is one process on the benchmark's dataset, in a throwaway PostgreSQL (or the machine's
+MariaDB); a commit runs from its own git worktree with this tree's virtualenv (`--with` installs
+packages an older commit needs and this one does not, such as aiohttp-cors before be762ad's
+successors). wrk loads the systems in turn, the order rotating every round, and the report gives
+each one's median requests/s, its ratio to the raw handler, and its CPU time per request: the
+figures that tell a regression from the machine's drift, which moves every system alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from bench.__main__ import ROOT, System, Table, gateway, load_rounds, raw, running
+from bench.cpu import process_named
+from bench.dataset import load_mariadb, load_postgres
+from bench.postgres_instance import postgres_instance
+
+__all__ = ["main", "report"]
+
+
+@contextmanager
+def _worktree(ref: str) -> Iterator[Path]:
+    """A checkout of `ref` beside this one, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="gw-side-by-side-") as parent:
+        tree = Path(parent) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), ref], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+
+
+def _packages(names: list[str], into: Path) -> Path:
+    """`names` installed (without their dependencies) into a folder of their own."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(into), *names],
+        check=True,
+    )
+    return into
+
+
+def report(table: Table, systems: list[System], query: str) -> str:
+    """Markdown: each system's median requests/s, ratio to the first (the raw handler), CPU per request."""
+    baseline = systems[0].name
+    lines = [
+        f"| system | {query} req/s | / raw | CPU µs per request | req/s each round |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for system in systems:
+        results, cores = table.results[(system.name, query)], table.cores[(system.name, query)]
+        cpu = statistics.median(c.server / r.rps * 1e6 for r, c in zip(results, cores, strict=True))
+        ratio = table.ratio(system.name, baseline, query)
+        rounds = ", ".join(f"{r.rps:,.0f}" for r in results)
+        median = table.median(system.name, query)
+        lines.append(f"| {system.name} | {median:,.0f} | {ratio:.3f} | {cpu:.1f} | {rounds} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.side_by_side", description=__doc__)
+    parser.add_argument("--ref", action="append", required=True, help="a commit to compare (repeatable)")
+    parser.add_argument("--query", choices=("P", "N", "M"), default="P", help="the operation (default P)")
+    parser.add_argument("--backend", choices=("postgres", "mysql"), default="postgres")
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load run (default 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each system once (default 5)")
+    parser.add_argument(
+        "--with", dest="packages", action="append", default=[], help="a package the older commits need"
+    )
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        extra: list[str] = []
+        if args.packages:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-side-by-side-pkgs-")))
+            extra.append(str(_packages(args.packages, folder)))
+        print("loading the dataset…", file=sys.stderr)
+        if args.backend == "postgres":
+            pg = stack.enter_context(postgres_instance())
+            env = asyncio.run(load_postgres(pg.port, "club_bench"))
+            databases = {"postgres": pg.pid}
+        else:
+            env = load_mariadb("gw_bench")
+            databases = {"mysql": process_named("mariadbd", "mysqld")}
+        systems = [raw("raw handler", args.backend, env), gateway("this tree", args.backend, env)]
+        for ref in args.ref:
+            tree = stack.enter_context(_worktree(ref))
+            system = gateway(ref, args.backend, env)
+            system.cwd = tree
+            system.env["PYTHONPATH"] = os.pathsep.join([str(tree), *extra])
+            systems.append(system)
+        for system in systems:
+            stack.enter_context(running(system))
+        table = Table(databases)
+        load_rounds(systems, [args.query], args.rounds, args.seconds, table)
+    print(report(table, systems, args.query))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
