@@ -483,15 +483,6 @@ def missed_targets(ratios: dict[tuple[str, str, str], float]) -> list[str]:
     return lines
 
 
-def _ratio_cell(table: Table, gateway_name: str, other: str, backend: str, query: str) -> str:
-    """`ratio (target ≥ x)`, or n/a when `other` did not run this query."""
-    if (other, query) not in table.results:
-        return "n/a"
-    target = TARGETS.get(("raw" if other.startswith("raw") else other, backend, query))
-    beside = f" (target ≥ {target:g})" if target is not None else ""
-    return f"{table.ratio(gateway_name, other, query):.2f}{beside}"
-
-
 def _node_version(node: str) -> str:
     return subprocess.run([node, "-v"], capture_output=True, text=True).stdout.strip()
 
@@ -530,21 +521,22 @@ def report(
         "| backend | query | gateway / raw | gateway / PostGraphile 4 | gateway / PostGraphile 5 |",
         "|---|---|---:|---:|---:|",
     ]
+    ratios: dict[tuple[str, str, str], float] = {}  # keyed as TARGETS
     for backend, (gw, raw_name) in gateways.items():
         for query in ("N", "P", "M"):
             if (gw, query) not in table.results:
                 continue
-            cells = [_ratio_cell(table, gw, other, backend, query) for other in (raw_name, *_PEERS)]
+            cells = []
+            for other in (raw_name, *_PEERS):
+                if (other, query) not in table.results:
+                    cells.append("n/a")
+                    continue
+                key = ("raw" if other.startswith("raw") else other, backend, query)
+                ratios[key] = table.ratio(gw, other, query)
+                target = TARGETS.get(key)
+                cells.append(f"{ratios[key]:.2f}" + (f" (target ≥ {target:g})" if target is not None else ""))
             lines.append(f"| {backend} | {query} | {' | '.join(cells)} |")
-    lines += missed_targets(
-        {
-            ("raw" if other.startswith("raw") else other, backend, query): table.ratio(gw, other, query)
-            for backend, (gw, raw_name) in gateways.items()
-            for other in (raw_name, *_PEERS)
-            for query in ("N", "P", "M")
-            if (gw, query) in table.results and (other, query) in table.results
-        }
-    )
+    lines += missed_targets(ratios)
     if ("gateway", "P") in table.results:
         # The limits rule runs in-process on every request: its time against a whole P request's.
         per_request_us = 1e6 / table.median("gateway", "P")

@@ -3,10 +3,10 @@ commits of it and the raw handler, side by side in one run.
 
 Each system is one process on the benchmark's dataset, in a throwaway PostgreSQL (or the machine's
 MariaDB); a commit runs from its own git worktree with this tree's virtualenv (`--with` installs
-packages an older commit needs and this one does not, such as aiohttp-cors before be762ad's
-successors). wrk loads the systems in turn, the order rotating every round, and the report gives
-each one's median requests/s, its ratio to the raw handler, and its CPU time per request: the
-figures that tell a regression from the machine's drift, which moves every system alike.
+packages an older commit needs and this one does not, such as aiohttp-cors for be762ad). wrk
+loads the systems in turn, the order rotating every round, and the report gives each one's median
+requests/s, its ratio to the raw handler, and its CPU time per request: the figures that tell a
+regression from the machine's drift, which moves every system alike.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a query's selections become SQL that returns their JSON: objects, rows, Relay connections,
-the policy's marks. Which SQL each of the schema's fields is comes from a field table
-(`fastpath/club.py`); this module knows no field of its own.
+the policy's marks. Which SQL each of the schema's fields is comes from the field table it is
+given (`fastpath/club.py`).
 
 The statement prints every value exactly as the interpreted path does (opaque IDs, cursors,
 timestamps, floats), so the response can be written from the database's bytes. Anything the
