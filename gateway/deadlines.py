@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-__all__ = ["RESOLUTION", "Deadline", "deadline"]
+__all__ = ["RESOLUTION", "Deadline"]
 
 RESOLUTION = 0.05  # seconds between sweeps
 
@@ -58,8 +58,11 @@ def _sweeper_for(loop: asyncio.AbstractEventLoop) -> _Sweeper:
 
 
 class Deadline:
-    """`async with deadline(seconds)`: the body is cancelled once `seconds` have passed, and the
-    scope raises TimeoutError in its place (a cancellation from elsewhere passes through)."""
+    """`with Deadline(seconds)` inside a task: the body is cancelled once `seconds` have passed,
+    and the scope raises TimeoutError in its place (a cancellation from elsewhere passes through).
+
+    A plain context manager: entering and leaving awaits nothing, so no coroutine is made for either.
+    """
 
     __slots__ = ("_cancelling", "_expired", "_sweeper", "_task", "seconds", "when")
 
@@ -68,7 +71,7 @@ class Deadline:
         self.when = 0.0
         self._expired = False
 
-    async def __aenter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
@@ -76,11 +79,14 @@ class Deadline:
         self._task = task
         self._cancelling = task.cancelling()
         self.when = loop.time() + self.seconds
-        self._sweeper = sweeper = _sweeper_for(loop)
+        sweeper = _current
+        if sweeper is None or sweeper.loop is not loop:
+            sweeper = _sweeper_for(loop)
+        self._sweeper = sweeper
         sweeper.add(self)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._sweeper.discard(self)
@@ -95,8 +101,3 @@ class Deadline:
     def expired(self) -> bool:
         """Whether the deadline passed while the scope was open."""
         return self._expired
-
-
-def deadline(seconds: float) -> Deadline:
-    """A scope that cancels its body after `seconds` (up to RESOLUTION more) and raises TimeoutError."""
-    return Deadline(seconds)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from gateway.deadlines import RESOLUTION, deadline
+from gateway.deadlines import RESOLUTION, Deadline
 
 LOOPS = [asyncio.run, uvloop.run]
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -21,12 +21,11 @@ def test_a_body_past_its_deadline_is_cancelled_with_timeout_error(run: Run) -> N
         cleaned_up = False
         loop = asyncio.get_running_loop()  # deadlines are on the loop's clock, as asyncio.timeout's
         started = loop.time()
-        with pytest.raises(TimeoutError):
-            async with deadline(0.2) as scope:
-                try:
-                    await asyncio.sleep(5)
-                finally:
-                    cleaned_up = True
+        with pytest.raises(TimeoutError), Deadline(0.2) as scope:
+            try:
+                await asyncio.sleep(5)
+            finally:
+                cleaned_up = True
         task = asyncio.current_task()
         assert task is not None
         return loop.time() - started, scope.expired(), task.cancelling() == 0 and cleaned_up
@@ -39,7 +38,7 @@ def test_a_body_past_its_deadline_is_cancelled_with_timeout_error(run: Run) -> N
 @pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
 def test_a_body_within_its_deadline_is_untouched(run: Run) -> None:
     async def main() -> tuple[str, bool]:
-        async with deadline(0.05) as scope:
+        with Deadline(0.05) as scope:
             value = "done"
         await asyncio.sleep(0.3)  # past the deadline, outside the scope: nothing cancels it
         return value, scope.expired()
@@ -51,7 +50,7 @@ def test_a_body_within_its_deadline_is_untouched(run: Run) -> None:
 def test_a_cancellation_from_elsewhere_passes_through(run: Run) -> None:
     async def main() -> bool:
         async def inner() -> None:
-            async with deadline(5):
+            with Deadline(5):
                 await asyncio.sleep(5)
 
         task = asyncio.create_task(inner())
@@ -70,9 +69,9 @@ def test_a_cancellation_from_elsewhere_passes_through(run: Run) -> None:
 def test_nested_deadlines_each_end_their_own_scope(run: Run) -> None:
     async def main() -> list[str]:
         seen = []
-        async with deadline(2) as outer:
+        with Deadline(2) as outer:
             try:
-                async with deadline(0.1):
+                with Deadline(0.1):
                     await asyncio.sleep(5)
             except TimeoutError:
                 seen.append("inner timed out")
@@ -89,7 +88,7 @@ def test_many_concurrent_scopes_each_expire_on_time() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with deadline(seconds):
+            with Deadline(seconds):
                 await asyncio.sleep(10)
         except TimeoutError:
             return loop.time() - started - seconds

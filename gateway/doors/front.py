@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from gateway.deadlines import deadline
+from gateway.deadlines import Deadline
 from gateway.doors import cors
 from gateway.doors.live import is_live
 from gateway.doors.observed import CLIENT_GONE
@@ -66,7 +66,7 @@ def front(
                     response = await handler(request)
                 else:
                     try:
-                        async with deadline(seconds):
+                        with Deadline(seconds):
                             response = await handler(request)
                     except TimeoutError:
                         method, path = request.method, request.path

@@ -33,7 +33,7 @@ from gateway.datasources.feed import ActivityFeed
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats, StatementTimeout
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.deadlines import deadline
+from gateway.deadlines import Deadline
 from gateway.errors import ErrorCode, GatewayError, SubscriptionsUnsupported, Unavailable
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
@@ -222,7 +222,7 @@ class Executor:
         with self.telemetry.span("graphql.operation") as span:
             try:
                 operation = self.persisted.resolve(operation)
-                async with deadline(self.settings.request_timeout):
+                with Deadline(self.settings.request_timeout):
                     outcome, path = await self._run(operation, context, allowed)
             except GatewayError as refusal:
                 outcome = self._refused(refusal)

@@ -34,7 +34,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.placeholders import format_style
 from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
-from gateway.deadlines import deadline
+from gateway.deadlines import Deadline
 from gateway.errors import GatewayError
 from gateway.settings import Settings
 
@@ -344,7 +344,7 @@ class MysqlDataSource(SqlDataSource):
         self._waiting += 1
         try:
             # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
-            async with deadline(self._settings.db_acquire_timeout):
+            with Deadline(self._settings.db_acquire_timeout):
                 return await pool.acquire()
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None

@@ -40,7 +40,7 @@ from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
-from gateway.deadlines import deadline
+from gateway.deadlines import Deadline
 from gateway.errors import NotFound
 from gateway.settings import Settings
 
@@ -247,7 +247,7 @@ class PostgresDataSource(SqlDataSource):
             # A deadline, not acquire(timeout=): that one runs each acquire in a new task.
             self._waiting += 1
             try:
-                async with deadline(self._settings.db_acquire_timeout) as waiting:
+                with Deadline(self._settings.db_acquire_timeout) as waiting:
                     return pool, await pool.acquire()
             except TimeoutError:
                 if waiting.expired():

@@ -21,7 +21,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sqlite.json_sql import FUNCTIONS, SqliteJsonSql
-from gateway.deadlines import deadline
+from gateway.deadlines import Deadline
 from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
@@ -201,7 +201,7 @@ class SqliteDataSource(SqlDataSource):
             raise DataSourceUnavailable("pool is closed")
         self._waiting += 1
         try:
-            async with deadline(self._acquire_timeout):
+            with Deadline(self._acquire_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise DataSourceUnavailable("no database connection free (DB_POOL_MAX reached)") from None
