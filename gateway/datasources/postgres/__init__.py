@@ -28,6 +28,7 @@ from gateway.datasources.postgres.driver import (
     keep_session,
     pooler_hint,
     refused,
+    release,
     session_options,
     target,
 )
@@ -200,7 +201,7 @@ class PostgresDataSource(SqlDataSource):
             self.statements += 1
             return await json_row(conn, sql, args, self.tracing)
         finally:
-            await pool.release(conn)
+            await release(pool, conn)
 
     def for_queries(self) -> DataSource:
         return self._reads or self
@@ -264,7 +265,7 @@ class PostgresDataSource(SqlDataSource):
         try:
             yield conn
         finally:
-            await pool.release(conn)
+            await release(pool, conn)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[PostgresConnection]:
