@@ -323,3 +323,29 @@ async def test_every_answer_varies_by_origin_and_names_no_server_software(door: 
     for reply in replies:
         assert "origin" in reply.headers.get("Vary", "").lower(), reply.headers
         assert "Server" not in reply.headers, reply.headers["Server"]
+
+
+async def test_a_stream_and_a_socket_handshake_carry_the_same_headers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The aiohttp door sends these from inside the view, before its handler returns.
+    origin = "http://localhost:5173"
+    async with served("aiohttp", make_settings("sqlite")) as url, aiohttp.ClientSession() as http:
+        stream = http.post(
+            url + "/graphql",
+            json={"query": "subscription { activity { __typename } }"},
+            headers={"Accept": "text/event-stream", "Origin": origin},
+        )
+        async with stream as response:
+            assert response.content_type == "text/event-stream"
+            stream_headers = response.headers
+        ws_url = url.replace("http", "ws", 1) + "/graphql"
+        async with http.ws_connect(
+            ws_url, protocols=("graphql-transport-ws",), headers={"Origin": origin}
+        ) as ws:
+            handshake_headers = ws._response.headers
+    for headers in (stream_headers, handshake_headers):
+        assert headers["Access-Control-Allow-Origin"] == origin, headers
+        assert "Origin" in headers["Vary"]
+        assert len(headers["X-Request-Id"]) == 32
+        assert "Server" not in headers, headers["Server"]

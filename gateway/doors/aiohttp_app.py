@@ -16,7 +16,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors import cors
 from gateway.doors.app_keys import CORS, EXECUTOR, LIVE, SETTINGS
-from gateway.doors.front import fallbacks, front, respond
+from gateway.doors.front import fallbacks, front, respond, stamp
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
@@ -37,6 +37,7 @@ from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, read_json_operation
 from gateway.execution.policy import Policy
 from gateway.settings import Settings
+from gateway.telemetry.exchange import CURRENT
 
 __all__ = ["GatewayView", "create_app"]
 
@@ -90,6 +91,7 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         ws = web.WebSocketResponse(
             protocols=[subprotocol] if subprotocol else [], heartbeat=self.settings.live_keepalive
         )
+        self._stamp(request, ws)
         await ws.prepare(request)
         return ws
 
@@ -101,6 +103,7 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         headers: Mapping[str, str],
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=sub_response.status, headers={**sub_response.headers, **headers})
+        self._stamp(request, response)
         await response.prepare(request)
         self.live.add(request, response)
         try:
@@ -110,6 +113,12 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         except ConnectionError:
             pass  # the client went away, or was cut for reading too slowly
         return response
+
+    def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A socket's handshake or a stream's headers, sent from here: what every answer carries."""
+        exchange = CURRENT.get()
+        request_id = exchange.request_id if exchange is not None else None
+        stamp(response.headers, self.cors_policy, request.headers.get(hdrs.ORIGIN), request_id)
 
     def set_status(self, sub_response: web.Response, status: int, headers: dict[str, str]) -> None:
         sub_response.set_status(status)
@@ -178,11 +187,8 @@ async def _graphiql_asset(request: web.Request) -> web.Response:
     return respond(graphiql_assets().asset(build, name, request.headers.get(hdrs.IF_NONE_MATCH)))
 
 
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer carries its CORS headers and differs by Origin; none names the server's software."""
-    if not cors.is_preflight(request.method, request.headers):
-        response.headers.update(request.app[CORS].allowed_headers(request.headers.get(hdrs.ORIGIN)))
-    response.headers[hdrs.VARY] = cors.vary_origin(response.headers.get(hdrs.VARY))
+async def _no_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No answer names the server's software: aiohttp adds `Server` as it sends the headers."""
     response.headers.popall(hdrs.SERVER, None)
 
 
@@ -236,7 +242,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     app[LIVE] = LiveConnections()
     app.cleanup_ctx.append(_executor_ctx)
     app.on_shutdown.append(_close_live_connections)
-    app.on_response_prepare.append(_headers)
+    app.on_response_prepare.append(_no_server_header)
     _log_bad_http_on_one_line()
 
     view = GatewayView(

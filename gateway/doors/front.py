@@ -3,7 +3,8 @@
 In order: the request's exchange is made current (request id, access line, trace span), a
 browser's CORS preflight is answered by the policy alone, and anything else but a socket or an
 event stream is bounded by REQUEST_TIMEOUT, body read included (plus a second, so an operation's
-own TIMEOUT error, raised at REQUEST_TIMEOUT, is the answer when it applies).
+own TIMEOUT error, raised at REQUEST_TIMEOUT, is the answer when it applies). Every answer then
+gets its headers (`stamp`): the request id, its CORS grant, and `Vary: Origin`.
 
 It wraps each route's handler rather than being an aiohttp middleware: aiohttp wraps every
 middleware anew for every request (`functools.update_wrapper`, a partial, a current-app context
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import hdrs, web
 
@@ -27,7 +28,7 @@ from gateway.doors.observed import CLIENT_GONE
 from gateway.doors.responses import Answer
 from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
-__all__ = ["fallbacks", "front", "respond"]
+__all__ = ["fallbacks", "front", "respond", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ def respond(answer: Answer) -> web.Response:
     return web.Response(body=answer.body, status=answer.status, headers=headers)
 
 
+def stamp(
+    headers: MutableMapping[str, str], policy: cors.CorsPolicy, origin: str | None, request_id: str | None
+) -> None:
+    """Give an answer's `headers` what every answer carries: the request id, the CORS grant for
+    `origin` (a preflight's answer has its own: pass None), and `Vary: Origin`."""
+    if request_id is not None:
+        headers[REQUEST_ID_HEADER] = request_id
+    if origin is not None:
+        headers.update(policy.allowed_headers(origin))
+    headers[hdrs.VARY] = cors.vary_origin(headers.get(hdrs.VARY))
+
+
 def front(
     telemetry: Telemetry, policy: cors.CorsPolicy, request_timeout: float
 ) -> Callable[[Handler], Handler]:
@@ -50,17 +63,20 @@ def front(
 
     def wrap(handler: Handler) -> Handler:
         async def meet(request: web.Request) -> web.StreamResponse:
-            exchange, handle = telemetry.begin(request.method, request.path, request.headers)
+            headers = request.headers
+            exchange, handle = telemetry.begin(request.method, request.path, headers)
             status = 500
+            origin = headers.get(hdrs.ORIGIN)
             try:
-                if cors.is_preflight(request.method, request.headers):
+                if cors.is_preflight(request.method, headers):
                     response: web.StreamResponse = respond(
                         policy.preflight(
-                            request.headers[hdrs.ORIGIN],
-                            request.headers[hdrs.ACCESS_CONTROL_REQUEST_METHOD],
-                            request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, ""),
+                            headers[hdrs.ORIGIN],
+                            headers[hdrs.ACCESS_CONTROL_REQUEST_METHOD],
+                            headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, ""),
                         )
                     )
+                    origin = None  # the preflight's answer says what it grants
                 elif is_live(request):
                     # Sockets and streams last; their operations are bounded.
                     response = await handler(request)
@@ -73,11 +89,12 @@ def front(
                         log.warning("%s %s cut off after REQUEST_TIMEOUT (%gs)", method, path, seconds)
                         raise web.HTTPRequestTimeout(text=_TOO_LONG) from None
                 status = response.status
-                response.headers[REQUEST_ID_HEADER] = exchange.request_id
+                if not response.prepared:  # a stream or a socket got its headers from the view
+                    stamp(response.headers, policy, origin, exchange.request_id)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                exc.headers[REQUEST_ID_HEADER] = exchange.request_id
+                stamp(exc.headers, policy, origin, exchange.request_id)
                 raise
             except asyncio.CancelledError:
                 status = CLIENT_GONE
