@@ -198,18 +198,25 @@ async def test_workers_add_up_in_one_exposition(pg_database: str, tmp_path: Path
         "postgres", pg_database, DB_POOL_MAX="4", DB_POOL_MIN="1", LOG_LEVEL="WARNING", TMPDIR=str(tmp_path)
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    sent = 40
-    # A new TCP connection per request, so the kernel spreads them over both workers.
+    sent = 0
+    # A new TCP connection per request, so the kernel spreads them over both workers (once the
+    # second one listens too: the server is up when either answers).
     spread = aiohttp.TCPConnector(force_close=True)
     serving = serve("aiohttp", env, "--workers", "2")
     async with serving as server, aiohttp.ClientSession(connector=spread) as http:
-        for _ in range(sent):
-            async with http.post(f"{server.url}/graphql", json=USERS) as response:
-                assert response.status == 200
         shared = list(tmp_path.glob("gateway-metrics-*"))
         assert len(shared) == 1
-        # Both workers wrote their own files there.
-        assert len({f.name.rsplit("_", 1)[1] for f in shared[0].glob("counter_*.db")}) == 2
+
+        async def both_workers_answered() -> bool:
+            nonlocal sent
+            for _ in range(10):
+                async with http.post(f"{server.url}/graphql", json=USERS) as response:
+                    assert response.status == 200
+                sent += 1
+            # Each worker writes its own files there once it has answered.
+            return len({f.name.rsplit("_", 1)[1] for f in shared[0].glob("counter_*.db")}) == 2
+
+        await until(both_workers_answered, "both workers answer requests", timeout=30)
 
         async def every_request_is_counted() -> bool:
             async with http.get(f"{server.url}/metrics") as response:
