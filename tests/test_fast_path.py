@@ -317,6 +317,9 @@ async def test_lookups_of_missing_or_malformed_ids_are_null_alike(paths: Paths) 
     query = "query($id: ID!) { user(id: $id) { id } group(id: $id) { id } shootingSession(id: $id) { id } }"
     for value in ("VXNlcjo5OTk5OTk", "not base64!", "", paths.ids["groups"][0]["id"], "VXNlcjotMQ"):
         await paths.same(query, id=value)
+    # Every argument given as a variable: read from the variables as graphql-core reads them.
+    many = "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on User { displayName } } }"
+    await paths.same(many, ids=[paths.ids["users"][0]["id"], "VXNlcjo5OTk5OTk", paths.ids["groups"][0]["id"]])
 
 
 async def test_bad_input_and_uncompilable_operations_fall_back_with_the_same_answer(paths: Paths) -> None:
@@ -328,6 +331,8 @@ async def test_bad_input_and_uncompilable_operations_fall_back_with_the_same_ans
         ('{ shootingSessions(filter: {userId: "nope"}) { edges { cursor } } }', {}),
         ('{ shootingSessions(filter: {startedAfter: "2025-01-01T00:00:00"}) { edges { cursor } } }', {}),
         ("query($n: Int!) { users(first: $n) { edges { cursor } } }", {"n": "three"}),
+        ("query($id: ID!) { user(id: $id) { id } }", {}),
+        ("query($id: ID!) { user(id: $id) { id } }", {"id": None}),
         ("{ nope }", {}),
         ("{ __schema { queryType { name } } }", {}),
         ('{ __type(name: "User") { name fields { name } } }', {}),

@@ -24,6 +24,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     SelectionSetNode,
+    Undefined,
     VariableNode,
     get_named_type,
     is_leaf_type,
@@ -100,6 +101,37 @@ def once_per_request(get: Getter) -> Getter:
         return last[1]
 
     return remembered
+
+
+def _all_arguments(definition: GraphQLField, node: FieldNode) -> Callable[[VariableValues], dict[str, Any]]:
+    return lambda variables: get_argument_values(definition, node, variables)
+
+
+def _variable_arguments(definition: GraphQLField, node: FieldNode) -> Getter | None:
+    """The arguments of a field given every one of them as a variable (`user(id: $id)`), read
+    straight from the coerced variables, as graphql-core reads them (~3 us less per lookup); None
+    when any is a literal or left out. A variable absent, or null for a non-null argument, leaves
+    the arguments to graphql-core, with its defaults and its errors."""
+    arguments = node.arguments or ()
+    given = {a.name.value: a.value.name.value for a in arguments if isinstance(a.value, VariableNode)}
+    if len(given) != len(arguments) or set(given) != set(definition.args):
+        return None
+    reads = [
+        (argument.out_name or name, given[name], is_non_null_type(argument.type))
+        for name, argument in definition.args.items()
+    ]
+    general = _all_arguments(definition, node)
+
+    def read(variables: VariableValues) -> dict[str, Any]:
+        coerced, values = variables.coerced, {}
+        for out_name, variable, required in reads:
+            value = coerced.get(variable, Undefined)
+            if value is Undefined or (value is None and required):
+                return general(variables)
+            values[out_name] = value
+        return values
+
+    return read
 
 
 def mark_variable(mark: Mark) -> str:
@@ -206,7 +238,7 @@ class Compiler:
     def arguments(self, parent: str, nodes: list[FieldNode]) -> Getter:
         """The field's coerced arguments, as a function of the variables (computed once per request)."""
         definition, node = self.field(parent, nodes[0].name.value), nodes[0]
-        return once_per_request(lambda variables: get_argument_values(definition, node, variables))
+        return once_per_request(_variable_arguments(definition, node) or _all_arguments(definition, node))
 
     # -- objects -----------------------------------------------------------------------
 
