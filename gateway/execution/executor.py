@@ -216,7 +216,7 @@ class Executor:
         operation's estimated rows to the response's extensions.
         """
         started = time.perf_counter()
-        source = await self.open()
+        source = self._source or await self.open()
         context = self.context(request, source, identity)
         path: str | None = None
         with self.telemetry.span("graphql.operation") as span:

@@ -14,7 +14,7 @@ import re
 from gateway.errors import ErrorCode
 from gateway.telemetry.exchange import Exchange
 
-__all__ = ["log_exchange", "safe_message"]
+__all__ = ["log_exchange", "logging_exchanges", "safe_message"]
 
 access_log = logging.getLogger("gateway.access")
 error_log = logging.getLogger("gateway.graphql")
@@ -52,9 +52,14 @@ def safe_message(code: str, message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "…"
 
 
+def logging_exchanges() -> bool:
+    """Whether access lines are written (LOG_LEVEL is INFO or DEBUG)."""
+    return access_log.isEnabledFor(logging.INFO)
+
+
 def log_exchange(exchange: Exchange, method: str, path: str, status: int, seconds: float) -> None:
     """Write the access line of a finished request, and its error line if it answered errors."""
-    if not access_log.isEnabledFor(logging.INFO):
+    if not logging_exchanges():
         return
     ms = round(seconds * 1000, 2)
     names = ",".join(name or "anonymous" for name, _ in exchange.operations) or None

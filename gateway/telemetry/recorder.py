@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.datasources.protocol import SourceStats
 from gateway.errors import ErrorCode
 from gateway.settings import Settings
-from gateway.telemetry.access_log import log_exchange
+from gateway.telemetry.access_log import log_exchange, logging_exchanges
 from gateway.telemetry.exchange import CURRENT, MAX_RECORDED, Exchange, request_id_from
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ class Telemetry:
         span: Any = None,
     ) -> None:
         """One operation ran (or was refused) in `seconds`; `path` is fast_path, interpreted or None."""
+        if self.metrics is None and span is None and not logging_exchanges():
+            return  # nothing would record it
         definition = (
             prepared.operation(requested) if prepared is not None and prepared.document is not None else None
         )

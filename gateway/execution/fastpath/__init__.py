@@ -174,8 +174,8 @@ class FastPath:
                 self._plans.put(key, _INTERPRETED)
             return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
-        fields = b",".join(b'"%s":%s' % (s.key.encode(), v) for s, v in zip(statements, values, strict=True))
-        return b'{"data":{' + fields + b"}}"
+        pairs = [b'"%s":%s' % (s.key.encode(), v) for s, v in zip(statements, values, strict=True)]
+        return b'{"data":{' + b",".join(pairs) + b"}}"
 
 
 def fast_path_for(schema: GraphQLSchema, settings: Settings, source: DataSource) -> FastPath | None:
