@@ -23,13 +23,13 @@ from gateway.datasources.postgres.driver import (
     REFUSED,
     PoolExhausted,
     PostgresConnection,
-    has_idle_connection,
     json_row,
     keep_session,
     pooler_hint,
     refused,
     release,
     session_options,
+    take_idle,
     target,
 )
 from gateway.datasources.postgres.json_sql import PostgresJsonSql
@@ -243,8 +243,9 @@ class PostgresDataSource(SqlDataSource):
         if pool is None:
             raise DataSourceUnavailable("pool is closed")
         try:
-            if has_idle_connection(pool):
-                return pool, await pool.acquire()
+            idle = await take_idle(pool)
+            if idle is not None:
+                return pool, idle
             # A deadline, not acquire(timeout=): that one runs each acquire in a new task.
             self._waiting += 1
             try:
