@@ -437,20 +437,21 @@ TARGETS: dict[tuple[str, str, str], float] = {
 
 # Why each target the gateway can miss is missed, as measured (the experiments: bench/README.md).
 _POINT_LOOKUP = (
-    "a point lookup is bound by the gateway's own Python: ~175-195 µs of CPU a request against the"
-    " raw handler's ~100-105, where the gateway before the request pipeline spent ~162-172"
-    " (`python -m bench.side_by_side --ref be762ad --with aiohttp-cors`); the difference is sign-in,"
-    " limits, request ids, the access line, time limits and the door's CORS hook, some twenty"
-    " functions of 0.3-3 µs each, none of which recovers it alone"
+    "a point lookup is bound by the gateway's own Python. Counted by callgrind"
+    " (`python -m bench.instructions`, 2026-12-04), a P request runs 516k instructions in the gateway"
+    " against the raw handler's 395k (1.31x; the gateway before the request pipeline ran 563k, the"
+    " one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer itself"
+    " (the body's operation, cached document, variables, policy and limits, the compiled plan, ID"
+    " decoding, telemetry, CORS and request id), some twenty functions of 1-5k instructions each"
 )
 WHY_MISSED: dict[tuple[str, str, str], str] = {
     ("raw", "PostgreSQL", "P"): _POINT_LOOKUP,
     ("PostGraphile 4", "PostgreSQL", "P"): _POINT_LOOKUP,
     ("PostGraphile 5", "PostgreSQL", "P"): _POINT_LOOKUP,
     ("raw", "PostgreSQL", "N"): (
-        "PostgreSQL building the JSON bounds N (1.4-1.5 of the 2 cores); the gateway's extra ~14 µs"
-        " of CPU a request shows or not with the machine's speed: 0.79-0.86 of raw over one day, and"
-        " 0.921 against the pre-pipeline gateway's 0.929 side by side"
+        "PostgreSQL building the JSON bounds N (1.4-1.5 of the 2 cores), and the ratio moves with the"
+        " machine: 0.79-0.99 of raw across runs. The gateway's own work barely grew: callgrind counts"
+        " 728k instructions per N request in it, 717k before the request pipeline, 544k in the raw handler"
     ),
     ("raw", "PostgreSQL", "M"): (
         "a mutation runs interpreted (graphql-core and Strawberry coerce the 10-shot input, then our"

@@ -27,11 +27,11 @@ from bench.cpu import process_named
 from bench.dataset import load_mariadb, load_postgres
 from bench.postgres_instance import postgres_instance
 
-__all__ = ["main", "report"]
+__all__ = ["main", "packages", "report", "worktree"]
 
 
 @contextmanager
-def _worktree(ref: str) -> Iterator[Path]:
+def worktree(ref: str) -> Iterator[Path]:
     """A checkout of `ref` beside this one, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="gw-side-by-side-") as parent:
         tree = Path(parent) / "tree"
@@ -42,7 +42,7 @@ def _worktree(ref: str) -> Iterator[Path]:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 
 
-def _packages(names: list[str], into: Path) -> Path:
+def packages(names: list[str], into: Path) -> Path:
     """`names` installed (without their dependencies) into a folder of their own."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(into), *names],
@@ -83,7 +83,7 @@ def main() -> int:
         extra: list[str] = []
         if args.packages:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-side-by-side-pkgs-")))
-            extra.append(str(_packages(args.packages, folder)))
+            extra.append(str(packages(args.packages, folder)))
         print("loading the dataset…", file=sys.stderr)
         if args.backend == "postgres":
             pg = stack.enter_context(postgres_instance())
@@ -94,7 +94,7 @@ def main() -> int:
             databases = {"mysql": process_named("mariadbd", "mysqld")}
         systems = [raw("raw handler", args.backend, env), gateway("this tree", args.backend, env)]
         for ref in args.ref:
-            tree = stack.enter_context(_worktree(ref))
+            tree = stack.enter_context(worktree(ref))
             system = gateway(ref, args.backend, env)
             system.cwd = tree
             system.env["PYTHONPATH"] = os.pathsep.join([str(tree), *extra])

@@ -1,0 +1,136 @@
+"""`python -m bench.instructions [--ref COMMIT …] [--query P|N|M]`: CPU instructions per request of
+this tree's gateway, earlier commits of it and the raw handler, counted by callgrind.
+
+Requests/s and CPU time on a shared two-core machine drift by 10-20% within minutes; an
+instruction count does not (the same build, data and requests count alike within ~1%), so it
+tells a change of a few percent in the server's own work from the machine's noise. Each system
+runs alone under `valgrind --tool=callgrind` on the benchmark's dataset in a throwaway
+PostgreSQL; after warm-up requests the counters are zeroed (`callgrind_control -z`), the
+requests are sent one at a time on one keep-alive connection, and the counters dumped (`-d`).
+The count is the server process's: its event loop, HTTP, GraphQL and driver work, not the
+database's. It is not a throughput figure (no concurrency, no cache effects): `bench.side_by_side`
+measures that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.__main__ import System, gateway, raw
+from bench.dataset import load_postgres
+from bench.postgres_instance import postgres_instance
+from bench.side_by_side import packages, worktree
+
+__all__ = ["count", "main"]
+
+WARM_UP = 20
+
+
+def count(system: System, query: str, requests: int) -> float:
+    """Instructions the server process of `system` runs per `query` request, after warm-up."""
+    entry = system.requests[query]
+    if entry is None:
+        raise ValueError(f"{system.name} does not offer {query}")
+    path, bodies = entry
+    with tempfile.TemporaryDirectory(prefix="gw-callgrind-") as folder:
+        out = Path(folder) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *system.command]
+        env = {**os.environ, **system.env}
+        process = subprocess.Popen(
+            command, cwd=system.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            conn = _connected(system, process)
+            headers = {"Content-Type": "application/json", **system.headers}
+
+            def send(index: int) -> None:
+                conn.request("POST", path, bodies[index % len(bodies)], headers)
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200 or b'"errors"' in body:
+                    raise RuntimeError(f"{system.name} answered {response.status}: {body[:300]!r}")
+
+            for index in range(WARM_UP):
+                send(index)
+            subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True)
+            for index in range(requests):
+                send(index)
+            subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True, capture_output=True)
+            conn.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+        dumped = next(p for p in Path(folder).iterdir() if p.name.endswith(".1"))
+        total = re.search(rb"\n(?:totals|summary): (\d+)", dumped.read_bytes())
+        if total is None:
+            raise RuntimeError(f"no total in {dumped}")
+        return int(total.group(1)) / requests
+
+
+def _connected(system: System, process: subprocess.Popen[bytes]) -> http.client.HTTPConnection:
+    """A connection to `system` once it answers (under callgrind, starting takes ~20-40 s)."""
+    deadline = time.monotonic() + 300
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{system.name} exited under callgrind")
+        conn = http.client.HTTPConnection("127.0.0.1", system.port, timeout=120)
+        try:
+            conn.connect()
+            return conn
+        except OSError:
+            conn.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system.name} did not start under callgrind") from None
+            time.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.instructions", description=__doc__)
+    parser.add_argument("--ref", action="append", default=[], help="a commit to count too (repeatable)")
+    parser.add_argument("--query", choices=("P", "N", "M"), default="P", help="the operation (default P)")
+    parser.add_argument("--requests", type=int, default=300, help="requests counted (default 300)")
+    parser.add_argument(
+        "--with", dest="packages", action="append", default=[], help="a package the older commits need"
+    )
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (apt-get install valgrind)")
+    with ExitStack() as stack:
+        extra: list[str] = []
+        if args.packages:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-instructions-pkgs-")))
+            extra.append(str(packages(args.packages, folder)))
+        print("loading the dataset…", file=sys.stderr)
+        pg = stack.enter_context(postgres_instance())
+        env = asyncio.run(load_postgres(pg.port, "club_bench"))
+        systems = [raw("raw handler", "postgres", env), gateway("this tree", "postgres", env)]
+        for ref in args.ref:
+            system = gateway(ref, "postgres", env)
+            system.cwd = stack.enter_context(worktree(ref))
+            system.env["PYTHONPATH"] = os.pathsep.join([str(system.cwd), *extra])
+            systems.append(system)
+        counted = []
+        for system in systems:
+            print(f"counting {system.name}…", file=sys.stderr)
+            counted.append((system.name, count(system, args.query, args.requests)))
+    baseline = counted[0][1]
+    print(f"| system | instructions per {args.query} request | / raw handler |")
+    print("|---|---:|---:|")
+    for name, instructions in counted:
+        print(f"| {name} | {instructions:,.0f} | {instructions / baseline:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
