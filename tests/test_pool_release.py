@@ -51,7 +51,7 @@ async def test_many_compiled_and_resolver_reads_hand_every_connection_back(
     assert source.json_sql is not None
     sql = "SELECT " + source.json_sql.object([("n", "?::int")]) + " AS data"
 
-    async def compiled(n: int) -> str | None:
+    async def compiled(n: int) -> bytes | None:
         return (await source.fetch_json(sql, [n]))[0]
 
     async def resolver(n: int) -> int:
@@ -60,7 +60,7 @@ async def test_many_compiled_and_resolver_reads_hand_every_connection_back(
             return int(row["n"])
 
     answers = await asyncio.gather(*(compiled(n) for n in range(100)), *(resolver(n) for n in range(100)))
-    assert answers == [f'{{"n" : {n}}}' for n in range(100)] + list(range(100))
+    assert answers == [f'{{"n" : {n}}}'.encode() for n in range(100)] + list(range(100))
     stats = source.stats()
     assert (stats.pool_size, stats.pool_in_use) == (2, 0)
     assert all(state == "idle" for state, _ in await _sessions(settings.db_name))
@@ -86,7 +86,7 @@ async def test_a_cancelled_statement_still_hands_its_connection_back(
     await until(lambda: source.stats().pool_in_use == 0, "both connections are back in the pool", timeout=5)
     assert not [q for state, q in await _sessions(settings.db_name) if "pg_sleep" in q and state == "active"]
     answers = await asyncio.gather(*(source.fetch_json("SELECT '1' AS data") for _ in range(4)))
-    assert answers == [("1", True)] * 4
+    assert answers == [(b"1", True)] * 4
 
 
 async def test_a_transaction_left_open_is_rolled_back_before_the_connection_serves_again(

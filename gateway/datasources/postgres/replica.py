@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from gateway.datasources.postgres.driver import PoolExhausted, PostgresConnection, json_row
+from gateway.datasources.postgres.driver import PoolExhausted, PostgresConnection, json_row, release
 from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
 from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
@@ -144,7 +144,7 @@ class ReplicaReads(SqlDataSource):
         try:
             yield PostgresConnection(conn, self._primary)
         finally:
-            await pool.release(conn)
+            await release(pool, conn)
 
     # Writes go to the primary: the shared ones through transaction(), PostgreSQL's own directly.
     def transaction(self) -> AbstractAsyncContextManager[SqlConnection]:
@@ -162,10 +162,10 @@ class ReplicaReads(SqlDataSource):
             except DataSourceUnavailable as exc:
                 self._replica.lost(exc)  # the connection was lost mid-read: the primary answers it
             finally:
-                await pool.release(conn)
+                await release(pool, conn)
         return await self._primary._fetch(sql, args)
 
-    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[bytes | None, bool]:
         taken = await self._take()
         if taken is not None:
             pool, conn = taken
@@ -175,5 +175,5 @@ class ReplicaReads(SqlDataSource):
             except DataSourceUnavailable as exc:
                 self._replica.lost(exc)
             finally:
-                await pool.release(conn)
+                await release(pool, conn)
         return await self._primary.fetch_json(sql, args)

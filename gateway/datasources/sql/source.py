@@ -74,13 +74,14 @@ class SqlDataSource(SqlWrites):
         self._on_commit.append(watch.wake)
         return watch
 
-    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[str | None, bool]:
-        """The `data` column of the one row a JSON-building statement returns, and its `ok` flag."""
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[bytes | None, bool]:
+        """The `data` column of the one row a JSON-building statement returns, as UTF-8 (the
+        response's bytes), and its `ok` flag."""
         row = (await self._fetch(sql, args))[0]
         value = row["data"]
-        # MariaDB labels a JSON built only of computed ASCII text as binary.
-        if isinstance(value, bytes):
-            value = value.decode()
+        # MariaDB labels a JSON built only of computed ASCII text as binary: bytes already.
+        if isinstance(value, str):
+            value = value.encode()
         return value, bool(row.get("ok", True))
 
     async def open(self) -> None:

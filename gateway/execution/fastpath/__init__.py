@@ -174,8 +174,12 @@ class FastPath:
                 self._plans.put(key, _INTERPRETED)
             return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
-        pairs = [b'"%s":%s' % (s.key.encode(), v) for s, v in zip(statements, values, strict=True)]
-        return b'{"data":{' + b",".join(pairs) + b"}}"
+        # One copy of each value into the body: an N answer is ~26 KB.
+        parts = [b'{"data":{']
+        for i, (statement, value) in enumerate(zip(statements, values, strict=True)):
+            parts += (b',"' if i else b'"', statement.key.encode(), b'":', value)
+        parts.append(b"}}")
+        return b"".join(parts)
 
 
 def fast_path_for(schema: GraphQLSchema, settings: Settings, source: DataSource) -> FastPath | None:
@@ -195,4 +199,4 @@ async def _run(source: SqlDataSource, statement: RootStatement, args: list[Any])
     value, ok = await source.fetch_json(statement.sql, args)
     if not ok:
         raise _RowsRefused(statement.key)
-    return b"null" if value is None else value.encode()
+    return b"null" if value is None else value
