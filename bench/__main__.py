@@ -438,9 +438,9 @@ TARGETS: dict[tuple[str, str, str], float] = {
 # Why each target the gateway can miss is missed, as measured (the experiments: bench/README.md).
 _POINT_LOOKUP = (
     "a point lookup is bound by the gateway's own Python. Counted by callgrind"
-    " (`python -m bench.instructions`, 2026-12-04), a P request runs 516k instructions in the gateway"
-    " against the raw handler's 395k (1.31x; the gateway before the request pipeline ran 563k, the"
-    " one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer itself"
+    " (`python -m bench.instructions`, 2026-12-04), a P request runs ~510-527k instructions in the"
+    " gateway against the raw handler's ~395k (1.31x; the gateway before the request pipeline ran"
+    " 563k, the one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer itself"
     " (the body's operation, cached document, variables, policy and limits, the compiled plan, ID"
     " decoding, telemetry, CORS and request id), some twenty functions of 1-5k instructions each"
 )
@@ -450,8 +450,9 @@ WHY_MISSED: dict[tuple[str, str, str], str] = {
     ("PostGraphile 5", "PostgreSQL", "P"): _POINT_LOOKUP,
     ("raw", "PostgreSQL", "N"): (
         "PostgreSQL building the JSON bounds N (1.4-1.5 of the 2 cores), and the ratio moves with the"
-        " machine: 0.79-0.99 of raw across runs. The gateway's own work barely grew: callgrind counts"
-        " 728k instructions per N request in it, 717k before the request pipeline, 544k in the raw handler"
+        " machine: 0.75-0.99 of raw across runs. The gateway's own work is smaller than before the"
+        " request pipeline: callgrind counts ~603k instructions per N request in it (717k before the"
+        " pipeline, 728k before 2026-12-04), ~500-544k in the raw handler"
     ),
     ("raw", "PostgreSQL", "M"): (
         "a mutation runs interpreted (graphql-core and Strawberry coerce the 10-shot input, then our"
