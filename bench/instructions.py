@@ -1,5 +1,6 @@
-"""`python -m bench.instructions [--ref COMMIT …] [--query P|N|M]`: CPU instructions per request of
-this tree's gateway, earlier commits of it and the raw handler, counted by callgrind.
+"""`python -m bench.instructions [--ref COMMIT …] [--query P|N|M] [--signed-in]`: CPU instructions
+per request of this tree's gateway (signed in too, with --signed-in), earlier commits of it and the
+raw handler, counted by callgrind.
 
 Requests/s and CPU time on a shared two-core machine drift by 10-20% within minutes; an
 instruction count does not (the same build, data and requests count alike within ~1%), so it
@@ -30,7 +31,7 @@ from pathlib import Path
 from bench.__main__ import System, gateway, raw
 from bench.dataset import load_postgres
 from bench.postgres_instance import postgres_instance
-from bench.side_by_side import packages, worktree
+from bench.side_by_side import earlier_gateways
 
 __all__ = ["count", "main"]
 
@@ -100,6 +101,7 @@ def main() -> int:
     parser.add_argument("--ref", action="append", default=[], help="a commit to count too (repeatable)")
     parser.add_argument("--query", choices=("P", "N", "M"), default="P", help="the operation (default P)")
     parser.add_argument("--requests", type=int, default=300, help="requests counted (default 300)")
+    parser.add_argument("--signed-in", action="store_true", help="also count this tree with a member's token")
     parser.add_argument(
         "--with", dest="packages", action="append", default=[], help="a package the older commits need"
     )
@@ -107,19 +109,13 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     with ExitStack() as stack:
-        extra: list[str] = []
-        if args.packages:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-instructions-pkgs-")))
-            extra.append(str(packages(args.packages, folder)))
         print("loading the dataset…", file=sys.stderr)
         pg = stack.enter_context(postgres_instance())
         env = asyncio.run(load_postgres(pg.port, "club_bench"))
         systems = [raw("raw handler", "postgres", env), gateway("this tree", "postgres", env)]
-        for ref in args.ref:
-            system = gateway(ref, "postgres", env)
-            system.cwd = stack.enter_context(worktree(ref))
-            system.env["PYTHONPATH"] = os.pathsep.join([str(system.cwd), *extra])
-            systems.append(system)
+        if args.signed_in:
+            systems.append(gateway("this tree, signed in", "postgres", env, signed_in=True))
+        systems += earlier_gateways(stack, args.ref, args.packages, "postgres", env)
         counted = []
         for system in systems:
             print(f"counting {system.name}…", file=sys.stderr)

@@ -27,11 +27,11 @@ from bench.cpu import process_named
 from bench.dataset import load_mariadb, load_postgres
 from bench.postgres_instance import postgres_instance
 
-__all__ = ["main", "packages", "report", "worktree"]
+__all__ = ["earlier_gateways", "main", "report"]
 
 
 @contextmanager
-def worktree(ref: str) -> Iterator[Path]:
+def _worktree(ref: str) -> Iterator[Path]:
     """A checkout of `ref` beside this one, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="gw-side-by-side-") as parent:
         tree = Path(parent) / "tree"
@@ -42,13 +42,31 @@ def worktree(ref: str) -> Iterator[Path]:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 
 
-def packages(names: list[str], into: Path) -> Path:
+def _packages(names: list[str], into: Path) -> Path:
     """`names` installed (without their dependencies) into a folder of their own."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(into), *names],
         check=True,
     )
     return into
+
+
+def earlier_gateways(
+    stack: ExitStack, refs: list[str], names: list[str], backend: str, env: dict[str, str]
+) -> list[System]:
+    """A gateway for each commit in `refs`, each run from its own worktree (open while `stack` is),
+    with the packages `names` installed beside it."""
+    extra: list[str] = []
+    if names:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-side-by-side-pkgs-")))
+        extra.append(str(_packages(names, folder)))
+    systems = []
+    for ref in refs:
+        system = gateway(ref, backend, env)
+        system.cwd = stack.enter_context(_worktree(ref))
+        system.env["PYTHONPATH"] = os.pathsep.join([str(system.cwd), *extra])
+        systems.append(system)
+    return systems
 
 
 def report(table: Table, systems: list[System], query: str) -> str:
@@ -80,10 +98,6 @@ def main() -> int:
     )
     args = parser.parse_args()
     with ExitStack() as stack:
-        extra: list[str] = []
-        if args.packages:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-side-by-side-pkgs-")))
-            extra.append(str(packages(args.packages, folder)))
         print("loading the dataset…", file=sys.stderr)
         if args.backend == "postgres":
             pg = stack.enter_context(postgres_instance())
@@ -93,12 +107,7 @@ def main() -> int:
             env = load_mariadb("gw_bench")
             databases = {"mysql": process_named("mariadbd", "mysqld")}
         systems = [raw("raw handler", args.backend, env), gateway("this tree", args.backend, env)]
-        for ref in args.ref:
-            tree = stack.enter_context(worktree(ref))
-            system = gateway(ref, args.backend, env)
-            system.cwd = tree
-            system.env["PYTHONPATH"] = os.pathsep.join([str(tree), *extra])
-            systems.append(system)
+        systems += earlier_gateways(stack, args.ref, args.packages, args.backend, env)
         for system in systems:
             stack.enter_context(running(system))
         table = Table(databases)
