@@ -4,6 +4,8 @@ status and error codes, and never a token or a variable's value; on both doors."
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -14,6 +16,8 @@ from gateway.settings import Settings
 from gateway.telemetry.access_log import safe_message
 from tests.conftest import server_env
 from tests.processes import DOORS, serve
+from tests.served_doors import served
+from tests.tcp_proxy import TcpProxy
 
 JWT_SECRET = "access-log-test-secret-0123456789abcdef"
 # Values a client might send that must never reach a log.
@@ -110,6 +114,33 @@ async def test_text_access_lines_name_the_operation(tmp_path: Any) -> None:
     line = next(line for line in lines if "gateway.access" in line and "id=abc.1" in line)
     assert "POST /graphql 200 " in line and "ms query Users id=abc.1" in line
     assert "aiohttp.access" not in server.stderr  # replaced, with its query strings
+
+
+async def test_at_log_level_warning_a_server_side_error_keeps_its_line(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    # LOG_LEVEL=WARNING drops the access lines, not the warning that the database went away.
+    direct = make_settings("postgres")
+    proxy = TcpProxy(direct.db_host, direct.database_port)
+    await proxy.start()
+    settings = make_settings(
+        "postgres", db_host="127.0.0.1", db_port=proxy.port, db_acquire_timeout=1, db_connect_timeout=1
+    )
+    caplog.set_level(logging.WARNING, logger="gateway")
+    async with served("aiohttp", settings) as url, aiohttp.ClientSession() as http:
+        graphql = f"{url}/graphql"
+        for request_id, status in (("req-up", 200), ("req-down", 503)):
+            if status == 503:
+                await proxy.cut()
+            headers = {"X-Request-Id": request_id}
+            async with http.post(graphql, json={"query": USERS}, headers=headers) as response:
+                assert response.status == status
+    logged = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("gateway.")]
+    assert not [line for line in logged if line[0] == "gateway.access"]
+    errors = [line for line in logged if line[0] == "gateway.graphql"]
+    assert len(errors) == 1, logged
+    assert errors[0][1] == "WARNING"
+    assert "UNAVAILABLE" in errors[0][2] and errors[0][2].endswith("id=req-down")
 
 
 @pytest.mark.parametrize(

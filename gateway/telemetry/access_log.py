@@ -58,8 +58,10 @@ def logging_exchanges() -> bool:
 
 
 def log_exchange(exchange: Exchange, method: str, path: str, status: int, seconds: float) -> None:
-    """Write the access line of a finished request, and its error line if it answered errors."""
-    if not logging_exchanges():
+    """Write the access line of a finished request (INFO), and its error line if it answered errors
+    (WARNING for a server-side one, which LOG_LEVEL=WARNING still shows, else INFO)."""
+    access = logging_exchanges()
+    if not access and not exchange.errors:
         return
     ms = round(seconds * 1000, 2)
     names = ",".join(name or "anonymous" for name, _ in exchange.operations) or None
@@ -77,13 +79,14 @@ def log_exchange(exchange: Exchange, method: str, path: str, status: int, second
     }
     operation = f" {kinds} {names}" if names else ""
     errors = f" errors={','.join(codes)}" if codes else ""
-    access_log.info(
-        "%s %s %s %.2fms%s%s id=%s", method, path, status, ms, operation, errors, exchange.request_id,
-        extra={"fields": fields},
-    )
-    if exchange.errors:
+    if access:
+        access_log.info(
+            "%s %s %s %.2fms%s%s id=%s", method, path, status, ms, operation, errors, exchange.request_id,
+            extra={"fields": fields},
+        )
+    level = logging.WARNING if _SERVER_SIDE.intersection(codes) else logging.INFO
+    if exchange.errors and error_log.isEnabledFor(level):
         logged = [{"code": code, "message": safe_message(code, message)} for code, message in exchange.errors]
-        level = logging.WARNING if _SERVER_SIDE.intersection(codes) else logging.INFO
         error_log.log(
             level,
             "GraphQL errors%s: %s id=%s",

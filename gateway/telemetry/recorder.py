@@ -90,8 +90,9 @@ class Telemetry:
         span: Any = None,
     ) -> None:
         """One operation ran (or was refused) in `seconds`; `path` is fast_path, interpreted or None."""
-        if self.metrics is None and span is None and not logging_exchanges():
-            return  # nothing would record it
+        errors = outcome.errors if not isinstance(outcome, bytes) else None
+        if self.metrics is None and span is None and not errors and not logging_exchanges():
+            return  # nothing would record it: no metrics, no trace, no access or error line
         definition = (
             prepared.operation(requested) if prepared is not None and prepared.document is not None else None
         )
@@ -99,7 +100,6 @@ class Telemetry:
             name, kind = None, "unknown"
         else:
             name, kind = (definition.name.value if definition.name else None), definition.operation.value
-        errors = outcome.errors if not isinstance(outcome, bytes) else None
         if self.metrics is not None:
             self.metrics.observe_operation(name, kind, seconds)
             if path is not None:
