@@ -79,10 +79,7 @@ class Deadline:
         self._task = task
         self._cancelling = task.cancelling()
         self.when = loop.time() + self.seconds
-        sweeper = _current
-        if sweeper is None or sweeper.loop is not loop:
-            sweeper = _sweeper_for(loop)
-        self._sweeper = sweeper
+        self._sweeper = sweeper = _sweeper_for(loop)
         sweeper.add(self)
         return self
 

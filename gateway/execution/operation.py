@@ -134,7 +134,7 @@ def read_json_operation(body: bytes, accept: str) -> Operation | None:
         # The view does not check it: an object or array failed deep in execution as a 500.
         raise MalformedRequest("`operationName` must be a string or null")
     lowered = accept.lower()
-    if _STREAMED[0] in lowered or _STREAMED[1] in lowered:
+    if any(media in lowered for media in _STREAMED):
         return None
     query, variables, extensions = payload.get("query"), payload.get("variables"), payload.get("extensions")
     document_id = payload.get("documentId")

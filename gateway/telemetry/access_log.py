@@ -63,23 +63,23 @@ def log_exchange(exchange: Exchange, method: str, path: str, status: int, second
     access = logging_exchanges()
     if not access and not exchange.errors:
         return
-    ms = round(seconds * 1000, 2)
     names = ",".join(name or "anonymous" for name, _ in exchange.operations) or None
     kinds = ",".join(kind for _, kind in exchange.operations) or None
     codes = [code for code, _ in exchange.errors]
-    fields = {
-        "request_id": exchange.request_id,
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": ms,
-        "operation_name": names,
-        "operation_type": kinds,
-        "error_codes": codes,
-    }
     operation = f" {kinds} {names}" if names else ""
-    errors = f" errors={','.join(codes)}" if codes else ""
     if access:
+        ms = round(seconds * 1000, 2)
+        fields = {
+            "request_id": exchange.request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": ms,
+            "operation_name": names,
+            "operation_type": kinds,
+            "error_codes": codes,
+        }
+        errors = f" errors={','.join(codes)}" if codes else ""
         access_log.info(
             "%s %s %s %.2fms%s%s id=%s", method, path, status, ms, operation, errors, exchange.request_id,
             extra={"fields": fields},
