@@ -73,19 +73,97 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     pass
 
 
+async def postgres_pool(env: dict[str, str]) -> asyncpg.Pool:
+    """The handler's pool, sized as the gateway's by default."""
+    return await asyncpg.create_pool(
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        database=env["DB_NAME"],
+        min_size=2,
+        max_size=10,
+        reset=_keep_session,  # as the gateway: no round trip to reset state it never sets
+    )
+
+
+async def postgres_record(pool: asyncpg.Pool, user: int, shots: list[dict[str, float]]) -> int:
+    """M's writes: the session, its shots and the activity, in one transaction; the session's id."""
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        session_id: int = await conn.fetchval(
+            "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count, total_tenths,"
+            " created_at) VALUES ($1, $2, '10m Air Rifle', $3, $4, $2) RETURNING id",
+            user,
+            now,
+            len(shots),
+            sum(round(s["score"] * 10) for s in shots),
+        )
+        await conn.execute(
+            "INSERT INTO shots (session_id, sequence, score_tenths) SELECT $1, q, s"
+            " FROM unnest($2::smallint[]) WITH ORDINALITY AS a(s, q)",
+            session_id,
+            [round(s["score"] * 10) for s in shots],
+        )
+        await conn.execute(
+            "INSERT INTO activities (kind, created_at, user_id, session_id)"
+            " VALUES ('SESSION_CREATED', $1, $2, $3)",
+            now,
+            user,
+            session_id,
+        )
+    return session_id
+
+
+async def mysql_pool(env: dict[str, str]) -> aiomysql.Pool:
+    """The handler's pool on MariaDB, sized as the gateway's by default."""
+    return await aiomysql.create_pool(
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        db=env["DB_NAME"],
+        minsize=2,
+        maxsize=10,
+        autocommit=True,
+        charset="utf8mb4",
+    )
+
+
+async def mysql_record(pool: aiomysql.Pool, user: int, shots: list[dict[str, float]]) -> int:
+    """M's writes on MariaDB, as postgres_record."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    tenths = [round(s["score"] * 10) for s in shots]
+    async with pool.acquire() as conn:
+        await conn.begin()
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(
+                    "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count,"
+                    " total_tenths, created_at) VALUES (%s, %s, '10m Air Rifle', %s, %s, %s)",
+                    (user, now, len(shots), sum(tenths), now),
+                )
+                session_id: int = cursor.lastrowid
+                values = ", ".join(["(%s, %s, %s)"] * len(tenths))
+                args = [v for q, t in enumerate(tenths, 1) for v in (session_id, q, t)]
+                await cursor.execute(
+                    f"INSERT INTO shots (session_id, sequence, score_tenths) VALUES {values}", args
+                )
+                await cursor.execute(
+                    "INSERT INTO activities (kind, created_at, user_id, session_id)"
+                    " VALUES ('SESSION_CREATED', %s, %s, %s)",
+                    (now, user, session_id),
+                )
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+    return session_id
+
+
 def postgres_app(env: dict[str, str]) -> web.Application:
     pool_key = web.AppKey("pool", asyncpg.Pool)
 
     async def lifecycle(app: web.Application) -> Any:
-        app[pool_key] = await asyncpg.create_pool(
-            host=env["DB_HOST"],
-            port=int(env["DB_PORT"]),
-            user=env["DB_USER"],
-            database=env["DB_NAME"],
-            min_size=2,
-            max_size=10,
-            reset=_keep_session,  # as the gateway: no round trip to reset state it never sets
-        )
+        app[pool_key] = await postgres_pool(env)
         yield
         await app[pool_key].close()
 
@@ -99,29 +177,7 @@ def postgres_app(env: dict[str, str]) -> web.Application:
     async def m(request: web.Request) -> web.Response:
         body = await request.json(loads=orjson.loads)
         user, shots = int(body["userId"]), body["shots"]
-        now = datetime.now(UTC)
-        async with request.app[pool_key].acquire() as conn, conn.transaction():
-            session_id = await conn.fetchval(
-                "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count, total_tenths,"
-                " created_at) VALUES ($1, $2, '10m Air Rifle', $3, $4, $2) RETURNING id",
-                user,
-                now,
-                len(shots),
-                sum(round(s["score"] * 10) for s in shots),
-            )
-            await conn.execute(
-                "INSERT INTO shots (session_id, sequence, score_tenths) SELECT $1, q, s"
-                " FROM unnest($2::smallint[]) WITH ORDINALITY AS a(s, q)",
-                session_id,
-                [round(s["score"] * 10) for s in shots],
-            )
-            await conn.execute(
-                "INSERT INTO activities (kind, created_at, user_id, session_id)"
-                " VALUES ('SESSION_CREATED', $1, $2, $3)",
-                now,
-                user,
-                session_id,
-            )
+        session_id = await postgres_record(request.app[pool_key], user, shots)
         return _json(_created(session_id, shots))
 
     app = web.Application()
@@ -136,16 +192,7 @@ def mysql_app(env: dict[str, str]) -> web.Application:
     pool_key = web.AppKey("pool", aiomysql.Pool)
 
     async def lifecycle(app: web.Application) -> Any:
-        app[pool_key] = await aiomysql.create_pool(
-            host=env["DB_HOST"],
-            port=int(env["DB_PORT"]),
-            user=env["DB_USER"],
-            db=env["DB_NAME"],
-            minsize=2,
-            maxsize=10,
-            autocommit=True,
-            charset="utf8mb4",
-        )
+        app[pool_key] = await mysql_pool(env)
         yield
         app[pool_key].close()
         await app[pool_key].wait_closed()
@@ -166,32 +213,7 @@ def mysql_app(env: dict[str, str]) -> web.Application:
     async def m(request: web.Request) -> web.Response:
         body = await request.json(loads=orjson.loads)
         user, shots = int(body["userId"]), body["shots"]
-        now = datetime.now(UTC).replace(tzinfo=None)
-        tenths = [round(s["score"] * 10) for s in shots]
-        async with request.app[pool_key].acquire() as conn:
-            await conn.begin()
-            try:
-                async with conn.cursor() as cursor:
-                    await cursor.execute(
-                        "INSERT INTO shooting_sessions (user_id, started_at, discipline, shot_count,"
-                        " total_tenths, created_at) VALUES (%s, %s, '10m Air Rifle', %s, %s, %s)",
-                        (user, now, len(shots), sum(tenths), now),
-                    )
-                    session_id = cursor.lastrowid
-                    values = ", ".join(["(%s, %s, %s)"] * len(tenths))
-                    args = [v for q, t in enumerate(tenths, 1) for v in (session_id, q, t)]
-                    await cursor.execute(
-                        f"INSERT INTO shots (session_id, sequence, score_tenths) VALUES {values}", args
-                    )
-                    await cursor.execute(
-                        "INSERT INTO activities (kind, created_at, user_id, session_id)"
-                        " VALUES ('SESSION_CREATED', %s, %s, %s)",
-                        (now, user, session_id),
-                    )
-                await conn.commit()
-            except BaseException:
-                await conn.rollback()
-                raise
+        session_id = await mysql_record(request.app[pool_key], user, shots)
         return _json(_created(session_id, shots))
 
     app = web.Application()
