@@ -10,8 +10,11 @@ __all__ = [
     "ErrorCode",
     "Forbidden",
     "GatewayError",
+    "NeedsStream",
     "NotFound",
     "SubscriptionsUnsupported",
+    "TimedOut",
+    "TooManySubscriptions",
     "Unauthenticated",
     "Unavailable",
 ]
@@ -94,3 +97,33 @@ class SubscriptionsUnsupported(GatewayError):
             "subscriptions need a long-lived server: a serverless function cannot hold a connection open;"
             " run `gateway serve` somewhere long-lived and subscribe there"
         )
+
+
+class NeedsStream(GatewayError):
+    """A subscription sent as a plain HTTP request, whose one answer cannot carry updates."""
+
+    code = ErrorCode.BAD_REQUEST
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a subscription needs a stream: open a WebSocket on /graphql (graphql-transport-ws or"
+            " graphql-ws), or POST with `Accept: text/event-stream` (graphql-sse)"
+        )
+
+
+class TooManySubscriptions(GatewayError):
+    """This instance already runs SUBSCRIPTIONS_MAX subscriptions."""
+
+    code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this server already runs SUBSCRIPTIONS_MAX={limit} subscriptions; try again later")
+
+
+class TimedOut(GatewayError):
+    """The operation ran longer than REQUEST_TIMEOUT and was cancelled."""
+
+    code = ErrorCode.TIMEOUT
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the operation took longer than REQUEST_TIMEOUT={seconds:g}s and was stopped")

@@ -20,7 +20,8 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
-from gateway.execution.executor import Executor, encode
+from gateway.execution.executor import Executor
+from gateway.execution.outcome import encode
 from gateway.schema import RequestContext
 from gateway.settings import Settings
 from tests.club import make_session, make_user

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from cross_web import HTTPException
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -29,8 +28,9 @@ from gateway.doors.graphiql import graphiql_assets
 from gateway.doors.refusals import bad_request
 from gateway.doors.responses import Answer, answer_outcome, batch_status, body_of, media_type, status_of
 from gateway.errors import Unauthenticated
-from gateway.execution.executor import Executor, encode
+from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, Operation, read_json
+from gateway.execution.outcome import as_result, encode
 from gateway.schema import RequestContext
 
 __all__ = ["ExecutorView", "answer_operation", "is_json", "run_operation"]
@@ -70,10 +70,7 @@ async def run_operation(
         raise HTTPException(400, exc.as_http_error_reason(method)) from exc
     except MissingQueryError as exc:
         raise HTTPException(400, "No GraphQL query found in the request") from exc
-    if isinstance(outcome, bytes):
-        # A compiled answer has data and no errors.
-        return ExecutionResult(data=orjson.loads(outcome)["data"], errors=None)
-    return outcome
+    return as_result(outcome)
 
 
 def _media(request: Any) -> str:

@@ -39,8 +39,9 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors.cors import CorsPolicy
 from gateway.errors import ErrorCode, GatewayError
-from gateway.execution.executor import Executor, encode
+from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, Operation
+from gateway.execution.outcome import encode
 
 __all__ = [
     "GOING_AWAY",

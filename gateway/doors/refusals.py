@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from gateway.auth.tokens import TokenRejected
 from gateway.doors.responses import GRAPHQL_RESPONSE, RETRY_AFTER_SECONDS, Answer
 from gateway.errors import ErrorCode, GatewayError
-from gateway.execution.executor import encode
 from gateway.execution.operation import MalformedRequest
+from gateway.execution.outcome import encode
 from gateway.telemetry.exchange import CURRENT
 
 __all__ = ["Refusal", "bad_request", "invalid_token", "unavailable"]

@@ -19,7 +19,7 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
 from gateway.errors import ErrorCode
-from gateway.execution.executor import Outcome, encode
+from gateway.execution.outcome import Outcome, encode
 
 __all__ = [
     "GRAPHQL_RESPONSE",

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Hashable, Sequence, Set
+from collections.abc import AsyncGenerator, Callable, Sequence, Set
+from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import orjson
@@ -34,31 +36,33 @@ from gateway.datasources.protocol import DataSource, DataSourceUnavailable, Sour
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.unavailable import UnavailableSource
 from gateway.deadlines import Deadline
-from gateway.errors import ErrorCode, GatewayError, SubscriptionsUnsupported, Unavailable
+from gateway.errors import (
+    GatewayError,
+    NeedsStream,
+    SubscriptionsUnsupported,
+    TimedOut,
+    TooManySubscriptions,
+    Unavailable,
+)
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension, run_prepared
 from gateway.execution.limits import operation_limits
 from gateway.execution.operation import MalformedRequest, Operation
+from gateway.execution.outcome import Outcome, as_result, with_extension
 from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
-from gateway.execution.shared import SharedSubscription
+from gateway.execution.shared import SharedExecutions
 from gateway.execution.sign_in import sign_in_rules
 from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
 from gateway.telemetry.recorder import Telemetry
 
-__all__ = ["Executor", "Outcome", "TooManySubscriptions", "encode"]
+__all__ = ["Executor"]
 
 log = logging.getLogger(__name__)
 
-encode = orjson.dumps  # the JSON encoder of every GraphQL response
-
-# A compiled answer is the response body itself; anything else is Strawberry's result.
-Outcome = bytes | ExecutionResult
-
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-EXECUTION_BUFFER = 1000  # activities one shared subscription may have waiting to be resolved
 ALL_OPERATIONS = frozenset(OperationType)
 _KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
 
@@ -98,28 +102,13 @@ class Executor:
         self.persisted = PersistedOperations(settings)
         self.telemetry = Telemetry(settings, self.persisted.operation_names())
         self.documents.tracing = self.telemetry.tracing
-        metrics = self.telemetry.metrics
-        self._open_subscriptions = (
-            metrics.gauge("gateway_subscriptions", "Subscriptions open (sockets and event streams)")
-            if metrics is not None
-            else None
-        )
-        self._running_executions = (
-            metrics.gauge(
-                "gateway_subscription_executions",
-                "Subscription executions running; subscriptions receiving the same data share one",
-            )
-            if metrics is not None
-            else None
-        )
+        self.shared = SharedExecutions(self.telemetry.metrics)
         self._create_source = create_source
         self._source: DataSource | None = None
         self._closed = False
         self._lock = asyncio.Lock()
         self.fast: FastPath | None = None
         self.feed: ActivityFeed | None = None  # with `live`, while the data source is open
-        self.subscriptions = 0  # subscriptions running now
-        self._shared: dict[Hashable, SharedSubscription] = {}  # running executions, by what they compute
         self.opens = 0  # data sources opened, for tests
 
     # -- the data source -----------------------------------------------------------------
@@ -225,15 +214,15 @@ class Executor:
                 with Deadline(self.settings.request_timeout):
                     outcome, path = await self._run(operation, context, allowed)
             except GatewayError as refusal:
-                outcome = self._refused(refusal)
+                outcome = self.refusal(refusal)
             except TimeoutError:
-                outcome = self._refused(TimedOut(self.settings.request_timeout))
+                outcome = self.refusal(TimedOut(self.settings.request_timeout))
             self.telemetry.operation(
                 context.prepared, operation.operation_name, outcome, path, time.perf_counter() - started, span
             )
         if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:
             cost = {"estimate": context.cost, "limit": self.settings.max_query_cost}
-            outcome = _with_extension(outcome, "cost", cost)
+            outcome = with_extension(outcome, "cost", cost)
         return outcome
 
     async def _find(
@@ -266,7 +255,7 @@ class Executor:
             return await self._strawberry(operation, context, allowed), None
         if definition.operation is CoreOperationType.SUBSCRIPTION:
             # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
-            return self._refused(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
+            return self.refusal(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
         if definition.operation is CoreOperationType.QUERY:
             # A query reads from the read replica, when there is one. A mutation, its checks and
             # the answer it selects stay on the primary: it reads its own writes.
@@ -277,13 +266,13 @@ class Executor:
                 OperationView(document, definition, prepared.fragments, variables, context)
             )
         except Refused as refusal:
-            return self._refused(refusal), None
+            return self.refusal(refusal), None
         context.marks = decision.marks
         if self.fast is not None:
             try:
                 compiled = await self.fast.execute(prepared, definition, operation.variables, decision)
             except StatementTimeout as exc:
-                return self._refused(exc), None
+                return self.refusal(exc), None
             except DataSourceUnavailable as exc:
                 # The resolvers fail at once with the same reason instead of waiting
                 # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
@@ -321,7 +310,7 @@ class Executor:
                 or definition is None
                 or definition.operation is not CoreOperationType.SUBSCRIPTION
             ):
-                yield _as_result(await self.execute(operation, request, identity, allowed))
+                yield as_result(await self.execute(operation, request, identity, allowed))
                 return
             if self.feed is None:
                 raise SubscriptionsUnsupported()
@@ -333,16 +322,16 @@ class Executor:
                 OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
             )
         except MissingQueryError:
-            yield self._refused(MalformedRequest("no GraphQL query found in the request"))
+            yield self.refusal(MalformedRequest("no GraphQL query found in the request"))
             return
         except CannotGetOperationTypeError as exc:
-            yield self._refused(MalformedRequest(exc.as_http_error_reason()))
+            yield self.refusal(MalformedRequest(exc.as_http_error_reason()))
             return
         except InvalidOperationTypeError as exc:
-            yield self._refused(MalformedRequest(exc.as_http_error_reason("GET")))
+            yield self.refusal(MalformedRequest(exc.as_http_error_reason("GET")))
             return
         except GatewayError as refusal:
-            yield self._refused(refusal)
+            yield self.refusal(refusal)
             return
         context.marks = decision.marks
         # Who receives the same updates: the same operation and variables, viewer and marks.
@@ -353,52 +342,31 @@ class Executor:
             None if identity is None else (identity.subject, identity.roles),
             frozenset(decision.marks.items()),
         )
-        # Counted before anything is awaited, so subscriptions arriving together cannot all pass the
-        # limit checked above.
-        self.subscriptions += 1
-        if self._open_subscriptions is not None:
-            self._open_subscriptions.inc()
-        try:
-            shared = self._shared.get(key)
-            if shared is None:
-                results = await self.schema.subscribe(
-                    operation.query,
-                    variable_values=operation.variables,
-                    context_value=context,
-                    operation_name=operation.operation_name,
-                    operation_extensions=operation.extensions,
-                )
-                shared = self._shared[key] = SharedSubscription(key, context, results, self._forget)
-                if self._running_executions is not None:
-                    self._running_executions.inc()
-                # The feed's buffer for the execution: overflowing it means resolving updates is
-                # slower than they come (an overloaded server), whoever reads them.
-                context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
-            subscriber = shared.join(self.settings.subscription_buffer, on_slow)
-            try:
-                async for result in subscriber.results():
-                    yield result
-            finally:
-                await shared.leave(subscriber)
-        finally:
-            self.subscriptions -= 1
-            if self._open_subscriptions is not None:
-                self._open_subscriptions.dec()
+        start = partial(
+            self.schema.subscribe,
+            operation.query,
+            variable_values=operation.variables,
+            context_value=context,
+            operation_name=operation.operation_name,
+            operation_extensions=operation.extensions,
+        )
+        results = self.shared.results(key, context, start, self.settings.subscription_buffer, on_slow)
+        async with aclosing(results):  # closed with the caller's iteration: it leaves at once
+            async for result in results:
+                yield result
+
+    @property
+    def subscriptions(self) -> int:
+        """Subscriptions running now."""
+        return self.shared.subscriptions
 
     def receiving(self) -> int:
         """How many subscriptions receive every activity committed from now on."""
-        return sum(shared.receiving for shared in self._shared.values())
+        return self.shared.receiving()
 
     def drained(self) -> bool:
         """Whether every update taken from the feed was sent (or is being sent) to its subscribers."""
-        feed_drained = self.feed is None or self.feed.drained()
-        return feed_drained and all(shared.drained for shared in self._shared.values())
-
-    def _forget(self, shared: SharedSubscription) -> None:
-        if self._shared.get(shared.key) is shared:
-            del self._shared[shared.key]
-            if self._running_executions is not None:
-                self._running_executions.dec()
+        return (self.feed is None or self.feed.drained()) and self.shared.drained()
 
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision
@@ -421,9 +389,6 @@ class Executor:
 
     def refusal(self, refusal: GatewayError) -> ExecutionResult:
         """A result carrying `refusal` as its coded error, nothing run."""
-        return self._refused(refusal)
-
-    def _refused(self, refusal: GatewayError) -> ExecutionResult:
         return self._failed([GraphQLError(str(refusal), original_error=refusal)])
 
     def _failed(self, errors: Sequence[GraphQLError]) -> ExecutionResult:
@@ -431,52 +396,7 @@ class Executor:
         return ExecutionResult(data=None, errors=list(errors))
 
 
-class NeedsStream(GatewayError):
-    """A subscription sent as a plain HTTP request, whose one answer cannot carry updates."""
-
-    code = ErrorCode.BAD_REQUEST
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a subscription needs a stream: open a WebSocket on /graphql (graphql-transport-ws or"
-            " graphql-ws), or POST with `Accept: text/event-stream` (graphql-sse)"
-        )
-
-
-class TooManySubscriptions(GatewayError):
-    """This instance already runs SUBSCRIPTIONS_MAX subscriptions."""
-
-    code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this server already runs SUBSCRIPTIONS_MAX={limit} subscriptions; try again later")
-
-
 def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
     """Whether an operation of `kind` may run where `allowed` are. Every door runs queries: their
     check skips the enum's hash, a Python call."""
     return kind is CoreOperationType.QUERY or _KINDS[kind] in allowed
-
-
-def _as_result(outcome: Outcome) -> ExecutionResult:
-    if isinstance(outcome, bytes):
-        # A compiled answer has data and no errors.
-        return ExecutionResult(data=orjson.loads(outcome)["data"], errors=None)
-    return outcome
-
-
-class TimedOut(GatewayError):
-    """The operation ran longer than REQUEST_TIMEOUT and was cancelled."""
-
-    code = ErrorCode.TIMEOUT
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the operation took longer than REQUEST_TIMEOUT={seconds:g}s and was stopped")
-
-
-def _with_extension(outcome: Outcome, key: str, value: Any) -> Outcome:
-    """`outcome` with `extensions.key` set; a compiled body has no extensions of its own."""
-    if isinstance(outcome, bytes):
-        return outcome[:-1] + b',"extensions":{"' + key.encode() + b'":' + encode(value) + b"}}"
-    outcome.extensions = {**(outcome.extensions or {}), key: value}
-    return outcome

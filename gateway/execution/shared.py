@@ -4,21 +4,27 @@ Two subscribers with the same document, operation, variables, viewer and policy 
 same data, so one Strawberry subscription runs for all of them and each update is resolved once;
 every subscriber has its own bounded queue of results. A subscriber whose queue overflows is
 dropped and its `on_slow` called (the door closes its connection); the others are not held back.
+`SharedExecutions` holds an executor's running executions by what they compute.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import aclosing, suppress
+from typing import TYPE_CHECKING
 
 from strawberry.types import ExecutionResult
 
 from gateway.schema.context import RequestContext
 
-__all__ = ["SharedSubscription", "Subscriber"]
+if TYPE_CHECKING:
+    from gateway.telemetry.metrics import Metrics
+
+__all__ = ["EXECUTION_BUFFER", "SharedExecutions", "SharedSubscription", "Subscriber"]
 
 _END = None  # queued after the last result
+EXECUTION_BUFFER = 1000  # activities one shared execution may have waiting to be resolved
 
 
 class Subscriber:
@@ -121,3 +127,72 @@ class SharedSubscription:
             self._on_end(self)
             for subscriber in self.subscribers:
                 subscriber.offer(_END)
+
+
+class SharedExecutions:
+    """One executor's running subscription executions, by what they compute, and the subscriptions
+    on them (counted, and exported as gauges when metrics are on)."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self.subscriptions = 0  # subscriptions running now
+        self._running: dict[Hashable, SharedSubscription] = {}
+        self._open = None
+        self._executions = None
+        if metrics is not None:
+            self._open = metrics.gauge(
+                "gateway_subscriptions", "Subscriptions open (sockets and event streams)"
+            )
+            self._executions = metrics.gauge(
+                "gateway_subscription_executions",
+                "Subscription executions running; subscriptions receiving the same data share one",
+            )
+
+    async def results(
+        self,
+        key: Hashable,
+        context: RequestContext,
+        start: Callable[[], Awaitable[AsyncIterator[ExecutionResult]]],
+        buffer: int,
+        on_slow: Callable[[], None] | None,
+    ) -> AsyncGenerator[ExecutionResult, None]:
+        """One subscription's results: from the running execution of `key`, or from one that
+        `start` begins for `context`; at most `buffer` of them waiting for this subscriber."""
+        # Counted before anything is awaited, so subscriptions arriving together cannot all pass
+        # a limit the caller checked just before.
+        self.subscriptions += 1
+        if self._open is not None:
+            self._open.inc()
+        try:
+            shared = self._running.get(key)
+            if shared is None:
+                results = await start()
+                shared = self._running[key] = SharedSubscription(key, context, results, self._forget)
+                if self._executions is not None:
+                    self._executions.inc()
+                # The feed's buffer for the execution: overflowing it means resolving updates is
+                # slower than they come (an overloaded server), whoever reads them.
+                context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
+            subscriber = shared.join(buffer, on_slow)
+            try:
+                async for result in subscriber.results():
+                    yield result
+            finally:
+                await shared.leave(subscriber)
+        finally:
+            self.subscriptions -= 1
+            if self._open is not None:
+                self._open.dec()
+
+    def receiving(self) -> int:
+        """How many subscriptions receive every activity committed from now on."""
+        return sum(shared.receiving for shared in self._running.values())
+
+    def drained(self) -> bool:
+        """Whether every update an execution produced was sent (or is being sent) to its subscribers."""
+        return all(shared.drained for shared in self._running.values())
+
+    def _forget(self, shared: SharedSubscription) -> None:
+        if self._running.get(shared.key) is shared:
+            del self._running[shared.key]
+            if self._executions is not None:
+                self._executions.dec()
