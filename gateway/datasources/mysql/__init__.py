@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
 
 import aiomysql
 import pymysql
@@ -23,16 +20,20 @@ from gateway.connect.tls import (
     server_without_tls,
     tls_downgrade,
 )
+from gateway.datasources.mysql.driver import (
+    CONNECTION_ERRORS,
+    ERRORS,
+    NO_SUCH_THREAD,
+    MysqlConnection,
+    access_denied,
+    pool_closed,
+    pool_streams,
+)
 from gateway.datasources.mysql.handshake import GreetingWithoutTls, connect
 from gateway.datasources.mysql.json_sql import MariadbJsonSql
 from gateway.datasources.mysql.pool import Opener, Pool
 from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
-from gateway.datasources.sql.closing import close_or_terminate
-from gateway.datasources.sql.connection import DriverConnection
-from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
-from gateway.datasources.sql.placeholders import format_style
-from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.deadlines import Deadline
 from gateway.errors import GatewayError
@@ -42,16 +43,7 @@ __all__ = ["MysqlDataSource"]
 
 log = logging.getLogger(__name__)
 
-_DUPLICATE_KEY = 1062
-# Denied on a database, a table, a column, or a global privilege (SUPER and the like).
-_PRIVILEGE_DENIED = frozenset({1044, 1142, 1143, 1227})
-_ACCESS_DENIED = 1045
-_NO_SUCH_THREAD = 1094
 _MIGRATION_LOCK = "gateway_migrations"
-_SOCKETS_CLOSE_TIMEOUT = 2.0
-_CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
-# Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
-_CONNECTION_CODES = frozenset({1040, 2002, 2003, 2006, 2013, 2055})
 
 
 def _json_sql(version: str) -> MariadbJsonSql | None:
@@ -60,101 +52,6 @@ def _json_sql(version: str) -> MariadbJsonSql | None:
         return None
     major, minor = (int(part) for part in version.split(".")[:2])
     return MariadbJsonSql() if (major, minor) >= (10, 5) else None
-
-
-def _streams(pool: aiomysql.Pool) -> list[asyncio.StreamWriter]:
-    """The streams of the pool's connections, from aiomysql's private attributes (none if renamed)."""
-    connections = [*getattr(pool, "_free", ()), *getattr(pool, "_used", ())]
-    streams = (getattr(conn, "_writer", None) for conn in connections)
-    return [stream for stream in streams if isinstance(stream, asyncio.StreamWriter)]
-
-
-async def _sockets_closed(streams: list[asyncio.StreamWriter]) -> None:
-    # aiomysql closes a connection without waiting: over TLS its socket stays open until the
-    # server answers the close_notify, and a loop stopped before then leaks it.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(_SOCKETS_CLOSE_TIMEOUT):
-            await asyncio.gather(*(stream.wait_closed() for stream in streams), return_exceptions=True)
-
-
-async def _closed(
-    closing: asyncio.Task[None], pool: aiomysql.Pool, streams: list[asyncio.StreamWriter]
-) -> None:
-    """Wait for `pool`'s `closing`, terminating it after the close timeout; then for its sockets."""
-    await close_or_terminate(closing, pool.terminate, "MySQL pool")
-    await _sockets_closed(streams)
-
-
-def _access_denied(exc: BaseException) -> bool:
-    return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] == _ACCESS_DENIED
-
-
-def _adapt(value: Any) -> Any:
-    if isinstance(value, datetime):
-        # DATETIME columns hold UTC without an offset.
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-class _MysqlErrors(DriverErrors):
-    backend = "MySQL"
-    statement_errors = (pymysql.err.IntegrityError, pymysql.err.OperationalError, *_CONNECTION_ERRORS)
-    driver_errors = (pymysql.err.MySQLError, *_CONNECTION_ERRORS)
-    permission_hint = (
-        "grant the user CREATE, ALTER, INDEX and REFERENCES on the database,"
-        " or run `gateway init-db` once as a user who has them"
-    )
-
-    def unique_constraint(self, exc: BaseException) -> str | None:
-        if isinstance(exc, pymysql.err.IntegrityError) and exc.args[0] == _DUPLICATE_KEY:
-            return str(exc.args[1])
-        return None
-
-    def is_unavailable(self, exc: BaseException) -> bool:
-        if isinstance(exc, _CONNECTION_ERRORS):
-            return True
-        return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _CONNECTION_CODES
-
-    def is_permission_denied(self, exc: BaseException) -> bool:
-        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in _PRIVILEGE_DENIED
-
-    def is_timeout(self, exc: BaseException) -> bool:
-        # MariaDB's max_statement_time (1969), MySQL's max_execution_time (3024).
-        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1969, 3024)
-
-    def cause(self, exc: BaseException) -> str:
-        if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) > 1:
-            return f"{exc.args[1]} ({type(exc).__name__} {exc.args[0]})"
-        return super().cause(exc)
-
-
-_ERRORS = _MysqlErrors()
-
-
-class _Connection(DriverConnection[aiomysql.Connection]):
-    __slots__ = ()
-    errors = _ERRORS
-
-    async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
-        cursor = await self.driver.cursor(aiomysql.DictCursor)
-        await cursor.execute(format_style(sql), [_adapt(a) for a in args])
-        return cursor
-
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
-        cursor = await self._run(sql, args)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return list(rows)
-
-    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
-        cursor = await self._run(sql, args)
-        await cursor.close()
-        return int(cursor.rowcount)
-
-    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
-        cursor = await self._run(sql, args)
-        await cursor.close()
-        return int(cursor.lastrowid) if cursor.rowcount else 0
 
 
 class MysqlDataSource(SqlDataSource):
@@ -202,10 +99,10 @@ class MysqlDataSource(SqlDataSource):
                 self._pool = await self._create_pool(first)
                 self._pool_credentials = first
             except pymysql.err.OperationalError as exc:
-                if not _access_denied(exc):
+                if not access_denied(exc):
                     raise
                 self._pool, self._pool_credentials = await self._pool_after_refusal(first, exc)
-        except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+        except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
             tls_failure = explain_tls_failure(exc, *self._where)
             if tls_failure is not None:
                 raise tls_failure from exc
@@ -214,7 +111,7 @@ class MysqlDataSource(SqlDataSource):
                 f"cannot connect to MySQL at {self._where[0]}:{self._where[1]} as {first.user} ({detail})"
             ) from exc
         migrating = f"apply migrations to MySQL database {first.database} as user {first.user}"
-        with _ERRORS.refusing_start(migrating):
+        with ERRORS.refusing_start(migrating):
             async with self.connection() as conn:
                 rows = await conn.fetch("SELECT GET_LOCK(?, 60) AS locked", (_MIGRATION_LOCK,))
                 if not rows or rows[0]["locked"] != 1:
@@ -287,7 +184,7 @@ class MysqlDataSource(SqlDataSource):
             return await self._create_pool(credentials), credentials
 
         pool, credentials = await after_refusal(
-            self._credentials, refused, refusal, attempt, _access_denied, self._settings.db_connect_timeout
+            self._credentials, refused, refusal, attempt, access_denied, self._settings.db_connect_timeout
         )
         self.auth_retries += 1
         log.info("MySQL refused the password; new pool with the credentials read again")
@@ -310,7 +207,7 @@ class MysqlDataSource(SqlDataSource):
 
     def _retire(self, pool: aiomysql.Pool) -> None:
         """Close `pool`: each connection closes when its query ends and releases it."""
-        streams = _streams(pool)
+        streams = pool_streams(pool)
         pool.close()
         task = asyncio.create_task(pool.wait_closed())
         self._retiring[task] = (pool, streams)
@@ -324,7 +221,9 @@ class MysqlDataSource(SqlDataSource):
         pool, self._pool = self._pool, None
         if pool is not None:
             self._retire(pool)
-        await asyncio.gather(*(_closed(task, *retiring) for task, retiring in list(self._retiring.items())))
+        await asyncio.gather(
+            *(pool_closed(task, *retiring) for task, retiring in list(self._retiring.items()))
+        )
 
     async def ping(self) -> None:
         if self._downgraded is not None and self._pool_credentials is not None:
@@ -332,8 +231,8 @@ class MysqlDataSource(SqlDataSource):
             try:
                 conn = await self._opener(self._pool_credentials)()
                 await conn.ensure_closed()
-            except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-                raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
+            except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
+                raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
         await super().ping()
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
@@ -352,7 +251,7 @@ class MysqlDataSource(SqlDataSource):
             self._waiting -= 1
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[_Connection]:
+    async def connection(self) -> AsyncIterator[MysqlConnection]:
         pool = self._pool
         if pool is None:
             raise DataSourceUnavailable("pool is closed")
@@ -360,14 +259,14 @@ class MysqlDataSource(SqlDataSource):
             try:
                 conn = await self._acquire_from(pool)
             except pymysql.err.OperationalError as exc:
-                if not _access_denied(exc):
+                if not access_denied(exc):
                     raise
                 pool = await self._renewed_pool(pool, exc)
                 conn = await self._acquire_from(pool)
-        except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            raise explain_tls_failure(exc, *self._where) or _ERRORS.unavailable(exc) from exc
+        except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
+            raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
         try:
-            yield _Connection(conn, self)
+            yield MysqlConnection(conn, self)
         except asyncio.CancelledError:
             # aiomysql closes a connection cancelled mid-statement, but the server runs the
             # statement to its end unless told: it notices a gone client only while it waits.
@@ -387,13 +286,13 @@ class MysqlDataSource(SqlDataSource):
         try:
             async with self.connection() as conn:
                 await conn.execute("KILL QUERY ?", (thread_id,))
-        except (GatewayError, pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
-            if exc.args and exc.args[0] == _NO_SUCH_THREAD:
+        except (GatewayError, pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
+            if exc.args and exc.args[0] == NO_SUCH_THREAD:
                 return  # the statement ended meanwhile
             log.warning("could not stop the statement of a cancelled request (thread %d): %s", thread_id, exc)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Connection]:
+    async def transaction(self) -> AsyncIterator[MysqlConnection]:
         async with self.connection() as wrapped:
             conn = wrapped.driver
             await conn.begin()
@@ -403,11 +302,11 @@ class MysqlDataSource(SqlDataSource):
                 if not conn.closed:
                     try:
                         await conn.rollback()
-                    except (pymysql.err.MySQLError, *_CONNECTION_ERRORS):
+                    except (pymysql.err.MySQLError, *CONNECTION_ERRORS):
                         conn.close()
                 raise
             try:
                 await conn.commit()
-            except (pymysql.err.MySQLError, *_CONNECTION_ERRORS) as exc:
+            except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
                 conn.close()
-                raise _ERRORS.unavailable(exc) from exc
+                raise ERRORS.unavailable(exc) from exc

@@ -119,4 +119,3 @@ async def connect(
         conn.close()
         raise GreetingWithoutTls(credentials.host, credentials.port)
     return conn
-

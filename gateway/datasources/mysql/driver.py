@@ -1,0 +1,139 @@
+"""aiomysql as the MySQL data source uses it: its errors, the connection the shared queries use,
+and closing a pool's sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from gateway.datasources.sql.closing import close_or_terminate
+from gateway.datasources.sql.connection import DriverConnection
+from gateway.datasources.sql.errors import DriverErrors
+from gateway.datasources.sql.placeholders import format_style
+from gateway.datasources.sql.rows import Row
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "ERRORS",
+    "NO_SUCH_THREAD",
+    "MysqlConnection",
+    "access_denied",
+    "pool_closed",
+    "pool_streams",
+]
+
+DUPLICATE_KEY = 1062
+# Denied on a database, a table, a column, or a global privilege (SUPER and the like).
+PRIVILEGE_DENIED = frozenset({1044, 1142, 1143, 1227})
+ACCESS_DENIED = 1045
+NO_SUCH_THREAD = 1094
+CONNECTION_ERRORS = (OSError, TimeoutError, pymysql.err.InterfaceError)
+# Client-side codes for "cannot connect", "server gone away", "lost connection", too many.
+CONNECTION_CODES = frozenset({1040, 2002, 2003, 2006, 2013, 2055})
+SOCKETS_CLOSE_TIMEOUT = 2.0
+
+
+def access_denied(exc: BaseException) -> bool:
+    """Whether `exc` is the server refusing the user's credentials (1045)."""
+    return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] == ACCESS_DENIED
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # DATETIME columns hold UTC without an offset.
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+class MysqlErrors(DriverErrors):
+    """PyMySQL's errors, read by their MySQL error codes."""
+
+    backend = "MySQL"
+    statement_errors = (pymysql.err.IntegrityError, pymysql.err.OperationalError, *CONNECTION_ERRORS)
+    driver_errors = (pymysql.err.MySQLError, *CONNECTION_ERRORS)
+    permission_hint = (
+        "grant the user CREATE, ALTER, INDEX and REFERENCES on the database,"
+        " or run `gateway init-db` once as a user who has them"
+    )
+
+    def unique_constraint(self, exc: BaseException) -> str | None:
+        if isinstance(exc, pymysql.err.IntegrityError) and exc.args[0] == DUPLICATE_KEY:
+            return str(exc.args[1])
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        if isinstance(exc, CONNECTION_ERRORS):
+            return True
+        return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in CONNECTION_CODES
+
+    def is_permission_denied(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in PRIVILEGE_DENIED
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        # MariaDB's max_statement_time (1969), MySQL's max_execution_time (3024).
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1969, 3024)
+
+    def cause(self, exc: BaseException) -> str:
+        if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) > 1:
+            return f"{exc.args[1]} ({type(exc).__name__} {exc.args[0]})"
+        return super().cause(exc)
+
+
+ERRORS = MysqlErrors()
+
+
+class MysqlConnection(DriverConnection[aiomysql.Connection]):
+    """An aiomysql connection as the shared queries use it."""
+
+    __slots__ = ()
+    errors = ERRORS
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
+        cursor = await self.driver.cursor(aiomysql.DictCursor)
+        await cursor.execute(format_style(sql), [_adapt(a) for a in args])
+        return cursor
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        cursor = await self._run(sql, args)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        cursor = await self._run(sql, args)
+        await cursor.close()
+        return int(cursor.rowcount)
+
+    async def _insert(self, sql: str, args: Sequence[Any]) -> int:
+        cursor = await self._run(sql, args)
+        await cursor.close()
+        return int(cursor.lastrowid) if cursor.rowcount else 0
+
+
+def pool_streams(pool: aiomysql.Pool) -> list[asyncio.StreamWriter]:
+    """The streams of the pool's connections, from aiomysql's private attributes (none if renamed)."""
+    connections = [*getattr(pool, "_free", ()), *getattr(pool, "_used", ())]
+    streams = (getattr(conn, "_writer", None) for conn in connections)
+    return [stream for stream in streams if isinstance(stream, asyncio.StreamWriter)]
+
+
+async def _sockets_closed(streams: list[asyncio.StreamWriter]) -> None:
+    # aiomysql closes a connection without waiting: over TLS its socket stays open until the
+    # server answers the close_notify, and a loop stopped before then leaks it.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SOCKETS_CLOSE_TIMEOUT):
+            await asyncio.gather(*(stream.wait_closed() for stream in streams), return_exceptions=True)
+
+
+async def pool_closed(
+    closing: asyncio.Task[None], pool: aiomysql.Pool, streams: list[asyncio.StreamWriter]
+) -> None:
+    """Wait for `pool`'s `closing`, terminating it after the close timeout; then for its sockets."""
+    await close_or_terminate(closing, pool.terminate, "MySQL pool")
+    await _sockets_closed(streams)
