@@ -464,7 +464,7 @@ WHY_MISSED: dict[tuple[str, str, str], str] = {
         " compiled mutation path would skip most of the layer; it is not built"
     ),
     ("raw", "MariaDB", "M"): (
-        "as on PostgreSQL, the interpreted GraphQL layer (~390-580 µs of CPU per M in-process, the"
+        "as on PostgreSQL, the interpreted GraphQL layer (~240-580 µs of CPU per M in-process, the"
         " split below), and the gateway's five statements cost ~70-160 µs more than the handler's"
         " five: PyMySQL escapes each parameter in Python, 69 against 38, and the session's INSERT"
         " checks its user and group in SQL. Reaching 0.7 needs a compiled mutation path, which is not"
