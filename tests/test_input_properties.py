@@ -1,23 +1,39 @@
-"""Properties of IDs, cursors and input checks over whatever Hypothesis generates.
+"""Properties of IDs, cursors, variables and input checks over whatever Hypothesis generates.
 
 The pure properties: what the API hands out decodes to what it encoded, and any other text is
-refused (None or BAD_USER_INPUT), never an exception. The served ones: on every backend, generated
-IDs, cursors, texts, numbers and instants are answered with data, null or a coded refusal, never
-INTERNAL.
+refused (None or BAD_USER_INPUT), never an exception; variables of every input type coerce to
+what graphql-core makes of them, value for value and error for error. The served ones: on every
+backend, generated IDs, cursors, texts, numbers and instants are answered with data, null or a
+coded refusal, never INTERNAL.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    OperationDefinitionNode,
+    is_required_input_field,
+    parse,
+    type_from_ast,
+)
+from graphql.execution.values import VariableValues, get_variable_values
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadUserInput
+from gateway.execution.variables import coerce_variables, coercers_of
+from gateway.schema import build_schema
 from gateway.schema.ids import MAX_KEY, decode_cursor, decode_id, encode_cursor, encode_id
 from gateway.schema.inputs import ShotInput, aware, email, optional_text, shots, text
 from gateway.schema.instants import EARLIEST, LATEST
@@ -155,6 +171,88 @@ def test_an_instant_is_in_utc_and_in_range_or_refused(value: datetime) -> None:
         return
     assert checked.utcoffset() == timedelta(0) and EARLIEST <= checked <= LATEST
     assert checked == value.astimezone(UTC)
+
+
+# -- variables ------------------------------------------------------------------------------
+
+SCHEMA = build_schema()._schema
+# One variable of each input type and argument type the schema has, each nullable and not.
+VARIABLE_TYPES = [
+    "CreateShootingSessionInput!", "UpdateShootingSessionInput", "ShootingSessionFilter!",
+    "CreateUserInput", "CreateGroupInput!", "[ShotInput!]!", "[ShotInput]", "ShootingSessionOrder",
+    "[ID!]", "DateTime!", "Int", "Float!", "String", "Boolean!",
+]  # fmt: skip
+SCALARS: dict[str, st.SearchStrategy[Any]] = {
+    "Int": st.integers(-(2**31), 2**31 - 1) | st.floats(-(2**31), 2**31 - 1).map(float.__floor__).map(float),
+    "Float": st.floats(allow_nan=False, allow_infinity=False) | st.integers(),
+    "String": st.text(max_size=5),
+    "ID": st.text(max_size=5) | st.integers(),
+    "Boolean": st.booleans(),
+    "DateTime": ANY_INSTANT.map(datetime.isoformat),
+}
+# What fits no scalar, or only some: a null and any JSON (below), huge, fractional and non-finite numbers.
+MISFITS = st.none() | JSON | st.integers(2**31) | st.floats(0.1, 0.9) | st.sampled_from([math.inf, math.nan])
+
+
+def values_of(kind: GraphQLInputType) -> st.SearchStrategy[Any]:
+    """Values that mostly fit `kind`, with a null, a wrong type or an unknown field now and then."""
+    if isinstance(kind, GraphQLNonNull):
+        return _mostly(values_of(kind.of_type))
+    if isinstance(kind, GraphQLList):
+        item = values_of(kind.of_type)
+        return _mostly(st.lists(item, max_size=3) | item)  # a single value is a list of one
+    if isinstance(kind, GraphQLInputObjectType):
+        fields = {name: values_of(field.type) for name, field in kind.fields.items()}
+        required = {name for name, field in kind.fields.items() if is_required_input_field(field)}
+        fitting = st.fixed_dictionaries(
+            {name: fields[name] for name in required},
+            optional={name: value for name, value in fields.items() if name not in required},
+        )
+        unknown = st.builds(lambda value, key: {**value, key: 1}, fitting, st.text(max_size=3))
+        return _mostly(fitting, MISFITS | unknown)
+    if isinstance(kind, GraphQLEnumType):
+        return _mostly(st.sampled_from(list(kind.values)), MISFITS | st.text(max_size=3))
+    return _mostly(SCALARS[kind.name])
+
+
+def _mostly(
+    fitting: st.SearchStrategy[Any], misfit: st.SearchStrategy[Any] = MISFITS
+) -> st.SearchStrategy[Any]:
+    """A `fitting` value about 19 times in 20, else a `misfit`."""
+    return st.sampled_from([fitting] * 19 + [misfit]).flatmap(lambda chosen: chosen)
+
+
+@st.composite
+def operations_and_variables(draw: st.DrawFn) -> tuple[OperationDefinitionNode, dict[str, Any]]:
+    type_name = draw(st.sampled_from(VARIABLE_TYPES))
+    # The variable's type is all that coercion reads: any field will do for the selection.
+    operation = parse(f"query($v: {type_name}) {{ __typename }}").definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    kind = type_from_ast(SCHEMA, operation.variable_definitions[0].type)
+    given = draw(st.fixed_dictionaries({}, optional={"v": values_of(kind)}))
+    return operation, given
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(operations_and_variables())
+def test_variables_coerce_as_graphql_core_coerces_them(
+    case: tuple[OperationDefinitionNode, dict[str, Any]],
+) -> None:
+    operation, given = case
+    ours = coerce_variables(SCHEMA, operation, coercers_of(SCHEMA, operation), given)
+    theirs = get_variable_values(SCHEMA, operation.variable_definitions, given, max_errors=50)
+    if isinstance(theirs, list):
+        assert isinstance(ours, list)
+        assert [error.message for error in ours] == [error.message for error in theirs]
+    else:
+        assert isinstance(ours, VariableValues)
+        assert ours.coerced == theirs.coerced
+        # Wrapping types are made afresh for each signature: compared by how they print.
+        assert _sources(ours) == _sources(theirs)
+
+
+def _sources(variables: VariableValues) -> dict[str, tuple[str, Any]]:
+    return {name: (str(source.signature.type), source.value) for name, source in variables.sources.items()}
 
 
 # -- served, on every backend ----------------------------------------------------------------

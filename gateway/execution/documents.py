@@ -29,7 +29,7 @@ from strawberry.schema.schema import validate_document
 from gateway.errors import ErrorCode, GatewayError
 
 if TYPE_CHECKING:
-    from gateway.execution.fastpath.variables import Signatures
+    from gateway.execution.variables import Coercers
     from gateway.telemetry.tracing import Tracing
 
 __all__ = ["DocumentCache", "Prepared", "max_source_length"]
@@ -50,8 +50,8 @@ class Prepared:
     errors: Sequence[GraphQLError]
     operations: dict[str | None, OperationDefinitionNode] = field(default_factory=dict)
     fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
-    # Per operation, its variables' types as the fast path reads them (set on first use).
-    signatures: dict[str | None, Signatures | None] = field(default_factory=dict)
+    # Per operation, its variables' coercers (set on first use).
+    coercers: dict[str | None, Coercers | None] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names, or its only one; None when there is no such choice."""

@@ -23,6 +23,7 @@ import orjson
 import strawberry
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from graphql import OperationType as CoreOperationType
+from graphql.execution.values import VariableValues
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -54,6 +55,7 @@ from gateway.execution.persisted import PersistedOperations
 from gateway.execution.policy import Decision, OperationView, Policy, Refused
 from gateway.execution.shared import SharedExecutions
 from gateway.execution.sign_in import sign_in_rules
+from gateway.execution.variables import coerce_variables, coercers_of
 from gateway.schema import RequestContext, build_schema, validation_rules
 from gateway.settings import Settings
 from gateway.telemetry.recorder import Telemetry
@@ -260,17 +262,19 @@ class Executor:
             # A query reads from the read replica, when there is one. A mutation, its checks and
             # the answer it selects stay on the primary: it reads its own writes.
             context.data_source = context.data_source.for_queries()
-        variables = operation.variables or {}
         try:
             decision = self.policy.decide(
-                OperationView(document, definition, prepared.fragments, variables, context)
+                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
             )
         except Refused as refusal:
             return self.refusal(refusal), None
         context.marks = decision.marks
+        variables = self._coerced(prepared, definition, operation.variables)
+        if not isinstance(variables, VariableValues):
+            return self._failed(variables), None  # graphql-core's errors, as its execute() reports them
         if self.fast is not None:
             try:
-                compiled = await self.fast.execute(prepared, definition, operation.variables, decision)
+                compiled = await self.fast.execute(prepared, definition, variables, decision)
             except StatementTimeout as exc:
                 return self.refusal(exc), None
             except DataSourceUnavailable as exc:
@@ -281,7 +285,7 @@ class Executor:
                 if compiled is not None:
                     return compiled, "fast_path"
         with self.telemetry.span("graphql.execute"):
-            result = await run_prepared(self.schema, prepared, definition, operation.variables, context)
+            result = await run_prepared(self.schema, prepared, definition, variables, context)
         return result, "interpreted"
 
     async def stream(
@@ -367,6 +371,16 @@ class Executor:
     def drained(self) -> bool:
         """Whether every update taken from the feed was sent (or is being sent) to its subscribers."""
         return (self.feed is None or self.feed.drained()) and self.shared.drained()
+
+    def _coerced(
+        self, prepared: Prepared, definition: OperationDefinitionNode, given: dict[str, Any] | None
+    ) -> VariableValues | list[GraphQLError]:
+        name = definition.name.value if definition.name else None
+        if name in prepared.coercers:
+            coercers = prepared.coercers[name]
+        else:
+            coercers = prepared.coercers[name] = coercers_of(self._graphql_schema, definition)
+        return coerce_variables(self._graphql_schema, definition, coercers, given)
 
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision

@@ -15,10 +15,17 @@ from typing import Any, cast
 
 import strawberry
 from graphql import ExecutionResult as CoreResult
-from graphql import GraphQLResolveInfo, OperationDefinitionNode, execute
+from graphql import (
+    GraphQLResolveInfo,
+    MiddlewareManager,
+    OperationDefinitionNode,
+    default_field_resolver,
+    default_type_resolver,
+)
+from graphql.execution.collect_fields import FragmentDetails
+from graphql.execution.values import VariableValues
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import execution_context_class_kwargs
 from strawberry.types import ExecutionResult
 
 from gateway.execution.documents import Prepared
@@ -42,24 +49,35 @@ def _marked(_next: Callable[..., Any], root: Any, info: GraphQLResolveInfo, *arg
     return _next(root, info, *args, **kwargs)
 
 
+_MARKED = MiddlewareManager(_marked)
+
+
 async def run_prepared(
     schema: strawberry.Schema,
     prepared: Prepared,
     definition: OperationDefinitionNode,
-    variables: dict[str, Any] | None,
+    variables: VariableValues,
     context: Any,
 ) -> ExecutionResult:
-    """Execute `definition` of a parsed and valid document; errors pass Strawberry's `process_errors`."""
-    outcome = execute(
+    """Execute `definition` of a parsed and valid document with its coerced `variables`; errors
+    pass Strawberry's `process_errors`."""
+    # graphql-core's execute() would find the operation and coerce the variables again: the
+    # executor has done both, so its executor is built here as execute() builds it.
+    executor = schema.execution_context_class(
         schema._schema,  # Strawberry's graphql-core schema; no public accessor
-        prepared.document,  # type: ignore[arg-type]
-        middleware=[_marked] if getattr(context, "marks", None) else None,
-        variable_values=variables,
-        operation_name=definition.name.value if definition.name else None,
-        context_value=context,
+        prepared.fragments,
+        {name: FragmentDetails(fragment) for name, fragment in prepared.fragments.items()},
+        None,
+        context,
+        definition,
+        variables,
+        default_field_resolver,
+        default_type_resolver,
+        default_field_resolver,
+        middleware_manager=_MARKED if getattr(context, "marks", None) else None,
         is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # Strawberry passes it too
-        **execution_context_class_kwargs(schema.execution_context_class),
     )
+    outcome = executor.execute_operation()
     result = cast(CoreResult, await outcome if isawaitable(outcome) else outcome)
     if result.errors:
         schema.process_errors(result.errors)

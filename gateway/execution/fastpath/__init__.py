@@ -26,7 +26,6 @@ from gateway.errors import BadUserInput
 from gateway.execution.documents import Prepared
 from gateway.execution.fastpath.club import compile_operation
 from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, mark_variable
-from gateway.execution.fastpath.variables import coerce_variables, signatures_of
 from gateway.execution.policy import Decision
 from gateway.settings import Settings
 
@@ -88,20 +87,13 @@ class FastPath:
         self,
         prepared: Prepared,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
+        coerced: VariableValues,
         decision: Decision,
     ) -> tuple[tuple[Any, ...], list[RootStatement], VariableValues] | None:
-        """The plan's key, its statements and the coerced variables, or None for the interpreted path."""
+        """The plan's key, its statements and the variables it reads, or None for the interpreted path."""
         if operation.operation is not OperationType.QUERY:
             return None
         name = operation.name.value if operation.name else None
-        if name in prepared.signatures:
-            signatures = prepared.signatures[name]
-        else:
-            signatures = prepared.signatures[name] = signatures_of(self._schema, operation)
-        coerced = coerce_variables(self._schema, operation, signatures, variables)
-        if coerced is None:
-            return None
         if decision.marks:
             # Each mark's value travels with the variables, so a plan serves every request alike.
             values = {mark_variable(m): getattr(m, "visible_to", None) for m in decision.marks.values()}
@@ -137,7 +129,7 @@ class FastPath:
         self,
         prepared: Prepared,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
+        variables: VariableValues,
         decision: Decision,
     ) -> bytes | None:
         """The response body, or None when the operation must run through Strawberry.
