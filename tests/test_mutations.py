@@ -39,6 +39,43 @@ async def test_session_shots_are_numbered_in_order_and_scored(client: TestClient
     assert (session["location"], session["distanceMeters"], session["notes"]) == ("Club range", 10, "windy")
 
 
+# What a hand-made SQL literal would get wrong: quotes, backslashes, the driver's own `%`
+# placeholders, comment markers, and text beyond ASCII.
+AWKWARD = "O'Brien \"100%\" %s %(x)s %% \\ \\' ; -- /* é 🎯"
+
+
+async def test_text_and_numbers_are_stored_exactly_as_sent(client: TestClient) -> None:
+    user = await make_user(client, "ada@example.com", AWKWARD)
+    session = await make_session(
+        client, user["id"], [10.9, 0.0], location=AWKWARD, notes=AWKWARD, distanceMeters=100_000
+    )
+    added = await data(
+        client,
+        "mutation($id: ID!, $s: [ShotInput!]!) { addShots(sessionId: $id, shots: $s) { id } }",
+        id=session["id"],
+        s=[{"score": 7.5, "x": -0.5, "y": 999_999.25}, {"score": 8.0}],
+    )
+    assert added["addShots"]["id"] == session["id"]
+    read = await data(
+        client,
+        "query($id: ID!) { shootingSession(id: $id) { location notes distanceMeters"
+        " user { displayName } shots { sequence score x y } } }",
+        id=session["id"],
+    )
+    assert read["shootingSession"] == {
+        "location": AWKWARD,
+        "notes": AWKWARD,
+        "distanceMeters": 100_000,
+        "user": {"displayName": AWKWARD},
+        "shots": [
+            {"sequence": 1, "score": 10.9, "x": None, "y": None},
+            {"sequence": 2, "score": 0.0, "x": None, "y": None},
+            {"sequence": 3, "score": 7.5, "x": -0.5, "y": 999_999.25},
+            {"sequence": 4, "score": 8.0, "x": None, "y": None},
+        ],
+    }
+
+
 async def test_added_shots_continue_the_sequence(client: TestClient) -> None:
     user = await make_user(client, "ada@example.com")
     session = await make_session(client, user["id"], [9.0, 9.5])

@@ -44,11 +44,17 @@ def access_denied(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] == ACCESS_DENIED
 
 
-def _adapt(value: Any) -> Any:
-    if isinstance(value, datetime):
+def _literal(connection: aiomysql.Connection, value: Any) -> str:
+    """`value` as SQL text, escaped by PyMySQL; integers and NULL, most of a write's values, directly."""
+    kind = type(value)
+    if kind is int:
+        return str(value)  # digits and a sign: nothing to escape (bool, a subclass, is PyMySQL's)
+    if value is None:
+        return "NULL"
+    if kind is datetime:
         # DATETIME columns hold UTC without an offset.
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return str(connection.escape(value))
 
 
 class MysqlErrors(DriverErrors):
@@ -95,8 +101,11 @@ class MysqlConnection(DriverConnection[aiomysql.Connection]):
     errors = ERRORS
 
     async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
-        cursor = await self.driver.cursor(aiomysql.DictCursor)
-        await cursor.execute(format_style(sql), [_adapt(a) for a in args])
+        connection = self.driver
+        cursor = await connection.cursor(aiomysql.DictCursor)
+        # Formatted here as PyMySQL formats it (its `%` escaped, each value a literal), so the
+        # cursor gets no arguments to escape a second time.
+        await cursor.execute(format_style(sql) % tuple([_literal(connection, a) for a in args]))
         return cursor
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:

@@ -241,13 +241,18 @@ class SqlWrites(ABC):
     ) -> None:
         if not shots:
             return
-        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(shots))
         args: list[Any] = []
-        for offset, shot in enumerate(shots):
-            args += [session_id, first_sequence + offset, shot.score_tenths, shot.x, shot.y]
-        await conn.execute(
-            f"INSERT INTO shots (session_id, sequence, score_tenths, x, y) VALUES {values}", args
-        )
+        if any(shot.x is not None or shot.y is not None for shot in shots):
+            columns, row = "session_id, sequence, score_tenths, x, y", "(?, ?, ?, ?, ?)"
+            for offset, shot in enumerate(shots):
+                args += (session_id, first_sequence + offset, shot.score_tenths, shot.x, shot.y)
+        else:
+            # Most shots have no position: x and y are left to be NULL, not sent as 2 of 5 values.
+            columns, row = "session_id, sequence, score_tenths", "(?, ?, ?)"
+            for offset, shot in enumerate(shots):
+                args += (session_id, first_sequence + offset, shot.score_tenths)
+        values = ", ".join([row] * len(shots))
+        await conn.execute(f"INSERT INTO shots ({columns}) VALUES {values}", args)
 
     async def _record(
         self,
