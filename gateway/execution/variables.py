@@ -78,8 +78,15 @@ def _object(kind: GraphQLInputObjectType, seen: frozenset[str]) -> Coercer:
     if kind.is_one_of or kind.name in seen:
         raise _NotCompiled(kind.name)
     inner = seen | {kind.name}
+    # An absent field's default is coerced once, as graphql-core memoizes it on the field.
     fields = [
-        (name, field.out_name or name, _compile(field.type, inner), is_required_input_field(field), field)
+        (
+            name,
+            field.out_name or name,
+            _compile(field.type, inner),
+            is_required_input_field(field),
+            Undefined if is_required_input_field(field) else coerce_default_value(field),
+        )
         for name, field in kind.fields.items()
     ]
     names = frozenset(kind.fields)
@@ -89,12 +96,11 @@ def _object(kind: GraphQLInputObjectType, seen: frozenset[str]) -> Coercer:
         if not isinstance(value, dict) or not names.issuperset(value):
             return Undefined
         result: dict[str, Any] = {}
-        for name, out_name, coerce, required, field in fields:
+        for name, out_name, coerce, required, default in fields:
             given = value.get(name, Undefined)
             if given is Undefined:
                 if required:
                     return Undefined
-                default = coerce_default_value(field)
                 if default is not Undefined:
                     result[out_name] = default
                 continue

@@ -45,13 +45,10 @@ def access_denied(exc: BaseException) -> bool:
 
 
 def _literal(connection: aiomysql.Connection, value: Any) -> str:
-    """`value` as SQL text, escaped by PyMySQL; integers and NULL, most of a write's values, directly."""
-    kind = type(value)
-    if kind is int:
-        return str(value)  # digits and a sign: nothing to escape (bool, a subclass, is PyMySQL's)
+    """A value other than an int as SQL text: NULL, or PyMySQL's escape of it."""
     if value is None:
         return "NULL"
-    if kind is datetime:
+    if type(value) is datetime:
         # DATETIME columns hold UTC without an offset.
         value = value.astimezone(UTC).replace(tzinfo=None)
     return str(connection.escape(value))
@@ -104,8 +101,10 @@ class MysqlConnection(DriverConnection[aiomysql.Connection]):
         connection = self.driver
         cursor = await connection.cursor(aiomysql.DictCursor)
         # Formatted here as PyMySQL formats it (its `%` escaped, each value a literal), so the
-        # cursor gets no arguments to escape a second time.
-        await cursor.execute(format_style(sql) % tuple([_literal(connection, a) for a in args]))
+        # cursor gets no arguments to escape a second time. An int, most of a write's values, is
+        # digits and a sign: nothing to escape (a bool, an int subclass, is PyMySQL's).
+        literals = tuple([str(a) if type(a) is int else _literal(connection, a) for a in args])
+        await cursor.execute(format_style(sql) % literals)
         return cursor
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
