@@ -44,11 +44,15 @@ class _NotCompiled(Exception):
     """A type the compiled coercers leave to graphql-core."""
 
 
-def _leaf(kind: Any) -> Coercer:
+def _leaf(kind: Any, nullable: bool) -> Coercer:
     coerce = kind.coerce_input_value
     text = kind in (GraphQLID, GraphQLString)
+    null = None if nullable else Undefined
 
+    # Null-ness checked here, not by a wrapper: most variables are one ID or String.
     def leaf(value: Any) -> Any:
+        if value is None:
+            return null
         if text and type(value) is str:
             return value
         try:
@@ -115,24 +119,20 @@ def _object(kind: GraphQLInputObjectType, seen: frozenset[str]) -> Coercer:
 
 def _compile(kind: GraphQLInputType, seen: frozenset[str] = frozenset()) -> Coercer:
     """The coercer of values of `kind`, as graphql-core's coerce_input_value accepts them."""
-    if isinstance(kind, GraphQLNonNull):
-        inner = _compile(kind.of_type, seen)
-
-        def non_null(value: Any) -> Any:
-            return Undefined if value is None else inner(value)
-
-        return non_null
-    if isinstance(kind, GraphQLList):
-        nullable = _list(_compile(kind.of_type, seen))
-    elif isinstance(kind, GraphQLInputObjectType):
-        nullable = _object(kind, seen)
+    nullable = not isinstance(kind, GraphQLNonNull)
+    of_type = kind if nullable else kind.of_type  # type: ignore[union-attr]
+    if isinstance(of_type, GraphQLList):
+        coerce = _list(_compile(of_type.of_type, seen))
+    elif isinstance(of_type, GraphQLInputObjectType):
+        coerce = _object(of_type, seen)
     else:
-        nullable = _leaf(kind)
+        return _leaf(of_type, nullable)
+    null = None if nullable else Undefined
 
-    def maybe_null(value: Any) -> Any:
-        return None if value is None else nullable(value)
+    def list_or_object(value: Any) -> Any:
+        return null if value is None else coerce(value)
 
-    return maybe_null
+    return list_or_object
 
 
 def coercers_of(schema: GraphQLSchema, operation: OperationDefinitionNode) -> Coercers | None:
