@@ -82,17 +82,12 @@ def _object(kind: GraphQLInputObjectType, seen: frozenset[str]) -> Coercer:
     if kind.is_one_of or kind.name in seen:
         raise _NotCompiled(kind.name)
     inner = seen | {kind.name}
-    # An absent field's default is coerced once, as graphql-core memoizes it on the field.
-    fields = [
-        (
-            name,
-            field.out_name or name,
-            _compile(field.type, inner),
-            is_required_input_field(field),
-            Undefined if is_required_input_field(field) else coerce_default_value(field),
-        )
-        for name, field in kind.fields.items()
-    ]
+    fields = []
+    for name, field in kind.fields.items():
+        required = is_required_input_field(field)
+        # An absent field's default is coerced once, as graphql-core memoizes it on the field.
+        default = Undefined if required else coerce_default_value(field)
+        fields.append((name, field.out_name or name, _compile(field.type, inner), required, default))
     names = frozenset(kind.fields)
     out_type = kind.out_type
 

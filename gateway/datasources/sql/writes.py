@@ -26,6 +26,8 @@ from gateway.errors import Conflict, NotFound
 
 __all__ = ["SqlWrites", "created_session"]
 
+_SHOT_COLUMNS = ("session_id", "sequence", "score_tenths", "x", "y")
+
 
 def created_session(session_id: int, new: NewSession) -> SessionRecord:
     """The record of the session `new` just inserted as `session_id`."""
@@ -241,17 +243,13 @@ class SqlWrites(ABC):
     ) -> None:
         if not shots:
             return
+        # Most shots have no position: then x and y are left to be NULL, not sent as 2 of 5 values.
+        width = 5 if any(shot.x is not None or shot.y is not None for shot in shots) else 3
         args: list[Any] = []
-        if any(shot.x is not None or shot.y is not None for shot in shots):
-            columns, row = "session_id, sequence, score_tenths, x, y", "(?, ?, ?, ?, ?)"
-            for offset, shot in enumerate(shots):
-                args += (session_id, first_sequence + offset, shot.score_tenths, shot.x, shot.y)
-        else:
-            # Most shots have no position: x and y are left to be NULL, not sent as 2 of 5 values.
-            columns, row = "session_id, sequence, score_tenths", "(?, ?, ?)"
-            for offset, shot in enumerate(shots):
-                args += (session_id, first_sequence + offset, shot.score_tenths)
-        values = ", ".join([row] * len(shots))
+        for offset, shot in enumerate(shots):
+            args += (session_id, first_sequence + offset, shot.score_tenths, shot.x, shot.y)[:width]
+        columns = ", ".join(_SHOT_COLUMNS[:width])
+        values = ", ".join([f"({', '.join('?' * width)})"] * len(shots))
         await conn.execute(f"INSERT INTO shots ({columns}) VALUES {values}", args)
 
     async def _record(
