@@ -29,6 +29,7 @@ from strawberry.schema.schema import validate_document
 from gateway.errors import ErrorCode, GatewayError
 
 if TYPE_CHECKING:
+    from gateway.execution.direct import DirectPlan
     from gateway.execution.variables import Coercers
     from gateway.telemetry.tracing import Tracing
 
@@ -52,6 +53,8 @@ class Prepared:
     fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
     # Per operation, its variables' coercers (set on first use).
     coercers: dict[str | None, Coercers | None] = field(default_factory=dict)
+    # Per mutation, how it runs without graphql-core's executor (None: it cannot); set on first use.
+    direct: dict[str | None, DirectPlan | None] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names, or its only one; None when there is no such choice."""

@@ -45,6 +45,7 @@ from gateway.errors import (
     TooManySubscriptions,
     Unavailable,
 )
+from gateway.execution.direct import DirectPlan, direct_plan, run_direct
 from gateway.execution.documents import DocumentCache, Prepared
 from gateway.execution.fastpath import FastPath, fast_path_for
 from gateway.execution.interpreted import PipelineExtension, run_prepared
@@ -241,7 +242,8 @@ class Executor:
     async def _run(
         self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
     ) -> tuple[Outcome, str | None]:
-        """The outcome, and how the operation ran: "fast_path", "interpreted", or None (it did not)."""
+        """The outcome, and how the operation ran: "fast_path", "direct", "interpreted", or None (it
+        did not)."""
         prepared, document, definition = await self._find(operation)
         if prepared is not None and prepared.document is None:
             # It does not parse (or is too large to): answered here, so nothing parses it again.
@@ -284,7 +286,11 @@ class Executor:
             else:
                 if compiled is not None:
                     return compiled, "fast_path"
+        direct = self._direct(prepared, definition, decision)
         with self.telemetry.span("graphql.execute"):
+            if direct is not None:
+                outcome = await run_direct(direct, self.schema, prepared, definition, variables, context)
+                return outcome, "direct"
             result = await run_prepared(self.schema, prepared, definition, variables, context)
         return result, "interpreted"
 
@@ -381,6 +387,21 @@ class Executor:
         else:
             coercers = prepared.coercers[name] = coercers_of(self._graphql_schema, definition)
         return coerce_variables(self._graphql_schema, definition, coercers, given)
+
+    def _direct(
+        self, prepared: Prepared, definition: OperationDefinitionNode, decision: Decision
+    ) -> DirectPlan | None:
+        """How a mutation runs without graphql-core's executor; None: interpreted (FAST_PATH=false too)."""
+        if definition.operation is not CoreOperationType.MUTATION or not self.settings.fast_path:
+            return None
+        name = definition.name.value if definition.name else None
+        if name in prepared.direct:
+            plan = prepared.direct[name]
+        else:
+            plan = prepared.direct[name] = direct_plan(self._graphql_schema, definition)
+        if plan is None or (decision.marks and not plan.reads.isdisjoint(decision.marks)):
+            return None
+        return plan
 
     def _rebuilt(
         self, context: RequestContext, source: DataSource, prepared: Prepared, decision: Decision

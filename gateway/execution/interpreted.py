@@ -22,6 +22,7 @@ from graphql import (
     default_field_resolver,
     default_type_resolver,
 )
+from graphql.execution import Executor as CoreExecutor
 from graphql.execution.collect_fields import FragmentDetails
 from graphql.execution.values import VariableValues
 from strawberry.execution import optimized_is_awaitable
@@ -31,7 +32,7 @@ from strawberry.types import ExecutionResult
 from gateway.execution.documents import Prepared
 from gateway.execution.policy import Mark
 
-__all__ = ["PipelineExtension", "run_prepared"]
+__all__ = ["PipelineExtension", "execution_context", "run_prepared"]
 
 
 async def _apply_later(mark: Mark, parent: Any, value: Awaitable[Any]) -> Any:
@@ -52,18 +53,16 @@ def _marked(_next: Callable[..., Any], root: Any, info: GraphQLResolveInfo, *arg
 _MARKED = MiddlewareManager(_marked)
 
 
-async def run_prepared(
+def execution_context(
     schema: strawberry.Schema,
     prepared: Prepared,
     definition: OperationDefinitionNode,
     variables: VariableValues,
     context: Any,
-) -> ExecutionResult:
-    """Execute `definition` of a parsed and valid document with its coerced `variables`; errors
-    pass Strawberry's `process_errors`."""
-    # graphql-core's execute() would find the operation and coerce the variables again: the
-    # executor has done both, so its executor is built here as execute() builds it.
-    executor = schema.execution_context_class(
+) -> CoreExecutor:
+    """The execution context graphql-core's execute() would build for `definition`, with Strawberry's
+    class; the executor has already found the operation and coerced its variables."""
+    return schema.execution_context_class(
         schema._schema,  # Strawberry's graphql-core schema; no public accessor
         prepared.fragments,
         {name: FragmentDetails(fragment) for name, fragment in prepared.fragments.items()},
@@ -77,7 +76,18 @@ async def run_prepared(
         middleware_manager=_MARKED if getattr(context, "marks", None) else None,
         is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # Strawberry passes it too
     )
-    outcome = executor.execute_operation()
+
+
+async def run_prepared(
+    schema: strawberry.Schema,
+    prepared: Prepared,
+    definition: OperationDefinitionNode,
+    variables: VariableValues,
+    context: Any,
+) -> ExecutionResult:
+    """Execute `definition` of a parsed and valid document with its coerced `variables`; errors
+    pass Strawberry's `process_errors`."""
+    outcome = execution_context(schema, prepared, definition, variables, context).execute_operation()
     result = cast(CoreResult, await outcome if isawaitable(outcome) else outcome)
     if result.errors:
         schema.process_errors(result.errors)

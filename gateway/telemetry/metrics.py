@@ -41,7 +41,7 @@ _MAX_NAME_LENGTH = 100
 # From a cached compiled query (~0.3 ms) to REQUEST_TIMEOUT's default.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _OPERATION_TYPES = ("query", "mutation", "subscription")
-PATHS = ("fast_path", "interpreted")
+PATHS = ("fast_path", "direct", "interpreted")
 
 
 # The *_created series (a timestamp per counter child) double the output and tell a scraper nothing.

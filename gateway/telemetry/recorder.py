@@ -89,7 +89,7 @@ class Telemetry:
         seconds: float,
         span: Any = None,
     ) -> None:
-        """One operation ran (or was refused) in `seconds`; `path` is fast_path, interpreted or None."""
+        """One operation ran (or was refused) in `seconds`; `path`: fast_path, direct, interpreted or None."""
         errors = outcome.errors if not isinstance(outcome, bytes) else None
         if self.metrics is None and span is None and not errors and not logging_exchanges():
             return  # nothing would record it: no metrics, no trace, no access or error line
