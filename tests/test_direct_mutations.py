@@ -20,9 +20,7 @@ from gateway.execution.direct import direct_plan
 from gateway.schema import build_schema
 from gateway.schema.ids import encode_id
 from tests.club import make_session, make_user
-from tests.conftest import count_rows
-
-TABLES = ("users", "club_groups", "memberships", "shooting_sessions", "shots", "activities")
+from tests.conftest import TABLES, count_rows
 
 SESSION = """mutation($input: CreateShootingSessionInput!) { createShootingSession(input: $input) {
   __typename id startedAt location discipline distanceMeters notes shotCount total: totalScore } }"""
@@ -56,6 +54,14 @@ def test_only_a_single_field_selecting_plain_scalars_runs_directly(document: str
     assert (direct_plan(schema, _operation(document)) is not None) is direct
 
 
+@pytest.fixture
+async def interpreted(client: TestClient, aiohttp_client: Any) -> TestClient:
+    """The same gateway with FAST_PATH=false, on the same database."""
+    settings = client.app[EXECUTOR].settings
+    made: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"fast_path": False})))
+    return made
+
+
 async def both(client: TestClient, interpreted: TestClient, query: str, **variables: Any) -> list[Any]:
     """The answers of the direct path, then the interpreted one, to the same request."""
     answers = []
@@ -70,9 +76,9 @@ def _without_ids(value: Any) -> Any:
     return {k: v for k, v in value.items() if k != "id"} if isinstance(value, dict) else value
 
 
-async def test_writes_answer_as_the_interpreted_path_answers(client: TestClient, aiohttp_client: Any) -> None:
-    settings = client.app[EXECUTOR].settings
-    interpreted = await aiohttp_client(create_app(settings.model_copy(update={"fast_path": False})))
+async def test_writes_answer_as_the_interpreted_path_answers(
+    client: TestClient, interpreted: TestClient
+) -> None:
     user = await make_user(client, "ada@example.com")
     fields = {"userId": user["id"], "discipline": "10m Air Rifle", "startedAt": "2026-05-01T09:30:00+02:00"}
     full = {**fields, "location": "Range", "distanceMeters": 10, "shots": [{"score": 10.9}, {"score": 0.0}]}
@@ -107,9 +113,9 @@ async def test_writes_answer_as_the_interpreted_path_answers(client: TestClient,
     assert prepared is not None and prepared.direct[None] is not None  # it did run directly
 
 
-async def test_refused_writes_answer_alike_and_write_nothing(client: TestClient, aiohttp_client: Any) -> None:
-    settings = client.app[EXECUTOR].settings
-    interpreted = await aiohttp_client(create_app(settings.model_copy(update={"fast_path": False})))
+async def test_refused_writes_answer_alike_and_write_nothing(
+    client: TestClient, interpreted: TestClient
+) -> None:
     source = client.app[EXECUTOR].data_source
     user = await make_user(client, "ada@example.com")
     await make_session(client, user["id"], [9.5])

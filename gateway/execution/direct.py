@@ -81,11 +81,10 @@ def _basic(field: GraphQLField) -> bool:
 def direct_plan(schema: GraphQLSchema, operation: OperationDefinitionNode) -> DirectPlan | None:
     """The plan of a mutation of one root field selecting only its result's own scalars, or None."""
     root = schema.mutation_type
-    selections = operation.selection_set.selections
     if operation.operation is not OperationType.MUTATION or root is None or operation.directives:
         return None
-    node = selections[0]
-    if len(selections) != 1 or not isinstance(node, FieldNode) or node.directives:
+    selections = operation.selection_set.selections
+    if len(selections) != 1 or not isinstance(node := selections[0], FieldNode) or node.directives:
         return None
     field = root.fields.get(node.name.value)
     if field is None or field.resolve is None:

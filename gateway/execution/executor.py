@@ -17,11 +17,11 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence, Set
 from contextlib import aclosing
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import strawberry
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from graphql import OperationType as CoreOperationType
 from graphql.execution.values import VariableValues
 from strawberry.exceptions import MissingQueryError
@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 ALL_OPERATIONS = frozenset(OperationType)
+T = TypeVar("T")
 _KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
 
 
@@ -381,11 +382,7 @@ class Executor:
     def _coerced(
         self, prepared: Prepared, definition: OperationDefinitionNode, given: dict[str, Any] | None
     ) -> VariableValues | list[GraphQLError]:
-        name = definition.name.value if definition.name else None
-        if name in prepared.coercers:
-            coercers = prepared.coercers[name]
-        else:
-            coercers = prepared.coercers[name] = coercers_of(self._graphql_schema, definition)
+        coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
         return coerce_variables(self._graphql_schema, definition, coercers, given)
 
     def _direct(
@@ -394,11 +391,7 @@ class Executor:
         """How a mutation runs without graphql-core's executor; None: interpreted (FAST_PATH=false too)."""
         if definition.operation is not CoreOperationType.MUTATION or not self.settings.fast_path:
             return None
-        name = definition.name.value if definition.name else None
-        if name in prepared.direct:
-            plan = prepared.direct[name]
-        else:
-            plan = prepared.direct[name] = direct_plan(self._graphql_schema, definition)
+        plan = _per_operation(prepared.direct, self._graphql_schema, definition, direct_plan)
         if plan is None or (decision.marks and not plan.reads.isdisjoint(decision.marks)):
             return None
         return plan
@@ -429,6 +422,20 @@ class Executor:
     def _failed(self, errors: Sequence[GraphQLError]) -> ExecutionResult:
         self.schema.process_errors(list(errors))
         return ExecutionResult(data=None, errors=list(errors))
+
+
+def _per_operation(
+    cache: dict[str | None, T],
+    schema: GraphQLSchema,
+    definition: OperationDefinitionNode,
+    build: Callable[[GraphQLSchema, OperationDefinitionNode], T],
+) -> T:
+    """What `build` makes of an operation of a prepared document, made on first use and kept in `cache`."""
+    name = definition.name.value if definition.name else None
+    if name in cache:
+        return cache[name]
+    made = cache[name] = build(schema, definition)
+    return made
 
 
 def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
