@@ -11,12 +11,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 import uvicorn
 from aiohttp.test_utils import TestServer
+from graphql import OperationDefinitionNode, parse
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
@@ -24,6 +25,7 @@ from gateway.doors.asgi_app import create_asgi_app
 from gateway.errors import ErrorCode
 from gateway.execution.executor import Executor
 from gateway.execution.policy import Mark, Mask, OperationView, Policy, Refused
+from gateway.schema.context import RequestContext
 from gateway.schema.ids import encode_id
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
@@ -241,3 +243,17 @@ async def test_operations_that_cannot_run_never_reach_the_rules(club: Club) -> N
     assert invalid["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     await club.post(door, {"query": "query Good { __typename }"})
     assert club.rules.seen == ["Good"]
+
+
+def test_each_person_keeps_their_own_marks_past_the_decisions_the_policy_remembers() -> None:
+    rules = Rules()
+    policy = Policy([rules.mask_emails])
+    document = parse(USERS)
+    operation = cast(OperationDefinitionNode, document.definitions[0])
+    view = OperationView(document, operation, {}, {}, cast(RequestContext, None))
+    members = [f"member-{n}" for n in range(1_500)]  # more than it keeps decided
+    for subject in [*members, *members[:10], None]:
+        rules.visible_to = subject
+        decision = policy.decide(view)
+        assert decision.marks == {("User", "email"): Mask("User", "email", visible_to=subject)}
+        assert list(decision.values.values()) == [subject]

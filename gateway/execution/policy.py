@@ -18,7 +18,9 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.schema.context import RequestContext
 from gateway.schema.ownership import owner_of
 
-__all__ = ["Decision", "Mark", "Mask", "OperationView", "Policy", "Refused", "Rule"]
+__all__ = ["Decision", "Mark", "Mask", "OperationView", "Policy", "Refused", "Rule", "mark_variable"]
+
+_DECISIONS = 1024  # distinct sets of marks kept decided: one per signed-in person, about
 
 
 class Refused(GatewayError):
@@ -41,7 +43,11 @@ class OperationView:
 
 
 class Mark(ABC):
-    """Something a rule requires of one field's values; `apply` enforces it on the interpreted path."""
+    """Something a rule requires of one field's values; `apply` enforces it on the interpreted path.
+
+    A mark is a value (a frozen dataclass): equal marks are interchangeable, and the policy keeps
+    one `Decision` per set of them.
+    """
 
     type_name: str
     field_name: str
@@ -85,15 +91,23 @@ class Rule(Protocol):
     def __call__(self, operation: OperationView) -> Iterable[Mark]: ...
 
 
+def mark_variable(mark: Mark) -> str:
+    """The name under which a mark's value travels with the variables (no GraphQL name can clash)."""
+    return f"\x00{mark.type_name}.{mark.field_name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The marks one operation must honour, by (type name, field name)."""
 
     marks: Mapping[tuple[str, str], Mark]
     shape: frozenset[Hashable] = field(init=False)  # what of the decision changes a compiled plan's text
+    values: Mapping[str, Any] = field(init=False)  # each mark's value, under its `mark_variable`
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", frozenset(mark.shape() for mark in self.marks.values()))
+        marks = self.marks.values()
+        object.__setattr__(self, "shape", frozenset(mark.shape() for mark in marks))
+        object.__setattr__(self, "values", {mark_variable(m): getattr(m, "visible_to", None) for m in marks})
 
 
 ALLOW = Decision({})
@@ -104,6 +118,9 @@ class Policy:
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self._rules: list[Rule] = list(rules)
+        # The same marks come back with every request of one person: decided once, and the same
+        # Decision object each time.
+        self._decided: dict[tuple[Mark, ...], Decision] = {}
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -116,11 +133,18 @@ class Policy:
         """The operation's marks; raises `Refused` when a rule refuses it."""
         if not self._rules:
             return ALLOW
-        marks: dict[tuple[str, str], Mark] = {}
-        for rule in self._rules:
-            for mark in rule(operation):
+        found = tuple(mark for rule in self._rules for mark in rule(operation))
+        if not found:
+            return ALLOW
+        decision = self._decided.get(found)
+        if decision is None:
+            marks: dict[tuple[str, str], Mark] = {}
+            for mark in found:
                 key = (mark.type_name, mark.field_name)
                 if key in marks and marks[key] != mark:
                     raise ValueError(f"two rules mark {key[0]}.{key[1]} differently")
                 marks[key] = mark
-        return Decision(marks) if marks else ALLOW
+            if len(self._decided) >= _DECISIONS:
+                del self._decided[next(iter(self._decided))]  # the oldest
+            decision = self._decided[found] = Decision(marks)
+        return decision

@@ -25,7 +25,7 @@ from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
 from gateway.execution.documents import Prepared
 from gateway.execution.fastpath.club import compile_operation
-from gateway.execution.fastpath.compiler import NotCompilable, RootStatement, mark_variable
+from gateway.execution.fastpath.compiler import NotCompilable, RootStatement
 from gateway.execution.policy import Decision
 from gateway.settings import Settings
 
@@ -96,8 +96,7 @@ class FastPath:
         name = operation.name.value if operation.name else None
         if decision.marks:
             # Each mark's value travels with the variables, so a plan serves every request alike.
-            values = {mark_variable(m): getattr(m, "visible_to", None) for m in decision.marks.values()}
-            coerced = VariableValues(coerced.sources, {**coerced.coerced, **values})
+            coerced = VariableValues(coerced.sources, {**coerced.coerced, **decision.values})
         key = (
             prepared.query,
             name,

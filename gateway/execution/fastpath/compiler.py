@@ -34,7 +34,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 
 from gateway.datasources.records import Page
 from gateway.datasources.sql.json_sql import JsonSql
-from gateway.execution.policy import Mark, Mask
+from gateway.execution.policy import Mark, Mask, mark_variable
 from gateway.schema.ownership import owner_of
 from gateway.schema.pagination import Listing
 
@@ -46,7 +46,6 @@ __all__ = [
     "PagedRows",
     "RootStatement",
     "Rows",
-    "mark_variable",
     "once_per_request",
 ]
 
@@ -132,11 +131,6 @@ def _variable_arguments(definition: GraphQLField, node: FieldNode) -> Getter | N
         return values
 
     return read
-
-
-def mark_variable(mark: Mark) -> str:
-    """The name under which a mark's value travels with the variables (no GraphQL name can clash)."""
-    return f"\x00{mark.type_name}.{mark.field_name}"
 
 
 class Compiler:
