@@ -125,7 +125,7 @@ def test_vercel_routes_point_at_an_entry_that_exposes_the_asgi_app(
         monkeypatch.setenv("DB_SQLITE_PATH", str(tmp_path / "club.db"))
         assert isinstance(runpy.run_path(str(entry))["app"], Starlette)
     # Vercel's Python builder ships bytecode (the project's and the packages') only when asked; without
-    # it every cold start compiles all it imports (bench/cold_start.py: 623 against 241 ms).
+    # it every cold start compiles all it imports (bench/results.md: ~630 against ~245 ms).
     assert config["build"]["env"]["VERCEL_PYTHON_COMPILEALL"] == "1"
     excluded = config["functions"]["api/index.py"]["excludeFiles"]
     for private in ("tests/**", "certs/**", "**/.env", "**/*.db"):
