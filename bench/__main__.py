@@ -486,8 +486,8 @@ WHY_MISSED: dict[tuple[str, str, str], str] = {
 
 SIGN_IN_TARGET = 0.90
 _SIGN_IN_COST = (
-    "counted by callgrind (`python -m bench.instructions --signed-in`, 2026-12-05), a member's token"
-    " adds 29k instructions to a P request's 516k (5.7%: the Authorization header, the cached"
+    "counted by callgrind (`python -m bench.instructions --signed-in`, 2026-12-06), a member's token"
+    " adds 26k instructions to a P request's 520k (5.0%: the Authorization header, the cached"
     " token's identity, the e-mail mask's parameter in the SQL; 52k before decisions were kept per"
     " person), which would put the ratio near 0.95 if P were bound by the gateway's CPU alone; the"
     " timed ratio moved between 0.85 and 1.06 over the runs of 2026-12-04/05 with no change to"

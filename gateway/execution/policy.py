@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from graphql import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode
@@ -113,6 +114,17 @@ class Decision:
 ALLOW = Decision({})
 
 
+def _decision(found: tuple[Mark, ...]) -> Decision:
+    """The Decision honouring every mark `found`; ValueError when two mark one field differently."""
+    marks: dict[tuple[str, str], Mark] = {}
+    for mark in found:
+        key = (mark.type_name, mark.field_name)
+        if key in marks and marks[key] != mark:
+            raise ValueError(f"two rules mark {key[0]}.{key[1]} differently")
+        marks[key] = mark
+    return Decision(marks)
+
+
 class Policy:
     """The rules every operation passes, in the order they were added."""
 
@@ -120,7 +132,7 @@ class Policy:
         self._rules: list[Rule] = list(rules)
         # The same marks come back with every request of one person: decided once, and the same
         # Decision object each time.
-        self._decided: dict[tuple[Mark, ...], Decision] = {}
+        self._decided = lru_cache(maxsize=_DECISIONS)(_decision)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -134,17 +146,4 @@ class Policy:
         if not self._rules:
             return ALLOW
         found = tuple(mark for rule in self._rules for mark in rule(operation))
-        if not found:
-            return ALLOW
-        decision = self._decided.get(found)
-        if decision is None:
-            marks: dict[tuple[str, str], Mark] = {}
-            for mark in found:
-                key = (mark.type_name, mark.field_name)
-                if key in marks and marks[key] != mark:
-                    raise ValueError(f"two rules mark {key[0]}.{key[1]} differently")
-                marks[key] = mark
-            if len(self._decided) >= _DECISIONS:
-                del self._decided[next(iter(self._decided))]  # the oldest
-            decision = self._decided[found] = Decision(marks)
-        return decision
+        return self._decided(found) if found else ALLOW
