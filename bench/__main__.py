@@ -69,13 +69,17 @@ class System:
     command: list[str]
     env: dict[str, str]
     requests: dict[str, tuple[str, list[str]] | None]
-    port: int = field(default_factory=free_port)
+    port: int = 0  # chosen as the process starts (`running`), not earlier: a port picked early can be taken
     process: subprocess.Popen[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request
     cwd: Path = ROOT  # where it runs: `python -m` imports from here first
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def argv(self) -> list[str]:
+        """The command on `port` (every system here takes `--port N`)."""
+        return [*self.command, "--port", str(self.port)]
 
 
 # Sign-in measured with an HS256 token: verification is cached per token either way (JWKS or secret).
@@ -143,8 +147,6 @@ def gateway(
         "-m",
         "gateway",
         "serve",
-        "--port",
-        str(system.port),
         "--workers",
         str(workers),
     ]
@@ -177,9 +179,7 @@ def raw(name: str, backend: str, env: dict[str, str], processes: int = 1) -> Sys
         "M": ("/m", [orjson.dumps({"userId": i, "shots": shots_input()}).decode() for i in IDS]),
     }
     system = System(name, backend, [], env, bodies)
-    system.command = [
-        sys.executable, "-m", "bench.raw_server", "--port", str(system.port), "--processes", str(processes)
-    ]
+    system.command = [sys.executable, "-m", "bench.raw_server", "--processes", str(processes)]
     return system
 
 
@@ -197,8 +197,6 @@ def postgraphile(env: dict[str, str]) -> System:
         url,
         "--host",
         "127.0.0.1",
-        "--port",
-        str(system.port),
         "--disable-query-log",
         "--schema",
         "public",
@@ -230,36 +228,69 @@ def postgraphile5(env: dict[str, str]) -> System:
         "public",
         "--host",
         "127.0.0.1",
-        "--port",
-        str(system.port),
     ]
     return system
 
 
+# How each system's stderr says its port was taken between `free_port` and its bind.
+_PORT_TAKEN = (b"EADDRINUSE", b"Address already in use", b"address already in use")
+
+
 @contextmanager
 def running(system: System) -> Iterator[System]:
-    env = {**os.environ, **system.env}
-    system.process = subprocess.Popen(
-        system.command, cwd=system.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 60
-        path, bodies = next(r for r in system.requests.values() if r is not None)
-        while True:
-            if system.process.poll() is not None:
-                raise RuntimeError(f"{system.name} exited: {system.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                _post(system.url(path), bodies[0], timeout=5, headers=system.headers)
+    """`system` started on a free port and answering; stopped on exit.
+
+    A port found free can be taken before the process binds it (wrk's and the pools' own
+    connections draw from the same range), so a start that fails on that is retried on another."""
+    for _ in range(3):
+        system.port = free_port()
+        system.process = subprocess.Popen(
+            system.argv(),
+            cwd=system.cwd,
+            env={**os.environ, **system.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            if _answers(system, system.process):
                 break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{system.name} did not start")
-            time.sleep(0.2)
+        except BaseException:
+            _stop(system.process)
+            raise
+        _stop(system.process)
+    else:
+        raise RuntimeError(f"{system.name}: its port was taken three times in a row")
+    try:
         yield system
     finally:
-        system.process.terminate()
-        system.process.wait(timeout=30)
+        _stop(system.process)
+
+
+def _answers(system: System, process: subprocess.Popen[bytes]) -> bool:
+    """Wait until `system` answers its first request: False if it exited because its port was taken."""
+    deadline = time.monotonic() + 60
+    path, bodies = next(r for r in system.requests.values() if r is not None)
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read() if process.stderr else b""
+            if any(sign in error for sign in _PORT_TAKEN):
+                print(f"{system.name}: port {system.port} was taken, starting on another", file=sys.stderr)
+                return False
+            raise RuntimeError(f"{system.name} exited: {error.decode(errors='replace')[-2000:]}")
+        try:
+            _post(system.url(path), bodies[0], timeout=5, headers=system.headers)
+            return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{system.name} did not start")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    process.wait(timeout=30)
 
 
 def _post(url: str, body: str, timeout: float = 30, headers: dict[str, str] | None = None) -> bytes:

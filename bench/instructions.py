@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.__main__ import System, gateway, raw
 from bench.dataset import load_postgres
-from bench.postgres_instance import postgres_instance
+from bench.postgres_instance import free_port, postgres_instance
 from bench.side_by_side import earlier_gateways
 
 __all__ = ["count", "main"]
@@ -46,7 +46,8 @@ def count(system: System, query: str, requests: int) -> float:
     path, bodies = entry
     with tempfile.TemporaryDirectory(prefix="gw-callgrind-") as folder:
         out = Path(folder) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *system.command]
+        system.port = free_port()
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *system.argv()]
         env = {**os.environ, **system.env}
         process = subprocess.Popen(
             command, cwd=system.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
