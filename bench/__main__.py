@@ -504,13 +504,14 @@ WHY_MISSED: dict[tuple[str, str, str], str] = {
         " moves with how much of the database the handler gets: 0.75-0.94 of raw over one day"
     ),
     ("raw", "MariaDB", "M"): (
-        "the GraphQL layer, as on PostgreSQL (a third of the gateway's M in process, the split below)."
-        " Counted by callgrind in process, an M costs the gateway 1.59M instructions (2.45M before"
-        " compiled coercers and MySQL's literals, 1.78M before mutations skipped graphql-core's"
-        " executor, 2026-12-05) against the raw handler's statements' 0.77M; its writes alone 0.96M."
-        " What is left is Strawberry's argument conversion and resolver wrapping, variable coercion,"
-        " our input checks and the executor's per-operation steps, none more than ~60k instructions:"
-        " 0.7 needs about a fifth less CPU per M"
+        "the GraphQL layer, as on PostgreSQL, and the database server sharing the 2 cores. The writes"
+        " are one CALL since 2026-12-06 (five round trips before: side by side 0.56 -> 0.71 of raw,"
+        " the gateway's CPU per M 635 -> 500 us against the handler's ~330); MariaDB then spends"
+        " ~400-425 us per M (the handler's five statements ~300-340: the procedure checks that the"
+        " user and group exist and numbers the shots with a recursive CTE) at ~0.75 of a core, next"
+        " to the gateway's ~0.9. What is left in the gateway is Strawberry's argument conversion and"
+        " resolver wrapping, variable coercion, our input checks and the executor's per-operation"
+        " steps, none more than ~60k instructions"
     ),
 }
 

@@ -361,8 +361,9 @@ async def _probe_mysql(s: Settings, context: ssl.SSLContext | None, report: Repo
             raise _Diagnosed(
                 Failure.PERMISSION,
                 f"{report.current_user} cannot create tables ({exc.args[1]}): the gateway creates its "
-                f"tables on first start; GRANT CREATE, DROP, ALTER, INDEX, SELECT, INSERT, UPDATE, DELETE ON "
-                f"{s.db_name}.* TO the user (or run `gateway init-db` once as a user who can)",
+                f"tables on first start; GRANT CREATE, DROP, ALTER, INDEX, CREATE ROUTINE, EXECUTE, SELECT, "
+                f"INSERT, UPDATE, DELETE ON {s.db_name}.* TO the user (or run `gateway init-db` once as a "
+                "user who can)",
             ) from None
         report.can_create_tables = True
         report.checks.append("permissions: created and dropped a scratch table")

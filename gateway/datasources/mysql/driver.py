@@ -61,7 +61,7 @@ class MysqlErrors(DriverErrors):
     statement_errors = (pymysql.err.IntegrityError, pymysql.err.OperationalError, *CONNECTION_ERRORS)
     driver_errors = (pymysql.err.MySQLError, *CONNECTION_ERRORS)
     permission_hint = (
-        "grant the user CREATE, ALTER, INDEX and REFERENCES on the database,"
+        "grant the user CREATE, ALTER, INDEX, REFERENCES and CREATE ROUTINE on the database,"
         " or run `gateway init-db` once as a user who has them"
     )
 

@@ -12,7 +12,9 @@ from gateway.datasources.sql.rows import SqlConnection
 __all__ = ["Migration", "apply_migrations", "load_migrations"]
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
-_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+# The mysql client's convention: a line `DELIMITER //` makes `//` end statements until the next
+# `DELIMITER ;`, so that a stored procedure's body, whose statements end with `;`, stays one statement.
+_DELIMITER = re.compile(r"^\s*DELIMITER\s+(\S+)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +25,25 @@ class Migration:
 
 
 def _statements(text: str) -> tuple[str, ...]:
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    parts = _STATEMENT_END.split("\n".join(lines))
-    return tuple(part.strip() for part in parts if part.strip())
+    """The file's statements, each ended by the current delimiter at the end of a line (`;` unless
+    a DELIMITER line says otherwise); lines that start with `--` are comments."""
+    statements: list[str] = []
+    delimiter, lines = ";", []
+    for line in text.splitlines():
+        if line.lstrip().startswith("--"):
+            continue
+        if (change := _DELIMITER.match(line)) is not None:
+            delimiter = change[1]
+            continue
+        stripped = line.rstrip()
+        if stripped.endswith(delimiter):
+            lines.append(stripped[: -len(delimiter)])
+            statements.append("\n".join(lines))
+            lines = []
+        else:
+            lines.append(line)
+    statements.append("\n".join(lines))
+    return tuple(s.strip() for s in statements if s.strip())
 
 
 def load_migrations(package: str) -> list[Migration]:

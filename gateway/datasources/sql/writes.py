@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from gateway.datasources.protocol import UniqueViolation
 from gateway.datasources.records import GroupRecord, NewSession, NewShot, SessionRecord, UserRecord
@@ -138,10 +138,7 @@ class SqlWrites(ABC):
                 ),
             )
             if not session_id:
-                await self._require_user(conn, new.user_id)
-                if new.group_id is not None:
-                    await self._require_group(conn, new.group_id)
-                raise NotFound("user")  # created since the INSERT looked: it did not exist then
+                await self._not_created(conn, new)
             await self._insert_shots(conn, session_id, 1, new.shots)
             await self._record(conn, "SESSION_CREATED", new.user_id, new.group_id, session_id, now)
         return created_session(session_id, new)
@@ -218,6 +215,13 @@ class SqlWrites(ABC):
 
     # -- pieces of the writes ----------------------------------------------------------
 
+    async def _not_created(self, conn: SqlConnection, new: NewSession) -> NoReturn:
+        """`new` was not inserted because its user, or else its group, does not exist: raise which."""
+        await self._require_user(conn, new.user_id)
+        if new.group_id is not None:
+            await self._require_group(conn, new.group_id)
+        raise NotFound("user")  # created since the INSERT looked: it did not exist then
+
     async def _require_user(self, conn: SqlConnection, user_id: int) -> UserRecord:
         rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,))
         if not rows:
@@ -275,5 +279,9 @@ class SqlWrites(ABC):
         """`transaction()`, then the local change watch is told at once that activities may have committed."""
         async with self.transaction() as conn:
             yield conn
+        self._committed()
+
+    def _committed(self) -> None:
+        """Tell the local change watches that activities may have committed."""
         for wake in self._on_commit:
             wake()
