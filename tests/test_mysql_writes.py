@@ -212,3 +212,18 @@ async def test_a_user_who_may_not_call_the_procedure_still_creates_sessions(
     assert len(warnings) == 1, warnings
     assert f"GRANT EXECUTE ON PROCEDURE `{database}`.gateway_create_session TO '{name}'" in warnings[0]
     assert password not in caplog.text
+
+
+async def test_a_dropped_procedure_leaves_sessions_written_statement_by_statement(
+    source: MysqlDataSource, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, group = await member_and_group(database)
+    rows(database, "DROP PROCEDURE gateway_create_session")
+    caplog.set_level(logging.WARNING, logger="gateway")
+    created = await source.create_session(NewSession(user, group, STARTED, "10m Air Rifle", shots=SHOTS))
+    assert [s[1:] for s in written(database, created.id)["shots"]] == [
+        (s.score_tenths, s.x, s.y) for s in SHOTS
+    ]
+    assert counts(database) == (1, len(SHOTS), 1)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "does not exist" in warning and "0004_create_session_procedure.sql" in warning

@@ -38,7 +38,8 @@ def shot_records(shots: Sequence[NewShot]) -> str:
     """The shots as the procedure reads them: per shot, score_tenths in 6 characters, x and y in 24
     each (a float's repr fits: 17 digits, a sign, a point and an exponent), right-aligned, blank for
     NULL. The server cuts each value at its offset, where JSON it would parse again for each.
-    Raises ValueError for a shot that does not fit (no SMALLINT score does not, nor a finite float)."""
+    Raises ValueError for a shot that does not fit: a score of more than 6 characters (beyond any
+    SMALLINT), or an infinite or NaN coordinate."""
     records = []
     for shot in shots:
         score = str(shot.score_tenths)
@@ -64,5 +65,5 @@ def why_unusable(exc: BaseException, database: str, user: str) -> str:
     if exc.args[0] == _EXECUTE_DENIED:
         fix = f"GRANT EXECUTE ON PROCEDURE `{database}`.gateway_create_session TO '{user}'"
     else:
-        fix = "run `gateway init-db` (its migration 4 creates the procedure)"
+        fix = "create it again from gateway/datasources/mysql/migrations/0004_create_session_procedure.sql"
     return f"cannot call gateway_create_session ({exc.args[1]}): {fix}"
