@@ -244,11 +244,9 @@ class MysqlDataSource(SqlDataSource):
     async def create_session(self, new: NewSession) -> SessionRecord:
         """One CALL of gateway_create_session instead of five round trips; the statements one by
         one where the procedure cannot be called (a user without EXECUTE on it, say)."""
-        try:
-            records = shot_records(new.shots)
-        except ValueError:
-            records = None  # a value no column holds: the statements fail on it as they say
-        if not self._procedures or records is None:
+        # A shot no column holds (no record) goes to the statements, which fail on it as they say.
+        records = shot_records(new.shots) if self._procedures else None
+        if records is None:
             return await super().create_session(new)
         try:
             async with self.connection() as conn:
@@ -258,13 +256,12 @@ class MysqlDataSource(SqlDataSource):
         except pymysql.err.OperationalError as exc:
             if not unusable(exc):
                 raise
-            if self._procedures:
-                self._procedures = False
-                user = self._pool_credentials.user if self._pool_credentials else self._settings.db_user
+            if self._procedures and self._pool_credentials is not None:
                 log.warning(
                     "%s; until the gateway restarts, sessions are written statement by statement",
-                    why_unusable(exc, self._settings.db_name, user),
+                    why_unusable(exc, self._pool_credentials),
                 )
+            self._procedures = False
             return await super().create_session(new)
         self._committed()
         return created_session(session_id, new)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pymysql
 
+from gateway.connect.credentials import Credentials
 from gateway.datasources.records import NewSession, NewShot
 from gateway.datasources.sql.rows import SqlConnection
 
@@ -34,19 +35,19 @@ async def call_create_session(
     return session_id
 
 
-def shot_records(shots: Sequence[NewShot]) -> str:
+def shot_records(shots: Sequence[NewShot]) -> str | None:
     """The shots as the procedure reads them: per shot, score_tenths in 6 characters, x and y in 24
     each (a float's repr fits: 17 digits, a sign, a point and an exponent), right-aligned, blank for
     NULL. The server cuts each value at its offset, where JSON it would parse again for each.
-    Raises ValueError for a shot that does not fit: a score of more than 6 characters (beyond any
-    SMALLINT), or an infinite or NaN coordinate."""
+    None when a shot does not fit: a score of more than 6 characters (beyond any SMALLINT), or an
+    infinite or NaN coordinate."""
     records = []
     for shot in shots:
         score = str(shot.score_tenths)
+        if len(score) > _SCORE_WIDTH or not math.isfinite(shot.x or 0.0) or not math.isfinite(shot.y or 0.0):
+            return None
         x = "" if shot.x is None else repr(float(shot.x))
         y = "" if shot.y is None else repr(float(shot.y))
-        if len(score) > _SCORE_WIDTH or not math.isfinite(shot.x or 0.0) or not math.isfinite(shot.y or 0.0):
-            raise ValueError(f"a shot the procedure cannot carry: {shot}")
         records.append(f"{score:>{_SCORE_WIDTH}}{x:>{_FLOAT_WIDTH}}{y:>{_FLOAT_WIDTH}}")
     return "".join(records)
 
@@ -60,10 +61,10 @@ def unusable(exc: BaseException) -> bool:
     )
 
 
-def why_unusable(exc: BaseException, database: str, user: str) -> str:
-    """What to do about `exc` (one that `unusable` accepts)."""
+def why_unusable(exc: BaseException, login: Credentials) -> str:
+    """What to do about `exc` (one that `unusable` accepts), for the pool that logged in as `login`."""
     if exc.args[0] == _EXECUTE_DENIED:
-        fix = f"GRANT EXECUTE ON PROCEDURE `{database}`.gateway_create_session TO '{user}'"
+        fix = f"GRANT EXECUTE ON PROCEDURE `{login.database}`.gateway_create_session TO '{login.user}'"
     else:
         fix = "create it again from gateway/datasources/mysql/migrations/0004_create_session_procedure.sql"
     return f"cannot call gateway_create_session ({exc.args[1]}): {fix}"
