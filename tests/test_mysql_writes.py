@@ -102,7 +102,7 @@ def test_the_procedure_is_one_statement_of_migration_4() -> None:
     """A DELIMITER line keeps the procedure's body, whose statements end with `;`, one statement."""
     migration = next(m for m in load_migrations("gateway.datasources.mysql") if m.version == 4)
     (statement,) = migration.statements
-    assert statement.startswith("CREATE PROCEDURE gateway_create_session(")
+    assert statement.startswith("CREATE PROCEDURE IF NOT EXISTS gateway_create_session(")
     assert statement.endswith("END")
     assert statement.count(";") > 5
 
@@ -227,3 +227,25 @@ async def test_a_dropped_procedure_leaves_sessions_written_statement_by_statemen
     assert counts(database) == (1, len(SHOTS), 1)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "does not exist" in warning and "0004_create_session_procedure.sql" in warning
+
+
+async def test_a_start_stopped_before_recording_migration_4_starts_again(
+    make_settings: Callable[..., Settings],
+    source: MysqlDataSource,
+    database: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A start that created the procedure and stopped before recording migration 4 (DDL commits at
+    once): the next start creates nothing twice, and sessions go through the procedure."""
+    rows(database, "DELETE FROM schema_migrations WHERE version = 4")
+    user, group = await member_and_group(database)
+    caplog.set_level(logging.WARNING, logger="gateway")
+    again = MysqlDataSource(make_settings("mysql", db_name=database, db_pool_max=1))
+    await again.open()
+    try:
+        created = await again.create_session(NewSession(user, group, STARTED, "10m Air Rifle", shots=SHOTS))
+    finally:
+        await again.close()
+    assert rows(database, "SELECT version FROM schema_migrations WHERE version = 4") == [(4,)]
+    assert written(database, created.id)["shots"] and counts(database) == (1, len(SHOTS), 1)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

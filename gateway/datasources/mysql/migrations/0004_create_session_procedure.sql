@@ -7,9 +7,11 @@
 -- Strings are utf8mb4 whatever the database's default character set, and wider than their
 -- columns, so a value too long fails on the column as the plain INSERT does. SQL SECURITY
 -- INVOKER: it runs with the caller's privileges, who needs EXECUTE on it besides the tables'.
--- Creating it takes CREATE ROUTINE (no DROP first: dropping takes ALTER ROUTINE, even IF EXISTS).
+-- Creating it takes CREATE ROUTINE. IF NOT EXISTS (MariaDB 10.1.3+, MySQL 8.0.29+): a start that
+-- stopped after creating it, before recording this migration, runs it again without failing on
+-- "already exists" (no DROP first: dropping takes ALTER ROUTINE, even IF EXISTS).
 DELIMITER //
-CREATE PROCEDURE gateway_create_session(
+CREATE PROCEDURE IF NOT EXISTS gateway_create_session(
     p_user BIGINT, p_group BIGINT, p_started DATETIME(6), p_location TEXT CHARACTER SET utf8mb4,
     p_discipline TEXT CHARACTER SET utf8mb4, p_distance BIGINT, p_notes TEXT CHARACTER SET utf8mb4,
     p_shot_count BIGINT, p_total_tenths BIGINT, p_now DATETIME(6), p_shots LONGBLOB)
