@@ -78,8 +78,12 @@ class _GraphQLDoor:
         accept = _header(scope, b"accept")
         media = media_type(accept)
         try:
-            await self._executor.open()
-            identity = await self._executor.identify(_header(scope, b"authorization") or None)
+            # Each call skipped when it has nothing to do, as the aiohttp door does.
+            executor = self._executor
+            if executor.data_source is None:
+                await executor.open()
+            authorization = _header(scope, b"authorization") or None
+            identity = None if executor.authenticator is None else await executor.identify(authorization)
         except GatewayError as exc:
             await _respond(unavailable(exc).answer(media))(scope, receive, send)
             return

@@ -47,7 +47,7 @@ _NOT_EXECUTED_STATUS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is built through object.__setattr__
 class Answer:
     """An HTTP answer a door sends as it is."""
 

@@ -145,5 +145,7 @@ class Policy:
         """The operation's marks; raises `Refused` when a rule refuses it."""
         if not self._rules:
             return ALLOW
-        found = tuple(mark for rule in self._rules for mark in rule(operation))
-        return self._decided(found) if found else ALLOW
+        found: list[Mark] = []
+        for rule in self._rules:
+            found += rule(operation)
+        return self._decided(tuple(found)) if found else ALLOW
