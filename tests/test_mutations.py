@@ -163,6 +163,28 @@ async def test_bad_input_is_refused_with_a_message_naming_it(client: TestClient,
         ),
         (
             CREATE_SESSION,
+            {
+                "input": {
+                    "userId": user["id"],
+                    "discipline": "x",
+                    "shots": [{"score": 9.0}, {"score": 9.0, "y": 1e9}],
+                }
+            },
+            "input.shots[1].y",
+        ),
+        (
+            CREATE_SESSION,
+            {
+                "input": {
+                    "userId": user["id"],
+                    "discipline": "x",
+                    "shots": [{"score": 9.0}, {"score": 9.0, "x": -1e9}],
+                }
+            },
+            "input.shots[1].x",
+        ),
+        (
+            CREATE_SESSION,
             {"input": {"userId": user["id"], "discipline": "x", "startedAt": "2026-05-01T09:30:00"}},
             "input.startedAt",
         ),
