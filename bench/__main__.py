@@ -469,13 +469,16 @@ TARGETS: dict[tuple[str, str, str], float] = {
 # Why each target the gateway can miss is missed, as measured (the experiments: bench/README.md).
 _POINT_LOOKUP = (
     "a point lookup is bound by the gateway's own Python. Counted by callgrind"
-    " (`python -m bench.instructions`, 2026-12-04), a P request runs ~510-527k instructions in the"
-    " gateway against the raw handler's ~395k (1.31x; the gateway before the request pipeline ran"
-    " 563k, the one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer itself"
-    " (the body's operation, cached document, variables, policy and limits, the compiled plan, ID"
-    " decoding, telemetry, CORS and request id), some twenty functions of 1-5k instructions each."
-    " Timed, the gap can exceed the count: on 2026-12-05 23:46 (516k against 386k instructions,"
-    " 1.34x) the gateway spent 142 us of CPU per P and the raw handler 89 us (1.6x), both at one core"
+    " (`python -m bench.instructions`, 2026-12-06), a P request runs ~515k instructions in the"
+    " gateway against the raw handler's ~393k (1.31x; the gateway before the request pipeline ran"
+    " 563k, the one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer"
+    " itself, each step a few thousand instructions (counted alone: coercion 11k, the plan's key 14k,"
+    " policy and limits 11k, a time-limit scope 8k, the answer ~20k). A path answering a repeated"
+    " compiled query with only its coercion, parameters and statement ran 438k (1.12x, measured, not"
+    " kept); what it skipped that protects a request (the policy, the operation's time limit,"
+    " telemetry) puts back ~30k, ~1.19x. Timed, the gap exceeds the count: under wrk -c16 on"
+    " 2026-12-06 the gateway spent 130-137 us user and 33 us system CPU per P, the raw handler 79"
+    " and 22 us (1.65x at 1.31x the instructions)"
 )
 _N_AGAINST_NODE = (
     "N is bound by PostgreSQL building the JSON (1.4-1.5 of the 2 cores in every run), PostGraphile"
