@@ -48,10 +48,10 @@ class _Sweeper:
 _current: _Sweeper | None = None
 
 
-def _sweeper_for(loop: asyncio.AbstractEventLoop) -> _Sweeper:
+def _new_sweeper(loop: asyncio.AbstractEventLoop) -> _Sweeper:
+    """A sweeper for `loop`, current from now on (the scope found none for its loop)."""
     global _current
-    if _current is None or _current.loop is not loop:
-        _current = _Sweeper(loop)
+    _current = _Sweeper(loop)
     return _current
 
 
@@ -77,7 +77,7 @@ class Deadline:
         self._task = task
         self._cancelling = task.cancelling()
         self.when = loop.time() + self.seconds
-        sweeper = _current if _current is not None and _current.loop is loop else _sweeper_for(loop)
+        sweeper = _current if _current is not None and _current.loop is loop else _new_sweeper(loop)
         self._sweeper = sweeper
         sweeper.scopes[self] = None
         if sweeper.timer is None:
