@@ -6,6 +6,11 @@ point lookup. These limits need no millisecond precision: one sweep per event lo
 RESOLUTION seconds and only while scopes are open, cancels the tasks past their deadline, and
 the scope turns that cancellation into TimeoutError exactly as `asyncio.timeout` does. A scope
 therefore ends between its deadline and RESOLUTION later.
+
+A statement that commits a write runs inside `Committing`: cut there, the client could not be told
+whether the write landed (the database may commit before the cancellation reaches it). The limits
+wait for it instead, up to the database's own limit on the statement and SLACK more, and lift once
+it has committed: the write's answer goes out, however late.
 """
 
 from __future__ import annotations
@@ -13,9 +18,18 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-__all__ = ["RESOLUTION", "Deadline"]
+from gateway.errors import WriteUnconfirmed
+
+__all__ = ["RESOLUTION", "SLACK", "Committing", "Deadline"]
 
 RESOLUTION = 0.05  # seconds between sweeps
+SLACK = 1.0  # seconds a commit may run past the database's own time limit: its reply's way back
+
+_CUT = -1.0  # in `_committing`: the task was cut while it committed
+
+
+# The tasks inside `Committing`, each with the loop time after which its limits cut it anyway.
+_committing: dict[asyncio.Task[object], float] = {}
 
 
 class _Sweeper:
@@ -36,10 +50,24 @@ class _Sweeper:
         self.timer = None
         now = self.loop.time()
         for scope in [s for s in self.scopes if s.when <= now]:
-            del self.scopes[scope]
+            if scope not in self.scopes:
+                continue  # lifted with an earlier scope of its task
+            hold = _committing.get(scope._task)
+            if hold is not None:
+                if now < hold:
+                    continue  # its commit runs: the next sweep looks again
+                _committing[scope._task] = _CUT
+                self.lift(scope._task)  # one cancellation: this scope's answers for all of them
+            else:
+                del self.scopes[scope]
             scope.expire()
         if self.scopes:
             self.arm()
+
+    def lift(self, task: asyncio.Task[object]) -> None:
+        """`task` is no longer bounded by its scopes open now."""
+        for scope in [s for s in self.scopes if s._task is task]:
+            del self.scopes[scope]
 
 
 # The sweeper of the loop that last opened a scope. A process runs one loop (tests, one after
@@ -99,3 +127,42 @@ class Deadline:
     def expired(self) -> bool:
         """Whether the deadline passed while the scope was open."""
         return self._expired
+
+
+class Committing:
+    """`with Committing(seconds)` around a statement that commits a write; `seconds` is the
+    database's own limit on it (DB_STATEMENT_TIMEOUT).
+
+    The task's open time limits wait for the statement, up to `seconds` and SLACK past its start,
+    and are lifted once it succeeds. Cut after that, it raises WriteUnconfirmed in place of the
+    cancellation. A cancellation from elsewhere (shutdown) passes through.
+    """
+
+    __slots__ = ("_held", "_task", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> Committing:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a commit must be made inside a task")
+        self._task = task
+        self._held = _committing.get(task)  # None, unless windows nest
+        _committing[task] = loop.time() + self.seconds + SLACK
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task = self._task
+        cut = _committing.pop(task, None) == _CUT
+        if self._held is not None:
+            _committing[task] = self._held
+        if kind is None:
+            # Committed: what is left (the answer) is not cut.
+            if _current is not None and _current.loop is task.get_loop():
+                _current.lift(task)
+        elif cut and kind is asyncio.CancelledError:
+            raise WriteUnconfirmed() from None

@@ -17,6 +17,7 @@ __all__ = [
     "TooManySubscriptions",
     "Unauthenticated",
     "Unavailable",
+    "WriteUnconfirmed",
 ]
 
 
@@ -127,3 +128,15 @@ class TimedOut(GatewayError):
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the operation took longer than REQUEST_TIMEOUT={seconds:g}s and was stopped")
+
+
+class WriteUnconfirmed(GatewayError):
+    """A commit still unconfirmed past REQUEST_TIMEOUT and the database's own limit: it may have landed."""
+
+    code = ErrorCode.TIMEOUT
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the database did not confirm the write within REQUEST_TIMEOUT and DB_STATEMENT_TIMEOUT;"
+            " it may have been saved: read it back before sending it again"
+        )

@@ -1,4 +1,5 @@
-"""A loopback TCP proxy that can be cut and restored, or strip TLS from MySQL greetings, to play the network.
+"""A loopback TCP proxy that can be cut and restored, strip TLS from MySQL greetings, or hold
+a reply back, to play the network.
 
 Each proxied connection records what the client sent through it, so a test can prove what a
 client did (or did not) send after a greeting it was shown.
@@ -20,6 +21,7 @@ class Proxied:
 
     index: int
     greeting_stripped: bool = False
+    hold: float = 0.0  # seconds the next reply waits before it goes on to the client
     sent: bytearray = field(default_factory=bytearray)  # every byte the client sent towards the target
 
 
@@ -49,6 +51,8 @@ class TcpProxy:
         self.sent = bytearray()  # every byte clients sent towards the target
         self.connections: list[Proxied] = []
         self.strip_tls_from: int | None = None
+        self._slow: tuple[bytes, float] | None = None
+        self.held = 0  # replies held back
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -62,6 +66,11 @@ class TcpProxy:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+
+    def hold_replies_to(self, marker: bytes, seconds: float) -> None:
+        """The reply to what a client sends containing `marker` reaches it `seconds` late: the
+        server has answered (a commit has landed) while the client still waits."""
+        self._slow = (marker, seconds)
 
     def strip_tls_after(self, clean: int = 0) -> None:
         """Strip TLS from the greetings of new connections, after `clean` more that are left alone."""
@@ -94,6 +103,12 @@ class TcpProxy:
                     if record:
                         self.sent += data
                         proxied.sent += data
+                        if self._slow is not None and self._slow[0] in data:
+                            proxied.hold = self._slow[1]
+                    elif proxied.hold:
+                        hold, proxied.hold = proxied.hold, 0.0
+                        self.held += 1
+                        await asyncio.sleep(hold)
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from gateway.deadlines import RESOLUTION, Deadline
+from gateway.deadlines import RESOLUTION, SLACK, Committing, Deadline
+from gateway.errors import WriteUnconfirmed
 
 LOOPS = [asyncio.run, uvloop.run]
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -99,3 +100,71 @@ def test_many_concurrent_scopes_each_expire_on_time() -> None:
 
     lateness = uvloop.run(main())
     assert all(-1e-6 <= late < RESOLUTION + 0.5 for late in lateness), (min(lateness), max(lateness))
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_commit_past_the_deadline_is_waited_for_and_its_answer_is_not_cut(run: Run) -> None:
+    async def main() -> tuple[str, bool, int]:
+        with Deadline(0.1) as outer, Deadline(0.15) as inner:
+            with Committing(5):
+                await asyncio.sleep(0.4)  # the commit, past both deadlines
+            await asyncio.sleep(0.2)  # the answer, after it landed
+            value = "answered"
+        task = asyncio.current_task()
+        assert task is not None
+        return value, outer.expired() or inner.expired(), task.cancelling()
+
+    assert run(main()) == ("answered", False, 0)
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_deadline_still_cuts_what_runs_after_a_commit_that_failed(run: Run) -> None:
+    async def main() -> list[str]:
+        seen = []
+        with pytest.raises(TimeoutError), Deadline(0.1):
+            try:
+                with Committing(5):
+                    await asyncio.sleep(0.2)
+                    raise ConnectionError("the commit failed")
+            except ConnectionError:
+                seen.append("commit failed")
+            await asyncio.sleep(5)  # cut: nothing landed, the limit stands
+        return seen
+
+    assert run(main()) == ["commit failed"]
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_commit_past_the_databases_own_limit_is_cut_as_unconfirmed(run: Run) -> None:
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        unconfirmed = pytest.raises(WriteUnconfirmed, match="may have been saved")
+        with unconfirmed, Deadline(0.05), Deadline(0.06), Committing(0.1):
+            await asyncio.sleep(10)
+        task = asyncio.current_task()
+        assert task is not None
+        return loop.time() - started, task.cancelling()
+
+    took, cancelling = run(main())
+    assert 0.1 + SLACK - 1e-6 <= took < 0.1 + SLACK + RESOLUTION + 0.5
+    assert cancelling == 0  # one cancellation for both scopes, taken back: the task goes on
+
+
+@pytest.mark.parametrize("run", LOOPS, ids=["asyncio", "uvloop"])
+def test_a_cancellation_from_elsewhere_passes_through_a_commit(run: Run) -> None:
+    async def main() -> bool:
+        async def inner() -> None:
+            with Deadline(5), Committing(5):
+                await asyncio.sleep(5)
+
+        task = asyncio.create_task(inner())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert run(main())

@@ -205,7 +205,8 @@ class Executor:
         Raises Strawberry's MissingQueryError, CannotGetOperationTypeError and
         InvalidOperationTypeError before anything runs, which each door answers with a 400.
         An operation still running after REQUEST_TIMEOUT is cancelled (a write rolls back) and
-        answered with a TIMEOUT error. `extensions: {"cost": true}` in the request adds the
+        answered with a TIMEOUT error; a write that is committing is waited for instead
+        (`gateway.deadlines.Committing`). `extensions: {"cost": true}` in the request adds the
         operation's estimated rows to the response's extensions.
         """
         started = time.perf_counter()

@@ -39,7 +39,7 @@ from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
-from gateway.deadlines import Deadline
+from gateway.deadlines import Committing, Deadline
 from gateway.errors import GatewayError
 from gateway.settings import Settings
 
@@ -250,7 +250,8 @@ class MysqlDataSource(SqlDataSource):
             return await super().create_session(new)
         try:
             async with self.connection() as conn:
-                session_id = await call_create_session(conn, new, records, datetime.now(UTC))
+                with Committing(self._settings.db_statement_timeout):  # the procedure commits
+                    session_id = await call_create_session(conn, new, records, datetime.now(UTC))
                 if session_id is None:
                     await self._not_created(conn, new)
         except pymysql.err.OperationalError as exc:
@@ -337,7 +338,8 @@ class MysqlDataSource(SqlDataSource):
                         conn.close()
                 raise
             try:
-                await conn.commit()
+                with Committing(self._settings.db_statement_timeout):
+                    await conn.commit()
             except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
                 conn.close()
                 raise ERRORS.unavailable(exc) from exc

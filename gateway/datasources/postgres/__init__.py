@@ -42,7 +42,7 @@ from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
-from gateway.deadlines import Deadline
+from gateway.deadlines import Committing, Deadline
 from gateway.errors import NotFound
 from gateway.settings import Settings
 
@@ -222,7 +222,8 @@ class PostgresDataSource(SqlDataSource):
             new.user_id,
         )
         async with self.connection() as conn:
-            (row,) = await conn.fetch(_CREATE_SESSION, args)
+            with Committing(self._settings.db_statement_timeout):  # one statement: it commits
+                (row,) = await conn.fetch(_CREATE_SESSION, args)
         if not row["user_found"]:
             raise NotFound("user")
         if row["session_id"] is None:
@@ -279,7 +280,15 @@ class PostgresDataSource(SqlDataSource):
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
         async with self._acquire() as conn:
             try:
-                async with conn.transaction():
+                # As `async with conn.transaction()`, with the COMMIT inside `Committing`.
+                tx = conn.transaction()
+                await tx.start()
+                try:
                     yield PostgresConnection(conn, self)
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                with Committing(self._settings.db_statement_timeout):
+                    await tx.commit()
             except CONNECTION_ERRORS as exc:
                 raise ERRORS.unavailable(exc) from exc

@@ -21,7 +21,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sqlite.json_sql import FUNCTIONS, SqliteJsonSql
-from gateway.deadlines import Deadline
+from gateway.deadlines import Committing, Deadline
 from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
@@ -253,4 +253,6 @@ class SqliteDataSource(SqlDataSource):
             wrapped = _Connection(conn, self)
             await wrapped.execute("BEGIN IMMEDIATE")
             yield wrapped  # an error rolls back in _acquire
-            await conn.commit()
+            # Cut, the commit would go on in aiosqlite's thread all the same.
+            with Committing(self._statement_timeout):
+                await conn.commit()

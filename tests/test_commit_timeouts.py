@@ -1,0 +1,117 @@
+"""A write whose commit outlasts REQUEST_TIMEOUT is answered as it happened, not as a TIMEOUT that wrote.
+
+A proxy holds back the database's reply to the statement that commits, as a slow network does:
+the database has committed while the gateway still waits. Cut there, the client would be told
+TIMEOUT for a write that landed, and its retry would write it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
+from gateway.settings import Settings
+from tests.club import CREATE_USER, make_user
+from tests.conftest import count_rows, empty_tables
+from tests.graphql_client import data, error_codes, graphql
+from tests.tcp_proxy import TcpProxy
+
+OVER_THE_NETWORK = pytest.mark.parametrize("backend", ["postgres", "mysql"])
+PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["direct", "interpreted"])
+MARKER = "reply-held-back"  # in the write's own statement: its reply is the one held
+# Plain scalars: with the fast path on, the mutation runs directly, without graphql-core's executor.
+CREATE_SESSION = """mutation($input: CreateShootingSessionInput!) {
+  createShootingSession(input: $input) { id notes shotCount } }"""
+
+
+@pytest.fixture
+async def proxy(backend: str, make_settings: Callable[..., Settings]) -> AsyncIterator[TcpProxy]:
+    direct = make_settings(backend)
+    proxy = TcpProxy(direct.db_host, direct.database_port)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
+
+
+@pytest.fixture
+def gateway(
+    backend: str, proxy: TcpProxy, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> Callable[..., Awaitable[TestClient]]:
+    """Starts a gateway on `backend` through `proxy`, with the settings given, its tables emptied."""
+
+    async def start(**settings: Any) -> TestClient:
+        app = create_app(make_settings(backend, db_host="127.0.0.1", db_port=proxy.port, **settings))
+        client: TestClient = await aiohttp_client(app)
+        await empty_tables(app[EXECUTOR].data_source)
+        return client
+
+    return start
+
+
+def session_input(user_id: str) -> dict[str, Any]:
+    return {"userId": user_id, "discipline": "10m Air Rifle", "notes": MARKER, "shots": [{"score": 10.5}]}
+
+
+@OVER_THE_NETWORK
+@PATHS
+async def test_a_session_whose_commit_outlasts_request_timeout_is_answered_as_written(
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+) -> None:
+    client = await gateway(request_timeout=0.3, fast_path=fast_path)
+    source = client.app[EXECUTOR].data_source
+    user = await make_user(client, "held@example.com")
+    # PostgreSQL's one statement, MariaDB's CALL: the statement is the commit.
+    proxy.hold_replies_to(MARKER.encode(), 1.0)
+
+    body = await graphql(client, CREATE_SESSION, input=session_input(user["id"]))
+
+    assert proxy.held == 1  # the reply came 1 s late, past REQUEST_TIMEOUT
+    assert "errors" not in body, body
+    assert body["data"]["createShootingSession"]["notes"] == MARKER
+    assert await count_rows(source, "shooting_sessions") == 1
+    assert await count_rows(source, "shots") == 1
+
+
+@OVER_THE_NETWORK
+@PATHS
+async def test_a_user_whose_commit_outlasts_request_timeout_is_answered_as_written(
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+) -> None:
+    client = await gateway(request_timeout=0.3, fast_path=fast_path)
+    # createUser is a transaction: INSERT, then COMMIT, whose reply is held.
+    proxy.hold_replies_to(b"COMMIT", 1.0)
+
+    body = await graphql(client, CREATE_USER, input={"email": "late@example.com", "displayName": "Late"})
+
+    assert proxy.held == 1
+    assert "errors" not in body, body
+    assert body["data"]["createUser"]["email"] == "late@example.com"
+    assert await count_rows(client.app[EXECUTOR].data_source, "users") == 1
+
+
+@OVER_THE_NETWORK
+@PATHS
+async def test_a_commit_unconfirmed_past_the_databases_own_limit_says_it_may_have_landed(
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+) -> None:
+    client = await gateway(request_timeout=0.2, db_statement_timeout=0.3, fast_path=fast_path)
+    source = client.app[EXECUTOR].data_source
+    user = await make_user(client, "unconfirmed@example.com")
+    proxy.hold_replies_to(MARKER.encode(), 4.0)  # past 0.3 s and the slack: a network that stalls
+
+    body = await graphql(client, CREATE_SESSION, input=session_input(user["id"]))
+
+    assert proxy.held == 1
+    assert error_codes(body) == ["TIMEOUT"], body
+    message = body["errors"][0]["message"]
+    assert "may have been saved" in message and "read it back" in message
+    assert "was stopped" not in message  # the usual TIMEOUT says nothing was written; here it was
+    assert await count_rows(source, "shooting_sessions") == 1  # it had landed: "may have" was true
+    # The gateway serves on.
+    users = await data(client, "{ users { totalCount } }")
+    assert users == {"users": {"totalCount": 1}}
