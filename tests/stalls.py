@@ -1,7 +1,7 @@
 """A statement that runs until stopped, on each backend, and the database's own view of it.
 
-Inside `stall(backend, database)`, a trigger on `users` counts a cross join of 10^12 rows, so
-creating a user runs a CPU-bound statement that would outlast any test: nothing but a cancel
+Inside `stall(backend, database)`, a trigger on `users` (or another table) counts a cross join of
+10^12 rows, so creating a user runs a CPU-bound statement that would outlast any test: nothing but a cancel
 stops it (a server notices a closed client socket while it waits on a lock or sleeps, not while
 it computes). `running()` asks the database whether a statement of the gateway still runs.
 """
@@ -31,8 +31,8 @@ class Stall(Protocol):
 
 
 class _Postgres:
-    def __init__(self, database: str) -> None:
-        self._database = database
+    def __init__(self, database: str, table: str) -> None:
+        self._database, self._table = database, table
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(database=self._database, ssl=False, **PG)
@@ -46,7 +46,8 @@ class _Postgres:
                 f" INSERT INTO ballast SELECT generate_series(1, {_BALLAST_ROWS});"
                 f" CREATE FUNCTION endless() RETURNS trigger LANGUAGE plpgsql AS"
                 f" $$ BEGIN PERFORM ({_CROSS_JOIN}); RETURN NEW; END $$;"
-                " CREATE TRIGGER endless BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION endless();"
+                f" CREATE TRIGGER endless BEFORE INSERT ON {self._table}"
+                " FOR EACH ROW EXECUTE FUNCTION endless();"
             )
             yield self
         finally:
@@ -56,7 +57,9 @@ class _Postgres:
                 " WHERE datname = $1 AND pid <> pg_backend_pid() AND state = 'active'",
                 self._database,
             )
-            await conn.execute("DROP TRIGGER endless ON users; DROP FUNCTION endless(); DROP TABLE ballast")
+            await conn.execute(
+                f"DROP TRIGGER endless ON {self._table}; DROP FUNCTION endless(); DROP TABLE ballast"
+            )
             await conn.close()
 
     async def running(self) -> bool:
@@ -73,8 +76,8 @@ class _Postgres:
 
 
 class _Mariadb:
-    def __init__(self, database: str) -> None:
-        self._database = database
+    def __init__(self, database: str, table: str) -> None:
+        self._database, self._table = database, table
 
     @contextmanager
     def _cursor(self) -> Iterator[pymysql.cursors.Cursor]:
@@ -99,7 +102,7 @@ class _Mariadb:
             cursor.execute("CREATE TABLE ballast (x int)")
             cursor.executemany("INSERT INTO ballast VALUES (%s)", [(i,) for i in range(_BALLAST_ROWS)])
             cursor.execute(
-                f"CREATE TRIGGER endless BEFORE INSERT ON users FOR EACH ROW SET @n = ({_CROSS_JOIN})"
+                f"CREATE TRIGGER endless BEFORE INSERT ON {self._table} FOR EACH ROW SET @n = ({_CROSS_JOIN})"
             )
         try:
             yield self
@@ -119,8 +122,8 @@ class _Sqlite:
     """SQLite has no list of statements; the insert's transaction holds the file's write lock
     until it ends, so being able to take that lock proves the statement is over."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self, path: str, table: str) -> None:
+        self._path, self._table = path, table
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[_Sqlite]:
@@ -128,7 +131,7 @@ class _Sqlite:
         try:
             conn.execute("CREATE TABLE ballast (x INTEGER)")
             conn.executemany("INSERT INTO ballast VALUES (?)", [(i,) for i in range(_BALLAST_ROWS)])
-            conn.execute(f"CREATE TRIGGER endless BEFORE INSERT ON users BEGIN {_CROSS_JOIN}; END")
+            conn.execute(f"CREATE TRIGGER endless BEFORE INSERT ON {self._table} BEGIN {_CROSS_JOIN}; END")
             yield self
             conn.execute("DROP TRIGGER endless")
             conn.execute("DROP TABLE ballast")
@@ -150,8 +153,8 @@ class _Sqlite:
 
 
 @asynccontextmanager
-async def stall(backend: str, database: str) -> AsyncIterator[Stall]:
-    """Make inserts into `users` endless on `backend` (`database`: its name, or SQLite's file).
+async def stall(backend: str, database: str, table: str = "users") -> AsyncIterator[Stall]:
+    """Make inserts into `table` endless on `backend` (`database`: its name, or SQLite's file).
 
     A variant (postgres-pgbouncer, postgres+tls) stalls the server behind it."""
     kinds: dict[str, type[_Postgres | _Mariadb | _Sqlite]] = {
@@ -159,5 +162,5 @@ async def stall(backend: str, database: str) -> AsyncIterator[Stall]:
         "mysql": _Mariadb,
         "sqlite": _Sqlite,
     }
-    async with kinds[engine(backend)](database).held() as stalled:
+    async with kinds[engine(backend)](database, table).held() as stalled:
         yield stalled

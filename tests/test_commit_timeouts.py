@@ -19,6 +19,8 @@ from gateway.settings import Settings
 from tests.club import CREATE_USER, make_user
 from tests.conftest import count_rows, empty_tables
 from tests.graphql_client import data, error_codes, graphql
+from tests.polling import until
+from tests.stalls import stall
 from tests.tcp_proxy import TcpProxy
 
 OVER_THE_NETWORK = pytest.mark.parametrize("backend", ["postgres", "mysql"])
@@ -115,3 +117,31 @@ async def test_a_commit_unconfirmed_past_the_databases_own_limit_says_it_may_hav
     # The gateway serves on.
     users = await data(client, "{ users { totalCount } }")
     assert users == {"users": {"totalCount": 1}}
+
+
+@OVER_THE_NETWORK
+@PATHS
+async def test_a_write_stuck_in_its_committing_statement_ends_with_nothing_written(
+    backend: str, fast_path: bool, make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    # PostgreSQL's one statement, MariaDB's CALL: the insert of the session never ends.
+    settings = make_settings(backend, request_timeout=0.2, db_statement_timeout=0.5, fast_path=fast_path)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    source = client.app[EXECUTOR].data_source
+    await empty_tables(source)
+    user = await make_user(client, "stuck@example.com")
+    async with stall(backend, settings.db_name, table="shooting_sessions") as stalled:
+        body = await graphql(client, CREATE_SESSION, input=session_input(user["id"]))
+        assert error_codes(body) == ["TIMEOUT"], body
+        assert "DB_STATEMENT_TIMEOUT" in body["errors"][0]["message"]  # the database stopped it
+
+        async def stopped() -> bool:
+            return not await stalled.running()
+
+        await until(stopped, "the stuck statement to be stopped")
+    # Waited for past REQUEST_TIMEOUT, stopped by the database's own limit: nothing landed.
+    assert await count_rows(source, "shooting_sessions") == 0
+    assert await count_rows(source, "shots") == 0
+    assert await count_rows(source, "activities") == 0
+    made = await data(client, CREATE_SESSION, input=session_input(user["id"]))
+    assert made["createShootingSession"]["shotCount"] == 1

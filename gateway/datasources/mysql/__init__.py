@@ -40,7 +40,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
 from gateway.deadlines import Committing, Deadline
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, WriteUnconfirmed
 from gateway.settings import Settings
 
 __all__ = ["MysqlDataSource"]
@@ -299,7 +299,7 @@ class MysqlDataSource(SqlDataSource):
             raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
         try:
             yield MysqlConnection(conn, self)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, WriteUnconfirmed):
             # aiomysql closes a connection cancelled mid-statement, but the server runs the
             # statement to its end unless told: it notices a gone client only while it waits.
             if conn.closed:
