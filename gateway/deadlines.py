@@ -25,11 +25,8 @@ __all__ = ["RESOLUTION", "SLACK", "Committing", "Deadline"]
 RESOLUTION = 0.05  # seconds between sweeps
 SLACK = 1.0  # seconds a commit may run past the database's own time limit: its reply's way back
 
-_CUT = -1.0  # in `_committing`: the task was cut while it committed
-
-
-# The tasks inside `Committing`, each with the loop time after which its limits cut it anyway.
-_committing: dict[asyncio.Task[object], float] = {}
+# The tasks inside `Committing`, each with its innermost window.
+_committing: dict[asyncio.Task[object], Committing] = {}
 
 
 class _Sweeper:
@@ -52,11 +49,11 @@ class _Sweeper:
         for scope in [s for s in self.scopes if s.when <= now]:
             if scope not in self.scopes:
                 continue  # lifted with an earlier scope of its task
-            hold = _committing.get(scope._task)
-            if hold is not None:
-                if now < hold:
+            window = _committing.get(scope._task)
+            if window is not None:
+                if now < window.until:
                     continue  # its commit runs: the next sweep looks again
-                _committing[scope._task] = _CUT
+                window.cut = True
                 self.lift(scope._task)  # one cancellation: this scope's answers for all of them
             else:
                 del self.scopes[scope]
@@ -138,10 +135,12 @@ class Committing:
     cancellation. A cancellation from elsewhere (shutdown) passes through.
     """
 
-    __slots__ = ("_held", "_task", "seconds")
+    __slots__ = ("_outer", "_task", "cut", "seconds", "until")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.until = 0.0  # loop time after which the task's limits cut it anyway
+        self.cut = False  # whether they did
 
     def __enter__(self) -> Committing:
         loop = asyncio.get_running_loop()
@@ -149,20 +148,22 @@ class Committing:
         if task is None:
             raise RuntimeError("a commit must be made inside a task")
         self._task = task
-        self._held = _committing.get(task)  # None, unless windows nest
-        _committing[task] = loop.time() + self.seconds + SLACK
+        self._outer = _committing.get(task)  # None, unless windows nest
+        self.until = loop.time() + self.seconds + SLACK
+        _committing[task] = self
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         task = self._task
-        cut = _committing.pop(task, None) == _CUT
-        if self._held is not None:
-            _committing[task] = self._held
+        if self._outer is None:
+            del _committing[task]
+        else:
+            _committing[task] = self._outer
         if kind is None:
             # Committed: what is left (the answer) is not cut.
             if _current is not None and _current.loop is task.get_loop():
                 _current.lift(task)
-        elif cut and kind is asyncio.CancelledError:
+        elif self.cut and kind is asyncio.CancelledError:
             raise WriteUnconfirmed() from None
