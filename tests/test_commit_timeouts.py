@@ -8,23 +8,27 @@ TIMEOUT for a write that landed, and its retry would write it twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
-from gateway.doors.aiohttp_app import create_app
-from gateway.doors.app_keys import EXECUTOR
+from gateway.datasources.protocol import DataSource
 from gateway.settings import Settings
 from tests.club import CREATE_USER, make_user
 from tests.conftest import count_rows, empty_tables
 from tests.graphql_client import data, error_codes, graphql
 from tests.polling import until
+from tests.served_doors import DOORS, served_door
 from tests.stalls import stall
 from tests.tcp_proxy import TcpProxy
 
 OVER_THE_NETWORK = pytest.mark.parametrize("backend", ["postgres", "mysql"])
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["direct", "interpreted"])
+# The commit window is the data source's; each door's own time limits must leave it be.
+EVERY_DOOR = pytest.mark.parametrize("door", DOORS)
 MARKER = "reply-held-back"  # in the write's own statement: its reply is the one held
 # Plain scalars: with the fast path on, the mutation runs directly, without graphql-core's executor.
 CREATE_SESSION = """mutation($input: CreateShootingSessionInput!) {
@@ -40,17 +44,37 @@ async def proxy(backend: str, make_settings: Callable[..., Settings]) -> AsyncIt
     await proxy.cut()
 
 
-@pytest.fixture
-def gateway(
-    backend: str, proxy: TcpProxy, make_settings: Callable[..., Settings], aiohttp_client: Any
-) -> Callable[..., Awaitable[TestClient]]:
-    """Starts a gateway on `backend` through `proxy`, with the settings given, its tables emptied."""
+@dataclass
+class Gateway:
+    """A gateway served behind one door: a client posting to it, and its data source to count rows."""
 
-    async def start(**settings: Any) -> TestClient:
-        app = create_app(make_settings(backend, db_host="127.0.0.1", db_port=proxy.port, **settings))
-        client: TestClient = await aiohttp_client(app)
-        await empty_tables(app[EXECUTOR].data_source)
-        return client
+    client: aiohttp.ClientSession  # on the door's URL: `post("/graphql", …)`
+    source: DataSource
+
+
+@pytest.fixture
+async def serving(
+    backend: str, door: str, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """Starts a gateway on `backend` behind `door` with the settings given, its tables emptied."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**settings: Any) -> Gateway:
+            running = await stack.enter_async_context(served_door(door, make_settings(backend, **settings)))
+            client = await stack.enter_async_context(aiohttp.ClientSession(base_url=running.url))
+            source = await running.executor.open()
+            await empty_tables(source)
+            return Gateway(client, source)
+
+        yield start
+
+
+@pytest.fixture
+def gateway(proxy: TcpProxy, serving: Callable[..., Awaitable[Gateway]]) -> Callable[..., Awaitable[Gateway]]:
+    """Starts a gateway whose database connections go through `proxy`."""
+
+    async def start(**settings: Any) -> Gateway:
+        return await serving(db_host="127.0.0.1", db_port=proxy.port, **settings)
 
     return start
 
@@ -61,11 +85,12 @@ def session_input(user_id: str) -> dict[str, Any]:
 
 @OVER_THE_NETWORK
 @PATHS
+@EVERY_DOOR
 async def test_a_session_whose_commit_outlasts_request_timeout_is_answered_as_written(
-    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[Gateway]]
 ) -> None:
-    client = await gateway(request_timeout=0.3, fast_path=fast_path)
-    source = client.app[EXECUTOR].data_source
+    served = await gateway(request_timeout=0.3, fast_path=fast_path)
+    client, source = served.client, served.source
     user = await make_user(client, "held@example.com")
     # PostgreSQL's one statement, MariaDB's CALL: the statement is the commit.
     proxy.hold_replies_to(MARKER.encode(), 1.0)
@@ -81,10 +106,12 @@ async def test_a_session_whose_commit_outlasts_request_timeout_is_answered_as_wr
 
 @OVER_THE_NETWORK
 @PATHS
+@EVERY_DOOR
 async def test_a_user_whose_commit_outlasts_request_timeout_is_answered_as_written(
-    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[Gateway]]
 ) -> None:
-    client = await gateway(request_timeout=0.3, fast_path=fast_path)
+    served = await gateway(request_timeout=0.3, fast_path=fast_path)
+    client = served.client
     # createUser is a transaction: INSERT, then COMMIT, whose reply is held.
     proxy.hold_replies_to(b"COMMIT", 1.0)
 
@@ -93,16 +120,17 @@ async def test_a_user_whose_commit_outlasts_request_timeout_is_answered_as_writt
     assert proxy.held == 1
     assert "errors" not in body, body
     assert body["data"]["createUser"]["email"] == "late@example.com"
-    assert await count_rows(client.app[EXECUTOR].data_source, "users") == 1
+    assert await count_rows(served.source, "users") == 1
 
 
 @OVER_THE_NETWORK
 @PATHS
+@EVERY_DOOR
 async def test_a_commit_unconfirmed_past_the_databases_own_limit_says_it_may_have_landed(
-    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[TestClient]]
+    fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[Gateway]]
 ) -> None:
-    client = await gateway(request_timeout=0.2, db_statement_timeout=0.3, fast_path=fast_path)
-    source = client.app[EXECUTOR].data_source
+    served = await gateway(request_timeout=0.2, db_statement_timeout=0.3, fast_path=fast_path)
+    client, source = served.client, served.source
     user = await make_user(client, "unconfirmed@example.com")
     proxy.hold_replies_to(MARKER.encode(), 4.0)  # past 0.3 s and the slack: a network that stalls
 
@@ -121,16 +149,18 @@ async def test_a_commit_unconfirmed_past_the_databases_own_limit_says_it_may_hav
 
 @OVER_THE_NETWORK
 @PATHS
+@EVERY_DOOR
 async def test_a_write_stuck_in_its_committing_statement_ends_with_nothing_written(
-    backend: str, fast_path: bool, make_settings: Callable[..., Settings], aiohttp_client: Any
+    backend: str,
+    fast_path: bool,
+    make_settings: Callable[..., Settings],
+    serving: Callable[..., Awaitable[Gateway]],
 ) -> None:
     # PostgreSQL's one statement, MariaDB's CALL: the insert of the session never ends.
-    settings = make_settings(backend, request_timeout=0.2, db_statement_timeout=0.5, fast_path=fast_path)
-    client: TestClient = await aiohttp_client(create_app(settings))
-    source = client.app[EXECUTOR].data_source
-    await empty_tables(source)
+    served = await serving(request_timeout=0.2, db_statement_timeout=0.5, fast_path=fast_path)
+    client, source = served.client, served.source
     user = await make_user(client, "stuck@example.com")
-    async with stall(backend, settings.db_name, table="shooting_sessions") as stalled:
+    async with stall(backend, make_settings(backend).db_name, table="shooting_sessions") as stalled:
         body = await graphql(client, CREATE_SESSION, input=session_input(user["id"]))
         assert error_codes(body) == ["TIMEOUT"], body
         assert "DB_STATEMENT_TIMEOUT" in body["errors"][0]["message"]  # the database stopped it
