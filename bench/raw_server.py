@@ -243,6 +243,7 @@ def main() -> None:
     children = [multiprocessing.Process(target=_serve, args=(args.port,)) for _ in range(args.processes)]
     for child in children:
         child.start()
+
     # The benchmark stops this parent with SIGTERM: pass it on.
     def stop(*_: object) -> None:
         for child in children:

@@ -131,7 +131,7 @@ class FaultProxy:
                 elif fault == "truncate":
                     self.wfile.write(
                         b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
-                        b"Content-Length: 4096\r\n\r\n{\"ARN\": \"arn:aws:secretsmanager"
+                        b'Content-Length: 4096\r\n\r\n{"ARN": "arn:aws:secretsmanager'
                     )
                     self.wfile.flush()
                     self._hang_up()

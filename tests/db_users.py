@@ -109,8 +109,19 @@ def client_sockets_to(port: int) -> int:
 
 def _psql_rows(server: TlsServer, query: str) -> list[str]:
     listed = subprocess.run(
-        ["psql", "-h", str(server.admin_socket), "-p", str(server.port), "-U", "postgres", "-d", "postgres",
-         "-tAc", query],
+        [
+            "psql",
+            "-h",
+            str(server.admin_socket),
+            "-p",
+            str(server.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+            query,
+        ],
         env={"PGPASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
         check=True,
         capture_output=True,

@@ -104,12 +104,15 @@ async def open_stream(
     url: str, query: str, variables: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> AsyncIterator[EventStream]:
     """POST `query` asking for text/event-stream; the response must be a 200 event stream."""
-    async with aiohttp.ClientSession() as http, http.post(
-        url,
-        json={"query": query, "variables": variables or {}},
-        headers={"Accept": "text/event-stream", **(headers or {})},
-        timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url,
+            json={"query": query, "variables": variables or {}},
+            headers={"Accept": "text/event-stream", **(headers or {})},
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        ) as response,
+    ):
         assert response.status == 200, await response.text()
         assert response.content_type == "text/event-stream", response.content_type
         yield EventStream(response)

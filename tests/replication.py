@@ -46,8 +46,16 @@ class ReplicatedPair:
         is accepted by the kernel and never answered, as behind a dead route, until the block ends."""
         postmaster = int((self.root / "replica" / "postmaster.pid").read_text().split()[0])
         _run(
-            postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(self.replica_port), "-U", "postgres",
-            "-d", "postgres", "-c",
+            postgres_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.replica_port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
         )
@@ -88,12 +96,33 @@ def replicated_pair() -> Iterator[ReplicatedPair]:
         _pg_ctl(primary, "-l", str(root / "primary.log"), "start")
         started.append(primary)
         _run(
-            postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(pair.primary_port), "-U", "postgres",
-            "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}",
+            postgres_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pair.primary_port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            f"CREATE DATABASE {DATABASE}",
         )
         _run(
-            postgres_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(pair.primary_port), "-U", "postgres",
-            "-D", str(replica), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+            postgres_bin("pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pair.primary_port),
+            "-U",
+            "postgres",
+            "-D",
+            str(replica),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
         )
         with (replica / "postgresql.conf").open("a") as conf:
             # The copied configuration names the primary's port; the later line wins.

@@ -24,7 +24,7 @@ JWT_SECRET = "access-log-test-secret-0123456789abcdef"
 EMAIL_SECRET = "hunter2-EMAIL-SECRET-7f3a"
 COUNT_SECRET = "PAGE-SECRET-91c2"
 LITERAL_SECRET = "LITERAL-SECRET-55d0"
-CREATE = "mutation Join($email: String!) { createUser(input: {email: $email, displayName: \"A\"}) { id } }"
+CREATE = 'mutation Join($email: String!) { createUser(input: {email: $email, displayName: "A"}) { id } }'
 USERS = "query Users($first: Int) { users(first: $first) { edges { node { id } } } }"
 
 
@@ -84,12 +84,17 @@ async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str
     assert isinstance(create["duration_ms"], float) and create["duration_ms"] > 0
     get = access["req-get-2"]
     assert (get["method"], get["path"], get["operation_name"], get["operation_type"]) == (
-        "GET", "/graphql", "Users", "query"
+        "GET",
+        "/graphql",
+        "Users",
+        "query",
     )
     assert get["error_codes"] == ["BAD_USER_INPUT"]
     assert access[generated]["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"]
     assert (access["req-404"]["method"], access["req-404"]["path"], access["req-404"]["status"]) == (
-        "GET", "/nowhere/x", 404
+        "GET",
+        "/nowhere/x",
+        404,
     )
     assert (access["req-405"]["method"], access["req-405"]["status"]) == ("PUT", 405)
     assert access[generated]["operation_name"] == "anonymous"

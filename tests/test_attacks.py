@@ -204,7 +204,6 @@ async def test_apq_keeps_no_document_longer_than_the_parser_reads(
     assert len(client.app[EXECUTOR].documents) == 0, "nor does the document cache keep it"
 
 
-
 PRYING = """subscription($id: ID!) {
   shootingSessionChanged(id: $id) {
     notes user { displayName email groups { members { edges { node { email } } } } }
@@ -228,14 +227,17 @@ async def test_a_subscriber_never_receives_another_members_e_mail_however_deep_i
     create = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
     await as_user(client, ada_token, create, i={"email": "ada@example.com", "displayName": "Ada"})
     await as_user(client, bob_token, create, i={"email": "bob@example.com", "displayName": "Bob"})
-    group = (await as_user(client, ada_token, 'mutation { createGroup(input: {name: "Juniors"}) { id } }'))
+    group = await as_user(client, ada_token, 'mutation { createGroup(input: {name: "Juniors"}) { id } }')
     group_id = group["createGroup"]["id"]
     await as_user(client, ada_token, "mutation($g: ID!) { joinGroup(groupId: $g) { id } }", g=group_id)
     new_session = 'mutation { createShootingSession(input: {discipline: "Air"}) { id } }'
     session_id = (await as_user(client, ada_token, new_session))["createShootingSession"]["id"]
-    async with open_socket(url_of(client)) as bob, open_stream(
-        url_of(client), PRYING, {"id": session_id}, headers={"Authorization": f"Bearer {bob_token}"}
-    ) as stream:
+    async with (
+        open_socket(url_of(client)) as bob,
+        open_stream(
+            url_of(client), PRYING, {"id": session_id}, headers={"Authorization": f"Bearer {bob_token}"}
+        ) as stream,
+    ):
         await bob.init({"Authorization": f"Bearer {bob_token}"})
         await bob.subscribe("session", PRYING, id=session_id)
         await bob.subscribe("feed", PRYING_FEED)
@@ -251,7 +253,6 @@ async def test_a_subscriber_never_receives_another_members_e_mail_however_deep_i
 
 
 UPDATE_NOTES = 'mutation($id: ID!) { updateShootingSession(id: $id, input: {notes: "wet"}) { notes } }'
-
 
 
 # Each limit set tight alone, so the refusal is that limit's (the message names it).
@@ -320,7 +321,6 @@ async def test_undecodable_bytes_in_a_bearer_token_are_a_401_not_a_500(
     assert not tracebacks(caplog)
 
 
-
 UNREADABLE = {
     "a lone surrogate": '{"type": "connection_init", "payload": {"Authorization": "Bearer \\ud800"}}',
     "nesting too deep": '{"type": "connection_init", "payload": ' + "[" * 100_000 + "]" * 100_000 + "}",
@@ -368,9 +368,13 @@ async def raw_request(url: str, request: bytes) -> tuple[bytes, bytes]:
 
 def preflight(origin: bytes, method: bytes = b"POST", headers: bytes = b"content-type") -> bytes:
     return (
-        b"OPTIONS /graphql HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nOrigin: " + origin
-        + b"\r\nAccess-Control-Request-Method: " + method
-        + b"\r\nAccess-Control-Request-Headers: " + headers + b"\r\n\r\n"
+        b"OPTIONS /graphql HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nOrigin: "
+        + origin
+        + b"\r\nAccess-Control-Request-Method: "
+        + method
+        + b"\r\nAccess-Control-Request-Headers: "
+        + headers
+        + b"\r\n\r\n"
     )
 
 

@@ -138,8 +138,10 @@ def test_check_connection_names_a_lasting_failure_in_one_line_with_exit_code_17(
     result = run_gateway(["check-connection"], env)
     assert result.returncode == 17, result.stdout + result.stderr
     failed = [line.strip() for line in result.stdout.splitlines() if "FAILED" in line]
-    assert failed == [f"FAILED (secret): {FAULTS[fault]} after 3 attempts; refusing to start (set "
-                      "DB_SECRET_FALLBACK=true to use DB_PASSWORD instead)"], result.stdout
+    assert failed == [
+        f"FAILED (secret): {FAULTS[fault]} after 3 attempts; refusing to start (set "
+        "DB_SECRET_FALLBACK=true to use DB_PASSWORD instead)"
+    ], result.stdout
     assert "Traceback" not in result.stderr
 
 

@@ -151,4 +151,3 @@ def test_a_commit_past_the_databases_own_limit_is_cut_as_unconfirmed(run: Run) -
     took, cancelling = run(main())
     assert 0.1 + SLACK - 1e-6 <= took < 0.1 + SLACK + RESOLUTION + 0.5
     assert cancelling == 0  # one cancellation for both scopes, taken back: the task goes on
-

@@ -59,9 +59,7 @@ async def member(client: TestClient) -> dict[str, Any]:
     return user
 
 
-async def test_cursors_no_row_can_hold_are_bad_user_input(
-    client: TestClient, member: dict[str, Any]
-) -> None:
+async def test_cursors_no_row_can_hold_are_bad_user_input(client: TestClient, member: dict[str, Any]) -> None:
     for after in (
         cursor("users", 2**70),
         cursor("users", -1),
@@ -89,9 +87,7 @@ async def test_instants_out_of_range_in_utc_are_bad_user_input_and_write_nothing
     for started in ("0001-01-01T00:00+14:00", "9999-12-31T23:00-14:00", "0999-12-31T23:59:59Z"):
         message = await refused(client, CREATE_SESSION, input={**session, "startedAt": started})
         assert message.startswith("input.startedAt: must be from 1000-01-01T00:00Z to 9999-12-31T00:00Z")
-        message = await refused(
-            client, UPDATE, id=member["session"]["id"], i={"startedAt": started}
-        )
+        message = await refused(client, UPDATE, id=member["session"]["id"], i={"startedAt": started})
         assert message.startswith("input.startedAt: must be")
         message = await refused(client, FILTERED, f={"startedAfter": started})
         assert message.startswith("filter.startedAfter: must be")

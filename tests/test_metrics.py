@@ -116,9 +116,7 @@ async def test_names_of_the_manifest_are_labelled_and_others_are_not(
     manifest = tmp_path / "persisted.json"
     known = "query KnownUsers { users(first: 1) { edges { cursor } } }"
     manifest.write_text(json.dumps({"abc123": known}))
-    settings = make_settings(
-        "sqlite", persisted_operations_manifest=manifest, metrics_operation_names=0
-    )
+    settings = make_settings("sqlite", persisted_operations_manifest=manifest, metrics_operation_names=0)
     client: TestClient = await aiohttp_client(create_app(settings))
     await client.post("/graphql", json={"query": known})
     await client.post("/graphql", json={"query": "query Stranger { users(first: 1) { edges { cursor } } }"})

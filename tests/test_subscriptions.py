@@ -173,7 +173,9 @@ async def test_a_subscription_over_server_sent_events(client: TestClient) -> Non
 async def test_sockets_and_event_streams_from_origins_outside_cors_origins_are_refused(
     make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
-    client = await aiohttp_client(create_app(make_settings("sqlite", cors_origins="https://club-*.example.org")))
+    client = await aiohttp_client(
+        create_app(make_settings("sqlite", cors_origins="https://club-*.example.org"))
+    )
     url = url_of(client)
     async with aiohttp.ClientSession() as http:
         for origin in ("https://evil.example", "https://club.example.org.evil.example"):
@@ -214,9 +216,9 @@ async def test_a_subscriber_sees_only_what_it_could_query_e_mails_masked(
     ada_token = issue_token(settings, subject="sub-ada")
     bob_token = issue_token(settings, subject="sub-bob")
     create = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
-    ada = (await as_user(client, ada_token, create, i={"email": "ada@example.com", "displayName": "Ada"}))
+    ada = await as_user(client, ada_token, create, i={"email": "ada@example.com", "displayName": "Ada"})
     await as_user(client, bob_token, create, i={"email": "bob@example.com", "displayName": "Bob"})
-    session = "mutation { createShootingSession(input: {discipline: \"Air\"}) { id } }"
+    session = 'mutation { createShootingSession(input: {discipline: "Air"}) { id } }'
     async with (
         open_socket(url_of(client)) as anonymous,
         open_socket(url_of(client)) as bob,
@@ -261,9 +263,10 @@ async def test_a_socket_closes_when_its_token_expires(
     settings = make_settings("sqlite", auth_jwt_secret=SECRET, auth_leeway=0)
     client = await aiohttp_client(create_app(settings))
     token = issue_token(settings, subject="sub-ada", ttl=timedelta(seconds=2))
-    async with open_socket(url_of(client)) as socket, open_stream(
-        url_of(client), FEED, headers={"Authorization": f"Bearer {token}"}
-    ) as stream:
+    async with (
+        open_socket(url_of(client)) as socket,
+        open_stream(url_of(client), FEED, headers={"Authorization": f"Bearer {token}"}) as stream,
+    ):
         assert (await socket.init({"Authorization": f"Bearer {token}"}))["type"] == "connection_ack"
         await socket.subscribe("feed", FEED)
         await following(client, 2)
@@ -457,7 +460,7 @@ async def test_a_bad_argument_is_a_coded_error_and_keep_alives_flow(
     client = await aiohttp_client(create_app(make_settings("sqlite", live_keepalive=0.2)))
     async with open_socket(url_of(client), autoping=False) as socket:
         await socket.init()
-        await socket.subscribe("bad", "subscription { activityAdded(userId: \"nope\") { kind } }")
+        await socket.subscribe("bad", 'subscription { activityAdded(userId: "nope") { kind } }')
         refused = await socket.receive()
         assert refused["type"] == "error", refused
         assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -84,7 +84,12 @@ def test_a_pool_too_small_for_the_workers_is_refused(pg_database: str) -> None:
     env = server_env("postgres", pg_database, DB_POOL_MAX="1", DB_POOL_MIN="0")
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--workers", "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert "DB_POOL_MAX=1 cannot be split across 2 workers" in result.stderr

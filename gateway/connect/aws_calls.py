@@ -100,9 +100,7 @@ def classify(
         # has tried it several times already.
         message = f"AWS credentials for {service} could not be fetched ({kind}: their endpoint is silent)"
         return SecretUnreachable(message), False
-    if isinstance(
-        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         message = f"no usable AWS credentials for {service} ({kind}): {_NO_CREDENTIALS}"
         return SecretUnreachable(message), False
     if isinstance(exc, botocore.exceptions.TokenRetrievalError):

@@ -160,9 +160,7 @@ def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
     try:
         for process in processes:
             process.start()
-        log.info(
-            "%d workers on %s:%d, each with DB_POOL_MAX=%d", workers, host, port, share.db_pool_max
-        )
+        log.info("%d workers on %s:%d, each with DB_POOL_MAX=%d", workers, host, port, share.db_pool_max)
         ready = wait([p.sentinel for p in processes])
         if not stopping:
             crashed = True

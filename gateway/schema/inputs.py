@@ -222,5 +222,11 @@ def session_changes(given: UpdateShootingSessionInput) -> dict[str, Any]:
 
 
 # Nested classes first: a class's builder calls its fields' builders.
-build_directly(ShotInput, CreateShootingSessionInput, CreateUserInput, CreateGroupInput,
-               UpdateShootingSessionInput, ShootingSessionFilter)
+build_directly(
+    ShotInput,
+    CreateShootingSessionInput,
+    CreateUserInput,
+    CreateGroupInput,
+    UpdateShootingSessionInput,
+    ShootingSessionFilter,
+)

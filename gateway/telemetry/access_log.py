@@ -36,7 +36,7 @@ def safe_message(code: str, message: str) -> str:
     for marker in _VALUE_AFTER:
         at = message.find(marker)
         if at >= 0:
-            return f"{message[:at + len(marker)]} {WITHHELD}"
+            return f"{message[: at + len(marker)]} {WITHHELD}"
     cut = len(message)
     for marker in _VALUE_AT:
         at = message.find(marker)
@@ -81,7 +81,14 @@ def log_exchange(exchange: Exchange, method: str, path: str, status: int, second
         }
         errors = f" errors={','.join(codes)}" if codes else ""
         access_log.info(
-            "%s %s %s %.2fms%s%s id=%s", method, path, status, ms, operation, errors, exchange.request_id,
+            "%s %s %s %.2fms%s%s id=%s",
+            method,
+            path,
+            status,
+            ms,
+            operation,
+            errors,
+            exchange.request_id,
             extra={"fields": fields},
         )
     level = logging.WARNING if _SERVER_SIDE.intersection(codes) else logging.INFO

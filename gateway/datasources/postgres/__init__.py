@@ -77,6 +77,8 @@ activity AS (
 )
 SELECT (SELECT id FROM session) AS session_id, EXISTS (SELECT 1 FROM owner) AS user_found
 """
+
+
 class PostgresDataSource(SqlDataSource):
     """PostgreSQL through an asyncpg pool sized and timed by the DB_POOL_* settings."""
 
@@ -214,11 +216,20 @@ class PostgresDataSource(SqlDataSource):
     async def create_session(self, new: NewSession) -> SessionRecord:
         now = datetime.now(UTC)
         args = (
-            new.user_id, new.group_id,
-            new.started_at, new.location, new.discipline, new.distance_meters, new.notes,
-            len(new.shots), sum(shot.score_tenths for shot in new.shots),
-            new.group_id, now,
-            [s.score_tenths for s in new.shots], [s.x for s in new.shots], [s.y for s in new.shots],
+            new.user_id,
+            new.group_id,
+            new.started_at,
+            new.location,
+            new.discipline,
+            new.distance_meters,
+            new.notes,
+            len(new.shots),
+            sum(shot.score_tenths for shot in new.shots),
+            new.group_id,
+            now,
+            [s.score_tenths for s in new.shots],
+            [s.x for s in new.shots],
+            [s.y for s in new.shots],
             new.user_id,
         )
         async with self.connection() as conn:
