@@ -22,6 +22,7 @@ from gateway.datasources.sql.rows import Row
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sqlite.json_sql import FUNCTIONS, SqliteJsonSql
 from gateway.deadlines import Committing, Deadline
+from gateway.errors import WriteUnconfirmed
 from gateway.settings import Settings
 
 __all__ = ["SqliteDataSource"]
@@ -213,6 +214,11 @@ class SqliteDataSource(SqlDataSource):
             self._deadlines[conn] = time.monotonic() + self._statement_timeout
             try:
                 yield conn
+            except WriteUnconfirmed:
+                # Its commit runs on in the connection's thread, where nothing can stop it: the
+                # answer goes out now, at the bound, and the connection closes once it is done.
+                self._discard(conn)
+                raise
             except BaseException:
                 await self._stopped(conn)
                 raise
@@ -236,11 +242,15 @@ class SqliteDataSource(SqlDataSource):
             # Queued behind whatever still runs, so once it returns, nothing does.
             await conn.rollback()
         except BaseException:
-            self._all.discard(conn)
-            closing = asyncio.create_task(conn.close())
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._discard(conn)
             raise
+
+    def _discard(self, conn: aiosqlite.Connection) -> None:
+        """`conn` is never handed out again, and closes once what runs in its thread is done."""
+        self._all.discard(conn)
+        closing = asyncio.create_task(conn.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:
