@@ -53,6 +53,7 @@ class TcpProxy:
         self.strip_tls_from: int | None = None
         self._slow: tuple[bytes, float] | None = None
         self.held = 0  # replies held back
+        self.released = 0  # of those, how many have gone on to the client
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -109,6 +110,7 @@ class TcpProxy:
                         hold, proxied.hold = proxied.hold, 0.0
                         self.held += 1
                         await asyncio.sleep(hold)
+                        self.released += 1
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()

@@ -137,6 +137,7 @@ async def test_a_commit_unconfirmed_past_the_databases_own_limit_says_it_may_hav
     body = await graphql(client, CREATE_SESSION, input=session_input(user["id"]))
 
     assert proxy.held == 1
+    assert proxy.released == 0  # answered at the bound, not when the network gave the reply back
     assert error_codes(body) == ["TIMEOUT"], body
     message = body["errors"][0]["message"]
     assert "may have been saved" in message and "read it back" in message

@@ -43,7 +43,7 @@ from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
 from gateway.deadlines import Committing, Deadline
-from gateway.errors import NotFound
+from gateway.errors import NotFound, WriteUnconfirmed
 from gateway.settings import Settings
 
 __all__ = ["PostgresDataSource"]
@@ -279,6 +279,12 @@ class PostgresDataSource(SqlDataSource):
         pool, conn = await self._checkout()
         try:
             yield conn
+        except WriteUnconfirmed:
+            # The reply to its commit has not come back. Releasing would wait for it (or for the
+            # cancel) as long as the network stalls: the connection is dropped, and the answer
+            # goes out at the bound. The server finishes the commit on its own.
+            conn.terminate()
+            raise
         finally:
             await release(pool, conn)
 
