@@ -1,8 +1,8 @@
 """A statement that runs until stopped, on each backend, and the database's own view of it.
 
 Inside `stall(backend, database)`, a trigger on `users` (or another table) counts a cross join of
-10^12 rows, so creating a user runs a CPU-bound statement that would outlast any test: nothing but a cancel
-stops it (a server notices a closed client socket while it waits on a lock or sleeps, not while
+10^12 rows, so an insert there runs a CPU-bound statement that would outlast any test: nothing but a
+cancel stops it (a server notices a closed client socket while it waits on a lock or sleeps, not while
 it computes). `running()` asks the database whether a statement of the gateway still runs.
 """
 
