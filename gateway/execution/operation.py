@@ -12,8 +12,6 @@ from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["MalformedRequest", "Operation", "read_json", "read_json_operation"]
 
-# Accept values asking for a streamed answer (SSE, multipart subscriptions): Strawberry's view streams.
-_STREAMED = ("text/event-stream", "multipart/mixed")
 # Fields of an operation object, and the JSON types each may hold besides null.
 _FIELDS: dict[str, tuple[type, str]] = {
     "query": (str, "a string"),
@@ -29,7 +27,7 @@ class MalformedRequest(GatewayError):
     code = ErrorCode.BAD_REQUEST
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is built through object.__setattr__
 class Operation:
     """What a request asks to run: the document, the operation's name, variables and extensions."""
 
@@ -134,8 +132,8 @@ def read_json_operation(body: bytes, accept: str) -> Operation | None:
         # The view does not check it: an object or array failed deep in execution as a 500.
         raise MalformedRequest("`operationName` must be a string or null")
     lowered = accept.lower()
-    if any(media in lowered for media in _STREAMED):
-        return None
+    if "text/event-stream" in lowered or "multipart/mixed" in lowered:
+        return None  # a streamed answer (SSE, multipart subscriptions): Strawberry's view streams
     query, variables, extensions = payload.get("query"), payload.get("variables"), payload.get("extensions")
     document_id = payload.get("documentId")
     if not (variables is None or isinstance(variables, dict)):

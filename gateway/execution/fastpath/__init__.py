@@ -100,7 +100,7 @@ class FastPath:
         key = (
             prepared.query,
             name,
-            tuple((k, _shape(v)) for k, v in coerced.coerced.items()),
+            tuple([(k, _shape(v)) for k, v in coerced.coerced.items()]),  # a list: no generator to resume
             decision.shape,
         )
         statements = self._plans.get(key)
