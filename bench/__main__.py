@@ -469,11 +469,15 @@ TARGETS: dict[tuple[str, str, str], float] = {
 # Why each target the gateway can miss is missed, as measured (the experiments: bench/README.md).
 _POINT_LOOKUP = (
     "a point lookup is bound by the gateway's own Python. Counted by callgrind"
-    " (`python -m bench.instructions`, 2026-12-06), a P request runs ~515k instructions in the"
-    " gateway against the raw handler's ~393k (1.31x; the gateway before the request pipeline ran"
+    " (`python -m bench.instructions`, 2026-12-06), a P request runs ~503k instructions in the"
+    " gateway against the raw handler's ~393k (1.28x; the gateway before the request pipeline ran"
     " 563k, the one before 2026-12-04 596k); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer"
     " itself, each step a few thousand instructions (counted alone: coercion 11k, the plan's key 14k,"
-    " policy and limits 11k, a time-limit scope 8k, the answer ~20k). A path answering a repeated"
+    " policy and limits 11k, a time-limit scope 8k, the answer ~20k). Call by call (`python -m"
+    " bench.calls`): 224 Python and 138 C function calls per P against the handler's 166 and 81, with"
+    " aiohttp's share equal and the gateway's driver calls fewer (39 against 51); its own code makes"
+    " 81 where the handler's makes 5, no step more than 12, and 0.85 of raw leaves room for about 20"
+    " at the measured ratio of CPU time to instructions. A path answering a repeated"
     " compiled query with only its coercion, parameters and statement ran 438k (1.12x, measured, not"
     " kept); what it skipped that protects a request (the policy, the operation's time limit,"
     " telemetry) puts back ~30k, ~1.19x. Timed, the gap exceeds the count: under wrk -c16 on"
