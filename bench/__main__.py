@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import http.client
 import os
 import platform
 import statistics
@@ -80,6 +81,22 @@ class System:
     def argv(self) -> list[str]:
         """The command on `port` (every system here takes `--port N`)."""
         return [*self.command, "--port", str(self.port)]
+
+    def offered(self, query: str) -> tuple[str, list[str]]:
+        """The path and the bodies `query` is sent with; ValueError when this system does not offer it."""
+        entry = self.requests[query]
+        if entry is None:
+            raise ValueError(f"{self.name} does not offer {query}")
+        return entry
+
+
+def send(conn: http.client.HTTPConnection, system: System, path: str, body: str) -> None:
+    """POST `body` to `system` on a kept-alive `conn`; RuntimeError unless it answers 200 without errors."""
+    conn.request("POST", path, body, {"Content-Type": "application/json", **system.headers})
+    response = conn.getresponse()
+    answer = response.read()
+    if response.status != 200 or b'"errors"' in answer:
+        raise RuntimeError(f"{system.name} answered {response.status}: {answer[:300]!r}")
 
 
 # Sign-in measured with an HS256 token: verification is cached per token either way (JWKS or secret).
@@ -304,9 +321,7 @@ def _post(url: str, body: str, timeout: float = 30, headers: dict[str, str] | No
 
 
 def ask(system: System, query: str, index: int = 0) -> dict[str, Any]:
-    entry = system.requests[query]
-    assert entry is not None
-    path, bodies = entry
+    path, bodies = system.offered(query)
     answer: dict[str, Any] = orjson.loads(
         _post(system.url(path), bodies[index % len(bodies)], headers=system.headers)
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.__main__ import ROOT, System, gateway, raw, running
+from bench.__main__ import ROOT, System, gateway, raw, running, send
 from bench.dataset import load_postgres
 from bench.postgres_instance import postgres_instance
 
@@ -97,10 +97,7 @@ def _serve_counted(module: str, argv: list[str], out: Path) -> None:
 
 def count(system: System, query: str, requests: int) -> Counter[str]:
     """The calls, per function, that `requests` of `query` made in `system`'s server process."""
-    entry = system.requests[query]
-    if entry is None:
-        raise ValueError(f"{system.name} does not offer {query}")
-    path, bodies = entry
+    path, bodies = system.offered(query)
     with tempfile.TemporaryDirectory(prefix="gw-calls-") as folder:
         out = Path(folder) / "calls.json"
         # `python -m X args` becomes `python -m bench.calls --serve OUT X args`.
@@ -109,21 +106,12 @@ def count(system: System, query: str, requests: int) -> Counter[str]:
         with running(system) as served:
             assert served.process is not None
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
-            headers = {"Content-Type": "application/json", **served.headers}
-
-            def send(index: int) -> None:
-                conn.request("POST", path, bodies[index % len(bodies)], headers)
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200 or b'"errors"' in body:
-                    raise RuntimeError(f"{served.name} answered {response.status}: {body[:300]!r}")
-
             for index in range(WARM_UP):
-                send(index)
+                send(conn, served, path, bodies[index % len(bodies)])
             served.process.send_signal(signal.SIGUSR1)
             time.sleep(0.5)  # the handler runs between two bytecodes of the idle loop
             for index in range(requests):
-                send(index)
+                send(conn, served, path, bodies[index % len(bodies)])
             served.process.send_signal(signal.SIGUSR2)
             deadline = time.monotonic() + 30
             while not out.exists() and time.monotonic() < deadline:

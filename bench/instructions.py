@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.__main__ import System, gateway, raw
+from bench.__main__ import System, gateway, raw, send
 from bench.dataset import load_postgres
 from bench.postgres_instance import free_port, postgres_instance
 from bench.side_by_side import earlier_gateways
@@ -57,10 +57,7 @@ def count(
     """callgrind's events per `query` request in the server process of `system` after warm-up, the
     requests sent over `connections` keep-alive connections at once: `Ir` (instructions), and with
     `misses` those of MISSES too."""
-    entry = system.requests[query]
-    if entry is None:
-        raise ValueError(f"{system.name} does not offer {query}")
-    path, bodies = entry
+    path, bodies = system.offered(query)
     with tempfile.TemporaryDirectory(prefix="gw-callgrind-") as folder:
         out = Path(folder) / "callgrind.out"
         system.port = free_port()
@@ -72,21 +69,13 @@ def count(
         )
         try:
             conns = [_connected(system, process) for _ in range(connections)]
-            headers = {"Content-Type": "application/json", **system.headers}
-
-            def send(conn: http.client.HTTPConnection, index: int) -> None:
-                conn.request("POST", path, bodies[index % len(bodies)], headers)
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200 or b'"errors"' in body:
-                    raise RuntimeError(f"{system.name} answered {response.status}: {body[:300]!r}")
 
             def send_all(total: int) -> None:
                 """`total` requests, each connection sending its share one after another."""
 
                 def share(which: int) -> None:
                     for index in range(which, total, connections):
-                        send(conns[which], index)
+                        send(conns[which], system, path, bodies[index % len(bodies)])
 
                 with ThreadPoolExecutor(connections) as senders:
                     list(senders.map(share, range(connections)))
