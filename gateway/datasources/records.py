@@ -98,14 +98,14 @@ class SessionFilter:
     started_before: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: ten to a session, each built through object.__setattr__ per field
 class NewShot:
     score_tenths: int
     x: float | None = None
     y: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as NewShot: a write's input, built once per request
 class NewSession:
     user_id: int
     group_id: int | None
@@ -115,3 +115,7 @@ class NewSession:
     distance_meters: int | None = None
     notes: str | None = None
     shots: Sequence[NewShot] = field(default_factory=tuple)
+
+    def total_tenths(self) -> int:
+        """The shots' total score, in tenths."""
+        return sum([shot.score_tenths for shot in self.shots])  # a list: no generator resumed per shot

@@ -28,7 +28,7 @@ async def call_create_session(
     when its user or group does not exist (nothing is written then)."""
     args = (
         new.user_id, new.group_id, new.started_at, new.location, new.discipline, new.distance_meters,
-        new.notes, len(new.shots), sum(shot.score_tenths for shot in new.shots), now, records,
+        new.notes, len(new.shots), new.total_tenths(), now, records,
     )  # fmt: skip
     (row,) = await conn.fetch(_CREATE_SESSION, args)
     session_id: int | None = row["session_id"]

@@ -224,7 +224,7 @@ class PostgresDataSource(SqlDataSource):
             new.distance_meters,
             new.notes,
             len(new.shots),
-            sum(shot.score_tenths for shot in new.shots),
+            new.total_tenths(),
             new.group_id,
             now,
             [s.score_tenths for s in new.shots],

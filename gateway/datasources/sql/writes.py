@@ -41,7 +41,7 @@ def created_session(session_id: int, new: NewSession) -> SessionRecord:
         distance_meters=new.distance_meters,
         notes=new.notes,
         shot_count=len(new.shots),
-        total_tenths=sum(shot.score_tenths for shot in new.shots),
+        total_tenths=new.total_tenths(),
     )
 
 
@@ -113,7 +113,7 @@ class SqlWrites(ABC):
 
     async def create_session(self, new: NewSession) -> SessionRecord:
         now = datetime.now(UTC)
-        total = sum(shot.score_tenths for shot in new.shots)
+        total = new.total_tenths()
         async with self._writing() as conn:
             # One round trip: the row is inserted only if its user (and group) exist.
             session_id = await conn.insert(
