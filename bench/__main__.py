@@ -524,15 +524,17 @@ WHY_MISSED: dict[tuple[str, str, str], str] = {
     ("raw", "PostgreSQL", "M"): (
         "Strawberry converts the 10-shot input and runs the resolver, our checks read it, and the"
         " variables are coerced first: about half of the gateway's M in process (the split below),"
-        " while its one-statement write costs less than the handler's five. Callgrind counts 1.35M"
+        " while its one-statement write costs less than the handler's five. Callgrind counts 1.26M"
         " instructions per M request in the gateway (1.91M before compiled coercers, 1.55M before"
-        " mutations skipped graphql-core's executor, 2026-12-05) against the handler's 0.72M. The ratio"
+        " mutations skipped graphql-core's executor, 2026-12-05, 1.31M before a write's inputs stopped"
+        " being frozen dataclasses, 2026-12-06) against the handler's 0.72M. The ratio"
         " moves with how much of the database the handler gets: 0.75-0.94 of raw over one day"
     ),
     ("raw", "MariaDB", "M"): (
         "the GraphQL layer, as on PostgreSQL, and the database server sharing the 2 cores. The writes"
         " are one CALL since 2026-12-06 (five round trips before: side by side 0.56 -> 0.71 of raw,"
-        " the gateway's CPU per M 635 -> 500 us against the handler's ~330); MariaDB then spends"
+        " the gateway's CPU per M 635 -> 500 us against the handler's ~330; a write's inputs built"
+        " without frozen dataclasses since c3b3de9: 0.72 -> 0.75 of raw, 525 -> 493 us); MariaDB spends"
         " ~400-425 us per M (the handler's five statements ~300-340: the procedure checks that the"
         " user and group exist and numbers the shots with a recursive CTE) at ~0.75 of a core, next"
         " to the gateway's ~0.9. What is left in the gateway is Strawberry's argument conversion and"
