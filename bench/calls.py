@@ -24,6 +24,7 @@ import sysconfig
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,11 +53,12 @@ OTHER = "other packages"
 C = "C functions (builtins, methods)"
 GROUPS = (OWN, GENERATED, *dict.fromkeys(_PACKAGES.values()), STDLIB, OTHER, C)
 _STDLIB = sysconfig.get_paths()["stdlib"]
+_OWN_FOLDERS = (str(ROOT / "gateway"), str(ROOT / "bench"))
 
 
 def where(filename: str) -> str:
     """The group of a Python function defined in `filename`."""
-    if filename.startswith(str(ROOT / "gateway")) or filename.startswith(str(ROOT / "bench")):
+    if filename.startswith(_OWN_FOLDERS):
         return OWN
     if filename == "<string>":
         return GENERATED
@@ -87,7 +89,9 @@ def _serve_counted(module: str, argv: list[str], out: Path) -> None:
 
     def stop(signum: int, frame: FrameType | None) -> None:
         sys.setprofile(None)
-        out.write_text(json.dumps(counts))
+        written = out.with_suffix(".part")
+        written.write_text(json.dumps(counts))
+        written.replace(out)  # whole, or not there: the parent reads it as soon as it appears
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
@@ -100,10 +104,12 @@ def count(system: System, query: str, requests: int) -> Counter[str]:
     path, bodies = system.offered(query)
     with tempfile.TemporaryDirectory(prefix="gw-calls-") as folder:
         out = Path(folder) / "calls.json"
-        # `python -m X args` becomes `python -m bench.calls --serve OUT X args`.
+        # `python -m X args` runs as `python -m bench.calls --serve OUT X args`.
         module, *argv = system.command[2:]
-        system.command = [sys.executable, "-m", "bench.calls", "--serve", str(out), module, *argv]
-        with running(system) as served:
+        counted = replace(
+            system, command=[sys.executable, "-m", "bench.calls", "--serve", str(out), module, *argv]
+        )
+        with running(counted) as served:
             assert served.process is not None
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
             for index in range(WARM_UP):
@@ -117,6 +123,8 @@ def count(system: System, query: str, requests: int) -> Counter[str]:
             while not out.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             conn.close()
+        if not out.exists():
+            raise RuntimeError(f"{system.name} wrote no counts within 30 s of SIGUSR2")
         return Counter(json.loads(out.read_text()))
 
 
