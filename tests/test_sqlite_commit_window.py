@@ -80,20 +80,24 @@ class StallingDisk:
 async def stalling_disk(
     door: str, library: Path, folder: Path, **settings: str
 ) -> AsyncIterator[StallingDisk]:
-    database = folder / "club.db"
-    disk = StallingDisk("", database, folder / "stall-next-commit", folder / "hold", folder / "held.log")
+    database, flag, hold, log = (
+        folder / "club.db",
+        folder / "stall-next-commit",
+        folder / "hold",
+        folder / "held.log",
+    )
     env = server_env(
         "sqlite",
         None,
         DB_SQLITE_PATH=str(database),
         LD_PRELOAD=str(library),
-        SLOW_WAL_FLAG=str(disk.flag),
-        SLOW_WAL_HOLD=str(disk.hold),
-        SLOW_WAL_LOG=str(disk.log),
+        SLOW_WAL_FLAG=str(flag),
+        SLOW_WAL_HOLD=str(hold),
+        SLOW_WAL_LOG=str(log),
         **settings,
     )
     async with serve(door, {**os.environ, **env}) as served:
-        disk.url = served.url
+        disk = StallingDisk(served.url, database, flag, hold, log)
         try:
             # The Vercel door opens the database on its first request: opened (and migrated) here.
             assert "errors" not in await post(disk, COUNT_USERS)
