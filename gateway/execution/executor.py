@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 ALL_OPERATIONS = frozenset(OperationType)
 T = TypeVar("T")
+QUERY = CoreOperationType.QUERY
 _KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
 
 
@@ -108,7 +109,9 @@ class Executor:
         self.documents.tracing = self.telemetry.tracing
         self.shared = SharedExecutions(self.telemetry.metrics)
         self._create_source = create_source
-        self._source: DataSource | None = None
+        # The open data source, or None before `open()` and after `close()`. An attribute, not a
+        # property: each door reads it on every request.
+        self.data_source: DataSource | None = None
         self._closed = False
         self._lock = asyncio.Lock()
         self.fast: FastPath | None = None
@@ -117,23 +120,18 @@ class Executor:
 
     # -- the data source -----------------------------------------------------------------
 
-    @property
-    def data_source(self) -> DataSource | None:
-        """The open data source, or None before `open()` and after `close()`."""
-        return self._source
-
     async def open(self) -> DataSource:
         """The open data source, opening it once however many callers arrive together.
 
         A failed open leaves nothing open, raises its `GatewayError`, and the next call tries again.
         After `close()` it raises DataSourceUnavailable.
         """
-        if self._source is not None:
-            return self._source
+        if self.data_source is not None:
+            return self.data_source
         async with self._lock:
             if self._closed:
                 raise DataSourceUnavailable("the gateway is shutting down")
-            if self._source is None:
+            if self.data_source is None:
                 source = self._create_source(self.settings)
                 await source.open()
                 self.opens += 1
@@ -146,13 +144,13 @@ class Executor:
                     source.tracing = self.telemetry.tracing
                     if self.fast is not None:
                         self.fast.tracing = self.telemetry.tracing
-                self._source = source
+                self.data_source = source
                 log.info("data source %s open", self.settings.db_backend)
-        return self._source
+        return self.data_source
 
     def stats(self) -> SourceStats | None:
         """The open data source's figures (pool, secret reads), or None when it is not open."""
-        return self._source.stats() if self._source is not None else None
+        return self.data_source.stats() if self.data_source is not None else None
 
     async def identify(self, authorization: str | None) -> Identity | None:
         """Who sends an `Authorization` header value: None when anonymous or sign-in is off.
@@ -173,7 +171,7 @@ class Executor:
         await self.telemetry.close()
         async with self._lock:
             self._closed = True
-            source, self._source, self.fast = self._source, None, None
+            source, self.data_source, self.fast = self.data_source, None, None
             feed, self.feed = self.feed, None
             if feed is not None:
                 await feed.close()
@@ -210,91 +208,101 @@ class Executor:
         operation's estimated rows to the response's extensions.
         """
         started = time.perf_counter()
-        source = self._source or await self.open()
+        source = self.data_source or await self.open()
         context = self.context(request, source, identity)
-        path: str | None = None
-        with self.telemetry.span("graphql.operation") as span:
-            try:
-                operation = self.persisted.resolve(operation)
-                with Deadline(self.settings.request_timeout):
-                    outcome, path = await self._run(operation, context, allowed)
-            except GatewayError as refusal:
-                outcome = self.refusal(refusal)
-            except TimeoutError:
-                outcome = self.refusal(TimedOut(self.settings.request_timeout))
-            self.telemetry.operation(
-                context.prepared, operation.operation_name, outcome, path, time.perf_counter() - started, span
-            )
+        # The persisted document, if any, changes only the query: the name and extensions are the request's.
+        name = operation.operation_name
+        tracing = self.telemetry.tracing
+        if tracing is None:  # no span, and no context manager standing in for one
+            outcome, path = await self._run(operation, context, allowed)
+            self.telemetry.operation(context.prepared, name, outcome, path, time.perf_counter() - started)
+        else:
+            with tracing.span("graphql.operation") as span:
+                outcome, path = await self._run(operation, context, allowed)
+                seconds = time.perf_counter() - started
+                self.telemetry.operation(context.prepared, name, outcome, path, seconds, span)
         if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:
             cost = {"estimate": context.cost, "limit": self.settings.max_query_cost}
             outcome = with_extension(outcome, "cost", cost)
         return outcome
 
-    async def _find(
-        self, operation: Operation
-    ) -> tuple[Prepared | None, DocumentNode | None, OperationDefinitionNode | None]:
-        """The operation's document as prepared (None without a query), its parse tree when it is
-        valid, and the definition the request names in it (None when there is no such choice)."""
-        query = operation.query
-        prepared = (self.documents.cached(query) or await self.documents.get(query)) if query else None
-        document = prepared.document if prepared is not None and not prepared.errors else None
-        definition = prepared.operation(operation.operation_name) if prepared and document else None
-        return prepared, document, definition
+    async def _prepared(self, query: str | None) -> Prepared | None:
+        """The document `query` as prepared (None without a query)."""
+        return (self.documents.cached(query) or await self.documents.get(query)) if query else None
 
     async def _run(
         self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
     ) -> tuple[Outcome, str | None]:
         """The outcome, and how the operation ran: "fast_path", "direct", "interpreted", or None (it
-        did not)."""
-        prepared, document, definition = await self._find(operation)
-        if prepared is not None and prepared.document is None:
-            # It does not parse (or is too large to): answered here, so nothing parses it again.
-            return self._failed(prepared.errors), None
-        context.prepared = prepared
-        if (
-            prepared is None
-            or document is None
-            or definition is None
-            or not _runs(definition.operation, allowed)
-        ):
-            # Nothing will run: Strawberry raises or answers with its own errors.
-            return await self._strawberry(operation, context, allowed), None
-        if definition.operation is CoreOperationType.SUBSCRIPTION:
-            # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
-            return self.refusal(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
-        if definition.operation is CoreOperationType.QUERY:
-            # A query reads from the read replica, when there is one. A mutation, its checks and
-            # the answer it selects stay on the primary: it reads its own writes.
-            context.data_source = context.data_source.for_queries()
+        did not). Bounded by REQUEST_TIMEOUT; a refusal, from any step, is its outcome."""
         try:
-            decision = self.policy.decide(
-                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
-            )
-        except Refused as refusal:
+            operation = self.persisted.resolve(operation)
+            with Deadline(self.settings.request_timeout):
+                query = operation.query
+                # Inline while the document is cached, as it is for nearly every request: no coroutine.
+                prepared = self.documents.cached(query) if query else None
+                if prepared is None:
+                    prepared = await self._prepared(query)
+                if prepared is not None and prepared.document is None:
+                    # It does not parse (or is too large to): answered here, so nothing parses it again.
+                    return self._failed(prepared.errors), None
+                context.prepared = prepared
+                found = _valid_operation(prepared, operation.operation_name)
+                # Every door runs queries: their check skips the enum's hash, a Python call.
+                if (
+                    prepared is None
+                    or found is None
+                    or (found[1].operation is not QUERY and _KINDS[found[1].operation] not in allowed)
+                ):
+                    # Nothing will run: Strawberry raises or answers with its own errors.
+                    return await self._strawberry(operation, context, allowed), None
+                document, definition = found
+                if definition.operation is CoreOperationType.SUBSCRIPTION:
+                    # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
+                    return self.refusal(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
+                if definition.operation is CoreOperationType.QUERY:
+                    # A query reads from the read replica, when there is one. A mutation, its checks and
+                    # the answer it selects stay on the primary: it reads its own writes.
+                    context.data_source = context.data_source.for_queries()
+                try:
+                    decision = self.policy.decide(
+                        OperationView(
+                            document, definition, prepared.fragments, operation.variables or {}, context
+                        )
+                    )
+                except Refused as refusal:
+                    return self.refusal(refusal), None
+                context.marks = decision.marks
+                coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
+                variables = coerce_variables(self._graphql_schema, definition, coercers, operation.variables)
+                if not isinstance(variables, VariableValues):
+                    # graphql-core's errors, as its execute() reports them
+                    return self._failed(variables), None
+                if self.fast is not None:
+                    try:
+                        compiled = await self.fast.execute(prepared, definition, variables, decision)
+                    except StatementTimeout as exc:
+                        return self.refusal(exc), None
+                    except DataSourceUnavailable as exc:
+                        # The resolvers fail at once with the same reason instead of waiting
+                        # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
+                        context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
+                    else:
+                        if compiled is not None:
+                            return compiled, "fast_path"
+                direct = self._direct(prepared, definition, decision)
+                with self.telemetry.span("graphql.execute"):
+                    if direct is not None:
+                        outcome = await run_direct(
+                            direct, self.schema, prepared, definition, variables, context
+                        )
+                        return outcome, "direct"
+                    result = await run_prepared(self.schema, prepared, definition, variables, context)
+                return result, "interpreted"
+        except GatewayError as refusal:
             return self.refusal(refusal), None
-        context.marks = decision.marks
-        variables = self._coerced(prepared, definition, operation.variables)
-        if not isinstance(variables, VariableValues):
-            return self._failed(variables), None  # graphql-core's errors, as its execute() reports them
-        if self.fast is not None:
-            try:
-                compiled = await self.fast.execute(prepared, definition, variables, decision)
-            except StatementTimeout as exc:
-                return self.refusal(exc), None
-            except DataSourceUnavailable as exc:
-                # The resolvers fail at once with the same reason instead of waiting
-                # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
-                context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
-            else:
-                if compiled is not None:
-                    return compiled, "fast_path"
-        direct = self._direct(prepared, definition, decision)
-        with self.telemetry.span("graphql.execute"):
-            if direct is not None:
-                outcome = await run_direct(direct, self.schema, prepared, definition, variables, context)
-                return outcome, "direct"
-            result = await run_prepared(self.schema, prepared, definition, variables, context)
-        return result, "interpreted"
+        except TimeoutError:
+            return self.refusal(TimedOut(self.settings.request_timeout)), None
 
     async def stream(
         self,
@@ -315,13 +323,9 @@ class Executor:
         try:
             source = await self.open()
             operation = self.persisted.resolve(operation)
-            prepared, document, definition = await self._find(operation)
-            if (
-                prepared is None
-                or document is None
-                or definition is None
-                or definition.operation is not CoreOperationType.SUBSCRIPTION
-            ):
+            prepared = await self._prepared(operation.query)
+            found = _valid_operation(prepared, operation.operation_name)
+            if prepared is None or found is None or found[1].operation is not CoreOperationType.SUBSCRIPTION:
                 yield as_result(await self.execute(operation, request, identity, allowed))
                 return
             if self.feed is None:
@@ -330,6 +334,7 @@ class Executor:
                 raise TooManySubscriptions(self.settings.subscriptions_max)
             context = self.context(request, source, identity)
             context.prepared, context.feed, context.on_slow = prepared, self.feed, on_slow
+            document, definition = found
             decision = self.policy.decide(
                 OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
             )
@@ -379,12 +384,6 @@ class Executor:
     def drained(self) -> bool:
         """Whether every update taken from the feed was sent (or is being sent) to its subscribers."""
         return (self.feed is None or self.feed.drained()) and self.shared.drained()
-
-    def _coerced(
-        self, prepared: Prepared, definition: OperationDefinitionNode, given: dict[str, Any] | None
-    ) -> VariableValues | list[GraphQLError]:
-        coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
-        return coerce_variables(self._graphql_schema, definition, coercers, given)
 
     def _direct(
         self, prepared: Prepared, definition: OperationDefinitionNode, decision: Decision
@@ -439,7 +438,12 @@ def _per_operation(
     return made
 
 
-def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
-    """Whether an operation of `kind` may run where `allowed` are. Every door runs queries: their
-    check skips the enum's hash, a Python call."""
-    return kind is CoreOperationType.QUERY or _KINDS[kind] in allowed
+def _valid_operation(
+    prepared: Prepared | None, name: str | None
+) -> tuple[DocumentNode, OperationDefinitionNode] | None:
+    """A valid document and the operation a request names in it; None for no document, an invalid
+    one or no such choice."""
+    if prepared is None or prepared.document is None or prepared.errors:
+        return None
+    definition = prepared.operation(name)
+    return None if definition is None else (prepared.document, definition)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
 from graphql.execution.values import VariableValues
@@ -35,27 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["FastPath", "fast_path_for"]
 
 log = logging.getLogger(__name__)
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
 
 
 _INTERPRETED: list[RootStatement] = []  # an operation the compiler cannot express
@@ -79,7 +58,8 @@ class FastPath:
         self._schema = schema
         self._source = source
         self._sql = sql
-        self._plans: _Lru[tuple[Any, ...], list[RootStatement]] = _Lru(plans)
+        self._plans: OrderedDict[tuple[Any, ...], list[RootStatement]] = OrderedDict()  # least recent first
+        self._size = plans
         self.answered = 0  # operations this path answered, for tests and benchmarks
         self.tracing: Tracing | None = None  # a span around planning, when tracing is on
 
@@ -97,14 +77,15 @@ class FastPath:
         if decision.marks:
             # Each mark's value travels with the variables, so a plan serves every request alike.
             coerced = VariableValues(coerced.sources, {**coerced.coerced, **decision.values})
-        key = (
-            prepared.query,
-            name,
-            tuple([(k, _shape(v)) for k, v in coerced.coerced.items()]),  # a list: no generator to resume
-            decision.shape,
-        )
+        # A loop: a comprehension is a call. A string (an ID, most often) is a value of any shape.
+        shapes = []
+        for k, v in coerced.coerced.items():
+            shapes.append((k, ... if type(v) is str else _shape(v)))
+        key = (prepared.query, name, tuple(shapes), decision.shape)
         statements = self._plans.get(key)
-        if statements is None:
+        if statements is not None:
+            self._plans.move_to_end(key)
+        else:
             try:
                 statements = compile_operation(
                     self._schema,
@@ -119,10 +100,16 @@ class FastPath:
                 statements = _INTERPRETED
             except (BadUserInput, GraphQLError, ValueError, KeyError):
                 return None  # depends on this request's values: not cached
-            self._plans.put(key, statements)
+            self._remember(key, statements)
         if statements is _INTERPRETED:
             return None
         return key, statements, coerced
+
+    def _remember(self, key: tuple[Any, ...], statements: list[RootStatement]) -> None:
+        self._plans[key] = statements
+        self._plans.move_to_end(key)
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
 
     async def execute(
         self,
@@ -143,13 +130,20 @@ class FastPath:
         if planned is None:
             return None
         key, statements, coerced = planned
+        one = statements[0] if len(statements) == 1 else None
         try:
-            bound = [[get(coerced) for get in s.params] for s in statements]
+            if one is not None:
+                args = []  # a loop: a comprehension is a call
+                for get in one.params:
+                    args.append(get(coerced))
+                bound = [args]
+            else:
+                bound = [[get(coerced) for get in s.params] for s in statements]
         except (BadUserInput, NotCompilable, GraphQLError, ValueError, KeyError):
             return None
         try:
-            if len(statements) == 1:
-                values = [await _run(self._source, statements[0], bound[0])]
+            if one is not None:
+                values = [await _run(self._source, one, bound[0])]
             else:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
@@ -162,7 +156,7 @@ class FastPath:
                 # The database refused the statement itself (SQLite's parser has a small stack,
                 # say) and will again: this operation runs interpreted from now on.
                 log.warning("fast path: the database refused a compiled statement (%s); interpreting", exc)
-                self._plans.put(key, _INTERPRETED)
+                self._remember(key, _INTERPRETED)
             return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
         # One copy of each value into the body: an N answer is ~26 KB.

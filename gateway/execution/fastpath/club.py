@@ -175,19 +175,20 @@ def _root(c: Compiler, key: str, nodes: list[FieldNode]) -> RootStatement:
         return RootStatement(key, None, (), b'"Query"')
     if name not in _BY_ID and name not in _ROOT_LISTS and name not in ("shootingSessions", "node", "nodes"):
         raise NotCompilable(f"Query.{name}")  # introspection, say
-    arguments = c.arguments("Query", nodes)
-    if name == "node":
-        return c.finish(key, f"SELECT {node_by_id(c, arguments, nodes)} AS data")
-    if name == "nodes":
-        return c.finish(key, f"SELECT {nodes_by_ids(c, arguments, nodes)} AS data")
     if name in _BY_ID:
         type_name, table = _BY_ID[name]
+        arguments = c.arguments("Query", nodes, shared=False)  # the key is their one reader
 
         def pk(variables: VariableValues) -> int | None:
             return decode_id(arguments(variables)["id"], type_name)
 
         body = c.row(type_name, table, f"{{a}}.id = {c.param(pk)}", nodes)
         return c.finish(key, f"SELECT ({body}) AS data")
+    arguments = c.arguments("Query", nodes)
+    if name == "node":
+        return c.finish(key, f"SELECT {node_by_id(c, arguments, nodes)} AS data")
+    if name == "nodes":
+        return c.finish(key, f"SELECT {nodes_by_ids(c, arguments, nodes)} AS data")
     if name in _ROOT_LISTS:
         node_type, page = _ROOT_LISTS[name]
         conditions = _activity_conditions(c, arguments) if name == "activities" else []

@@ -229,10 +229,12 @@ class Compiler:
             raise NotCompilable(f"{parent}.{name}")
         return type_.fields[name]
 
-    def arguments(self, parent: str, nodes: list[FieldNode]) -> Getter:
-        """The field's coerced arguments, as a function of the variables (computed once per request)."""
+    def arguments(self, parent: str, nodes: list[FieldNode], shared: bool = True) -> Getter:
+        """The field's coerced arguments, as a function of the variables: computed once per request
+        when `shared` (several parameters derive from them), else at each call."""
         definition, node = self.field(parent, nodes[0].name.value), nodes[0]
-        return once_per_request(_variable_arguments(definition, node) or _all_arguments(definition, node))
+        read = _variable_arguments(definition, node) or _all_arguments(definition, node)
+        return once_per_request(read) if shared else read
 
     # -- objects -----------------------------------------------------------------------
 
