@@ -52,7 +52,8 @@ def stamp(
         headers[REQUEST_ID_HEADER] = request_id
     if origin is not None:
         headers.update(policy.allowed_headers(origin))
-    headers[hdrs.VARY] = cors.vary_origin(headers.get(hdrs.VARY))
+    vary = headers.get(hdrs.VARY)
+    headers[hdrs.VARY] = "Origin" if vary is None else cors.vary_origin(vary)  # most have none: no call
 
 
 def front(
