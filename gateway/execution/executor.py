@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 ALL_OPERATIONS = frozenset(OperationType)
 T = TypeVar("T")
-QUERY = CoreOperationType.QUERY
 _KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
 
 
@@ -210,99 +209,78 @@ class Executor:
         started = time.perf_counter()
         source = self.data_source or await self.open()
         context = self.context(request, source, identity)
-        # The persisted document, if any, changes only the query: the name and extensions are the request's.
-        name = operation.operation_name
-        tracing = self.telemetry.tracing
-        if tracing is None:  # no span, and no context manager standing in for one
-            outcome, path = await self._run(operation, context, allowed)
-            self.telemetry.operation(context.prepared, name, outcome, path, time.perf_counter() - started)
-        else:
-            with tracing.span("graphql.operation") as span:
-                outcome, path = await self._run(operation, context, allowed)
-                seconds = time.perf_counter() - started
-                self.telemetry.operation(context.prepared, name, outcome, path, seconds, span)
+        path: str | None = None
+        with self.telemetry.span("graphql.operation") as span:
+            try:
+                operation = self.persisted.resolve(operation)
+                with Deadline(self.settings.request_timeout):
+                    outcome, path = await self._run(operation, context, allowed)
+            except GatewayError as refusal:
+                outcome = self.refusal(refusal)
+            except TimeoutError:
+                outcome = self.refusal(TimedOut(self.settings.request_timeout))
+            self.telemetry.operation(
+                context.prepared, operation.operation_name, outcome, path, time.perf_counter() - started, span
+            )
         if operation.extensions and operation.extensions.get("cost") is True and context.cost is not None:
             cost = {"estimate": context.cost, "limit": self.settings.max_query_cost}
             outcome = with_extension(outcome, "cost", cost)
         return outcome
 
-    async def _prepared(self, query: str | None) -> Prepared | None:
-        """The document `query` as prepared (None without a query)."""
-        return (self.documents.cached(query) or await self.documents.get(query)) if query else None
-
     async def _run(
         self, operation: Operation, context: RequestContext, allowed: Set[OperationType]
     ) -> tuple[Outcome, str | None]:
         """The outcome, and how the operation ran: "fast_path", "direct", "interpreted", or None (it
-        did not). Bounded by REQUEST_TIMEOUT; a refusal, from any step, is its outcome."""
+        did not)."""
+        query = operation.query
+        # `get` only on a miss: a cached document, as nearly every request's is, costs no coroutine.
+        prepared = (self.documents.cached(query) or await self.documents.get(query)) if query else None
+        if prepared is not None and prepared.document is None:
+            # It does not parse (or is too large to): answered here, so nothing parses it again.
+            return self._failed(prepared.errors), None
+        context.prepared = prepared
+        found = _valid_operation(prepared, operation.operation_name)
+        if prepared is None or found is None or not _runs(found[1].operation, allowed):
+            # Nothing will run: Strawberry raises or answers with its own errors.
+            return await self._strawberry(operation, context, allowed), None
+        document, definition = found
+        if definition.operation is CoreOperationType.SUBSCRIPTION:
+            # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
+            return self.refusal(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
+        if definition.operation is CoreOperationType.QUERY:
+            # A query reads from the read replica, when there is one. A mutation, its checks and
+            # the answer it selects stay on the primary: it reads its own writes.
+            context.data_source = context.data_source.for_queries()
         try:
-            operation = self.persisted.resolve(operation)
-            with Deadline(self.settings.request_timeout):
-                query = operation.query
-                # Inline while the document is cached, as it is for nearly every request: no coroutine.
-                prepared = self.documents.cached(query) if query else None
-                if prepared is None:
-                    prepared = await self._prepared(query)
-                if prepared is not None and prepared.document is None:
-                    # It does not parse (or is too large to): answered here, so nothing parses it again.
-                    return self._failed(prepared.errors), None
-                context.prepared = prepared
-                found = _valid_operation(prepared, operation.operation_name)
-                # Every door runs queries: their check skips the enum's hash, a Python call.
-                if (
-                    prepared is None
-                    or found is None
-                    or (found[1].operation is not QUERY and _KINDS[found[1].operation] not in allowed)
-                ):
-                    # Nothing will run: Strawberry raises or answers with its own errors.
-                    return await self._strawberry(operation, context, allowed), None
-                document, definition = found
-                if definition.operation is CoreOperationType.SUBSCRIPTION:
-                    # A plain HTTP answer cannot carry updates: `stream()` runs subscriptions.
-                    return self.refusal(SubscriptionsUnsupported() if not self.live else NeedsStream()), None
-                if definition.operation is CoreOperationType.QUERY:
-                    # A query reads from the read replica, when there is one. A mutation, its checks and
-                    # the answer it selects stay on the primary: it reads its own writes.
-                    context.data_source = context.data_source.for_queries()
-                try:
-                    decision = self.policy.decide(
-                        OperationView(
-                            document, definition, prepared.fragments, operation.variables or {}, context
-                        )
-                    )
-                except Refused as refusal:
-                    return self.refusal(refusal), None
-                context.marks = decision.marks
-                coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
-                variables = coerce_variables(self._graphql_schema, definition, coercers, operation.variables)
-                if not isinstance(variables, VariableValues):
-                    # graphql-core's errors, as its execute() reports them
-                    return self._failed(variables), None
-                if self.fast is not None:
-                    try:
-                        compiled = await self.fast.execute(prepared, definition, variables, decision)
-                    except StatementTimeout as exc:
-                        return self.refusal(exc), None
-                    except DataSourceUnavailable as exc:
-                        # The resolvers fail at once with the same reason instead of waiting
-                        # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
-                        context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
-                    else:
-                        if compiled is not None:
-                            return compiled, "fast_path"
-                direct = self._direct(prepared, definition, decision)
-                with self.telemetry.span("graphql.execute"):
-                    if direct is not None:
-                        outcome = await run_direct(
-                            direct, self.schema, prepared, definition, variables, context
-                        )
-                        return outcome, "direct"
-                    result = await run_prepared(self.schema, prepared, definition, variables, context)
-                return result, "interpreted"
-        except GatewayError as refusal:
+            decision = self.policy.decide(
+                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
+            )
+        except Refused as refusal:
             return self.refusal(refusal), None
-        except TimeoutError:
-            return self.refusal(TimedOut(self.settings.request_timeout)), None
+        context.marks = decision.marks
+        coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
+        variables = coerce_variables(self._graphql_schema, definition, coercers, operation.variables)
+        if not isinstance(variables, VariableValues):
+            return self._failed(variables), None  # graphql-core's errors, as its execute() reports them
+        if self.fast is not None:
+            try:
+                compiled = await self.fast.execute(prepared, definition, variables, decision)
+            except StatementTimeout as exc:
+                return self.refusal(exc), None
+            except DataSourceUnavailable as exc:
+                # The resolvers fail at once with the same reason instead of waiting
+                # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
+                context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
+            else:
+                if compiled is not None:
+                    return compiled, "fast_path"
+        direct = self._direct(prepared, definition, decision)
+        with self.telemetry.span("graphql.execute"):
+            if direct is not None:
+                outcome = await run_direct(direct, self.schema, prepared, definition, variables, context)
+                return outcome, "direct"
+            result = await run_prepared(self.schema, prepared, definition, variables, context)
+        return result, "interpreted"
 
     async def stream(
         self,
@@ -323,7 +301,7 @@ class Executor:
         try:
             source = await self.open()
             operation = self.persisted.resolve(operation)
-            prepared = await self._prepared(operation.query)
+            prepared = await self.documents.get(operation.query) if operation.query else None
             found = _valid_operation(prepared, operation.operation_name)
             if prepared is None or found is None or found[1].operation is not CoreOperationType.SUBSCRIPTION:
                 yield as_result(await self.execute(operation, request, identity, allowed))
@@ -447,3 +425,9 @@ def _valid_operation(
         return None
     definition = prepared.operation(name)
     return None if definition is None else (prepared.document, definition)
+
+
+def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
+    """Whether an operation of `kind` may run where `allowed` are. Every door runs queries: their
+    check skips the enum's hash, a Python call."""
+    return kind is CoreOperationType.QUERY or _KINDS[kind] in allowed

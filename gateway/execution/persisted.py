@@ -103,9 +103,7 @@ class PersistedOperations:
         """`operation` with the document its hash names; raises a coded GatewayError otherwise."""
         if not self.enabled:
             return operation
-        # Most requests carry neither: then no call for the hash.
-        given = operation.document_id is not None or operation.extensions is not None
-        wanted = (operation.document_id or _requested_hash(operation)) if given else None
+        wanted = operation.document_id or _requested_hash(operation)
         if wanted is None:
             if self.only and operation.query is not None and operation.query not in self._trusted:
                 raise PersistedOperationRefused(

@@ -77,10 +77,9 @@ class FastPath:
         if decision.marks:
             # Each mark's value travels with the variables, so a plan serves every request alike.
             coerced = VariableValues(coerced.sources, {**coerced.coerced, **decision.values})
-        # A loop: a comprehension is a call. A string (an ID, most often) is a value of any shape.
-        shapes = []
+        shapes = []  # a loop: a comprehension is a call
         for k, v in coerced.coerced.items():
-            shapes.append((k, ... if type(v) is str else _shape(v)))
+            shapes.append((k, _shape(v)))
         key = (prepared.query, name, tuple(shapes), decision.shape)
         statements = self._plans.get(key)
         if statements is not None:
@@ -130,20 +129,13 @@ class FastPath:
         if planned is None:
             return None
         key, statements, coerced = planned
-        one = statements[0] if len(statements) == 1 else None
         try:
-            if one is not None:
-                args = []  # a loop: a comprehension is a call
-                for get in one.params:
-                    args.append(get(coerced))
-                bound = [args]
-            else:
-                bound = [[get(coerced) for get in s.params] for s in statements]
+            bound = [[get(coerced) for get in s.params] for s in statements]
         except (BadUserInput, NotCompilable, GraphQLError, ValueError, KeyError):
             return None
         try:
-            if one is not None:
-                values = [await _run(self._source, one, bound[0])]
+            if len(statements) == 1:
+                values = [await _run(self._source, statements[0], bound[0])]
             else:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
