@@ -484,14 +484,14 @@ TARGETS: dict[tuple[str, str, str], float] = {
 # Why each target the gateway can miss is missed, as measured (the experiments: bench/README.md).
 _POINT_LOOKUP = (
     "a point lookup is bound by the gateway's own Python. Counted by callgrind"
-    " (`python -m bench.instructions`, 2026-12-06), a P request runs ~480k instructions in the"
-    " gateway against the raw handler's ~388k (1.24x; 497-503k before a43e0dc, 563k before the request"
+    " (`python -m bench.instructions`, 2026-12-06), a P request runs ~488k instructions in the"
+    " gateway against the raw handler's ~386k (1.26x; 497-503k before a43e0dc, 563k before the request"
     " pipeline, 596k before 2026-12-04); 0.85 of raw allows ~1.18x. The rest is the GraphQL layer"
     " itself, each step a few thousand instructions (counted alone: coercion 11k, the plan's key 14k,"
     " policy and limits 11k, a time-limit scope 8k, the answer ~20k). Call by call (`python -m"
-    " bench.calls`): 211 Python and 137 C function calls per P against the handler's 168 and 81, with"
+    " bench.calls`): 218 Python and 139 C function calls per P against the handler's 168 and 81, with"
     " aiohttp's share equal and the gateway's driver calls fewer (39 against 51); its own code makes"
-    " 69 where the handler's makes 5 (81 before a43e0dc), no step more than 12. A path answering a"
+    " 74 where the handler's makes 5 (81 before a43e0dc), no step more than 12. A path answering a"
     " repeated compiled query with only its coercion, parameters and statement ran 438k (1.12x,"
     " measured, not kept); what it skipped that protects a request (the policy, the operation's time"
     " limit, telemetry) puts back ~30k, ~1.19x. Timed, the gap exceeds the count: under wrk -c16 on"
