@@ -33,18 +33,21 @@ from bench.__main__ import ROOT, System, gateway, raw, running, send
 from bench.dataset import load_postgres
 from bench.postgres_instance import postgres_instance
 
-__all__ = ["GROUPS", "main", "where"]
+__all__ = ["GENERATED", "GRAPHQL", "GROUPS", "OWN", "main", "where"]
 
 WARM_UP = 50
+GRAPHQL = "GraphQL libraries"
 # Installed packages by the part of a request they serve.
 _PACKAGES = {
     "aiohttp": "HTTP (aiohttp)",
     "yarl": "HTTP (aiohttp)",
     "multidict": "HTTP (aiohttp)",
     "aiosignal": "HTTP (aiohttp)",
-    "asyncpg": "the driver (asyncpg)",
-    "graphql": "GraphQL libraries",
-    "strawberry": "GraphQL libraries",
+    "asyncpg": "the driver (asyncpg, aiomysql)",
+    "aiomysql": "the driver (asyncpg, aiomysql)",
+    "pymysql": "the driver (asyncpg, aiomysql)",
+    "graphql": GRAPHQL,
+    "strawberry": GRAPHQL,
 }
 OWN = "the server's own code"
 GENERATED = "generated (dataclass __init__)"

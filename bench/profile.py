@@ -1,0 +1,169 @@
+"""`python -m bench.profile [--query P|N|M] [--backend postgres|mysql]`: where the time of one request
+goes in the server process, the raw handler's against this tree's gateway, under the benchmark's load.
+
+`bench.instructions` counts work and `bench.calls` counts calls; neither is time, and the gateway's
+time per request exceeds the raw handler's by more than its instructions do. This samples each
+system's Python stack with py-spy (a separate process reading the server's memory: the server is
+not paused or slowed) while wrk loads it as `bash bench/run` does, and charges each sample to the
+innermost Python frame: that frame's own bytecode and the C it called (a driver's socket write is
+charged to the driver's function that wrote, the kernel's wake-up of the reader included). Samples
+whose innermost frame is the event loop's own (uvloop reading sockets, parsing HTTP, running
+callbacks) are grouped apart. Idle samples are not recorded. Divided by the requests wrk completed,
+each group is microseconds of CPU per request (~1 minute, py-spy from `pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.__main__ import ROOT, System, gateway, raw, running
+from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, where
+from bench.dataset import load_mariadb, load_postgres
+from bench.load import wrk
+from bench.postgres_instance import postgres_instance
+
+__all__ = ["Profile", "main", "profile", "report"]
+
+EVENT_LOOP = "the event loop's own frame (uvloop: sockets, HTTP parsing, callbacks)"
+# The outermost frames of a server: a sample that ends in one of them ran in the loop's C code.
+_LOOP_FRAMES = frozenset(
+    {"run_app", "run_until_complete", "run_forever", "run", "_serve", "main", "<module>"}
+)
+_WARM_UP_SECONDS = 3
+_SITE = sysconfig.get_paths()["purelib"] + os.sep
+
+
+class Profile:
+    """One system's samples by innermost frame (`function (file:line)`), and the requests they cover."""
+
+    def __init__(self, samples: Counter[str], requests: float, rate: int) -> None:
+        self.samples = samples
+        self.requests = requests
+        self.rate = rate
+
+    def us(self, samples: float) -> float:
+        """`samples` as microseconds per request."""
+        return samples / self.rate / self.requests * 1e6
+
+    def by_group(self) -> Counter[str]:
+        groups: Counter[str] = Counter()
+        for frame, n in self.samples.items():
+            groups[_group(frame)] += n
+        return groups
+
+
+def _group(frame: str) -> str:
+    function, _, location = frame.partition(" (")
+    filename = location.rsplit(":", 1)[0]
+    if function in _LOOP_FRAMES:
+        return EVENT_LOOP
+    return where(filename)
+
+
+def _collapsed(path: Path) -> Counter[str]:
+    """py-spy's raw output (`frame;frame;… count` per line) as counts per innermost frame."""
+    samples: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples[stack.rsplit(";", 1)[-1]] += int(count)
+    return samples
+
+
+def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Profile:
+    """`system` (running) sampled while wrk loads it with `query` for `seconds`."""
+    assert system.process is not None
+    path, bodies = system.offered(query)
+    wrk(system.url(path), bodies, _WARM_UP_SECONDS, system.headers)
+    with tempfile.TemporaryDirectory(prefix="gw-profile-") as folder:
+        out = Path(folder) / "stacks.txt"
+        # Sampling starts before the load and ends after it: the samples outside it are idle ones.
+        command = [spy, "record", "--nonblocking", "--full-filenames", "--format", "raw", "--rate", str(rate)]
+        command += ["--duration", str(seconds + 2), "--pid", str(system.process.pid), "--output", str(out)]
+        sampler = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1)
+        load = wrk(system.url(path), bodies, seconds, system.headers)
+        _, error = sampler.communicate(timeout=seconds + 60)
+        if sampler.returncode != 0 or not out.exists():
+            raise RuntimeError(f"py-spy failed on {system.name}: {error.decode(errors='replace')[-1000:]}")
+        return Profile(_collapsed(out), load.rps * seconds, rate)
+
+
+def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
+    """Markdown: µs per request by group for each system; then the last system's busiest frames of
+    its own, and the frames both systems run by how much more time the last one spends in them."""
+    names = [name for name, _ in profiles]
+    grouped = [p.by_group() for _, p in profiles]
+    lines = [
+        f"| µs of CPU per {query} request, by innermost Python frame | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for group in (EVENT_LOOP, *GROUPS):
+        if any(g[group] for g in grouped):
+            cells = " | ".join(f"{p.us(g[group]):.1f}" for (_, p), g in zip(profiles, grouped, strict=True))
+            lines.append(f"| {group} | {cells} |")
+    totals = " | ".join(f"**{p.us(sum(p.samples.values())):.1f}**" for _, p in profiles)
+    lines.append(f"| **all** | {totals} |")
+    (first_name, first), (name, last) = profiles[0], profiles[-1]
+    ours = [(frame, last.us(n)) for frame, n in last.samples.items() if _group(frame) in _OURS]
+    shared = {frame for p in (first, last) for frame in p.samples if _group(frame) not in _OURS}
+    more = [(frame, last.us(last.samples[frame]) - first.us(first.samples[frame])) for frame in shared]
+    lines += ["", f"{name}: its own and the GraphQL libraries' frames, the {top} busiest", ""]
+    lines += [f"    {us:5.2f}  {_short(frame)}" for frame, us in sorted(ours, key=lambda f: -f[1])[:top]]
+    lines += ["", f"The frames both run (HTTP, driver, loop, library): {name} over {first_name}", ""]
+    lines += [f"    {us:+5.2f}  {_short(frame)}" for frame, us in sorted(more, key=lambda f: -f[1])[:top]]
+    return "\n".join(lines)
+
+
+_OURS = (OWN, GENERATED, GRAPHQL)
+
+
+def _short(frame: str) -> str:
+    return frame.replace(_SITE, "").replace(str(ROOT) + os.sep, "") or "(no Python frame)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__)
+    parser.add_argument("--query", choices=("P", "N", "M"), default="P", help="the operation (default P)")
+    parser.add_argument("--backend", choices=("postgres", "mysql"), default="postgres")
+    parser.add_argument("--seconds", type=int, default=10, help="load per system (default 10)")
+    parser.add_argument("--rate", type=int, default=2000, help="samples per second (default 2000)")
+    parser.add_argument("--top", type=int, default=40, help="the gateway's frames listed (default 40)")
+    args = parser.parse_args()
+    beside = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the venv's first
+    spy = shutil.which("py-spy", path=beside)
+    if spy is None:
+        parser.error("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
+    with ExitStack() as stack:
+        print("loading the dataset…", file=sys.stderr)
+        if args.backend == "postgres":
+            pg = stack.enter_context(postgres_instance())
+            env = asyncio.run(load_postgres(pg.port, "club_bench"))
+        else:
+            env = load_mariadb("gw_bench")
+        systems = [raw("raw handler", args.backend, env), gateway("this tree", args.backend, env)]
+        profiles = []
+        for system in systems:
+            with running(system):
+                print(f"sampling {system.name}…", file=sys.stderr)
+                profiles.append((system.name, profile(system, args.query, args.seconds, args.rate, spy)))
+    print(report(profiles, args.query, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
