@@ -9,7 +9,8 @@ innermost Python frame: that frame's own bytecode and the C it called (a driver'
 charged to the driver's function that wrote, the kernel's wake-up of the reader included). Samples
 whose innermost frame is the event loop's own (uvloop reading sockets, parsing HTTP, running
 callbacks) are grouped apart. Idle samples are not recorded. Divided by the requests wrk completed,
-each group is microseconds of CPU per request (~1 minute, py-spy from `pip install -e '.[bench]'`).
+each group is microseconds of CPU per request, printed beside the process's CPU time per request
+read from /proc over the same load (~1 minute, py-spy from `pip install -e '.[bench]'`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from bench.__main__ import ROOT, System, gateway, raw, running
 from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, where
+from bench.cpu import cpu_seconds
 from bench.dataset import load_mariadb, load_postgres
 from bench.load import wrk
 from bench.postgres_instance import postgres_instance
@@ -45,12 +47,14 @@ _SITE = sysconfig.get_paths()["purelib"] + os.sep
 
 
 class Profile:
-    """One system's samples by innermost frame (`function (file:line)`), and the requests they cover."""
+    """One system's samples by innermost frame (`function (file:line)`), the requests they cover,
+    and the CPU time /proc gave the process over them."""
 
-    def __init__(self, samples: Counter[str], requests: float, rate: int) -> None:
+    def __init__(self, samples: Counter[str], requests: float, rate: int, cpu_seconds: float) -> None:
         self.samples = samples
         self.requests = requests
         self.rate = rate
+        self.cpu_seconds = cpu_seconds
 
     def us(self, samples: float) -> float:
         """`samples` as microseconds per request."""
@@ -96,11 +100,13 @@ def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Pr
             stderr=subprocess.PIPE,
         )
         time.sleep(1)
+        before = cpu_seconds(system.process.pid)
         load = wrk(system.url(path), bodies, seconds, system.headers)
+        used = cpu_seconds(system.process.pid) - before
         _, error = sampler.communicate(timeout=seconds + 60)
         if sampler.returncode != 0 or not out.exists():
             raise RuntimeError(f"py-spy failed on {system.name}: {error.decode(errors='replace')[-1000:]}")
-        return Profile(_collapsed(out), load.rps * seconds, rate)
+        return Profile(_collapsed(out), load.rps * seconds, rate, used)
 
 
 def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
@@ -118,6 +124,8 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
             lines.append(f"| {group} | {cells} |")
     totals = " | ".join(f"**{p.us(sum(p.samples.values())):.1f}**" for _, p in profiles)
     lines.append(f"| **all** | {totals} |")
+    measured = " | ".join(f"{p.cpu_seconds / p.requests * 1e6:.1f}" for _, p in profiles)
+    lines.append(f"| CPU per request read from /proc (what the samples cover) | {measured} |")
     (first_name, first), (name, last) = profiles[0], profiles[-1]
     ours = [(frame, last.us(n)) for frame, n in last.samples.items() if _group(frame) in _OURS]
     shared = {frame for p in (first, last) for frame in p.samples if _group(frame) not in _OURS}
