@@ -4,7 +4,7 @@ goes in the server process, the raw handler's against this tree's gateway, under
 `bench.instructions` counts work and `bench.calls` counts calls; neither is time, and the gateway's
 time per request exceeds the raw handler's by more than its instructions do. This samples each
 system's Python stack with py-spy (a separate process reading the server's memory: the server is
-not paused or slowed) while wrk loads it as `bash bench/run` does, and charges each sample to the
+not paused) while wrk loads it as `bash bench/run` does, and charges each sample to the
 innermost Python frame: that frame's own bytecode and the C it called (a driver's socket write is
 charged to the driver's function that wrote, the kernel's wake-up of the reader included). Samples
 whose innermost frame is the event loop's own (uvloop reading sockets, parsing HTTP, running
@@ -38,10 +38,9 @@ from bench.postgres_instance import postgres_instance
 __all__ = ["Profile", "main", "profile", "report"]
 
 EVENT_LOOP = "the event loop's own frame (uvloop: sockets, HTTP parsing, callbacks)"
-# The outermost frames of a server: a sample that ends in one of them ran in the loop's C code.
-_LOOP_FRAMES = frozenset(
-    {"run_app", "run_until_complete", "run_forever", "run", "_serve", "main", "<module>"}
-)
+# Both servers run in aiohttp's `web.run_app` on uvloop, whose loop is C: a sample whose innermost
+# Python frame is run_app's ran in the loop (or in the C it calls back: a driver's protocol, say).
+_LOOP_FRAME = "run_app"
 _WARM_UP_SECONDS = 3
 _SITE = sysconfig.get_paths()["purelib"] + os.sep
 
@@ -70,7 +69,7 @@ class Profile:
 def _group(frame: str) -> str:
     function, _, location = frame.partition(" (")
     filename = location.rsplit(":", 1)[0]
-    if function in _LOOP_FRAMES:
+    if function == _LOOP_FRAME:
         return EVENT_LOOP
     return where(filename)
 
