@@ -504,10 +504,17 @@ _POINT_LOOKUP = (
     " (leaving out its wake-up of each socket write's reader, the same share of both processes' time)"
     " while the interpreter took 1.53x: the gateway's Python runs at fewer instructions per cycle than"
     " the handler's. Timed by where it runs (`python -m bench.profile`, py-spy under the same load,"
-    " three runs on 34bd51a), the gateway spent 130-145 us of CPU per P against the handler's 92-94:"
+    " three runs on 34bd51a; this run's own: the table below), the gateway spent 130-145 us of CPU per"
+    " P against the handler's 92-94:"
     " its own code 34-38 us (the handler's 2), no frame of it over 1.8 us; aiohttp 14-17 us more"
     " for the gateway's answers (its socket write +5, the response object with the gateway's headers"
     " ~+3.5, the hook that drops `Server` ~+2.3). 0.85 of raw allows ~16 us over the handler"
+)
+_TIMED_P = (
+    "Where a P request's time goes (`python -m bench.profile`): py-spy sampled the raw handler's and"
+    " the gateway's Python stacks 2,000 times a second while wrk loaded each with P as above; each"
+    " sample is charged to its innermost Python frame (its bytecode and the C it called), and divided"
+    " by the requests completed, µs of CPU per P request:"
 )
 _N_AGAINST_NODE = (
     "N is bound by PostgreSQL building the JSON (1.4-1.5 of the 2 cores in every run), PostGraphile"
@@ -717,6 +724,11 @@ def main() -> int:
         "--output", type=Path, default=ROOT / "bench" / "results.md", help="where the table goes"
     )
     args = parser.parse_args()
+    from bench import profile as time_profile  # here: it imports this module's systems
+
+    spy = time_profile.py_spy()
+    if spy is None:
+        parser.error("py-spy is not installed: .venv/bin/pip install -e '.[bench]' (bash bench/run does)")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     with postgres_instance() as pg, ExitStack() as stack:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
@@ -767,6 +779,12 @@ def main() -> int:
         load_rounds(pg_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
         if my_systems:
             load_rounds(my_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
+        print("where a P request's time goes…", file=sys.stderr)
+        named = {system.name: system for system in pg_systems}
+        sampled = [
+            (name, time_profile.profile(named[name], "P", args.seconds, time_profile.RATE, spy))
+            for name in ("raw aiohttp+asyncpg", "gateway")
+        ]
         workers: list[tuple[str, str]] = []
         if not args.no_workers:
             for fast in (True, False):
@@ -796,6 +814,7 @@ def main() -> int:
         print("cold starts…", file=sys.stderr)
         cold = (*cold_start.measure(args.cold_runs), cold_start.importtime_by_package())
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
+        text += f"\n\n{_TIMED_P}\n\n" + time_profile.report(sampled, "P", top=12)
         text += "\n\n" + "\n".join(mutation_cost.report(costs))
         text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
         text += "\n\n" + "\n".join(cold_start.report(*cold))

@@ -35,13 +35,14 @@ from bench.dataset import load_mariadb, load_postgres
 from bench.load import wrk
 from bench.postgres_instance import postgres_instance
 
-__all__ = ["Profile", "main", "profile", "report"]
+__all__ = ["RATE", "Profile", "main", "profile", "py_spy", "report"]
 
 EVENT_LOOP = "the event loop's own frame (uvloop: sockets, HTTP parsing, callbacks)"
 # Both servers run in aiohttp's `web.run_app` on uvloop, whose loop is C: a sample whose innermost
 # Python frame is run_app's ran in the loop (or in the C it calls back: a driver's protocol, say).
 _LOOP_FRAME = "run_app"
 _WARM_UP_SECONDS = 3
+RATE = 2000  # samples per second
 _SITE = sysconfig.get_paths()["purelib"] + os.sep
 
 
@@ -81,6 +82,12 @@ def _collapsed(path: Path) -> Counter[str]:
         stack, _, count = line.rpartition(" ")
         samples[stack.rsplit(";", 1)[-1]] += int(count)
     return samples
+
+
+def py_spy() -> str | None:
+    """py-spy's executable, the virtualenv's before any other; None when it is not installed."""
+    folders = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return shutil.which("py-spy", path=folders)
 
 
 def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Profile:
@@ -148,11 +155,10 @@ def main() -> int:
     parser.add_argument("--query", choices=("P", "N", "M"), default="P", help="the operation (default P)")
     parser.add_argument("--backend", choices=("postgres", "mysql"), default="postgres")
     parser.add_argument("--seconds", type=int, default=10, help="load per system (default 10)")
-    parser.add_argument("--rate", type=int, default=2000, help="samples per second (default 2000)")
+    parser.add_argument("--rate", type=int, default=RATE, help=f"samples per second (default {RATE})")
     parser.add_argument("--top", type=int, default=40, help="the gateway's frames listed (default 40)")
     args = parser.parse_args()
-    beside = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the venv's first
-    spy = shutil.which("py-spy", path=beside)
+    spy = py_spy()
     if spy is None:
         parser.error("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
     with ExitStack() as stack:
