@@ -513,8 +513,9 @@ _POINT_LOOKUP = (
 _TIMED_P = (
     "Where a P request's time goes (`python -m bench.profile`): py-spy sampled the raw handler's and"
     " the gateway's Python stacks 2,000 times a second while wrk loaded each with P as above; each"
-    " sample is charged to its innermost Python frame (its bytecode and the C it called), and divided"
-    " by the requests completed, µs of CPU per P request:"
+    " sample is charged to its innermost Python frame (its bytecode and the C it called), and each"
+    " group's share of a system's samples is shown as that share of its CPU time per P request,"
+    " read from /proc over the same load, in µs:"
 )
 _N_AGAINST_NODE = (
     "N is bound by PostgreSQL building the JSON (1.4-1.5 of the 2 cores in every run), PostGraphile"

@@ -8,9 +8,10 @@ not paused) while wrk loads it as `bash bench/run` does, and charges each sample
 innermost Python frame: that frame's own bytecode and the C it called (a driver's socket write is
 charged to the driver's function that wrote, the kernel's wake-up of the reader included). Samples
 whose innermost frame is the event loop's own (uvloop reading sockets, parsing HTTP, running
-callbacks) are grouped apart. Idle samples are not recorded. Divided by the requests wrk completed,
-each group is microseconds of CPU per request, printed beside the process's CPU time per request
-read from /proc over the same load (~1 minute, py-spy from `pip install -e '.[bench]'`).
+callbacks) are grouped apart. Idle samples are not recorded, but a thread that is ready to run
+and waiting for a core counts as busy: the samples are read as shares, each group's share of a
+system's samples times the CPU time per request /proc gives the process over the same load
+(~1 minute, py-spy from `pip install -e '.[bench]'`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ class Profile:
         self.cpu_seconds = cpu_seconds
 
     def us(self, samples: float) -> float:
-        """`samples` as microseconds per request."""
-        return samples / self.rate / self.requests * 1e6
+        """`samples` as their share of the CPU time per request, in microseconds."""
+        return samples / sum(self.samples.values()) * self.cpu_seconds / self.requests * 1e6
+
+    def coverage(self) -> float:
+        """The samples' time over the CPU time: under 1 for time they miss, over 1 for time the
+        process was ready to run but waiting for a core."""
+        return sum(self.samples.values()) / self.rate / self.cpu_seconds
 
     def by_group(self) -> Counter[str]:
         groups: Counter[str] = Counter()
@@ -116,8 +122,9 @@ def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Pr
 
 
 def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
-    """Markdown: µs per request by group for each system; then the last system's busiest frames of
-    its own, and the frames both systems run by how much more time the last one spends in them."""
+    """Markdown: µs of CPU per request by group for each system (shares of its samples); then the
+    last system's busiest frames of its own, and the frames both systems run by how much more time
+    the last one spends in them."""
     names = [name for name, _ in profiles]
     grouped = [p.by_group() for _, p in profiles]
     lines = [
@@ -129,9 +136,9 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
             cells = " | ".join(f"{p.us(g[group]):.1f}" for (_, p), g in zip(profiles, grouped, strict=True))
             lines.append(f"| {group} | {cells} |")
     totals = " | ".join(f"**{p.us(sum(p.samples.values())):.1f}**" for _, p in profiles)
-    lines.append(f"| **all** | {totals} |")
-    measured = " | ".join(f"{p.cpu_seconds / p.requests * 1e6:.1f}" for _, p in profiles)
-    lines.append(f"| CPU per request read from /proc (what the samples cover) | {measured} |")
+    lines.append(f"| **all: the CPU time per request read from /proc** | {totals} |")
+    covered = " | ".join(f"{p.coverage():.2f}" for _, p in profiles)
+    lines.append(f"| the samples' time over that CPU time | {covered} |")
     (first_name, first), (name, last) = profiles[0], profiles[-1]
     ours = [(frame, last.us(n)) for frame, n in last.samples.items() if _group(frame) in _OURS]
     shared = {frame for p in (first, last) for frame in p.samples if _group(frame) not in _OURS}
