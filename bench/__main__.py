@@ -515,7 +515,8 @@ _TIMED_P = (
     " the gateway's Python stacks 2,000 times a second while wrk loaded each with P as above; each"
     " sample is charged to its innermost Python frame (its bytecode and the C it called), and each"
     " group's share of a system's samples is shown as that share of its CPU time per P request,"
-    " read from /proc over the same load, in µs:"
+    " read from /proc over the same load, in µs; of 3 rounds, the systems alternating, each one's"
+    " round with the median CPU time per request:"
 )
 _N_AGAINST_NODE = (
     "N is bound by PostgreSQL building the JSON (1.4-1.5 of the 2 cores in every run), PostGraphile"
@@ -782,10 +783,10 @@ def main() -> int:
             load_rounds(my_systems, ["N", "P", "M"], args.rounds, args.seconds, table)
         print("where a P request's time goes…", file=sys.stderr)
         named = {system.name: system for system in pg_systems}
-        sampled = [
-            (name, time_profile.profile(named[name], "P", args.seconds, time_profile.RATE, spy))
-            for name in ("raw aiohttp+asyncpg", "gateway")
-        ]
+        sampled_systems = [named["raw aiohttp+asyncpg"], named["gateway"]]
+        sampled = time_profile.profiled(
+            sampled_systems, "P", args.rounds, args.seconds, time_profile.RATE, spy
+        )
         workers: list[tuple[str, str]] = []
         if not args.no_workers:
             for fast in (True, False):
