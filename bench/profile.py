@@ -54,13 +54,14 @@ class Profile:
 
     def __init__(self, samples: Counter[str], requests: float, rate: int, cpu_seconds: float) -> None:
         self.samples = samples
+        self.total = sum(samples.values())
         self.requests = requests
         self.rate = rate
         self.cpu_seconds = cpu_seconds
 
     def us(self, samples: float) -> float:
         """`samples` as their share of the CPU time per request, in microseconds."""
-        return samples / sum(self.samples.values()) * self.cpu_seconds / self.requests * 1e6
+        return samples / self.total * self.cpu_us()
 
     def cpu_us(self) -> float:
         """The CPU time per request, in microseconds."""
@@ -69,7 +70,7 @@ class Profile:
     def coverage(self) -> float:
         """The samples' time over the CPU time: under 1 for time they miss, over 1 for time the
         process was ready to run but waiting for a core."""
-        return sum(self.samples.values()) / self.rate / self.cpu_seconds
+        return self.total / self.rate / self.cpu_seconds
 
     def by_group(self) -> Counter[str]:
         groups: Counter[str] = Counter()
