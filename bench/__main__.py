@@ -516,7 +516,10 @@ _TIMED_P = (
     " sample is charged to its innermost Python frame (its bytecode and the C it called), and each"
     " group's share of a system's samples is shown as that share of its CPU time per P request,"
     " read from /proc over the same load, in µs; of 3 rounds, the systems alternating, each one's"
-    " round with the median CPU time per request:"
+    " round with the median CPU time per request. py-spy reads the frames of a running process"
+    " without pausing it and can charge one frame's time to another; the second table, where perf"
+    " runs, splits the same loads by the machine code that ran (the kernel's timer samples, no"
+    " frames read), and where the two disagree perf's holds (bench/README.md):"
 )
 _N_AGAINST_NODE = (
     "N is bound by PostgreSQL building the JSON (1.4-1.5 of the 2 cores in every run), PostGraphile"

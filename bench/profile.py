@@ -13,6 +13,12 @@ and waiting for a core counts as busy: the samples are read as shares, each grou
 system's samples times the CPU time per request /proc gives the process over the same load. Each
 system is sampled in rounds, alternating, and the round with its median CPU time per request is
 reported (~2 minutes, py-spy from `pip install -e '.[bench]'`).
+
+Where perf is installed (Debian's `linux-perf`), it samples the same load from the kernel's timer,
+without reading Python frames, and the time is also split by the machine code that ran: the
+interpreter (libpython: bytecode, objects), the kernel, and each package's compiled modules. It
+cannot say which Python function ran, but its attribution does not depend on reading the frames
+of a running process: the check on py-spy's (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.__main__ import ROOT, System, gateway, raw, running
-from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, where
+from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, C, where
 from bench.cpu import cpu_seconds
 from bench.dataset import load_mariadb, load_postgres
 from bench.load import wrk
@@ -39,12 +45,25 @@ from bench.postgres_instance import postgres_instance
 
 __all__ = ["RATE", "Profile", "main", "profile", "profiled", "py_spy", "report"]
 
+_PY_ONLY = (OWN, GENERATED, GRAPHQL, C)  # groups of Python code: no machine code of their own
 EVENT_LOOP = "the event loop's own frame (uvloop: sockets, HTTP parsing, callbacks)"
 # Both servers run in aiohttp's `web.run_app` on uvloop, whose loop is C: a sample whose innermost
 # Python frame is run_app's ran in the loop (or in the C it calls back: a driver's protocol, say).
 _LOOP_FRAME = "run_app"
 _WARM_UP_SECONDS = 3
 RATE = 2000  # samples per second
+_PERF_RATE = 999  # perf's samples per second: off the timer tick's multiples
+_KERNEL = "the kernel (system calls, sockets, scheduling)"
+_INTERPRETER = "the interpreter (libpython: bytecode, objects)"
+_LOOP_LIBRARY = "the event loop (uvloop)"
+_REST = "the C library and the rest"
+LIBRARIES = (
+    _INTERPRETER,
+    _KERNEL,
+    _LOOP_LIBRARY,
+    *dict.fromkeys(g for g in GROUPS if g not in _PY_ONLY),
+    _REST,
+)
 _SITE = sysconfig.get_paths()["purelib"] + os.sep
 
 
@@ -52,8 +71,16 @@ class Profile:
     """One system's samples by innermost frame (`function (file:line)`), the requests they cover,
     and the CPU time /proc gave the process over them."""
 
-    def __init__(self, samples: Counter[str], requests: float, rate: int, cpu_seconds: float) -> None:
+    def __init__(
+        self,
+        samples: Counter[str],
+        requests: float,
+        rate: int,
+        cpu_seconds: float,
+        machine: Counter[str] | None = None,
+    ) -> None:
         self.samples = samples
+        self.machine = machine or Counter()  # perf's samples by library; empty without perf
         self.total = sum(samples.values())
         self.requests = requests
         self.rate = rate
@@ -71,6 +98,10 @@ class Profile:
         """The samples' time over the CPU time: under 1 for time they miss, over 1 for time the
         process was ready to run but waiting for a core."""
         return self.total / self.rate / self.cpu_seconds
+
+    def machine_us(self, library: str) -> float:
+        """`library`'s share of perf's samples, as µs of the CPU time per request."""
+        return self.machine[library] / sum(self.machine.values()) * self.cpu_us()
 
     def by_group(self) -> Counter[str]:
         groups: Counter[str] = Counter()
@@ -96,6 +127,31 @@ def _collapsed(path: Path) -> Counter[str]:
     return samples
 
 
+def _library(dso: str) -> str:
+    """The part of the server a shared object `perf script` names (a path, or `[kernel.kallsyms]`) is."""
+    if dso.startswith("[kernel"):
+        return _KERNEL
+    if "/libpython" in dso:
+        return _INTERPRETER
+    if "/uvloop/" in dso:
+        return _LOOP_LIBRARY
+    if "site-packages/" in dso or dso.startswith(sysconfig.get_paths()["stdlib"]):
+        return where(dso)
+    return _REST
+
+
+def _perf_samples(path: Path) -> Counter[str]:
+    """perf's samples in `path` by the library their instruction was in."""
+    out = subprocess.run(
+        ["perf", "script", "-i", str(path), "-F", "ip,dso"], capture_output=True, text=True, check=True
+    ).stdout
+    libraries: Counter[str] = Counter()
+    for line in out.splitlines():  # `address (shared object)`
+        if (start := line.find(" (")) != -1:
+            libraries[_library(line[start + 2 :].rstrip().removesuffix(")"))] += 1
+    return libraries
+
+
 def py_spy() -> str | None:
     """py-spy's executable, the virtualenv's before any other; None when it is not installed."""
     folders = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -112,11 +168,14 @@ def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Pr
         # Sampling starts before the load and ends after it: the samples outside it are idle ones.
         command = [spy, "record", "--nonblocking", "--full-filenames", "--format", "raw", "--rate", str(rate)]
         command += ["--duration", str(seconds + 2), "--pid", str(system.process.pid), "--output", str(out)]
-        sampler = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        recorded = Path(folder) / "perf.data"
+        perf = None
+        if shutil.which("perf"):
+            # The kernel's timer samples the process's threads on their cores: py-spy is another process.
+            command = ["perf", "record", "-q", "-F", str(_PERF_RATE), "-e", "cpu-clock", "-o", str(recorded)]
+            command += ["-p", str(system.process.pid), "--", "sleep", str(seconds + 2)]
+            perf = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
         before = cpu_seconds(system.process.pid)
         load = wrk(system.url(path), bodies, seconds, system.headers)
@@ -124,7 +183,9 @@ def profile(system: System, query: str, seconds: int, rate: int, spy: str) -> Pr
         _, error = sampler.communicate(timeout=seconds + 60)
         if sampler.returncode != 0 or not out.exists():
             raise RuntimeError(f"py-spy failed on {system.name}: {error.decode(errors='replace')[-1000:]}")
-        return Profile(_collapsed(out), load.rps * seconds, rate, used)
+        # A perf that cannot sample here (no permission, no build for this kernel): no split by library.
+        machine = _perf_samples(recorded) if perf is not None and perf.wait() == 0 else None
+        return Profile(_collapsed(out), load.rps * seconds, rate, used, machine)
 
 
 def profiled(
@@ -145,18 +206,26 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
     the last one spends in them."""
     names = [name for name, _ in profiles]
     grouped = [p.by_group() for _, p in profiles]
-    lines = [
-        f"| µs of CPU per {query} request, by innermost Python frame | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
+    rows = [
+        (group, [f"{p.us(g[group]):.1f}" for (_, p), g in zip(profiles, grouped, strict=True)])
+        for group in (EVENT_LOOP, *GROUPS)
+        if any(g[group] for g in grouped)
     ]
-    for group in (EVENT_LOOP, *GROUPS):
-        if any(g[group] for g in grouped):
-            cells = " | ".join(f"{p.us(g[group]):.1f}" for (_, p), g in zip(profiles, grouped, strict=True))
-            lines.append(f"| {group} | {cells} |")
-    totals = " | ".join(f"**{p.cpu_us():.1f}**" for _, p in profiles)
-    lines.append(f"| **all: the CPU time per request read from /proc** | {totals} |")
-    covered = " | ".join(f"{p.coverage():.2f}" for _, p in profiles)
-    lines.append(f"| the samples' time over that CPU time | {covered} |")
+    rows.append(
+        ("**all: the CPU time per request read from /proc**", [f"**{p.cpu_us():.1f}**" for _, p in profiles])
+    )
+    rows.append(("the samples' time over that CPU time", [f"{p.coverage():.2f}" for _, p in profiles]))
+    lines = _table(f"µs of CPU per {query} request, by innermost Python frame", names, rows)
+    if all(p.machine for _, p in profiles):
+        rows = [
+            (library, [f"{p.machine_us(library):.1f}" for _, p in profiles])
+            for library in LIBRARIES
+            if any(p.machine[library] for _, p in profiles)
+        ]
+        lines += [
+            "",
+            *_table(f"µs of CPU per {query} request, by the machine code that ran (perf)", names, rows),
+        ]
     (first_name, first), (name, last) = profiles[0], profiles[-1]
     ours = [(frame, last.us(n)) for frame, n in last.samples.items() if _group(frame) in _OURS]
     shared = {frame for p in (first, last) for frame in p.samples if _group(frame) not in _OURS}
@@ -169,6 +238,12 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
 
 
 _OURS = (OWN, GENERATED, GRAPHQL)
+
+
+def _table(heading: str, names: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    """A markdown table's lines: a column per system, a row per label."""
+    lines = [f"| {heading} | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    return lines + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
 
 
 def _short(frame: str) -> str:
