@@ -57,7 +57,7 @@ _KERNEL = "the kernel (system calls, sockets, scheduling)"
 _INTERPRETER = "the interpreter (libpython: bytecode, objects)"
 _LOOP_LIBRARY = "the event loop (uvloop)"
 _REST = "the C library and the rest"
-LIBRARIES = (
+_LIBRARIES = (
     _INTERPRETER,
     _KERNEL,
     _LOOP_LIBRARY,
@@ -219,7 +219,7 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
     if all(p.machine for _, p in profiles):
         rows = [
             (library, [f"{p.machine_us(library):.1f}" for _, p in profiles])
-            for library in LIBRARIES
+            for library in _LIBRARIES
             if any(p.machine[library] for _, p in profiles)
         ]
         lines += [
