@@ -65,6 +65,7 @@ _LIBRARIES = (
     _REST,
 )
 _SITE = sysconfig.get_paths()["purelib"] + os.sep
+_STDLIB = sysconfig.get_paths()["stdlib"]
 
 
 class Profile:
@@ -82,6 +83,7 @@ class Profile:
         self.samples = samples
         self.machine = machine or Counter()  # perf's samples by library; empty without perf
         self.total = sum(samples.values())
+        self.machine_total = sum(self.machine.values())
         self.requests = requests
         self.rate = rate
         self.cpu_seconds = cpu_seconds
@@ -101,7 +103,7 @@ class Profile:
 
     def machine_us(self, library: str) -> float:
         """`library`'s share of perf's samples, as µs of the CPU time per request."""
-        return self.machine[library] / sum(self.machine.values()) * self.cpu_us()
+        return self.machine[library] / self.machine_total * self.cpu_us()
 
     def by_group(self) -> Counter[str]:
         groups: Counter[str] = Counter()
@@ -135,7 +137,7 @@ def _library(dso: str) -> str:
         return _INTERPRETER
     if "/uvloop/" in dso:
         return _LOOP_LIBRARY
-    if "site-packages/" in dso or dso.startswith(sysconfig.get_paths()["stdlib"]):
+    if "site-packages/" in dso or dso.startswith(_STDLIB):
         return where(dso)
     return _REST
 
