@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomysql
 import pymysql
@@ -27,6 +28,7 @@ from gateway.datasources.mysql.driver import (
     NO_SUCH_THREAD,
     MysqlConnection,
     access_denied,
+    json_row,
     pool_closed,
     pool_streams,
 )
@@ -267,6 +269,39 @@ class MysqlDataSource(SqlDataSource):
         self._committed()
         return created_session(session_id, new)
 
+    async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[bytes | None, bool]:
+        # The fast path's one statement per request: no context manager (a generator-based one
+        # costs a point lookup ~3% of its throughput), no row dicts.
+        pool, conn = await self._checkout()
+        try:
+            self.statements += 1
+            return await json_row(conn, sql, args, self.tracing)
+        except asyncio.CancelledError:
+            if conn.closed:
+                self._stop_statement(conn.thread_id())
+            raise
+        finally:
+            pool.release(conn)
+
+    async def _checkout(self) -> tuple[Pool, aiomysql.Connection]:
+        """A connection, and the pool to release it to: a new pool's when the password was rotated."""
+        pool = self._pool
+        if pool is None:
+            raise DataSourceUnavailable("pool is closed")
+        idle = pool.take_idle()
+        if idle is not None:
+            return pool, idle
+        try:
+            try:
+                return pool, await self._acquire_from(pool)
+            except pymysql.err.OperationalError as exc:
+                if not access_denied(exc):
+                    raise
+                pool = await self._renewed_pool(pool, exc)
+                return pool, await self._acquire_from(pool)
+        except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
+            raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
+
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
         if pool.freesize:
             # A free connection: nothing to wait for, so no deadline to arm (a new connection
@@ -284,19 +319,7 @@ class MysqlDataSource(SqlDataSource):
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[MysqlConnection]:
-        pool = self._pool
-        if pool is None:
-            raise DataSourceUnavailable("pool is closed")
-        try:
-            try:
-                conn = await self._acquire_from(pool)
-            except pymysql.err.OperationalError as exc:
-                if not access_denied(exc):
-                    raise
-                pool = await self._renewed_pool(pool, exc)
-                conn = await self._acquire_from(pool)
-        except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
-            raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
+        pool, conn = await self._checkout()
         try:
             yield MysqlConnection(conn, self)
         except (asyncio.CancelledError, WriteUnconfirmed):

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomysql
 import pymysql
@@ -18,12 +18,16 @@ from gateway.datasources.sql.errors import DriverErrors
 from gateway.datasources.sql.placeholders import format_style
 from gateway.datasources.sql.rows import Row
 
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing
+
 __all__ = [
     "CONNECTION_ERRORS",
     "ERRORS",
     "NO_SUCH_THREAD",
     "MysqlConnection",
     "access_denied",
+    "json_row",
     "pool_closed",
     "pool_streams",
 ]
@@ -52,6 +56,14 @@ def _literal(connection: aiomysql.Connection, value: Any) -> str:
         # DATETIME columns hold UTC without an offset.
         value = value.astimezone(UTC).replace(tzinfo=None)
     return str(connection.escape(value))
+
+
+def _statement(connection: aiomysql.Connection, sql: str, args: Sequence[Any]) -> str:
+    """`sql` with its `?` placeholders replaced by `args` as PyMySQL formats them (its `%` escaped,
+    each value a literal), so the cursor gets no arguments to escape a second time."""
+    # An int, most of a write's values, is digits and a sign: nothing to escape (a bool, an int
+    # subclass, is PyMySQL's).
+    return format_style(sql) % tuple([str(a) if type(a) is int else _literal(connection, a) for a in args])
 
 
 class MysqlErrors(DriverErrors):
@@ -100,11 +112,7 @@ class MysqlConnection(DriverConnection[aiomysql.Connection]):
     async def _run(self, sql: str, args: Sequence[Any]) -> aiomysql.DictCursor:
         connection = self.driver
         cursor = await connection.cursor(aiomysql.DictCursor)
-        # Formatted here as PyMySQL formats it (its `%` escaped, each value a literal), so the
-        # cursor gets no arguments to escape a second time. An int, most of a write's values, is
-        # digits and a sign: nothing to escape (a bool, an int subclass, is PyMySQL's).
-        literals = tuple([str(a) if type(a) is int else _literal(connection, a) for a in args])
-        await cursor.execute(format_style(sql) % literals)
+        await cursor.execute(_statement(connection, sql, args))
         return cursor
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
@@ -122,6 +130,31 @@ class MysqlConnection(DriverConnection[aiomysql.Connection]):
         cursor = await self._run(sql, args)
         await cursor.close()
         return int(cursor.lastrowid) if cursor.rowcount else 0
+
+
+async def json_row(
+    conn: aiomysql.Connection, sql: str, args: Sequence[Any], tracing: Tracing | None
+) -> tuple[bytes | None, bool]:
+    """The fast path's one statement (`SELECT … AS data[, … AS ok]`): a plain cursor, its one row
+    read as a tuple, no wrapper."""
+    try:
+        cursor = await conn.cursor()
+        if tracing is None:
+            await cursor.execute(_statement(conn, sql, args))
+        else:
+            with tracing.sql("SELECT"):
+                await cursor.execute(_statement(conn, sql, args))
+        row = await cursor.fetchone()
+        await cursor.close()
+    except ERRORS.statement_errors as exc:
+        if (ours := ERRORS.converted(exc)) is None:
+            raise
+        raise ours from exc
+    value = row[0]
+    # MariaDB labels a JSON built only of computed ASCII text as binary: bytes already.
+    if isinstance(value, str):
+        value = value.encode()
+    return value, len(row) == 1 or bool(row[1])
 
 
 def pool_streams(pool: aiomysql.Pool) -> list[asyncio.StreamWriter]:

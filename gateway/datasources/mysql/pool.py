@@ -32,13 +32,40 @@ class Pool(aiomysql.Pool):  # type: ignore[misc]
         )
         self._opener = opener
 
-    async def _fill_free_pool(self, override_min: bool) -> None:
-        # aiomysql 0.2-0.3's _fill_free_pool, with `self._opener()` in place of `connect(**kwargs)`.
+    def take_idle(self) -> aiomysql.Connection | None:
+        """A free connection taken at once, as `acquire()` would take it, when nothing else is
+        acquiring (no one waits, none is being opened, the pool holds its minimum); else None:
+        `acquire()` then waits its turn. No coroutine, no condition lock: a point lookup's ~2%."""
+        if self._closing or self._cond.locked() or self.size < self.minsize:
+            return None
+        self._drop_stale()
+        if not self._free:
+            return None
+        conn = self._free.popleft()
+        self._used.add(conn)
+        return conn
+
+    def release(self, conn: aiomysql.Connection) -> asyncio.Future[None]:
+        # aiomysql's release() starts a task to notify acquire()s that wait for a connection, on
+        # every release; with none waiting that task notifies no one (~5% of a point lookup).
+        if getattr(self._cond, "_waiters", True) or conn in self._terminated or conn not in self._used:
+            return super().release(conn)  # type: ignore[no-any-return]
+        self._used.remove(conn)
+        if not conn.closed and (conn.get_transaction_status() or self._closing):
+            conn.close()
+        elif not conn.closed:
+            self._free.append(conn)
+        done: asyncio.Future[None] = self._loop.create_future()
+        done.set_result(None)
+        return done
+
+    def _drop_stale(self) -> None:
+        """Close the free connections that are closed, timed out (MySQL 8 sends an error packet
+        first: eof_received) or idle too long (aiomysql's check, on each acquire)."""
         free_size = len(self._free)
         n = 0
         while n < free_size:
             conn = self._free[-1]
-            # Closed, timed out (MySQL 8 sends an error packet first: eof_received), or idle too long.
             reader = conn._reader
             idle = self._recycle > -1 and self._loop.time() - conn.last_usage > self._recycle
             if reader.at_eof() or reader.exception() or reader.eof_received or idle:
@@ -48,6 +75,9 @@ class Pool(aiomysql.Pool):  # type: ignore[misc]
                 self._free.rotate()
             n += 1
 
+    async def _fill_free_pool(self, override_min: bool) -> None:
+        # aiomysql 0.2-0.3's _fill_free_pool, with `self._opener()` in place of `connect(**kwargs)`.
+        self._drop_stale()
         while self.size < self.minsize:
             await self._open_one()
         if self._free:

@@ -1,0 +1,120 @@
+"""Every MariaDB connection a request borrows goes back to the pool, and waiting requests get it:
+the compiled path's statement (taken and given back without aiomysql's condition when no one
+waits, gateway.datasources.mysql.pool), the resolvers' connections, a statement cancelled midway,
+and a transaction a caller left open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pymysql
+import pytest
+
+from gateway.datasources.mysql import MysqlDataSource
+from gateway.settings import Settings
+from tests.conftest import MY
+from tests.polling import until
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    # Two connections: a connection not handed back, or a waiter not woken, leaves the next
+    # requests waiting until DB_ACQUIRE_TIMEOUT. A long statement timeout: only the gateway's
+    # KILL QUERY stops a cancelled statement soon.
+    return make_settings(
+        "mysql", db_pool_min=2, db_pool_max=2, db_acquire_timeout=2, db_statement_timeout=120
+    )
+
+
+@pytest.fixture
+async def source(settings: Settings) -> AsyncIterator[MysqlDataSource]:
+    opened = MysqlDataSource(settings)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _sessions(database: str) -> list[tuple[str, str | None]]:
+    """The (command, statement) of each of the gateway's sessions on `database`, seen by the server."""
+    conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT command, info FROM information_schema.processlist"
+                " WHERE db = %s AND id <> CONNECTION_ID()",
+                (database,),
+            )
+            return [(command, info) for command, info in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+async def test_many_compiled_and_resolver_reads_hand_every_connection_back(
+    source: MysqlDataSource, settings: Settings
+) -> None:
+    assert source.json_sql is not None
+    sql = "SELECT " + source.json_sql.object([("n", "?")]) + " AS data"
+
+    async def compiled(n: int) -> bytes | None:
+        return (await source.fetch_json(sql, [n]))[0]
+
+    async def resolver(n: int) -> int:
+        async with source.connection() as conn:
+            (row,) = await conn.fetch("SELECT ? AS n", (n,))
+            return int(row["n"])
+
+    before = source.statements
+    # 200 at once on two connections: nearly all of them wait, and each release must wake one.
+    answers = await asyncio.gather(*(compiled(n) for n in range(100)), *(resolver(n) for n in range(100)))
+    assert answers == [f'{{"n": {n}}}'.encode() for n in range(100)] + list(range(100))
+    stats = source.stats()
+    assert (stats.pool_size, stats.pool_in_use, stats.pool_waiting) == (2, 0, 0)
+    assert source.statements - before == 200
+    assert [command for command, _ in _sessions(settings.db_name)] == ["Sleep", "Sleep"]
+
+
+async def test_a_compiled_read_with_a_check_reports_it(source: MysqlDataSource) -> None:
+    """The `ok` column a compiled statement adds for a row check is read beside its data."""
+    assert await source.fetch_json("SELECT '1' AS data") == (b"1", True)
+    assert await source.fetch_json("SELECT '1' AS data, ? > 1 AS ok", [1]) == (b"1", False)
+    assert await source.fetch_json("SELECT NULL AS data, ? > 1 AS ok", [2]) == (None, True)
+
+
+async def test_a_cancelled_compiled_read_is_stopped_on_the_server_and_the_pool_serves_again(
+    source: MysqlDataSource, settings: Settings
+) -> None:
+    # Busy, not sleeping: the server notices a client gone only while it waits on it.
+    busy = "SELECT BENCHMARK(2000000000, MD5('x')) AS data"
+    reads = [asyncio.create_task(source.fetch_json(busy)) for _ in range(2)]
+
+    def running() -> int:
+        return sum(1 for _, info in _sessions(settings.db_name) if info and "BENCHMARK" in info)
+
+    await until(lambda: running() == 2, "both connections are running the statement", timeout=5)
+    for read in reads:
+        read.cancel()
+    await asyncio.gather(*reads, return_exceptions=True)
+    # aiomysql drops a connection cancelled mid-statement; the server is told to stop it.
+    await until(lambda: running() == 0, "the server to stop both statements", timeout=5)
+    await until(lambda: source.stats().pool_in_use == 0, "no connection is left in use", timeout=5)
+    answers = await asyncio.gather(*(source.fetch_json("SELECT '1' AS data") for _ in range(4)))
+    assert answers == [(b"1", True)] * 4
+
+
+async def test_a_transaction_left_open_is_never_served_again(source: MysqlDataSource) -> None:
+    async with source.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMPORARY TABLE left_behind (n int)")
+        await conn.execute("INSERT INTO left_behind VALUES (1)")
+    assert source.stats().pool_in_use == 0
+    # Neither connection the pool hands out is inside that transaction, nor has its table.
+    for _ in range(4):
+        async with source.connection() as conn:
+            (row,) = await conn.fetch("SELECT @@in_transaction AS t")
+            assert row["t"] == 0
+            with pytest.raises(Exception, match="left_behind"):
+                await conn.fetch("SELECT n FROM left_behind")
+    assert await source.fetch_json("SELECT '1' AS data") == (b"1", True)
