@@ -28,6 +28,7 @@ from tests.served_doors import DOORS, served
 JWT_SECRET = "tracing-test-secret-0123456789abcdef012"
 VARIABLE_SECRET = "TRACE-VARIABLE-SECRET-3b9e"
 USERS = "query Users($n: Int, $after: String) { users(first: $n, after: $after) { edges { cursor } } }"
+ONE = "query One { users(first: 1) { edges { cursor } } }"  # compiled where the fast path runs
 CREATE = 'mutation Join($email: String!) { createUser(input: {email: $email, displayName: "A"}) { id } }'
 
 
@@ -70,11 +71,12 @@ def attribute_values(span: Any) -> list[str]:
     return [str(attribute.value) for attribute in span.attributes]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
 @pytest.mark.parametrize("door", DOORS)
 async def test_spans_continue_the_callers_trace_and_hold_no_value(
-    door: str, receiver: Receiver, make_settings: Callable[..., Settings]
+    door: str, backend: str, receiver: Receiver, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings("sqlite", auth_jwt_secret=JWT_SECRET, otel_exporter_otlp_endpoint=receiver.url)
+    settings = make_settings(backend, auth_jwt_secret=JWT_SECRET, otel_exporter_otlp_endpoint=receiver.url)
     token = issue_token(settings, subject="sub-ada", roles=["admin"])
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     headers = {"traceparent": f"00-{trace_id}-{parent_id}-01", "Authorization": f"Bearer {token}"}
@@ -82,7 +84,10 @@ async def test_spans_continue_the_callers_trace_and_hold_no_value(
         query = {"query": USERS, "variables": {"n": 2, "after": VARIABLE_SECRET}}
         async with http.post(f"{url}/graphql", json=query) as response:
             assert response.status == 200
-        mutation = {"query": CREATE, "variables": {"email": f"{VARIABLE_SECRET}@example.com"}}
+        async with http.post(f"{url}/graphql", json={"query": ONE}) as response:
+            assert "errors" not in await response.json()
+        email = f"{VARIABLE_SECRET}.{secrets.token_hex(4)}@example.com"  # the database outlives a run
+        mutation = {"query": CREATE, "variables": {"email": email}}
         async with http.post(f"{url}/graphql", json=mutation) as response:
             assert "errors" not in await response.json()
     # Closing the app flushed its spans.
@@ -93,9 +98,14 @@ async def test_spans_continue_the_callers_trace_and_hold_no_value(
     assert any(name.startswith("sql ") for name in names)
     if settings.fast_path:
         assert "graphql.plan" in names
+    # The compiled query's one statement has its span inside the operation's.
+    one = next(span for span in spans if span.name == "query One")
+    (statement,) = [s for s in spans if s.parent_span_id == one.span_id and s.name == "sql SELECT"]
+    system = {a.key: a.value.string_value for a in statement.attributes}["db.system.name"]
+    assert system == {"sqlite": "sqlite", "mysql": "mysql"}[backend]
     assert {span.trace_id.hex() for span in spans} == {trace_id}
     servers = [span for span in spans if span.name == "POST /graphql"]
-    assert len(servers) == 2 and {span.parent_span_id.hex() for span in servers} == {parent_id}
+    assert len(servers) == 3 and {span.parent_span_id.hex() for span in servers} == {parent_id}
     by_id = {span.span_id: span for span in spans}
     for span in spans:
         if span not in servers:
