@@ -37,19 +37,25 @@ async def source(settings: Settings) -> AsyncIterator[MysqlDataSource]:
         await opened.close()
 
 
-def _sessions(database: str) -> list[tuple[str, str | None]]:
-    """The (command, statement) of each of the gateway's sessions on `database`, seen by the server."""
+def _admin(sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The rows of one statement run as MariaDB's root, beside the gateway's connections."""
     conn = pymysql.connect(connect_timeout=5, **MY)  # type: ignore[arg-type]
     try:
         with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT command, info FROM information_schema.processlist"
-                " WHERE db = %s AND id <> CONNECTION_ID()",
-                (database,),
-            )
-            return [(command, info) for command, info in cursor.fetchall()]
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
     finally:
         conn.close()
+
+
+def _sessions(database: str) -> list[tuple[int, str, str | None]]:
+    """The (id, command, statement) of each of the gateway's sessions on `database`, seen by the server."""
+    rows = _admin(
+        "SELECT id, command, info FROM information_schema.processlist"
+        " WHERE db = %s AND id <> CONNECTION_ID()",
+        database,
+    )
+    return [(int(str(id_)), str(command), None if info is None else str(info)) for id_, command, info in rows]
 
 
 async def test_many_compiled_and_resolver_reads_hand_every_connection_back(
@@ -73,7 +79,7 @@ async def test_many_compiled_and_resolver_reads_hand_every_connection_back(
     stats = source.stats()
     assert (stats.pool_size, stats.pool_in_use, stats.pool_waiting) == (2, 0, 0)
     assert source.statements - before == 200
-    assert [command for command, _ in _sessions(settings.db_name)] == ["Sleep", "Sleep"]
+    assert [command for _, command, _ in _sessions(settings.db_name)] == ["Sleep", "Sleep"]
 
 
 async def test_a_compiled_read_with_a_check_reports_it(source: MysqlDataSource) -> None:
@@ -91,7 +97,7 @@ async def test_a_cancelled_compiled_read_is_stopped_on_the_server_and_the_pool_s
     reads = [asyncio.create_task(source.fetch_json(busy)) for _ in range(2)]
 
     def running() -> int:
-        return sum(1 for _, info in _sessions(settings.db_name) if info and "BENCHMARK" in info)
+        return sum(1 for _, _, info in _sessions(settings.db_name) if info and "BENCHMARK" in info)
 
     await until(lambda: running() == 2, "both connections are running the statement", timeout=5)
     for read in reads:
@@ -102,6 +108,23 @@ async def test_a_cancelled_compiled_read_is_stopped_on_the_server_and_the_pool_s
     await until(lambda: source.stats().pool_in_use == 0, "no connection is left in use", timeout=5)
     answers = await asyncio.gather(*(source.fetch_json("SELECT '1' AS data") for _ in range(4)))
     assert answers == [(b"1", True)] * 4
+
+
+async def test_a_connection_the_server_closed_is_replaced_to_keep_the_minimum(
+    source: MysqlDataSource, settings: Settings
+) -> None:
+    """The compiled read's quick take drops a dead free connection as aiomysql's acquire does, and
+    leaves the pool to open a new one rather than run below DB_POOL_MIN."""
+    (killed, _, _), _ = _sessions(settings.db_name)
+    _admin(f"KILL CONNECTION {killed}")
+    pool = source._pool
+    assert pool is not None
+    # The client sees the close once its reader has it: a private attribute, the only signal.
+    await until(lambda: any(c._reader.at_eof() for c in pool._free), "the client to see the close")
+    assert await source.fetch_json("SELECT '1' AS data") == (b"1", True)
+    assert source.stats().pool_size == 2
+    alive = [id_ for id_, _, _ in _sessions(settings.db_name)]
+    assert len(alive) == 2 and killed not in alive
 
 
 async def test_a_transaction_left_open_is_never_served_again(source: MysqlDataSource) -> None:
