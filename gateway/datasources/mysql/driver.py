@@ -147,9 +147,7 @@ async def json_row(
         row = await cursor.fetchone()
         await cursor.close()
     except ERRORS.statement_errors as exc:
-        if (ours := ERRORS.converted(exc)) is None:
-            raise
-        raise ours from exc
+        ERRORS.reraise(exc)
     value = row[0]
     # MariaDB labels a JSON built only of computed ASCII text as binary: bytes already.
     if isinstance(value, str):

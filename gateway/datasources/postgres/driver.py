@@ -190,9 +190,7 @@ async def json_row(
             with tracing.sql("SELECT"):
                 row = await conn.fetchrow(numbered_style(sql), *args)
     except ERRORS.statement_errors as exc:
-        if (ours := ERRORS.converted(exc)) is None:
-            raise
-        raise ours from exc
+        ERRORS.reraise(exc)
     value = row["data"]
     if isinstance(value, str):  # a statement whose value is text, not json
         value = value.encode()

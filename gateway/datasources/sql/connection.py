@@ -46,9 +46,7 @@ class DriverConnection(ABC, Generic[Driver]):
                     return await self._fetch(sql, args)
             return await self._fetch(sql, args)
         except self.errors.statement_errors as exc:
-            if (ours := self.errors.converted(exc)) is None:
-                raise
-            raise ours from exc
+            self.errors.reraise(exc)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """How many rows the statement changed."""
@@ -59,9 +57,7 @@ class DriverConnection(ABC, Generic[Driver]):
                     return await self._execute(sql, args)
             return await self._execute(sql, args)
         except self.errors.statement_errors as exc:
-            if (ours := self.errors.converted(exc)) is None:
-                raise
-            raise ours from exc
+            self.errors.reraise(exc)
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
         """The new row's id; 0 when the statement inserted no row (an INSERT … SELECT)."""
@@ -72,9 +68,7 @@ class DriverConnection(ABC, Generic[Driver]):
                     return await self._insert(sql, args)
             return await self._insert(sql, args)
         except self.errors.statement_errors as exc:
-            if (ours := self.errors.converted(exc)) is None:
-                raise
-            raise ours from exc
+            self.errors.reraise(exc)
 
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:

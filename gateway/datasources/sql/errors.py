@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from gateway.datasources.protocol import DataSourceUnavailable, StatementTimeout, UniqueViolation
 
@@ -54,6 +55,13 @@ class DriverErrors:
         if self.is_timeout(exc):
             return StatementTimeout()
         return None
+
+    def reraise(self, exc: BaseException) -> NoReturn:
+        """Raise a statement's `exc` as the error of ours it means, or as it is (called in its `except`)."""
+        ours = self.converted(exc)
+        if ours is None:
+            raise exc
+        raise ours from exc
 
     @contextmanager
     def refusing_start(self, doing: str) -> Iterator[None]:
