@@ -33,7 +33,7 @@ from bench.__main__ import ROOT, System, gateway, raw, running, send
 from bench.dataset import load_postgres
 from bench.postgres_instance import postgres_instance
 
-__all__ = ["GENERATED", "GRAPHQL", "GROUPS", "OWN", "main", "where"]
+__all__ = ["GENERATED", "GRAPHQL", "GROUPS", "OWN", "main", "table", "where"]
 
 WARM_UP = 50
 GRAPHQL = "GraphQL libraries"
@@ -138,20 +138,25 @@ def _by_group(calls: Counter[str]) -> Counter[str]:
     return groups
 
 
+def table(heading: str, names: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    """A markdown table's lines: a column per system, a row per label."""
+    lines = [f"| {heading} | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    return lines + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+
+
 def report(counted: list[tuple[str, Counter[str]]], query: str, requests: int, top: int) -> str:
     """Markdown: calls per request by group for each system, then the last system's own busiest functions."""
     names = [name for name, _ in counted]
     grouped = [_by_group(calls) for _, calls in counted]
-    lines = [
-        f"| calls per {query} request | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-    ]
     python = [sum(n for g, n in groups.items() if g != C) for groups in grouped]
-    for group in (g for g in GROUPS if g != C):  # C functions: the bold total below
-        cells = " | ".join(f"{groups[group] / requests:.1f}" for groups in grouped)
-        lines.append(f"| {group} | {cells} |")
-    lines.append("| **Python functions** | " + " | ".join(f"**{n / requests:.1f}**" for n in python) + " |")
-    lines.append("| **C functions** | " + " | ".join(f"**{g[C] / requests:.1f}**" for g in grouped) + " |")
+    rows = [
+        (group, [f"{groups[group] / requests:.1f}" for groups in grouped])
+        for group in GROUPS
+        if group != C  # C functions: the bold total below
+    ]
+    rows.append(("**Python functions**", [f"**{n / requests:.1f}**" for n in python]))
+    rows.append(("**C functions**", [f"**{g[C] / requests:.1f}**" for g in grouped]))
+    lines = table(f"calls per {query} request", names, rows)
     name, calls = counted[-1]
     own = [(key.split("\t", 1)[1], n) for key, n in calls.most_common() if key.startswith(f"{OWN}\t")]
     lines += ["", f"{name}: its own code's calls per {query} request, the {top} most called", ""]

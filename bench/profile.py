@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.__main__ import ROOT, System, gateway, raw, running
-from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, C, where
+from bench.calls import GENERATED, GRAPHQL, GROUPS, OWN, C, table, where
 from bench.cpu import cpu_seconds
 from bench.dataset import load_mariadb, load_postgres
 from bench.load import wrk
@@ -217,7 +217,7 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
         ("**all: the CPU time per request read from /proc**", [f"**{p.cpu_us():.1f}**" for _, p in profiles])
     )
     rows.append(("the samples' time over that CPU time", [f"{p.coverage():.2f}" for _, p in profiles]))
-    lines = _table(f"µs of CPU per {query} request, by innermost Python frame", names, rows)
+    lines = table(f"µs of CPU per {query} request, by innermost Python frame", names, rows)
     if all(p.machine for _, p in profiles):
         rows = [
             (library, [f"{p.machine_us(library):.1f}" for _, p in profiles])
@@ -226,7 +226,7 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
         ]
         lines += [
             "",
-            *_table(f"µs of CPU per {query} request, by the machine code that ran (perf)", names, rows),
+            *table(f"µs of CPU per {query} request, by the machine code that ran (perf)", names, rows),
         ]
     (first_name, first), (name, last) = profiles[0], profiles[-1]
     ours = [(frame, last.us(n)) for frame, n in last.samples.items() if _group(frame) in _OURS]
@@ -240,12 +240,6 @@ def report(profiles: list[tuple[str, Profile]], query: str, top: int) -> str:
 
 
 _OURS = (OWN, GENERATED, GRAPHQL)
-
-
-def _table(heading: str, names: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
-    """A markdown table's lines: a column per system, a row per label."""
-    lines = [f"| {heading} | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    return lines + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
 
 
 def _short(frame: str) -> str:
