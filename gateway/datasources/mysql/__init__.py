@@ -277,8 +277,7 @@ class MysqlDataSource(SqlDataSource):
             self.statements += 1
             return await json_row(conn, sql, args, self.tracing)
         except asyncio.CancelledError:
-            if conn.closed:
-                self._stop_statement(conn.thread_id())
+            self._stop_if_cut(conn)
             raise
         finally:
             pool.release(conn)
@@ -323,17 +322,18 @@ class MysqlDataSource(SqlDataSource):
         try:
             yield MysqlConnection(conn, self)
         except (asyncio.CancelledError, WriteUnconfirmed):
-            # aiomysql closes a connection cancelled mid-statement, but the server runs the
-            # statement to its end unless told: it notices a gone client only while it waits.
-            if conn.closed:
-                self._stop_statement(conn.thread_id())
+            self._stop_if_cut(conn)
             raise
         finally:
             pool.release(conn)
 
-    def _stop_statement(self, thread_id: int) -> None:
-        """KILL QUERY the statement of server thread `thread_id`, from another connection."""
-        task = asyncio.create_task(self._kill_query(thread_id))
+    def _stop_if_cut(self, conn: aiomysql.Connection) -> None:
+        """KILL QUERY, from another connection, the statement a cancelled request left on `conn`."""
+        # aiomysql closes a connection cancelled mid-statement, but the server runs the
+        # statement to its end unless told: it notices a gone client only while it waits.
+        if not conn.closed:
+            return
+        task = asyncio.create_task(self._kill_query(conn.thread_id()))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
