@@ -55,6 +55,7 @@ PG5_N = """{ allShootingSessions(first: 50, orderBy: STARTED_AT_DESC) { nodes {
   shotsBySessionId(orderBy: SEQUENCE_ASC) { nodes { sequence scoreTenths } } } } }"""
 PG5_P = "query($id: BigInt!) { userByRowId(rowId: $id) { rowId displayName email } }"
 IDS = [1 + (i * 37) % USERS for i in range(100)]  # the users P and M cycle through
+FLOOR = "GraphQL floor"  # bench/raw_server.py's graphql_floor_app
 
 
 def gateway_id(type_name: str, pk: int) -> str:
@@ -198,6 +199,13 @@ def raw(name: str, backend: str, env: dict[str, str], processes: int = 1) -> Sys
     system = System(name, backend, [], env, bodies)
     system.command = [sys.executable, "-m", "bench.raw_server", "--processes", str(processes)]
     return system
+
+
+def graphql_floor(env: dict[str, str]) -> System:
+    """The raw handler's P behind the gateway's request body and answer headers (raw_server --floor)."""
+    requests = {"P": gateway("", "postgres", env).offered("P"), "N": None, "M": None}
+    command = [sys.executable, "-m", "bench.raw_server", "--floor"]
+    return System(FLOOR, "postgres", command, env, requests)
 
 
 def postgraphile(env: dict[str, str]) -> System:
@@ -403,6 +411,11 @@ class Table:
     def median(self, system: str, query: str, attribute: str = "rps") -> float:
         return statistics.median(getattr(r, attribute) for r in self.results[(system, query)])
 
+    def cpu_us(self, system: str, query: str) -> float:
+        """The median over the rounds of the system's CPU time per request, in µs."""
+        runs = zip(self.results[(system, query)], self.cores[(system, query)], strict=True)
+        return statistics.median(c.server / r.rps * 1e6 for r, c in runs)
+
     def ratio(self, a: str, b: str, query: str) -> float:
         """The median of the per-round ratios of requests/s (the rounds ran under like conditions)."""
         pairs = zip(self.results[(a, query)], self.results[(b, query)], strict=True)
@@ -508,7 +521,13 @@ _POINT_LOOKUP = (
     " P against the handler's 92-94:"
     " its own code 34-38 us (the handler's 2), no frame of it over 1.8 us; aiohttp 14-17 us more"
     " for the gateway's answers (its socket write +5, the response object with the gateway's headers"
-    " ~+3.5, the hook that drops `Server` ~+2.3). 0.85 of raw allows ~16 us over the handler"
+    " ~+3.5, the hook that drops `Server` ~+2.3). 0.85 of raw allows ~16 us over the handler. What"
+    " any GraphQL server must add costs little: a hand-written handler giving the gateway's answer to"
+    " the gateway's request, with its headers and without `Server` (the GraphQL floor, below), spent"
+    " 137 and 142 us of CPU per P against the raw handler's 139 and 136, side by side in two runs of"
+    " 2026-12-06 (`bench.side_by_side --floor`, 7 rounds), while the gateway spent 202: the gap is"
+    " the gateway's own pipeline (identity, limits, policy, time limit, telemetry, the executor), ~60"
+    " us where the target leaves ~20-25 over the floor"
 )
 _TIMED_P = (
     "Where a P request's time goes (`python -m bench.profile`): py-spy sampled the raw handler's and"
@@ -646,6 +665,19 @@ def report(
                 cells.append(f"{ratios[key]:.2f}" + (f" (target ≥ {target:g})" if target is not None else ""))
             lines.append(f"| {backend} | {query} | {' | '.join(cells)} |")
     lines += missed_targets(ratios)
+    if all((name, "P") in table.results for name in (FLOOR, "gateway")):
+        raw_name = gateways["PostgreSQL"][1]
+        floor, over = table.ratio(FLOOR, raw_name, "P"), table.ratio("gateway", FLOOR, "P")
+        lines += [
+            "",
+            f"The {FLOOR} on P (`raw_server --floor`): one hand-written handler doing only what any GraphQL"
+            " server must for P: the gateway's request body, its document parsed once and cached, the"
+            " user's global ID decoded, one statement building the gateway's answer, the gateway's"
+            " answer headers and no `Server`; no identity, limits, policy, time limit or telemetry: "
+            f"{floor:.2f} of raw, the gateway {over:.2f} of it. CPU per P request: "
+            + ", ".join(f"{name} {table.cpu_us(name, 'P'):.1f} µs" for name in (raw_name, FLOOR, "gateway"))
+            + f"; 0.85 of raw allows {table.cpu_us(raw_name, 'P') / 0.85:.1f}.",
+        ]
     if ("gateway", "P") in table.results:
         # The limits rule runs in-process on every request: its time against a whole P request's.
         per_request_us = 1e6 / table.median("gateway", "P")
@@ -751,6 +783,7 @@ def main() -> int:
             gateway("gateway, signed in", "postgres", pg_env, signed_in=True),
             persisted(pg_env, Path(stack.enter_context(tempfile.TemporaryDirectory())) / "manifest.json"),
             raw("raw aiohttp+asyncpg", "postgres", pg_env),
+            graphql_floor(pg_env),
             postgraphile(pg_env),
             postgraphile5(pg_env),
         ]

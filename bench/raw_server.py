@@ -3,6 +3,7 @@
 `python -m bench.raw_server --port P [--processes N]`, over the gateway's DB_* environment
 (postgres or mysql).
 POST /n (the 50 newest sessions), /p {"id": n} (a user), /m {"userId": n, "shots": [...]} (a write).
+`--floor` serves instead the floor under a GraphQL server's P on PostgreSQL (`graphql_floor_app`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from typing import Any
 import aiomysql
 import asyncpg
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from graphql import parse
 
+from gateway.datasources.postgres.json_sql import PostgresJsonSql
 from gateway.doors.workers import event_loop
+from gateway.schema.ids import decode_id
+from gateway.telemetry.exchange import request_id_from
 
 PG_N = """
 SELECT json_build_object('data', json_build_object('shootingSessions', json_build_object('edges',
@@ -36,6 +41,11 @@ JOIN users u ON u.id = s.user_id
 PG_P = """SELECT json_build_object('data', json_build_object('user',
   (SELECT json_build_object('id', id, 'displayName', display_name, 'email', email)
    FROM users WHERE id = $1)))"""
+
+# P's answer as the gateway gives it: the user's `id` is its global ID, built as the gateway's SQL does.
+FLOOR_P = f"""SELECT json_build_object('data', json_build_object('user',
+  (SELECT json_build_object('id', {PostgresJsonSql().base64url("'User:' || id")}, 'displayName',
+   display_name, 'email', email) FROM users WHERE id = $1)))"""
 
 MY_N = """
 SELECT JSON_OBJECT('data', JSON_OBJECT('shootingSessions', JSON_OBJECT('edges',
@@ -188,6 +198,40 @@ def postgres_app(env: dict[str, str]) -> web.Application:
     return app
 
 
+def graphql_floor_app(env: dict[str, str]) -> web.Application:
+    """P as the least a GraphQL server can do around the handler's statement: POST /graphql takes the
+    gateway's body, parses its document once and caches it by its text, and decodes the user's global
+    ID with the gateway's own `decode_id`; the answer is the gateway's, the same JSON (FLOOR_P), with
+    what every gateway answer carries (a request id, `Vary: Origin`) and no `Server`. No identity,
+    limits, policy, time limit or telemetry: the gap left between the gateway and this is theirs and
+    the rest of the GraphQL layer's."""
+    pool_key = web.AppKey("pool", asyncpg.Pool)
+    documents: dict[str, object] = {}
+
+    async def lifecycle(app: web.Application) -> Any:
+        app[pool_key] = await postgres_pool(env)
+        yield
+        await app[pool_key].close()
+
+    async def graphql(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        query = body["query"]
+        if query not in documents:
+            documents[query] = parse(query)
+        row = await request.app[pool_key].fetchval(FLOOR_P, decode_id(body["variables"]["id"], "User"))
+        headers = {"X-Request-Id": request_id_from(None), hdrs.VARY: hdrs.ORIGIN}
+        return web.Response(body=row.encode(), headers=headers, content_type="application/json")
+
+    async def no_server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.popall(hdrs.SERVER, None)
+
+    app = web.Application()
+    app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(no_server_header)
+    app.router.add_post("/graphql", graphql)
+    return app
+
+
 def mysql_app(env: dict[str, str]) -> web.Application:
     pool_key = web.AppKey("pool", aiomysql.Pool)
 
@@ -224,9 +268,12 @@ def mysql_app(env: dict[str, str]) -> web.Application:
     return app
 
 
-def _serve(port: int) -> None:
+def _serve(port: int, floor: bool = False) -> None:
     env = dict(os.environ)
-    app = postgres_app(env) if env["DB_BACKEND"] == "postgres" else mysql_app(env)
+    if floor:
+        app = graphql_floor_app(env)
+    else:
+        app = postgres_app(env) if env["DB_BACKEND"] == "postgres" else mysql_app(env)
     loop = event_loop()
     asyncio.set_event_loop(loop)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=loop, reuse_port=True)
@@ -236,11 +283,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--floor", action="store_true", help="serve the GraphQL floor under P (PostgreSQL)")
     args = parser.parse_args()
     if args.processes == 1:
-        _serve(args.port)
+        _serve(args.port, args.floor)
         return
-    children = [multiprocessing.Process(target=_serve, args=(args.port,)) for _ in range(args.processes)]
+    serve = (args.port, args.floor)
+    children = [multiprocessing.Process(target=_serve, args=serve) for _ in range(args.processes)]
     for child in children:
         child.start()
 

@@ -1,12 +1,14 @@
-"""`python -m bench.side_by_side --ref COMMIT [--ref COMMIT …]`: this tree's gateway against earlier
-commits of it and the raw handler, side by side in one run.
+"""`python -m bench.side_by_side --ref COMMIT [--ref COMMIT …] [--floor]`: this tree's gateway against
+earlier commits of it and the raw handler, side by side in one run.
 
 Each system is one process on the benchmark's dataset, in a throwaway PostgreSQL (or the machine's
 MariaDB); a commit runs from its own git worktree with this tree's virtualenv (`--with` installs
 packages an older commit needs and this one does not, such as aiohttp-cors for be762ad). wrk
 loads the systems in turn, the order rotating every round, and the report gives each one's median
 requests/s, its ratio to the raw handler, and its CPU time per request: the figures that tell a
-regression from the machine's drift, which moves every system alike.
+regression from the machine's drift, which moves every system alike. `--floor` adds, on P on
+PostgreSQL, the least a GraphQL server can do around the handler's statement (`bench/raw_server.py`,
+`graphql_floor_app`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.__main__ import ROOT, System, Table, gateway, load_rounds, raw, running
+from bench.__main__ import ROOT, System, Table, gateway, graphql_floor, load_rounds, raw, running
 from bench.cpu import process_named
 from bench.dataset import load_mariadb, load_postgres
 from bench.postgres_instance import postgres_instance
@@ -77,10 +78,9 @@ def report(table: Table, systems: list[System], query: str) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for system in systems:
-        results, cores = table.results[(system.name, query)], table.cores[(system.name, query)]
-        cpu = statistics.median(c.server / r.rps * 1e6 for r, c in zip(results, cores, strict=True))
+        cpu = table.cpu_us(system.name, query)
         ratio = table.ratio(system.name, baseline, query)
-        rounds = ", ".join(f"{r.rps:,.0f}" for r in results)
+        rounds = ", ".join(f"{r.rps:,.0f}" for r in table.results[(system.name, query)])
         median = table.median(system.name, query)
         lines.append(f"| {system.name} | {median:,.0f} | {ratio:.3f} | {cpu:.1f} | {rounds} |")
     return "\n".join(lines)
@@ -93,6 +93,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=("postgres", "mysql"), default="postgres")
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run (default 8)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each system once (default 5)")
+    parser.add_argument("--floor", action="store_true", help="add the GraphQL floor (P on PostgreSQL)")
     parser.add_argument(
         "--with", dest="packages", action="append", default=[], help="a package the older commits need"
     )
@@ -107,6 +108,10 @@ def main() -> int:
             env = load_mariadb("gw_bench")
             databases = {"mysql": process_named("mariadbd", "mysqld")}
         systems = [raw("raw handler", args.backend, env), gateway("this tree", args.backend, env)]
+        if args.floor:
+            if (args.query, args.backend) != ("P", "postgres"):
+                parser.error("--floor is P on PostgreSQL")
+            systems.insert(1, graphql_floor(env))
         systems += earlier_gateways(stack, args.ref, args.packages, args.backend, env)
         for system in systems:
             stack.enter_context(running(system))
