@@ -115,18 +115,19 @@ def signed_in_token(pk: int) -> str:
     return issue_token(settings, subject=f"member-{pk}", ttl=timedelta(hours=2))
 
 
+def p_bodies() -> list[str]:
+    """P as the gateway takes it: the document and each user's global ID."""
+    return [
+        orjson.dumps({"query": QUERY_P, "variables": {"id": gateway_id("User", i)}}).decode() for i in IDS
+    ]
+
+
 def gateway(
     name: str, backend: str, env: dict[str, str], workers: int = 1, fast: bool = True, signed_in: bool = False
 ) -> System:
     bodies: dict[str, tuple[str, list[str]] | None] = {
         "N": ("/graphql", [orjson.dumps({"query": QUERY_N}).decode()]),
-        "P": (
-            "/graphql",
-            [
-                orjson.dumps({"query": QUERY_P, "variables": {"id": gateway_id("User", i)}}).decode()
-                for i in IDS
-            ],
-        ),
+        "P": ("/graphql", p_bodies()),
         "M": (
             "/graphql",
             [
@@ -203,7 +204,7 @@ def raw(name: str, backend: str, env: dict[str, str], processes: int = 1) -> Sys
 
 def graphql_floor(env: dict[str, str]) -> System:
     """The raw handler's P behind the gateway's request body and answer headers (raw_server --floor)."""
-    requests = {"P": gateway("", "postgres", env).offered("P"), "N": None, "M": None}
+    requests = {"P": ("/graphql", p_bodies()), "N": None, "M": None}
     command = [sys.executable, "-m", "bench.raw_server", "--floor"]
     return System(FLOOR, "postgres", command, env, requests)
 

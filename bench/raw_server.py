@@ -1,6 +1,6 @@
 """The floor: a hand-written aiohttp handler per operation, one SQL statement building the JSON.
 
-`python -m bench.raw_server --port P [--processes N]`, over the gateway's DB_* environment
+`python -m bench.raw_server --port P [--processes N] [--floor]`, over the gateway's DB_* environment
 (postgres or mysql).
 POST /n (the 50 newest sessions), /p {"id": n} (a user), /m {"userId": n, "shots": [...]} (a write).
 `--floor` serves instead the floor under a GraphQL server's P on PostgreSQL (`graphql_floor_app`).
@@ -285,6 +285,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--floor", action="store_true", help="serve the GraphQL floor under P (PostgreSQL)")
     args = parser.parse_args()
+    if args.floor and os.environ.get("DB_BACKEND") != "postgres":
+        parser.error("--floor runs on PostgreSQL: DB_BACKEND=postgres")
     if args.processes == 1:
         _serve(args.port, args.floor)
         return
