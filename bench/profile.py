@@ -121,11 +121,18 @@ def _group(frame: str) -> str:
 
 
 def _collapsed(path: Path) -> Counter[str]:
-    """py-spy's raw output (`frame;frame;… count` per line) as counts per innermost frame."""
+    """py-spy's raw output (`frame;frame;… count` per line) as counts per innermost frame.
+
+    Sampling without pausing the process reads a frame's name while it may change: a garbled name
+    can hold a line break (a run of 2026-12-07 stopped on one), which cuts its sample's line in two.
+    The part without a count is skipped; the sample counts once, under the innermost frame of the
+    part that ends with it.
+    """
     samples: Counter[str] = Counter()
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode(errors="replace").split("\n"):
         stack, _, count = line.rpartition(" ")
-        samples[stack.rsplit(";", 1)[-1]] += int(count)
+        if count.isascii() and count.isdigit():
+            samples[stack.rsplit(";", 1)[-1]] += int(count)
     return samples
 
 
