@@ -537,7 +537,7 @@ _TIMED_P = (
     " the gateway's Python stacks 2,000 times a second while wrk loaded each with P as above; each"
     " sample is charged to its innermost Python frame (its bytecode and the C it called), and each"
     " group's share of a system's samples is shown as that share of its CPU time per P request,"
-    " read from /proc over the same load, in µs; of 3 rounds, the systems alternating, each one's"
+    " read from /proc over the same load, in µs; of {rounds} rounds, the systems alternating, each one's"
     " round with the median CPU time per request. py-spy reads the frames of a running process"
     " without pausing it and can charge one frame's time to another; the second table, where perf"
     " runs, splits the same loads by the machine code that ran (the kernel's timer samples, no"
@@ -855,7 +855,7 @@ def main() -> int:
         print("cold starts…", file=sys.stderr)
         cold = (*cold_start.measure(args.cold_runs), cold_start.importtime_by_package())
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
-        text += f"\n\n{_TIMED_P}\n\n" + time_profile.report(sampled, "P", top=12)
+        text += f"\n\n{_TIMED_P.format(rounds=args.rounds)}\n\n" + time_profile.report(sampled, "P", top=12)
         text += "\n\n" + "\n".join(mutation_cost.report(costs))
         text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
         text += "\n\n" + "\n".join(cold_start.report(*cold))
