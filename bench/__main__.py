@@ -34,7 +34,7 @@ import asyncpg
 import orjson
 import pymysql
 
-from bench import cold_start, memory, mutation_cost
+from bench import cold_start, memory, mutation_cost, sections
 from bench.cpu import Cores, measure, process_named
 from bench.dataset import USERS, load_mariadb, load_postgres
 from bench.load import CONNECTIONS, Result, wrk
@@ -769,7 +769,7 @@ def main() -> int:
     spy = time_profile.py_spy()
     if spy is None:
         parser.error("py-spy is not installed: .venv/bin/pip install -e '.[bench]' (bash bench/run does)")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    machine = sections.machine()
     with postgres_instance() as pg, ExitStack() as stack:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
         pg_env = asyncio.run(load_postgres(pg.port, "club_bench"))
@@ -860,9 +860,9 @@ def main() -> int:
         text += "\n\n" + "\n".join(memory.report(held, args.soak_minutes))
         text += "\n\n" + "\n".join(cold_start.report(*cold))
     print(text)
-    # The long memory run is separate (python -m bench.memory --record): its section is kept.
-    kept = memory.long_run_section(args.output)
-    args.output.write_text(text + "\n" + (f"\n{kept}" if kept else ""))
+    # The long memory run and the subscriptions rewrite their own sections: those are kept.
+    kept = sections.kept(args.output)
+    args.output.write_text(text + "\n" + (f"\n{kept}\n" if kept else ""))
     print(f"\n(also written to {args.output})", file=sys.stderr)
     return 0
 

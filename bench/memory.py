@@ -27,12 +27,13 @@ from typing import Any
 
 import orjson
 
+from bench import sections
 from bench.dataset import USERS, load_postgres
 from bench.load import Result, wrk
 from bench.postgres_instance import free_port, postgres_instance
 from bench.queries import QUERY_M, QUERY_N, QUERY_P, shots_input
 
-__all__ = ["LONG_RUN", "Memory", "long_run_section", "measure", "record_long_run", "report", "rss_mib"]
+__all__ = ["LONG_RUN", "Memory", "measure", "report", "rss_mib"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_EVERY = 30.0  # seconds between RSS samples during the mixed load
@@ -185,23 +186,8 @@ def report(memory: Memory, minutes: float) -> list[str]:
     ]
 
 
-# The heading of the long run's section at the end of bench/results.md; `python -m bench` keeps it.
-LONG_RUN = "## Memory over a long mixed load"
-
-
-def long_run_section(results: Path) -> str:
-    """The long run's section of `results` (from its heading to the end), or "" if it has none."""
-    text = results.read_text() if results.exists() else ""
-    start = text.find(LONG_RUN)
-    return text[start:] if start >= 0 else ""
-
-
-def record_long_run(results: Path, lines: list[str]) -> None:
-    """Write `lines` as the long run's section of `results`, replacing the one there."""
-    text = results.read_text() if results.exists() else ""
-    before = text[: len(text) - len(long_run_section(results))].rstrip()
-    section = "\n".join([LONG_RUN, "", *lines])
-    results.write_text(f"{before}\n\n{section}\n" if before else f"{section}\n")
+# The long run's section of bench/results.md, rewritten only by `--record`.
+LONG_RUN = "<!-- bench.memory: this section is rewritten by `python -m bench.memory --record` -->"
 
 
 def main() -> int:
@@ -220,8 +206,10 @@ def main() -> int:
     print("\n".join(lines))
     if args.record:
         command = f"python -m bench.memory --minutes {args.minutes:g}"
-        measured = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this machine by `{command}`."
-        record_long_run(args.record, [measured, "", *lines])
+        measured = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {sections.machine()} by `{command}`."
+        sections.replace(
+            args.record, LONG_RUN, "\n".join(["## Memory over a long mixed load", "", measured, "", *lines])
+        )
     return 0
 
 

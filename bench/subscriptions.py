@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import sections
 from bench.dataset import load_postgres
 from bench.postgres_instance import free_port, postgres_instance
 from bench.queries import shots_input
@@ -153,10 +153,9 @@ MARKER = "<!-- bench.subscriptions: this section is rewritten by `bash bench/run
 
 
 def report(result: dict[str, Any], machine: str) -> str:
+    """The section's text, under its marker in bench/results.md."""
     return "\n".join(
         [
-            MARKER,
-            "",
             "## Subscriptions",
             "",
             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}; one `gateway serve`"
@@ -190,7 +189,6 @@ def main() -> int:
         "--output", type=Path, default=ROOT / "bench" / "results.md", help="its section is replaced, or added"
     )
     args = parser.parse_args()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     with postgres_instance() as pg:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
         env = asyncio.run(load_postgres(pg.port, "club_bench"))
@@ -217,10 +215,9 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(30)
-    text = report(result, machine)
+    text = report(result, sections.machine())
     print(text)
-    before = args.output.read_text().partition(MARKER)[0].rstrip() if args.output.exists() else ""
-    args.output.write_text((before + "\n\n" if before else "") + text + "\n")
+    sections.replace(args.output, MARKER, text)
     print(f"\n(also written to {args.output})", file=sys.stderr)
     return 0
 
