@@ -23,27 +23,25 @@ def machine() -> str:
 def kept(results: Path) -> str:
     """Every marked section of `results`, from the first marker to the end ("" without any)."""
     text = results.read_text() if results.exists() else ""
-    start = _next_marker(text, 0)
+    start = _line_starting(text, PREFIX, 0)
     return text[start:].strip() if start < len(text) else ""
 
 
 def replace(results: Path, marker: str, section: str) -> None:
     """Write `section` under `marker` in `results`: in place of that marker's section, or at the end."""
     text = results.read_text() if results.exists() else ""
-    start = text.find(marker)
-    if start < 0:
-        before, after = text.rstrip(), ""
-    else:
-        before, after = text[:start].rstrip(), text[_next_marker(text, start + len(marker)) :].strip()
+    start = _line_starting(text, marker, 0)
+    before = text[:start].rstrip()
+    after = text[_line_starting(text, PREFIX, start + len(marker)) :].strip() if start < len(text) else ""
     parts = [part for part in (before, f"{marker}\n\n{section.strip()}", after) if part]
     results.write_text("\n\n".join(parts) + "\n")
 
 
-def _next_marker(text: str, start: int) -> int:
-    """Where the first marker line at or after `start` begins, or len(text)."""
+def _line_starting(text: str, prefix: str, start: int) -> int:
+    """Where the first line at or after `start` that begins with `prefix` begins, or len(text)."""
     at = start
-    while (at := text.find(PREFIX, at)) >= 0:
+    while (at := text.find(prefix, at)) >= 0:
         if at == 0 or text[at - 1] == "\n":
             return at
-        at += len(PREFIX)
+        at += len(prefix)
     return len(text)

@@ -43,3 +43,13 @@ def test_the_full_run_keeps_every_marked_section(tmp_path: Path) -> None:
     assert kept.startswith(MARKER) and "p99 58.5" in kept and "slope +0.003" in kept
     assert "P 0.73" not in kept
     assert sections.kept(tmp_path / "none.md") == ""
+
+
+def test_a_marker_quoted_inside_a_line_is_not_a_section(tmp_path: Path) -> None:
+    results = tmp_path / "results.md"
+    results.write_text(f"# full run\n\nthe subscriptions keep `{MARKER}` as theirs\n")
+    sections.replace(results, MARKER, "## Subscriptions\n\np99 40.0")
+    text = results.read_text()
+    assert text.startswith(f"# full run\n\nthe subscriptions keep `{MARKER}` as theirs\n\n{MARKER}\n")
+    assert text.endswith("p99 40.0\n")
+    assert sections.kept(results).startswith(MARKER) and "full run" not in sections.kept(results)
