@@ -60,13 +60,15 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        if server is not None:
+            # Since Python 3.12 this waits for every connection to end, so it comes after the aborts.
+            await server.wait_closed()
 
     def hold_replies_to(self, marker: bytes, seconds: float) -> None:
         """The reply to what a client sends containing `marker` reaches it `seconds` late: the

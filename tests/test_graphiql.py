@@ -11,6 +11,7 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -185,7 +186,7 @@ async def test_graphiql_runs_a_signed_in_mutation_in_chromium_under_its_csp(
     assert seen["csp"] == CONTENT_SECURITY_POLICY
     assert seen["headersEditorVisible"]
     assert seen["result"] == {"data": {"createUser": {"displayName": "Gia"}}}
-    with sqlite3.connect(settings.db_sqlite_path) as db:
+    with closing(sqlite3.connect(settings.db_sqlite_path)) as db:
         rows = db.execute("SELECT subject, email FROM users").fetchall()
     assert rows == [("graphiql-developer", "gia@example.com")]
     assert seen["violations"] == []

@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -117,7 +117,7 @@ async def load_demo_club(path: Path) -> None:
 
 def sessions_in_database(path: Path) -> list[tuple[Any, ...]]:
     """Every session newest first, as the list shows it: name, discipline, location, shots, total."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         return db.execute(
             "SELECT u.display_name, s.discipline, s.location, s.shot_count, s.total_tenths, u.subject"
             " FROM shooting_sessions s JOIN users u ON u.id = s.user_id"

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class StallingDisk:
 
     def users_with(self, email: str) -> int:
         """Rows with `email`, as another connection sees the file: committed ones only."""
-        with sqlite3.connect(self.database) as conn:
+        with closing(sqlite3.connect(self.database)) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM users WHERE email = ?", (email,)).fetchone()[0])
 
 
