@@ -128,8 +128,11 @@ def test_vercel_routes_point_at_an_entry_that_exposes_the_asgi_app(
     # it every cold start compiles all it imports (bench/results.md: ~630 against ~245 ms).
     assert config["build"]["env"]["VERCEL_PYTHON_COMPILEALL"] == "1"
     excluded = config["functions"]["api/index.py"]["excludeFiles"]
-    for private in ("tests/**", "certs/**", "**/.env", "**/*.db"):
+    for private in ("tests/**", "certs/**", "**/.env", "**/*.db", ".venv/**", ".venv-*/**"):
         assert private in excluded
+    # The builder reads the entry folder's .python-version ahead of requires-python; a version it does
+    # not offer (3.12-3.14 today) is ignored with a warning, and the function falls back to 3.12.
+    assert (ROOT / "api" / ".python-version").read_text().strip() in {"3.12", "3.13", "3.14"}
 
 
 # Run in a fresh interpreter: import the Vercel entry, answer one anonymous query through its ASGI
