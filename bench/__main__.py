@@ -770,6 +770,7 @@ def main() -> int:
     if spy is None:
         parser.error("py-spy is not installed: .venv/bin/pip install -e '.[bench]' (bash bench/run does)")
     machine = sections.machine()
+    function = cold_start.function_python()  # before the load runs: the venv may have to be made
     with postgres_instance() as pg, ExitStack() as stack:
         print("loading the dataset into PostgreSQL…", file=sys.stderr)
         pg_env = asyncio.run(load_postgres(pg.port, "club_bench"))
@@ -853,7 +854,7 @@ def main() -> int:
         print(f"memory: {args.soak_minutes:g} minutes of mixed load…", file=sys.stderr)
         held = memory.measure(pg_env, args.soak_minutes)
         print("cold starts…", file=sys.stderr)
-        cold = (*cold_start.measure(args.cold_runs), cold_start.importtime_by_package())
+        cold = (*cold_start.measure(function, args.cold_runs), cold_start.importtime_by_package(function))
         text = report(table, gateways, args.seconds, args.rounds, f"{machine}; {versions(pg_env)}", workers)
         text += f"\n\n{_TIMED_P.format(rounds=args.rounds)}\n\n" + time_profile.report(sampled, "P", top=12)
         text += "\n\n" + "\n".join(mutation_cost.report(costs))

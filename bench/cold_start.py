@@ -12,13 +12,14 @@ imports only the installed packages that `import api.index` loads, the same modu
 order without the project's own code: the floor under the import, which the project cannot go below
 while it runs on these packages. `--importtime` adds one run under `python -X importtime` and prints
 where the import's time goes, by top-level package.
+
+The processes run on the Python that Vercel runs the function on: the version api/.python-version
+pins, in the venv `scripts/function-venv` makes (`--python 3.12` measures another version).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
-import importlib.util
 import json
 import os
 import shutil
@@ -30,11 +31,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from py_compile import PycInvalidationMode
 
 from bench.queries import QUERY_P
 
-__all__ = ["ColdStart", "importtime_by_package", "measure", "report"]
+__all__ = ["ColdStart", "function_python", "importtime_by_package", "measure", "report"]
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPORT_TARGET_MS = 250.0
@@ -97,12 +97,16 @@ os._exit(0)  # the platform freezes or kills an instance; the open SQLite thread
 # Run by a process that has imported api.index: the installed modules it loaded, in the order their
 # imports began (sys.modules' order), neither the project's nor the standard library's.
 _LOADED = """
-import json, sys
+import importlib.util, json, sys
 sys.path.insert(0, {root!r})
 import api.index
 ours = ("api", "gateway")
-print(json.dumps([n for n in sys.modules if n.split(".")[0] not in ours + tuple(sys.stdlib_module_names)
-    and getattr(sys.modules[n], "__file__", None)]))
+names = [n for n in sys.modules if n.split(".")[0] not in ours + tuple(sys.stdlib_module_names)
+    and getattr(sys.modules[n], "__file__", None)]
+tops = {{top: (spec.origin, bool(spec.submodule_search_locations))
+    for top in sorted({{n.split(".")[0] for n in names}})
+    if (spec := importlib.util.find_spec(top)) is not None and spec.origin}}
+print(json.dumps({{"names": names, "tops": tops}}))
 """
 
 # Imports `names` (each module api.index's import loaded from an installed package) and stamps it
@@ -136,6 +140,7 @@ class Run:
 @dataclass(frozen=True)
 class ColdStart:
     runs: list[Run]
+    python: str  # the version the processes ran on, as `3.13.0`
 
     def median(self, attribute: str) -> float:
         return statistics.median(getattr(r, attribute) for r in self.runs)
@@ -158,12 +163,29 @@ def _demo_database(directory: Path) -> Path:
     return path
 
 
+def function_python(version: str | None = None) -> str:
+    """The interpreter of the venv on the Python the function is pinned to (or `version`), made by
+    scripts/function-venv if it is missing."""
+    command = [sys.executable, str(ROOT / "scripts" / "function-venv"), *([version] if version else [])]
+    made = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if made.returncode != 0:
+        raise RuntimeError(f"no venv for the function's Python: {made.stderr.strip()[-2000:]}")
+    return made.stdout.strip()
+
+
+def _version(python: str) -> str:
+    done = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True
+    )
+    return done.stdout.decode().strip()
+
+
 def _one(
-    code: str, env: dict[str, str], cwd: Path, *flags: str
+    python: str, code: str, env: dict[str, str], cwd: Path, *flags: str
 ) -> tuple[Run, subprocess.CompletedProcess[str]]:
     spawned = time.monotonic()
     done = subprocess.run(
-        [sys.executable, *flags, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+        [python, *flags, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
     )
     if done.returncode != 0:
         raise RuntimeError(f"the cold process failed: {done.stderr[-2000:]}")
@@ -181,10 +203,10 @@ def _one(
     return run, done
 
 
-def _imports_only(code: str, env: dict[str, str], cwd: Path) -> Run:
+def _imports_only(python: str, code: str, env: dict[str, str], cwd: Path) -> Run:
     """One fresh process running `code` (_PACKAGES_CHILD): its start-up and import, nothing answered."""
     spawned = time.monotonic()
-    command = [sys.executable, "-c", code]
+    command = [python, "-c", code]
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=True)
     stamps = json.loads(done.stdout)
     return Run(
@@ -196,15 +218,16 @@ def _imports_only(code: str, env: dict[str, str], cwd: Path) -> Run:
     )
 
 
-def _setup(directory: Path, bytecode: bool = True) -> tuple[str, dict[str, str]]:
-    """The bundle (api/ and gateway/, compiled as Vercel's builder compiles them unless `bytecode` is
-    false), its database, the child's code."""
+def _setup(directory: Path, python: str, bytecode: bool = True) -> tuple[str, dict[str, str]]:
+    """The bundle (api/ and gateway/, compiled by `python` as Vercel's builder compiles them unless
+    `bytecode` is false), its database, the child's code."""
     bundle = directory / "bundle"
     for package in ("api", "gateway"):
         ignored = shutil.ignore_patterns("__pycache__", "*.db")
         shutil.copytree(ROOT / package, bundle / package, ignore=ignored)
     if bytecode:
-        compileall.compile_dir(bundle, quiet=1, invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
+        compile_all = [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(bundle)]
+        subprocess.run(compile_all, check=True, capture_output=True, timeout=300)
     path = _demo_database(directory)
     from gateway.schema.ids import encode_id
 
@@ -215,10 +238,13 @@ def _setup(directory: Path, bytecode: bool = True) -> tuple[str, dict[str, str]]
     return _CHILD.format(root=str(bundle), body=body), env
 
 
-def _loaded_packages(env: dict[str, str], cwd: Path, root: Path) -> list[str]:
-    """The installed modules that `import api.index` loads from the bundle at `root`, in order."""
+def _loaded_packages(
+    python: str, env: dict[str, str], cwd: Path, root: Path
+) -> tuple[list[str], dict[str, tuple[str, bool]]]:
+    """The installed modules that `import api.index` loads from the bundle at `root`, in order, and
+    where each of their top-level packages lives (its origin, whether it is a package)."""
     loaded = subprocess.run(
-        [sys.executable, "-c", _LOADED.format(root=str(root))],
+        [python, "-c", _LOADED.format(root=str(root))],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -226,60 +252,58 @@ def _loaded_packages(env: dict[str, str], cwd: Path, root: Path) -> list[str]:
         timeout=120,
         check=True,
     )
-    names: list[str] = json.loads(loaded.stdout)
-    return names
+    found = json.loads(loaded.stdout)
+    return found["names"], {top: (origin, package) for top, (origin, package) in found["tops"].items()}
 
 
-def _vendored_without_bytecode(directory: Path, names: list[str]) -> Path:
-    """A copy of the installed packages that define `names`, without their bytecode, as Vercel's
+def _vendored_without_bytecode(directory: Path, tops: dict[str, tuple[str, bool]]) -> Path:
+    """A copy of the installed top-level packages `tops`, without their bytecode, as Vercel's
     builder vendors them when it does not compile."""
     vendor = directory / "vendor"
     vendor.mkdir()
-    for top in sorted({name.split(".")[0] for name in names}):
-        spec = importlib.util.find_spec(top)
-        if spec is None or spec.origin is None:
-            continue
-        origin = Path(spec.origin)
-        if spec.submodule_search_locations:
+    for top, (where, package) in sorted(tops.items()):
+        origin = Path(where)
+        if package:
             shutil.copytree(origin.parent, vendor / top, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(origin, vendor / origin.name)
     return vendor
 
 
-def measure(runs: int = 10) -> tuple[ColdStart, ColdStart, ColdStart]:
-    """`runs` fresh processes of the bundle as deployed, of the bundle without any bytecode, and of
-    the installed packages alone, interleaved, one at a time."""
+def measure(python: str, runs: int = 10) -> tuple[ColdStart, ColdStart, ColdStart]:
+    """`runs` fresh processes of `python` (function_python()) on the bundle as deployed, on the
+    bundle without any bytecode, and on the installed packages alone, interleaved, one at a time."""
     with (
         tempfile.TemporaryDirectory(prefix="gw-cold-") as deployed,
         tempfile.TemporaryDirectory(prefix="gw-cold-") as uncompiled,
     ):
-        code, env = _setup(Path(deployed))
-        names = _loaded_packages(env, Path(deployed), Path(deployed) / "bundle")
-        bare_code, bare_env = _setup(Path(uncompiled), bytecode=False)
+        code, env = _setup(Path(deployed), python)
+        names, tops = _loaded_packages(python, env, Path(deployed), Path(deployed) / "bundle")
+        bare_code, bare_env = _setup(Path(uncompiled), python, bytecode=False)
         # Ahead of site-packages on sys.path: the same packages, found without their bytecode.
-        bare_env["PYTHONPATH"] = str(_vendored_without_bytecode(Path(uncompiled), names))
+        bare_env["PYTHONPATH"] = str(_vendored_without_bytecode(Path(uncompiled), tops))
         setups = [(code, env, Path(deployed)), (bare_code, bare_env, Path(uncompiled))]
         for child, child_env, cwd in setups:
-            _one(child, child_env, cwd)  # not counted: fills the page cache
+            _one(python, child, child_env, cwd)  # not counted: fills the page cache
         packages = _PACKAGES_CHILD.format(names=names)
         series: tuple[list[Run], list[Run]] = ([], [])
         alone: list[Run] = []
         for _ in range(runs):
             for found, (child, child_env, cwd) in zip(series, setups, strict=True):
-                found.append(_one(child, child_env, cwd)[0])
-            alone.append(_imports_only(packages, env, Path(deployed)))
-    return ColdStart(series[0]), ColdStart(series[1]), ColdStart(alone)
+                found.append(_one(python, child, child_env, cwd)[0])
+            alone.append(_imports_only(python, packages, env, Path(deployed)))
+    version = _version(python)
+    return ColdStart(series[0], version), ColdStart(series[1], version), ColdStart(alone, version)
 
 
-def importtime_by_package(runs: int = 3, top: int = 12) -> list[tuple[str, float]]:
-    """Cold imports under `-X importtime`: each module's least self time over `runs`, summed by
-    top-level package, in milliseconds, heaviest first."""
+def importtime_by_package(python: str, runs: int = 3, top: int = 12) -> list[tuple[str, float]]:
+    """Cold imports of `python` under `-X importtime`: each module's least self time over `runs`,
+    summed by top-level package, in milliseconds, heaviest first."""
     least: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="gw-cold-") as tmp:
-        code, env = _setup(Path(tmp))
+        code, env = _setup(Path(tmp), python)
         for _ in range(runs):
-            _, done = _one(code, env, Path(tmp), "-X", "importtime")
+            _, done = _one(python, code, env, Path(tmp), "-X", "importtime")
             for line in done.stderr.splitlines():
                 if not line.startswith("import time:") or "self [us]" in line:
                     continue
@@ -301,9 +325,9 @@ def report(
     bytecode; `alone`: the installed packages without the project; `packages`: where the import's
     time goes."""
     lines = [
-        f"Cold start (Vercel entry, SQLite, {len(cold.runs)} fresh processes each; the bundle as"
-        " vercel.json deploys it, bytecode compiled at build by VERCEL_PYTHON_COMPILEALL): median / max,"
-        " target",
+        f"Cold start (Vercel entry, SQLite, {len(cold.runs)} fresh processes each on Python {cold.python};"
+        " the bundle as vercel.json deploys it, bytecode compiled at build by VERCEL_PYTHON_COMPILEALL):"
+        " median / max, target",
         "",
         "| figure | median ms | max ms | target ms |",
         "|---|---:|---:|---:|",
@@ -358,9 +382,13 @@ def main() -> int:
     parser.add_argument(
         "--importtime", action="store_true", help="also show where the import's time goes, by package"
     )
+    parser.add_argument(
+        "--python", metavar="VERSION", help="run on this Python, as 3.12 (default: api/.python-version's)"
+    )
     args = parser.parse_args()
-    packages = importtime_by_package() if args.importtime else None
-    print("\n".join(report(*measure(args.runs), packages)))
+    python = function_python(args.python)
+    packages = importtime_by_package(python) if args.importtime else None
+    print("\n".join(report(*measure(python, args.runs), packages)))
     return 0
 
 
