@@ -279,3 +279,102 @@ async def test_each_limit_refuses_a_get_on_both_doors_before_any_sql(
             assert response.status == 400
         assert source.statements == before  # nothing ran, so nothing was written
         assert await count_rows(source, "users") == 0
+
+
+# What an operation runs with, not what the request spelled: each of these asks for 60 users (past
+# LOW_LIMITS' cost of 50) while the request's raw variables say less, or say it in another order.
+UNDERSTATED = {
+    "a default": ("query($n: Int = 60) { users(first: $n) { edges { cursor } } }", {}),
+    "a float": ("query($n: Int) { users(first: $n) { edges { cursor } } }", {"n": 60.0}),
+}
+# `a` counts twice and `b` once: {b: 30, a: 1} (cost 32) runs; {a: 30, b: 1} (cost 61) must not
+# reuse its verdict, whatever order or extra variables the two requests send.
+SWAPPED = (
+    "query($a: Int, $b: Int) { users(first: $a) { edges { cursor } } again: users(first: $a)"
+    " { edges { cursor } } groups(first: $b) { edges { cursor } } }"
+)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("fast_path", [True, False], ids=["compiled", "interpreted"])
+@pytest.mark.parametrize("door", DOORS)
+async def test_the_cost_is_of_the_values_the_operation_runs_with(
+    door: str, fast_path: bool, method: str, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings("sqlite", fast_path=fast_path, **LOW_LIMITS)
+    async with served_door(door, settings) as running, aiohttp.ClientSession() as http:
+
+        async def send(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+            url, headers = running.url + "/graphql", {"Accept": "application/json"}
+            if method == "POST":
+                request = http.post(url, json={"query": query, "variables": variables}, headers=headers)
+            else:
+                params = {"query": query, "variables": json.dumps(variables)}
+                request = http.get(url, params=params, headers=headers)
+            async with request as response:
+                assert response.status in (200, 400), await response.text()
+                body: dict[str, Any] = await response.json()
+                return body
+
+        assert "errors" not in await send("{ users(first: 1) { edges { cursor } } }", {})  # opens the pool
+        source = sql_source(running.executor.data_source)
+        before = source.statements
+        for what, (query, variables) in UNDERSTATED.items():
+            body = await send(query, variables)
+            assert error_codes(body) == ["QUERY_TOO_COMPLEX"], (what, body)
+            assert "60 rows estimated" in body["errors"][0]["message"], (what, body)
+        assert source.statements == before  # refused before any SQL
+        assert "errors" not in await send(SWAPPED, {"b": 30, "a": 1, "pad": 60})
+        for variables in ({"a": 30, "b": 1}, {"b": 1, "a": 30, "pad": 1}, {"pad": 30, "a": 30, "b": 1}):
+            ran = source.statements
+            body = await send(SWAPPED, variables)
+            assert error_codes(body) == ["QUERY_TOO_COMPLEX"], (variables, body)
+            assert source.statements == ran, variables
+
+
+async def test_a_subscription_is_costed_with_its_variables_defaults(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    from tests.live_client import open_stream
+
+    client = await aiohttp_client(create_app(make_settings("sqlite", max_query_cost=50)))
+    url = str(client.make_url("/graphql"))
+    query = (
+        "subscription($n: Int = 60) { activityAdded { user {"
+        " shootingSessions(first: $n) { edges { cursor } } } } }"
+    )
+    for variables in ({}, {"n": 60.0}):
+        async with open_stream(url, query, variables) as stream:
+            name, payload = await stream.event()
+        assert name == "next" and error_codes(payload) == ["QUERY_TOO_COMPLEX"], payload
+        assert "60 rows estimated" in payload["errors"][0]["message"]
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
+def test_a_verdict_is_kept_for_the_same_values_of_the_same_variables_only(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from types import SimpleNamespace
+
+    from graphql import parse
+
+    from gateway.execution.limits import operation_limits
+    from gateway.execution.policy import OperationView, Refused
+
+    rule = operation_limits(make_settings("sqlite", max_query_cost=100), SCHEMA)
+    document = parse(SWAPPED)
+    operation = document.definitions[0]
+
+    def cost(**variables: Any) -> int | str:
+        context = SimpleNamespace(cost=None)
+        view = OperationView(document, operation, {}, variables, context)  # type: ignore[arg-type]
+        try:
+            list(rule(view))
+        except Refused:
+            return "refused"
+        return context.cost  # type: ignore[no-any-return]
+
+    # A null `a` is the default page (20): 2 * 20 + 50. The same sizes under other names are not.
+    assert cost(a=None, b=50) == 90
+    assert cost(a=50, b=None) == "refused"  # 2 * 50 + 20
+    assert cost(b=50, a=None) == 90

@@ -251,17 +251,16 @@ class Executor:
             # A query reads from the read replica, when there is one. A mutation, its checks and
             # the answer it selects stay on the primary: it reads its own writes.
             context.data_source = context.data_source.for_queries()
+        variables = self._coerced(prepared, definition, operation.variables)
+        if not isinstance(variables, VariableValues):
+            return self._failed(variables), None  # graphql-core's errors, as its execute() reports them
         try:
             decision = self.policy.decide(
-                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
+                OperationView(document, definition, prepared.fragments, variables.coerced, context)
             )
         except Refused as refusal:
             return self.refusal(refusal), None
         context.marks = decision.marks
-        coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
-        variables = coerce_variables(self._graphql_schema, definition, coercers, operation.variables)
-        if not isinstance(variables, VariableValues):
-            return self._failed(variables), None  # graphql-core's errors, as its execute() reports them
         if self.fast is not None:
             try:
                 compiled = await self.fast.execute(prepared, definition, variables, decision)
@@ -313,8 +312,12 @@ class Executor:
             context = self.context(request, source, identity)
             context.prepared, context.feed, context.on_slow = prepared, self.feed, on_slow
             document, definition = found
+            variables = self._coerced(prepared, definition, operation.variables)
+            if not isinstance(variables, VariableValues):
+                yield self._failed(variables)
+                return
             decision = self.policy.decide(
-                OperationView(document, definition, prepared.fragments, operation.variables or {}, context)
+                OperationView(document, definition, prepared.fragments, variables.coerced, context)
             )
         except MissingQueryError:
             yield self.refusal(MalformedRequest("no GraphQL query found in the request"))
@@ -392,6 +395,14 @@ class Executor:
             allowed_operation_types=allowed,
             operation_extensions=operation.extensions,
         )
+
+    def _coerced(
+        self, prepared: Prepared, definition: OperationDefinitionNode, given: dict[str, Any] | None
+    ) -> VariableValues | list[GraphQLError]:
+        """The operation's variables as it runs with them (defaults applied, values coerced), which
+        the policy's rules measure too; or the errors naming what is wrong with them."""
+        coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
+        return coerce_variables(self._graphql_schema, definition, coercers, given)
 
     def refusal(self, refusal: GatewayError) -> ExecutionResult:
         """A result carrying `refusal` as its coded error, nothing run."""

@@ -1,9 +1,9 @@
 """What one operation may cost: depth, aliases, root fields and an estimate of the rows it asks for.
 
 A policy rule, so it holds on every path. The estimate multiplies down the tree like GitHub's
-node limit: a connection asks for `first` (or `last`) rows (the default page when absent, the
-variable's value when given one) for each row of its parent, `nodes` for as many as its IDs; a
-plain list is counted as LIST_ESTIMATE rows. The
+node limit: a connection asks for `first` (or `last`) rows for each row of its parent (the
+default page when absent; for a variable, the value the operation runs with, its default
+included), `nodes` for as many as its IDs; a plain list is counted as LIST_ESTIMATE rows. The
 size of the document itself is bounded before this, by the parser (MAX_QUERY_TOKENS).
 """
 
@@ -203,9 +203,11 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         ("cost", settings.max_query_cost, "MAX_QUERY_COST", "rows estimated"),
     )
 
-    # Verdicts by operation and by the integer variables and list lengths, the only values that
-    # change the measures (`first: $n`, `ids: $ids`). Keyed by the node's id, checked through a
-    # weak reference: an AST node hashes its whole tree, which cost more than measuring.
+    # Verdicts by operation and by the integer variables and list lengths, by name, the only values
+    # that change the measures (`first: $n`, `ids: $ids`). The variables are those the operation
+    # runs with: declared, defaults applied, coerced (`100.0` is the Int 100). Keyed by the node's
+    # id, checked through a weak reference: an AST node hashes its whole tree, which cost more
+    # than measuring.
     known: dict[tuple[int, tuple[Any, ...]], tuple[ref[OperationDefinitionNode], int, str | None]] = {}
 
     def verdict(measures: Measures) -> str | None:
@@ -220,11 +222,10 @@ def operation_limits(settings: Settings, schema: GraphQLSchema) -> Rule:
         variables = operation.variables
         node = operation.operation
         sized: list[Any] = []  # a loop, not a comprehension: no call when there is nothing to size
-        for value in variables.values():
+        for name, value in variables.items():
             if isinstance(value, _SIZED):
-                sized.append(len(value) if isinstance(value, list) else value)
-        sizes = tuple(sized)
-        key = (id(node), sizes)
+                sized.append((name, len(value) if isinstance(value, list) else value))
+        key = (id(node), tuple(sized))
         entry = known.get(key)
         if entry is None or entry[0]() is not node:
             measures = measure(schema, node, operation.fragments, variables)
