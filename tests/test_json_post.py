@@ -114,7 +114,13 @@ async def test_queries_and_their_errors_are_answered_as_the_view_answers(doors: 
         {"query": "{ __typename }", "variables": None, "operationName": None, "extensions": {"x": 1}}
     )
     await doors.same({"query": "subscription { users { id } }"})
-    await doors.same({"query": "query A { __typename } query B { __typename }"})
+    # Where Strawberry's view runs the first of several operations unnamed, past any policy, the
+    # gateway asks for a name (GraphQL's GetOperation): tests/test_operation_choice.py.
+    gateway, view = await doors.answers(b'{"query": "query A { __typename } query B { __typename }"}')
+    assert view[2] == {"data": {"__typename": "Query"}}
+    assert gateway[:2] == (200, "application/json") and gateway[2]["errors"][0]["extensions"] == {
+        "code": "BAD_REQUEST"
+    }
 
 
 async def test_mutations_and_their_errors_are_answered_as_the_view_answers(doors: Doors) -> None:

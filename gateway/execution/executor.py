@@ -69,6 +69,7 @@ POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 ALL_OPERATIONS = frozenset(OperationType)
 T = TypeVar("T")
 _KINDS = {kind: OperationType(kind.value) for kind in CoreOperationType}  # graphql-core's to Strawberry's
+_NAME_ONE = "the document holds several operations: name the one to run in operationName"
 
 
 class Executor:
@@ -240,6 +241,9 @@ class Executor:
             return self._failed(prepared.errors), None
         context.prepared = prepared
         found = _valid_operation(prepared, operation.operation_name)
+        if found is None and _unnamed_among_many(prepared, operation.operation_name):
+            # GraphQL asks for a name here (GetOperation); Strawberry would run the first, unchecked.
+            return self.refusal(MalformedRequest(_NAME_ONE)), None
         if prepared is None or found is None or not _runs(found[1].operation, allowed):
             # Nothing will run: Strawberry raises or answers with its own errors.
             return await self._strawberry(operation, context, allowed), None
@@ -436,6 +440,17 @@ def _valid_operation(
         return None
     definition = prepared.operation(name)
     return None if definition is None else (prepared.document, definition)
+
+
+def _unnamed_among_many(prepared: Prepared | None, name: str | None) -> bool:
+    """Whether a request names no operation of a valid document that holds several."""
+    return (
+        name is None
+        and prepared is not None
+        and prepared.document is not None
+        and not prepared.errors
+        and len(prepared.operations) > 1
+    )
 
 
 def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
