@@ -262,6 +262,25 @@ async def test_a_batch_answers_each_operation_in_the_media_type(door: Door) -> N
     assert "data" not in reply.body[1]
 
 
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        ({"query": "query A { __typename }", "operationName": "B"}, 'Unknown operation named "B".'),
+        ({"query": ""}, "No GraphQL query found in the request"),
+    ],
+)
+async def test_an_operation_a_batch_cannot_run_is_its_own_error_and_the_others_answer(
+    door: Door, other: dict[str, Any], message: str
+) -> None:
+    # The batch's mutation runs (the operations are independent); a 400 for the whole batch would
+    # hide its answer, and a client retrying it would create the group again.
+    reply = await door.post([{"query": CREATE_GROUP}, other], accept=GRAPHQL_RESPONSE)
+    assert (reply.status, reply.media) == (200, GRAPHQL_RESPONSE), reply.body
+    assert reply.body[0]["data"]["createGroup"]["id"]
+    assert reply.body[1] == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
+    assert await groups(door) == 1
+
+
 # -- UNAVAILABLE ------------------------------------------------------------------------------
 
 

@@ -152,6 +152,16 @@ class ExecutorView:
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         return body_of(result, _media(request))
 
+    async def _batched(
+        self, request: Any, identity: Identity | None, data: GraphQLRequestData, method: str
+    ) -> ExecutionResult:
+        """One operation of a batch. One it cannot run (no query, no such operation) is its own
+        coded error: the others run, and may write, so a 400 for the batch would lose their answers."""
+        try:
+            return await run_operation(self.executor, request, identity, data, method)
+        except HTTPException as exc:
+            return self.executor.refusal(MalformedRequest(exc.reason))
+
     async def execute_operation(
         self,
         request: Any,
@@ -164,7 +174,7 @@ class ExecutorView:
         method = request_adapter.method
         identity = self.identity_of(request)
         if isinstance(request_data, list):
-            runs = (run_operation(self.executor, request, identity, data, method) for data in request_data)
+            runs = (self._batched(request, identity, data, method) for data in request_data)
             results = list(await asyncio.gather(*runs))
             self.set_status(sub_response, *batch_status(results, _media(request)))
             return results
