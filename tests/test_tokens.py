@@ -413,6 +413,10 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return bearer(Signer("ghost", other, "RS256").token())
     if case == "no sub":
         return bearer(k1.token(sub=None))
+    if case == "sub too long":
+        return bearer(k1.token(sub="s" * 256))
+    if case == "NUL in sub":
+        return bearer(k1.token(sub="ada\u0000"))
     if case == "no exp":
         return bearer(k1.token(exp=None))
     if case == "roles not a list":
@@ -446,6 +450,8 @@ REFUSALS = {
     "ES256 on an RSA key's kid": "does not fit",
     "unpublished kid": "no key with kid 'ghost'",
     "no sub": "'sub' is missing",
+    "sub too long": "'sub' must be at most 255 characters",
+    "NUL in sub": "none of them control characters",
     "no exp": "'exp' is missing",
     "roles not a list": "'roles' must be a list",
     "alg not a string": "'alg' is missing or not a string",

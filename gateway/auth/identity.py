@@ -9,6 +9,7 @@ from typing import Any
 __all__ = ["ADMIN_ROLE", "ClaimsError", "Identity", "identity_from_claims"]
 
 ADMIN_ROLE = "admin"
+MAX_SUBJECT = 255  # characters of a token's `sub`: OpenID Connect's bound, and the subject column's
 
 
 class ClaimsError(Exception):
@@ -37,6 +38,11 @@ def identity_from_claims(claims: Mapping[str, Any], roles_claim: str) -> Identit
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise ClaimsError("claim 'sub' must be a non-empty string")
+    # What every backend stores alike (PostgreSQL keeps no NUL), as OpenID Connect bounds it.
+    if len(subject) > MAX_SUBJECT or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in subject):
+        raise ClaimsError(
+            f"claim 'sub' must be at most {MAX_SUBJECT} characters, none of them control characters"
+        )
     return Identity(
         subject=subject,
         roles=_roles(claims, roles_claim),

@@ -1,5 +1,5 @@
 -- The shooting club: users, groups and memberships, sessions with their shots, activities.
--- Binary collation, so text compares exactly as on PostgreSQL and SQLite.
+-- Binary collation (made NO PAD by 0005, so text compares exactly as on PostgreSQL and SQLite).
 CREATE TABLE IF NOT EXISTS users (
     id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     email VARCHAR(254) NOT NULL,
