@@ -172,8 +172,8 @@ TABLE = (
     ),
     Exchange(
         "a mutation over GET is refused",
-        400,
-        "mutations are not allowed when using GET",
+        405,
+        failed("BAD_REQUEST", "mutations are not allowed when using GET"),
         method="GET",
         params={"query": 'mutation { createGroup(input: {name: "X"}) { id } }'},
     ),

@@ -25,7 +25,7 @@ from strawberry.types.unset import UNSET
 
 from gateway.auth.identity import Identity
 from gateway.doors.graphiql import graphiql_assets
-from gateway.doors.refusals import bad_request
+from gateway.doors.refusals import bad_request, not_by_get
 from gateway.doors.responses import Answer, answer_outcome, batch_status, body_of, media_type, status_of
 from gateway.errors import Unauthenticated
 from gateway.execution.executor import Executor
@@ -67,10 +67,16 @@ async def run_operation(
     except CannotGetOperationTypeError as exc:
         raise HTTPException(400, exc.as_http_error_reason()) from exc
     except InvalidOperationTypeError as exc:
+        if method == "GET":
+            raise MutationByGet(exc.as_http_error_reason(method)) from exc
         raise HTTPException(400, exc.as_http_error_reason(method)) from exc
     except MissingQueryError as exc:
         raise HTTPException(400, "No GraphQL query found in the request") from exc
     return as_result(outcome)
+
+
+class MutationByGet(MalformedRequest):
+    """A GET whose operation is a mutation: answered 405, Allow: POST."""
 
 
 def _media(request: Any) -> str:
@@ -123,6 +129,8 @@ class ExecutorView:
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
             response = await super().run(request, context, root_value)  # type: ignore[misc]
+        except MutationByGet as exc:
+            return self.respond(not_by_get(exc).answer(_media(request)))
         except MalformedRequest as exc:
             return self.respond(bad_request(exc).answer(_media(request)))
         return self.retyped(response, _media(request))

@@ -13,7 +13,7 @@ from gateway.execution.operation import MalformedRequest
 from gateway.execution.outcome import encode
 from gateway.telemetry.exchange import CURRENT
 
-__all__ = ["Refusal", "bad_request", "invalid_token", "unavailable"]
+__all__ = ["Refusal", "bad_request", "invalid_token", "not_by_get", "unavailable"]
 
 log = logging.getLogger("gateway.auth")
 http_log = logging.getLogger("gateway.http")
@@ -54,3 +54,9 @@ def bad_request(exc: MalformedRequest) -> Refusal:
     """A body no operation can be read from: 400, coded BAD_REQUEST, logged as one line."""
     http_log.info("request refused: %s", exc)
     return Refusal(400, ErrorCode.BAD_REQUEST, str(exc))
+
+
+def not_by_get(exc: MalformedRequest) -> Refusal:
+    """A mutation sent by GET: 405 with `Allow: POST`, as GraphQL over HTTP requires; nothing ran."""
+    http_log.info("request refused: %s", exc)
+    return Refusal(405, ErrorCode.BAD_REQUEST, str(exc), {"Allow": "POST"})
