@@ -26,6 +26,9 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
+from tests.graphql_client import error_codes
+from tests.live_client import TRANSPORT_WS, open_socket
+from tests.served_doors import DOORS, served_door
 from tests.test_policy import serve_asgi
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -362,3 +365,26 @@ async def test_a_node_shows_an_email_only_to_its_owner_on_every_door_post_and_ge
             params = {"query": query, "variables": json.dumps({"id": club.ids["ada"]})}
             async with club.http.get(url, params=params, headers=headers) as response:
                 assert await response.json() == expected, (url, caller.name, "GET")
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_an_empty_authorization_header_is_anonymous_on_every_door_and_socket(
+    door: str, make_settings: Callable[..., Settings]
+) -> None:
+    # Apollo Client's documented auth link sends `authorization: ""` when there is no token.
+    settings = make_settings("sqlite", auth_jwt_secret=SECRET, auth_anonymous_read=False)
+    async with served_door(door, settings) as running, aiohttp.ClientSession() as http:
+        url = running.url + "/graphql"
+        query = {"query": "{ users(first: 1) { totalCount } }"}
+        async with http.post(url, json=query, headers={"Authorization": ""}) as response:
+            assert response.status == 200 and "WWW-Authenticate" not in response.headers
+            assert error_codes(await response.json()) == ["UNAUTHENTICATED"]  # anonymous, not a bad token
+        async with http.post(url, json=query, headers={"Authorization": "Bearer "}) as response:
+            assert response.status == 401  # a scheme without a token is a bad token
+        if door == "aiohttp":  # the ASGI door serves no sockets
+            async with open_socket(url, TRANSPORT_WS) as socket:
+                await socket.init({"authorization": ""})
+                await socket.subscribe("1", "{ users(first: 1) { totalCount } }")
+                message = await socket.receive()
+            assert message["type"] == "error", message
+            assert message["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"

@@ -71,9 +71,10 @@ class Authenticator:
         }
 
     async def identify(self, authorization: str | None) -> Identity | None:
-        """None when there is no Authorization header (anonymous); an Identity for a valid bearer token;
-        raises TokenRejected for anything else."""
-        if authorization is None:
+        """None when there is no Authorization header, or an empty one (anonymous: Apollo Client's
+        documented link sends `authorization: ""` without a token); an Identity for a valid bearer
+        token; raises TokenRejected for anything else."""
+        if not authorization:
             return None
         token = _bearer_token(authorization)
         known = self._verified.get(token)

@@ -82,7 +82,7 @@ class _GraphQLDoor:
             executor = self._executor
             if executor.data_source is None:
                 await executor.open()
-            authorization = _header(scope, b"authorization") or None
+            authorization = _header(scope, b"authorization")
             identity = None if executor.authenticator is None else await executor.identify(authorization)
         except GatewayError as exc:
             await _respond(unavailable(exc).answer(media))(scope, receive, send)
