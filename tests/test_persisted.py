@@ -170,3 +170,55 @@ async def test_a_document_id_names_a_manifest_document_on_the_json_door(doors: A
         for door in await doors(persisted_operations="only", persisted_operations_manifest=manifest):
             assert await post(http, door, {"documentId": "users-v1"}) == {"data": {"users": {"edges": []}}}
             assert codes(await post(http, door, {"documentId": "nope"})) == ["PERSISTED_QUERY_REQUIRED"]
+
+
+async def test_a_document_id_names_a_manifest_document_over_get_in_batches_and_streams(
+    doors: Any, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "persisted-documents.json"
+    create = 'mutation Create { createGroup(input: {name: "By id"}) { id } }'
+    manifest.write_text(json.dumps({"users-v1": USERS, "create-v1": create}))
+    empty = {"data": {"users": {"edges": []}}}
+    async with aiohttp.ClientSession() as http:
+        for door in await doors(persisted_operations="only", persisted_operations_manifest=manifest):
+            # GET, as a CDN caches it; a mutation's id over GET is refused as its text would be.
+            assert await get(http, door, documentId="users-v1") == empty
+            async with http.get(door.url, params={"documentId": "create-v1"}) as response:
+                assert (response.status, response.headers.get("Allow")) == (405, "POST")
+            async with http.post(
+                door.url, json=[{"documentId": "users-v1"}, {"documentId": "nope"}]
+            ) as response:
+                first, second = await response.json()
+            assert first == empty and codes(second) == ["PERSISTED_QUERY_REQUIRED"]
+            async with http.post(door.url, json=[{"documentId": 5}]) as response:
+                assert response.status == 400
+                assert "`documentId` must be a string or null" in await response.text()
+            source = door.executor.data_source
+            assert source is not None and await count_rows(source, "club_groups") == 0
+            stream = {"Accept": "text/event-stream"}
+            async with http.post(door.url, json={"documentId": "users-v1"}, headers=stream) as response:
+                assert '"users"' in await response.text()
+
+
+@pytest.mark.parametrize("name", ["query", "operationName", "variables", "extensions", "documentId"])
+async def test_a_get_parameter_given_twice_is_refused_on_both_doors(doors: Any, name: str) -> None:
+    # One door read the first value, the other the last (as may a CDN or a firewall in front):
+    # the operation that ran was not the one checked.
+    values = {
+        "query": ["{ __typename }", 'mutation { createGroup(input: {name: "Twice"}) { id } }'],
+        "operationName": ["A", "B"],
+        "variables": ["{}", '{"a": 1}'],
+        "extensions": ["{}", "{}"],
+        "documentId": ["a", "b"],
+    }[name]
+    async with aiohttp.ClientSession() as http:
+        for door in await doors():
+            params = [("query", "query A { __typename } query B { __typename }")] if name != "query" else []
+            params += [(name, value) for value in values]
+            async with http.get(door.url, params=params, headers={"Accept": "application/json"}) as response:
+                assert response.status == 400, await response.text()
+                body = await response.json()
+            assert body["errors"][0]["message"] == f"the query parameter `{name}` is given more than once"
+            assert codes(body) == ["BAD_REQUEST"]
+            source = await door.executor.open()
+            assert await count_rows(source, "club_groups") == 0

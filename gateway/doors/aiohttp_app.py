@@ -120,6 +120,9 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         request_id = exchange.request_id if exchange is not None else None
         stamp(response.headers, self.cors_policy, request.headers.get(hdrs.ORIGIN), request_id)
 
+    def query_names(self, params: Any) -> list[str]:
+        return [name for name, _ in params.items()]  # a MultiDict's items: every pair given
+
     def set_status(self, sub_response: web.Response, status: int, headers: dict[str, str]) -> None:
         sub_response.set_status(status)
         sub_response.headers.update(headers)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -42,6 +42,9 @@ class _GraphQLView(ExecutorView, GraphQL[RequestContext, None]):  # type: ignore
     def identity_of(self, request: Request) -> Identity | None:
         identity: Identity | None = request.scope["state"]["identity"]
         return identity
+
+    def query_names(self, params: QueryParams) -> list[str]:
+        return [name for name, _ in params.multi_items()]
 
     def set_status(self, sub_response: Response, status: int, headers: dict[str, str]) -> None:
         sub_response.status_code = status

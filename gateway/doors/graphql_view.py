@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -56,12 +57,27 @@ async def answer_operation(
     return answer_outcome(outcome, media)
 
 
+@dataclass
+class RequestData(GraphQLRequestData):
+    """An operation as Strawberry's view parsed it, and the persisted document it names, if any."""
+
+    document_id: str | None = None
+
+    def operation(self) -> Operation:
+        return Operation(self.query, self.operation_name, self.variables, self.extensions, self.document_id)
+
+
+# GET parameters a request may give once: two `query`s, read as the first by one door and the last
+# by another (or by a CDN in front), would run one operation where another was checked.
+_ONCE = frozenset({"query", "operationName", "variables", "extensions", "documentId"})
+
+
 async def run_operation(
-    executor: Executor, request: Any, identity: Identity | None, data: GraphQLRequestData, method: str
+    executor: Executor, request: Any, identity: Identity | None, data: RequestData, method: str
 ) -> ExecutionResult:
     """One operation a view parsed, run by the executor, as Strawberry's `execute_single` would answer it."""
     allowed = OperationType.from_http(method)  # type: ignore[arg-type]
-    operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
+    operation = data.operation()
     try:
         outcome = await executor.execute(operation, request, identity, allowed)
     except CannotGetOperationTypeError as exc:
@@ -118,6 +134,10 @@ class ExecutorView:
         """Give the response Strawberry is building `status` and `headers`."""
         raise NotImplementedError
 
+    def query_names(self, params: Any) -> list[str]:
+        """The names of a request's query parameters, each as often as it is given."""
+        raise NotImplementedError
+
     def retyped(self, response: Any, media: str) -> Any:
         """`response` answering in `media` if it is a JSON answer; any other response as it is."""
         raise NotImplementedError
@@ -157,11 +177,32 @@ class ExecutorView:
     def encode_json(self, data: object) -> bytes:
         return encode(data)
 
+    async def parse_http_body(self, request: Any) -> RequestData | list[RequestData]:
+        # Strawberry's parse, and the `documentId` it leaves out (GET, batches, streams).
+        get = request.method == "GET"
+        if get:
+            names = self.query_names(request.query_params)
+            repeated = sorted(name for name in _ONCE if names.count(name) > 1)
+            if repeated:
+                raise MalformedRequest(f"the query parameter `{repeated[0]}` is given more than once")
+        parsed = await super().parse_http_body(request)  # type: ignore[misc]
+        items: list[GraphQLRequestData] = parsed if isinstance(parsed, list) else [parsed]
+        ids: list[Any] = [None] * len(items)
+        if get:
+            ids = [request.query_params.get("documentId")]
+        elif any(item.query is None for item in items) and is_json(request.content_type or ""):
+            raw: Any = self.decode_json(await request.get_body())  # Strawberry read it as such
+            ids = [item.get("documentId") for item in (raw if isinstance(raw, list) else [raw])]
+        if not all(i is None or isinstance(i, str) for i in ids):
+            raise MalformedRequest("`documentId` must be a string or null")
+        wrapped = [RequestData(**vars(item), document_id=i) for item, i in zip(items, ids, strict=True)]
+        return wrapped if isinstance(parsed, list) else wrapped[0]
+
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         return body_of(result, _media(request))
 
     async def _batched(
-        self, request: Any, identity: Identity | None, data: GraphQLRequestData, method: str
+        self, request: Any, identity: Identity | None, data: RequestData, method: str
     ) -> ExecutionResult:
         """One operation of a batch. One it cannot run (no query, no such operation) is its own
         coded error: the others run, and may write, so a 400 for the batch would lose their answers."""
@@ -174,7 +215,7 @@ class ExecutorView:
         self,
         request: Any,
         request_adapter: Any,
-        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        request_data: RequestData | list[RequestData],
         context: Any,
         root_value: Any,
         sub_response: Any,
@@ -188,8 +229,7 @@ class ExecutorView:
             return results
         if request_data.protocol != "http":
             # An event stream (graphql-sse, distinct connections): each result the executor streams.
-            data = request_data
-            operation = Operation(data.query, data.operation_name, data.variables, data.extensions)
+            operation = request_data.operation()
             allowed = OperationType.from_http(method)  # type: ignore[arg-type]
             stream = self.executor.stream(operation, request, identity, self.on_slow(request), allowed)
             if identity is None or identity.expires_at is None:
