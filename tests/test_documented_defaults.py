@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -229,3 +230,24 @@ async def test_the_database_server_holds_the_default_statement_timeout(
                 assert float(rows[0]["t"]) == defaults.db_statement_timeout
     finally:
         await source.close()
+
+
+async def test_a_long_get_is_answered_with_its_cors_grant_up_to_the_url_limit(
+    served: Served, defaults: Settings
+) -> None:
+    # A document padded to 15,000 characters (15-45 KB of URL), within MAX_QUERY_TOKENS' characters
+    # and MAX_URL: aiohttp's own 8 KB
+    # limit answered it with a bare 400, without the CORS grant a browser needs to read it.
+    origin = "http://localhost:5173"  # allowed in development by default
+    query = "{ __typename" + " " * 15_000 + "}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"http://127.0.0.1:{served.port}/graphql",
+            params={"query": query},
+            headers={"Origin": origin, "Accept": "application/json"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert response.headers.get("Access-Control-Allow-Origin") == origin
+        assert await response.json() == {"data": {"__typename": "Query"}}

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.settings import Settings
 
 __all__ = [
+    "MAX_URL",
     "MULTIPROC_DIR",
     "PoolSplitError",
     "event_loop",
@@ -93,6 +94,9 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, loop=loop, **options)
 
 
+MAX_URL = 64 * 1024  # bytes of a request line `gateway serve` reads
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
     """How `gateway serve`'s server treats connections: options of web.run_app and web.AppRunner."""
     return {
@@ -101,6 +105,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "keepalive_timeout": settings.http_keepalive_timeout,
         # A client that goes away cancels its request, and with it the request's statement.
         "handler_cancellation": True,
+        # A GET's URL carries its document: aiohttp's 8 KB refused a long query with a bare 400,
+        # before any handler (no CORS grant: a browser saw a CORS failure). Past this, the same.
+        "max_line_size": MAX_URL,
     }
 
 
