@@ -227,6 +227,10 @@ async def test_the_answer_has_the_media_type_the_client_prefers(
         ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
         ({"query": "query($id: ID!) { user(id: $id) { id } }", "variables": {"id": None}}, "BAD_USER_INPUT"),
         ({"query": "mutation($i: CreateGroupInput!) { createGroup(input: $i) { id } }"}, "BAD_USER_INPUT"),
+        # The document's own variables are wrong (graphql-core's validation): not the values sent.
+        ({"query": "query($x: Float) { __typename }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": "{ user(id: $id) { id } }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": "query($id: Int) { user(id: $id) { id } }"}, "GRAPHQL_VALIDATION_FAILED"),
     ],
 )
 async def test_an_operation_that_never_ran_is_a_400_without_data(

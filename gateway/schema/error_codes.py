@@ -17,6 +17,12 @@ log = logging.getLogger("gateway.errors")
 INTERNAL_MESSAGE = "Internal server error"
 # How graphql-core words a suggestion: " Did you mean 'email'?", " Did you mean the enum value 'A' or 'B'?"
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+# graphql-core's validation rules about variables (unused, undefined, of an output type, in the
+# wrong position): the document is invalid. Its other "Variable …" errors are about the values sent.
+_INVALID_VARIABLE = re.compile(
+    r"Variable '\$\w+' "
+    r"(is never used|is not defined|cannot be non-input type|of type '[^']*' used in position)"
+)
 
 
 def _where(exc: BaseException) -> str:
@@ -35,7 +41,7 @@ def _code(error: GraphQLError) -> ErrorCode | None:
         # Raised by graphql-core before execution: syntax, validation, variable coercion.
         if error.message.startswith("Syntax Error"):
             return ErrorCode.GRAPHQL_PARSE_FAILED
-        if error.message.startswith("Variable"):
+        if error.message.startswith("Variable") and not _INVALID_VARIABLE.match(error.message):
             return ErrorCode.BAD_USER_INPUT
         return ErrorCode.GRAPHQL_VALIDATION_FAILED
     return None
