@@ -250,6 +250,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DB_SSL_CA_MODE=both needs DB_CA_CERT_PATH or DB_CA_CERT (the CA trusted with the system's)"
             )
+        own_ca = self.db_ca_cert_path is not None or self.db_ca_cert is not None
+        if (
+            self.db_ssl
+            and self.db_ssl_mode == "verify-ca"
+            and (not own_ca or self.db_ssl_ca_mode in ("system", "both"))
+        ):
+            # The chain without the name: with the system's CAs, any publicly trusted certificate passes.
+            raise ValueError(
+                "DB_SSL_MODE=verify-ca trusts the CA alone, not the server's name: it needs your "
+                "provider's CA (DB_CA_CERT_PATH or DB_CA_CERT) and no system store (DB_SSL_CA_MODE=file); "
+                "with the system's CAs any publicly trusted certificate would pass. Otherwise use "
+                "DB_SSL_MODE=verify-full"
+            )
         if (self.db_ssl_cert is None) != (self.db_ssl_key is None):
             raise ValueError("DB_SSL_CERT and DB_SSL_KEY must be set together (mutual TLS)")
         if "*" in self.allowed_origins and self.cors_allow_credentials:

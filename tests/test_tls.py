@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from gateway.connect.tls import TlsProblem
 from gateway.datasources import create_data_source
@@ -105,6 +106,18 @@ MISCONFIGURED: dict[str, tuple[Callable[[TlsServer, Path], dict[str, str]], TlsP
         lambda s, tmp: {**s.env(DB_CA_CERT="not base64!"), "DB_CA_CERT_PATH": ""},
         TlsProblem.CA_INVALID,
         "DB_CA_CERT is not valid base64: encode the PEM file with `gateway encode-cert PATH`",
+    ),
+    "DB_CA_CERT holding a private key": (
+        lambda s, tmp: {
+            **s.env(
+                DB_CA_CERT=base64.b64encode(
+                    s.ca_pem.read_bytes() + trustme.CA().private_key_pem.bytes()
+                ).decode()
+            ),
+            "DB_CA_CERT_PATH": "",
+        },
+        TlsProblem.CA_INVALID,
+        "DB_CA_CERT holds a private key beside the certificate",
     ),
     "DB_CA_CERT not a PEM": (
         lambda s, tmp: {
@@ -256,11 +269,40 @@ def test_encode_cert_round_trips_the_exact_bytes(
 
 
 def test_encode_cert_refuses_a_file_that_is_not_a_certificate(tmp_path: Path) -> None:
-    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
-    result = run_gateway(["encode-cert", "key.pem"], {}, cwd=tmp_path)
+    (tmp_path / "notes.pem").write_text("-----BEGIN SOMETHING-----\nabc\n-----END SOMETHING-----\n")
+    result = run_gateway(["encode-cert", "notes.pem"], {}, cwd=tmp_path)
     assert result.returncode == 10
-    assert "key.pem is not a PEM certificate" in result.stderr
+    assert "notes.pem is not a PEM certificate" in result.stderr
     assert not (tmp_path / "certs").exists()
+
+
+def test_encode_cert_never_passes_on_a_private_key_nor_takes_a_servers_certificate(tmp_path: Path) -> None:
+    # Some exports put the CA's key in the same file: base64'd whole, it went to Vercel's dashboard.
+    ca = trustme.CA()
+    key = ca.private_key_pem.bytes()
+    for name, pem in (
+        ("ca-then-key.pem", ca.cert_pem.bytes() + key),
+        ("key-then-ca.pem", key + ca.cert_pem.bytes()),
+    ):
+        (tmp_path / name).write_bytes(pem)
+        result = run_gateway(["encode-cert", name], {}, cwd=tmp_path)
+        assert result.returncode == 10, result.stdout
+        assert f"{name} holds a private key beside the certificate" in result.stderr
+        secret = key.splitlines()[1].decode()
+        assert secret not in result.stdout + result.stderr
+        assert base64.b64encode(key)[:40].decode() not in result.stdout
+        assert not (tmp_path / "certs").exists()
+    leaf = ca.issue_cert("db.example.com").cert_chain_pems[0].bytes()
+    (tmp_path / "server.pem").write_bytes(leaf)
+    result = run_gateway(["encode-cert", "server.pem"], {}, cwd=tmp_path)
+    assert result.returncode == 10
+    assert "server.pem: 'OU=Testing cert" in result.stderr  # its subject: trustme's leaves have no CN
+    assert "is a server's certificate, not a CA's" in result.stderr
+    # Text around the certificate (a bundle's comments, in any language) is left out, not a crash.
+    (tmp_path / "bundle.pem").write_bytes("# Főtanúsítvány\n".encode() + ca.cert_pem.bytes())
+    result = run_gateway(["encode-cert", "bundle.pem"], {}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert base64.b64decode(result.stdout.strip()) == ca.cert_pem.bytes()
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)

@@ -4,6 +4,7 @@ client certificates, the TLS 1.2 floor, encrypted keys, and the host name errors
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import ssl
@@ -85,6 +86,25 @@ async def test_ca_mode_file_does_not_trust_the_system_store(
 def test_a_ca_mode_that_needs_a_ca_file_refuses_to_start_without_one(mode: str) -> None:
     with pytest.raises(SettingsError, match=f"DB_SSL_CA_MODE={mode} needs DB_CA_CERT_PATH or DB_CA_CERT"):
         settings_for({"DB_BACKEND": "mysql", "DB_USER": "u", "DB_NAME": "d", "DB_SSL_CA_MODE": mode})
+
+
+@pytest.mark.parametrize("ca", ["none", "system", "both"])
+def test_verify_ca_with_the_system_store_refuses_to_start(ca: str) -> None:
+    # The chain alone, from the system's CAs: a certificate anyone can get for their own domain
+    # would pass for the database (and receive its password, or an IAM token).
+    env = {
+        "DB_BACKEND": "postgres",
+        "DB_USER": "u",
+        "DB_NAME": "d",
+        "DB_SSL": "true",
+        "DB_SSL_MODE": "verify-ca",
+    }
+    if ca != "none":
+        env |= {"DB_SSL_CA_MODE": ca, "DB_CA_CERT": base64.b64encode(b"-").decode()}
+    with pytest.raises(SettingsError, match="DB_SSL_MODE=verify-ca trusts the CA alone"):
+        settings_for(env)
+    # With the provider's CA alone it stands (the CA is read when connecting).
+    settings_for({**env, "DB_SSL_CA_MODE": "file", "DB_CA_CERT": base64.b64encode(b"-").decode()})
 
 
 # -- CA bundles ------------------------------------------------------------------------------

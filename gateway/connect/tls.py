@@ -23,6 +23,7 @@ __all__ = [
     "TlsError",
     "TlsProblem",
     "ca_mode",
+    "check_ca_dates",
     "client_ssl_context",
     "decode_ca_base64",
     "explain_tls_failure",
@@ -68,6 +69,7 @@ class CaCertificate:
     subject: str
     not_before: datetime
     not_after: datetime
+    pem: str = ""  # the certificate alone, as PEM: what the TLS context trusts
 
     def days_left(self, now: datetime | None = None) -> int:
         return (self.not_after - (now or datetime.now(UTC))).days
@@ -94,10 +96,19 @@ def decode_ca_base64(value: str) -> bytes:
 
 
 def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
-    """The certificates in a PEM bundle; TlsError if there are none or one is malformed."""
+    """The CA certificates in a PEM bundle (text around them ignored); TlsError if there are none,
+    one is malformed or is no CA's, or the bundle holds a private key."""
     # cryptography costs ~30 ms at start-up; only a configured CA certificate is read with it.
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
+    if _PRIVATE_KEY in pem:
+        # Never passed on: encode-cert would publish it, and DB_CA_CERT is set on hosts' dashboards.
+        raise TlsError(
+            TlsProblem.CA_INVALID,
+            f"{source} holds a private key beside the certificate: a CA file holds certificates only. "
+            "Remove the key block, keep the key private, and do not publish the file as it is",
+        )
     try:
         loaded = x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -106,14 +117,48 @@ def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
             f"{source} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----): "
             "download the CA certificate from your database provider again",
         ) from None
+    for cert in loaded:
+        if not _is_authority(cert):
+            raise TlsError(
+                TlsProblem.CA_INVALID,
+                f"{source}: {_common_name(cert)!r} is a server's certificate, not a CA's "
+                "(basicConstraints CA:FALSE): use the CA certificate that signed it, from your "
+                "database provider",
+            )
     return tuple(
         CaCertificate(
             subject=_common_name(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
+            pem=cert.public_bytes(Encoding.PEM).decode("ascii"),
         )
         for cert in loaded
     )
+
+
+_PRIVATE_KEY = b"PRIVATE KEY-----"  # the end of any key block's line: RSA, EC, ENCRYPTED, PKCS#8
+
+
+def _is_authority(cert: x509.Certificate) -> bool:
+    """False for a certificate that says it is no CA's; one without basicConstraints (an old
+    self-signed root) is taken as one."""
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return True
+
+
+def check_ca_dates(certificates: tuple[CaCertificate, ...], source: str) -> None:
+    """TlsError when every certificate of the bundle has expired."""
+    now = datetime.now(UTC)
+    if all(cert.not_after < now for cert in certificates):
+        raise TlsError(
+            TlsProblem.CA_INVALID,
+            f"{source}: the CA certificate expired on {certificates[0].not_after:%Y-%m-%d}: "
+            "download the current CA certificate from your database provider",
+        )
 
 
 def _common_name(cert: x509.Certificate) -> str:
@@ -150,14 +195,8 @@ def load_ca(settings: Settings) -> LoadedCa | None:
     else:
         return None
     certificates = parse_ca_pem(pem, source)
-    now = datetime.now(UTC)
-    if all(cert.not_after < now for cert in certificates):
-        raise TlsError(
-            TlsProblem.CA_INVALID,
-            f"{source}: the CA certificate expired on {certificates[0].not_after:%Y-%m-%d}: "
-            "download the current CA certificate from your database provider",
-        )
-    return LoadedCa(source=source, pem=pem.decode("ascii"), certificates=certificates)
+    check_ca_dates(certificates, source)
+    return LoadedCa(source=source, pem="".join(c.pem for c in certificates), certificates=certificates)
 
 
 def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
