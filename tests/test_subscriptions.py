@@ -23,7 +23,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
 from tests.club import make_session, make_user
-from tests.conftest import count_rows, empty_tables
+from tests.conftest import count_rows, empty_tables, sql_source
 from tests.graphql_client import data
 from tests.live_client import LEGACY_WS, open_socket, open_stream
 from tests.metrics_text import value
@@ -474,3 +474,57 @@ async def test_a_bad_argument_is_a_coded_error_and_keep_alives_flow(
             while json.loads((await legacy.ws.receive()).data).get("type") != "ka":
                 pass
     assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_a_burst_larger_than_every_buffer_reaches_a_subscriber_that_reads(client: TestClient) -> None:
+    # A bulk insert, or the backlog after an outage: more activities at once than the execution's
+    # buffer (1,000) and a read batch (500). A client reading as they come gets them all.
+    ada = await make_user(client, "ada@example.com", "Ada")
+    await make_session(client, ada["id"], [9.5])
+    source = sql_source(client.app[EXECUTOR].data_source)
+    async with source.connection() as conn:
+        template = (await conn.fetch("SELECT MAX(id) AS id FROM activities"))[0]["id"]
+    burst = 2500
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("1", "subscription { activityAdded { kind } }")
+        await following(client, 1)
+        async with source.transaction() as conn:
+            for _ in range(burst):
+                await conn.execute(
+                    "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
+                    " SELECT kind, created_at, user_id, group_id, session_id, session_ref FROM activities"
+                    " WHERE id = ?",
+                    (template,),
+                )
+        for _ in range(burst):
+            update = await socket.next_payload("1")
+            assert update == {"data": {"activityAdded": {"kind": "SESSION_CREATED"}}}
+    await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the subscription ends")
+
+
+async def test_tens_of_thousands_of_notified_activities_are_read_in_batches_on_postgres(
+    make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One INSERT of 40,000 activities notifies 40,000 ids: read in one statement they passed its
+    # 32,767 parameters, and the watch reported an outage and reconnected.
+    client = await aiohttp_client(create_app(make_settings("postgres")))
+    await empty_tables(client.app[EXECUTOR].data_source)
+    ada = await make_user(client, "ada@example.com", "Ada")
+    bob = await make_user(client, "bob@example.com", "Bob")
+    await make_session(client, ada["id"], [9.5])
+    source = sql_source(client.app[EXECUTOR].data_source)
+    async with open_socket(url_of(client)) as socket:
+        await socket.init()
+        await socket.subscribe("bob", FEED, u=bob["id"])
+        await following(client, 1)
+        async with source.connection() as conn:
+            await conn.execute(
+                "INSERT INTO activities (kind, created_at, user_id, session_id, session_ref)"
+                " SELECT a.kind, a.created_at, a.user_id, a.session_id, a.session_ref"
+                " FROM activities a, generate_series(1, 40000) WHERE a.kind = 'SESSION_CREATED'"
+            )
+        await make_session(client, bob["id"], [8.0])  # after them all: reaches bob's filter
+        update = await socket.next_payload("bob")
+        assert update["data"]["activityAdded"]["user"]["displayName"] == "Bob"
+    assert "live updates paused" not in caplog.text

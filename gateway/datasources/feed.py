@@ -1,9 +1,12 @@
 """This instance's live activity feed: one change watch upstream, any number of local followers.
 
 The watch (LISTEN, a poller, or local commits) reads each new activity once through the data source;
-the feed hands the record to every follower. A follower's buffer is bounded: a follower that falls
-behind by more than its buffer is dropped and its `on_overflow` called (the door closes its socket),
-so a slow client never makes the gateway hold more.
+the feed hands the record to every follower. A follower's buffer is bounded. A burst larger than it
+(a bulk insert, the backlog after an outage) holds the watch back until the follower has room: the
+activities are in the database, so waiting costs no memory. A follower with no room for ROOM_WAIT
+seconds is dropped and its `on_overflow` called: its subscriptions end with a slow-consumer close.
+Followers are executions, which never wait for a client (a slow client is dropped by its own
+buffer, execution/shared.py), so one waits only while the gateway resolves updates.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from gateway.datasources.changes import ChangeWatch
 from gateway.datasources.records import ActivityRecord
 from gateway.errors import ErrorCode, GatewayError
 
-__all__ = ["ActivityFeed", "Follower", "SlowConsumer"]
+__all__ = ["ROOM_WAIT", "ActivityFeed", "Follower", "SlowConsumer"]
 
 log = logging.getLogger(__name__)
+
+ROOM_WAIT = 10.0  # seconds the watch waits for room in a follower's buffer before dropping it
 
 _READY_WAIT = 5.0  # seconds a first subscription waits for the watch to know where it starts
 
@@ -52,13 +57,24 @@ class Follower:
         """Whether everything this follower took was sent, and nothing waits."""
         return not self.sending and self._queue.empty()
 
-    def offer(self, records: Sequence[ActivityRecord]) -> None:
+    def offer(self, records: Sequence[ActivityRecord]) -> Sequence[ActivityRecord]:
+        """Queue what fits now; the records that do not (give them to `wait_for_room`)."""
         if self.overflowed:
-            return
-        for record in records:
+            return ()
+        for position, record in enumerate(records):
             try:
                 self._queue.put_nowait(record)
             except asyncio.QueueFull:
+                return records[position:]
+        return ()
+
+    async def wait_for_room(self, records: Sequence[ActivityRecord], wait: float = ROOM_WAIT) -> None:
+        """Queue `records` as room appears; with no room for `wait` seconds, give up on this follower."""
+        for record in records:
+            try:
+                async with asyncio.timeout(wait):
+                    await self._queue.put(record)
+            except TimeoutError:
                 self.overflowed = True
                 if self._on_overflow is not None:
                     self._on_overflow()
@@ -133,8 +149,13 @@ class ActivityFeed:
         return self.watch.delivered.last_id if self.watch.delivered is not None else 0
 
     async def _announce(self, records: Sequence[ActivityRecord]) -> None:
+        behind = []
         for follower in list(self._followers):
-            follower.offer(records)
+            rest = follower.offer(records)
+            if rest:
+                behind.append(follower.wait_for_room(rest))
+        if behind:
+            await asyncio.gather(*behind)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:

@@ -123,6 +123,9 @@ class SharedSubscription:
                     for subscriber in list(self.subscribers):
                         if not subscriber.offer(result):
                             self.subscribers.discard(subscriber)
+                    # A burst resolves without suspending (its records are queued already): let the
+                    # subscribers' senders run, so a client that keeps up is not taken for a slow one.
+                    await asyncio.sleep(0)
         finally:
             self._on_end(self)
             for subscriber in self.subscribers:
@@ -169,8 +172,9 @@ class SharedExecutions:
                 shared = self._running[key] = SharedSubscription(key, context, results, self._forget)
                 if self._executions is not None:
                     self._executions.inc()
-                # The feed's buffer for the execution: overflowing it means resolving updates is
-                # slower than they come (an overloaded server), whoever reads them.
+                # The feed's buffer for the execution. A burst past it waits for room; none for
+                # ROOM_WAIT seconds means resolving updates is stuck (an overloaded server, a
+                # database that does not answer), whoever reads them: every subscriber is dropped.
                 context.on_slow, context.feed_buffer = shared.drop_all, EXECUTION_BUFFER
             subscriber = shared.join(buffer, on_slow)
             try:

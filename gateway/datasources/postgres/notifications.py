@@ -16,7 +16,14 @@ from typing import Any
 
 import asyncpg
 
-from gateway.datasources.changes import ActivityReader, Announce, ChangeWatch, DeliveredActivities, read_since
+from gateway.datasources.changes import (
+    READ_BATCH,
+    ActivityReader,
+    Announce,
+    ChangeWatch,
+    DeliveredActivities,
+    read_since,
+)
 from gateway.datasources.sql.polling import GAP_WAIT
 from gateway.errors import GatewayError
 
@@ -81,7 +88,11 @@ class PostgresNotifications(ChangeWatch):
             if heard.ids:
                 ids = sorted(heard.ids)
                 heard.ids.clear()
-                await announce(delivered.fresh(await self._reader.activities_by_ids(ids)))
+                # In batches: a bulk insert notifies tens of thousands of ids, past a statement's
+                # 32,767 parameters, and each batch waits for the feed's followers to take it.
+                for start in range(0, len(ids), READ_BATCH):
+                    batch = ids[start : start + READ_BATCH]
+                    await announce(delivered.fresh(await self._reader.activities_by_ids(batch)))
             elif not conn.is_closed():
                 async with asyncio.timeout(_CHECK_EVERY):
                     await conn.fetchval("SELECT 1")  # a silent connection may be a dead one
