@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,23 @@ class ReplicatedPair:
             yield
         finally:
             os.kill(postmaster, signal.SIGCONT)
+
+    @contextmanager
+    def replica_frozen(self) -> Iterator[None]:
+        """The replica's postmaster and every backend stopped (SIGSTOP) with their connections open:
+        a frozen host or a split network, where even the server's own statement timeout never comes
+        back, until the block ends."""
+        postmaster = int((self.root / "replica" / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        frozen = [postmaster, *map(int, children)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in frozen:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
 
 def _run(*command: str) -> None:

@@ -218,3 +218,26 @@ async def test_a_replica_that_stops_answering_leaves_queries_to_the_primary(
             assert "silent@example.com" in emails(await data(client, query))  # from the primary
         assert await readiness(client) == (200, "degraded")
     await until(lambda: _ready_ok(client), "the replica to be used again", timeout=20, interval=0.1)
+
+
+@pytest.mark.parametrize("statement_cache", [True, False], ids=["direct", "pooler"])
+async def test_a_replica_frozen_mid_connection_leaves_queries_to_the_primary_within_the_statement_timeout(
+    pair: ReplicatedPair, aiohttp_client: Callable[..., Any], statement_cache: bool
+) -> None:
+    # A frozen host: the pool's open connections to it never answer, not even with the server's own
+    # statement timeout. Each query waited REQUEST_TIMEOUT (a 408), and /readyz said "ok".
+    # REQUEST_TIMEOUT well past the statement timeout: a read left waiting on the replica gets a 408.
+    settings = replica_settings(
+        pair, db_statement_timeout=2, db_statement_cache=statement_cache, request_timeout=8
+    )
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await caught_up(pair)
+    await data(client, CREATE_USER, i={"email": f"frozen-{int(statement_cache)}@example.com", "displayName": "F"})
+    await caught_up(pair)
+    for query in (USERS, USERS_INTERPRETED):
+        await data(client, query)  # replica connections open in the pool
+    with pair.replica_frozen():
+        for query in (USERS, USERS_INTERPRETED):
+            assert f"frozen-{int(statement_cache)}@example.com" in emails(await data(client, query))
+        assert await readiness(client) == (200, "degraded")
+    await until(lambda: _ready_ok(client), "the replica to be used again", timeout=20, interval=0.1)

@@ -147,7 +147,9 @@ class PostgresDataSource(SqlDataSource):
                 s.db_connect_timeout,
             )
             await self._replica.open()
-            self._reads = ReplicaReads(self, self._replica, (s.db_read_host, s.read_port))
+            self._reads = ReplicaReads(
+                self, self._replica, (s.db_read_host, s.read_port), s.db_statement_timeout
+            )
 
     async def _create_pool(self, replica: tuple[str, int] | None = None) -> asyncpg.Pool:
         """A pool to the primary, or to the read replica at `replica` (host, port) with the same login."""

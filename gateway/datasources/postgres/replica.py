@@ -7,16 +7,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from gateway.datasources.postgres.driver import PoolExhausted, PostgresConnection, json_row, release
-from gateway.datasources.protocol import DataSourceUnavailable, SourceStats
+from gateway.datasources.protocol import DataSourceUnavailable, SourceStats, StatementTimeout
 from gateway.datasources.records import NewSession, SessionRecord
 from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.rows import Row, SqlConnection
 from gateway.datasources.sql.source import SqlDataSource
+from gateway.deadlines import SLACK, Deadline
 from gateway.errors import GatewayError, Unavailable
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["RECHECK_SECONDS", "Replica", "ReplicaReads"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often a replica found down is tried again; queries read from the primary meanwhile.
 RECHECK_SECONDS = 2.0
@@ -104,12 +106,16 @@ class ReplicaReads(SqlDataSource):
     changes nothing), and the replica is left out until its probe finds it answering again.
     """
 
-    def __init__(self, primary: PostgresDataSource, replica: Replica, where: tuple[str, int]) -> None:
+    def __init__(
+        self, primary: PostgresDataSource, replica: Replica, where: tuple[str, int], statement_timeout: float
+    ) -> None:
         super().__init__()
         self.json_sql = primary.json_sql
         self._primary = primary
         self._replica = replica
         self._where = where
+        # The replica's own statement timeout, and its reply's way back.
+        self._answer_within = statement_timeout + SLACK
 
     async def _open(self) -> None:
         raise DataSourceUnavailable("a replica's reads open with their primary")
@@ -154,26 +160,59 @@ class ReplicaReads(SqlDataSource):
         return await self._primary.create_session(new)
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        taken = await self._take()
-        if taken is not None:
-            pool, conn = taken
-            try:
-                return await PostgresConnection(conn, self._primary).fetch(sql, args)
-            except DataSourceUnavailable as exc:
-                self._replica.lost(exc)  # the connection was lost mid-read: the primary answers it
-            finally:
-                await release(pool, conn)
-        return await self._primary._fetch(sql, args)
+        async def read(conn: asyncpg.Connection) -> list[Row]:
+            return await PostgresConnection(conn, self._primary).fetch(sql, args)
+
+        rows = await self._on_replica(read)
+        return await self._primary._fetch(sql, args) if isinstance(rows, _Primary) else rows
 
     async def fetch_json(self, sql: str, args: Sequence[Any] = ()) -> tuple[bytes | None, bool]:
+        async def read(conn: asyncpg.Connection) -> tuple[bytes | None, bool]:
+            self._primary.statements += 1
+            return await json_row(conn, sql, args, self._primary.tracing)
+
+        row = await self._on_replica(read)
+        return await self._primary.fetch_json(sql, args) if isinstance(row, _Primary) else row
+
+    async def _on_replica(self, read: Callable[[asyncpg.Connection], Awaitable[T]]) -> T | _Primary:
+        """`read` on a replica connection; _PRIMARY when the primary must answer instead: the replica
+        is down, loses the connection mid-read, or does not answer at all (a frozen host, a split
+        network: not even its own statement timeout comes back). A read changes nothing: running it
+        again is safe. A statement the replica itself stopped for its time is a TIMEOUT, as anywhere."""
         taken = await self._take()
-        if taken is not None:
-            pool, conn = taken
-            try:
-                self._primary.statements += 1
-                return await json_row(conn, sql, args, self._primary.tracing)
-            except DataSourceUnavailable as exc:
-                self._replica.lost(exc)
-            finally:
-                await release(pool, conn)
-        return await self._primary.fetch_json(sql, args)
+        if taken is None:
+            return _PRIMARY
+        pool, conn = taken
+        try:
+            with Deadline(self._answer_within) as waiting:
+                return await read(conn)
+        except TimeoutError:
+            if not waiting.expired():
+                raise
+            return self._silent(conn)
+        except StatementTimeout as exc:
+            if isinstance(exc.__cause__, TimeoutError):  # asyncpg's own limit (DB_STATEMENT_CACHE=false)
+                return self._silent(conn)
+            raise
+        except DataSourceUnavailable as exc:
+            self._replica.lost(exc)
+            return _PRIMARY
+        finally:
+            await release(pool, conn)  # a terminated connection returns at once
+
+    def _silent(self, conn: asyncpg.Connection) -> _Primary:
+        # Its cancel request would wait on the same silent host: the connection is dropped instead.
+        conn.terminate()
+        self._replica.lost(
+            DataSourceUnavailable(
+                f"no answer within DB_STATEMENT_TIMEOUT ({self._answer_within - 1:g}s) + 1s"
+            )
+        )
+        return _PRIMARY
+
+
+class _Primary:
+    """What `_on_replica` returns when the primary must answer."""
+
+
+_PRIMARY = _Primary()
