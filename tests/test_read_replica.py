@@ -232,7 +232,9 @@ async def test_a_replica_frozen_mid_connection_leaves_queries_to_the_primary_wit
     )
     client: TestClient = await aiohttp_client(create_app(settings))
     await caught_up(pair)
-    await data(client, CREATE_USER, i={"email": f"frozen-{int(statement_cache)}@example.com", "displayName": "F"})
+    await data(
+        client, CREATE_USER, i={"email": f"frozen-{int(statement_cache)}@example.com", "displayName": "F"}
+    )
     await caught_up(pair)
     for query in (USERS, USERS_INTERPRETED):
         await data(client, query)  # replica connections open in the pool

@@ -110,6 +110,19 @@ def test_serverless_sizes_apply_only_where_the_user_set_nothing() -> None:
     assert (defaults.db_pool_max, defaults.db_pool_min) == (2, 0)
     chosen = serverless_profile(Settings(_env_file=None, db_pool_max=5))  # type: ignore[call-arg]
     assert (chosen.db_pool_max, chosen.db_pool_min) == (5, 0)
+    # A minimum alone over the serverless maximum raises it (asyncpg refused min > max on every request).
+    at_least = serverless_profile(Settings(_env_file=None, db_pool_min=5))  # type: ignore[call-arg]
+    assert (at_least.db_pool_max, at_least.db_pool_min) == (5, 5)
+    small = serverless_profile(Settings(_env_file=None, db_pool_min=1))  # type: ignore[call-arg]
+    assert (small.db_pool_max, small.db_pool_min) == (2, 1)
+
+
+async def test_a_pool_minimum_set_alone_serves_on_the_vercel_function(
+    fresh_database: Callable[[str], str],
+) -> None:
+    database = fresh_database("postgres")
+    async with serve("asgi", server_env("postgres", database, DB_POOL_MIN="5")) as served:
+        assert await post_many(served.url, 5) == [200] * 5
 
 
 def test_vercel_routes_point_at_an_entry_that_exposes_the_asgi_app(
