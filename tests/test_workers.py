@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 
 from tests.conftest import PG, server_env
-from tests.processes import ROOT, serve
+from tests.processes import ROOT, post_in_progress, serve
 
 QUERY = {"query": "{ users(first: 5) { edges { node { id displayName } } } }"}
 
@@ -93,3 +93,52 @@ def test_a_pool_too_small_for_the_workers_is_refused(pg_database: str) -> None:
     )
     assert result.returncode == 2
     assert "DB_POOL_MAX=1 cannot be split across 2 workers" in result.stderr
+
+
+async def test_ctrl_c_lets_every_workers_requests_under_way_finish(pg_database: str) -> None:
+    # A terminal's Ctrl-C signals every process of the group (the workers too), then the parent
+    # forwards SIGTERM: a worker's second signal cut the requests it was finishing.
+    env = server_env("postgres", pg_database, DB_POOL_MAX="20", LOG_LEVEL="WARNING")
+    async with serve("aiohttp", env, "--workers", "2") as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        workers = workers_of(served.process.pid)
+        await wait_for_pools(pg_database, workers)
+        lock = await asyncpg.connect(database=pg_database, ssl=False, **PG)
+        try:
+            transaction = lock.transaction()
+            await transaction.start()
+            await lock.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            emails = [f"late{n}@example.com" for n in range(10)]
+            create = 'mutation($e: String!) { createUser(input: {email: $e, displayName: "L"}) { email } }'
+            in_flight = await asyncio.gather(
+                *(
+                    post_in_progress(port, "/graphql", {"query": create, "variables": {"e": e}})
+                    for e in emails
+                )
+            )
+            for pid in (*workers, served.process.pid):
+                os.kill(pid, signal.SIGINT)
+            await asyncio.sleep(0.3)
+            for pid in workers:  # however late the parent's SIGTERM comes
+                os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            await transaction.rollback()
+            answers = await asyncio.gather(*(request.response() for request in in_flight))
+            assert sorted(answers, key=str) == sorted(
+                ((200, {"data": {"createUser": {"email": e}}}) for e in emails), key=str
+            )
+            assert await lock.fetchval("SELECT count(*) FROM users WHERE email LIKE 'late%'") == 10
+        finally:
+            await lock.close()
+        deadline = time.monotonic() + 30
+        while served.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    assert served.process.returncode == 0, served.stderr
+
+
+async def wait_for_pools(database: str, workers: list[int]) -> None:
+    """Until each worker has its pool open (DB_POOL_MIN=2 split: one connection each)."""
+    for _ in range(100):
+        if await connections(database) >= len(workers):
+            return
+        await asyncio.sleep(0.1)

@@ -90,8 +90,43 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
     asyncio.set_event_loop(loop)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_heap)
+    app.on_startup.insert(0, _stop_once)  # before the data source opens: a stop then is graceful too
     options = server_options(settings)
-    web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None, loop=loop, **options)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        print=None,
+        loop=loop,
+        handle_signals=False,
+        **options,
+    )
+
+
+async def _stop_once(app: object) -> None:
+    """SIGTERM or SIGINT starts the graceful stop; any later one is ignored.
+
+    aiohttp's own handlers raise GracefulExit on every signal, and a second one, arriving while
+    the requests under way finish, cancelled them all: Ctrl-C with --workers sends two (the
+    terminal's SIGINT to every process, then the parent's SIGTERM), as does a supervisor that
+    signals the whole process group.
+    """
+    from aiohttp.web_runner import GracefulExit
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _already_stopping)
+        raise GracefulExit
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+
+
+def _already_stopping() -> None:
+    log.info("already stopping: the requests under way finish first (SIGKILL stops at once)")
 
 
 MAX_URL = 64 * 1024  # bytes of a request line `gateway serve` reads
