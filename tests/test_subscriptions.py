@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from tests.club import make_session, make_user
 from tests.conftest import count_rows, empty_tables, sql_source
 from tests.graphql_client import data
-from tests.live_client import LEGACY_WS, open_socket, open_stream
+from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
 from tests.metrics_text import value
 from tests.polling import until
 
@@ -255,6 +255,28 @@ async def test_a_forged_token_in_connection_init_closes_the_socket_before_any_op
         assert answer["type"] == "connection_error"
         assert answer["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
     assert client.app[EXECUTOR].subscriptions == 0
+
+
+async def test_connection_init_token_wins_over_an_expired_handshake_header(
+    signed_in: tuple[TestClient, Settings],
+) -> None:
+    # A Node client sets the header once and refreshes connectionParams: its expired header was a
+    # 401 at the handshake, before the fresh token in connection_init was read.
+    client, settings = signed_in
+    expired = issue_token(settings, subject="sub-ada", ttl=timedelta(seconds=-120))
+    fresh = issue_token(settings, subject="sub-ada")
+    for protocol in (TRANSPORT_WS, LEGACY_WS):
+        async with open_socket(
+            url_of(client), protocol, headers={"Authorization": f"Bearer {expired}"}
+        ) as socket:
+            assert (await socket.init({"Authorization": f"Bearer {fresh}"}))["type"] == "connection_ack"
+        # The header alone, expired, is refused as a payload token is: before any operation.
+        async with open_socket(
+            url_of(client), protocol, headers={"Authorization": f"Bearer {expired}"}
+        ) as socket:
+            refused = await socket.init()
+            assert refused["type"] in ("closed", "connection_error"), refused
+            assert refused.get("code", 4403) == 4403
 
 
 async def test_a_socket_closes_when_its_token_expires(

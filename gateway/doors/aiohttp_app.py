@@ -27,6 +27,7 @@ from gateway.doors.live import (
     TextSocket,
     TransportWsHandler,
     is_live,
+    is_socket,
     origin_allowed,
 )
 from gateway.doors.observed import metrics_answer, publishing
@@ -214,7 +215,10 @@ def _graphql(view: GatewayView) -> Handler:
             if executor.data_source is None:
                 await executor.open()
             authorization = request.headers.get(hdrs.AUTHORIZATION)
-            identity = None if executor.authenticator is None else await executor.identify(authorization)
+            if executor.authenticator is None or is_socket(request):
+                identity = None  # a socket signs in with connection_init, whose token wins over the header
+            else:
+                identity = await executor.identify(authorization)
         except GatewayError as exc:
             return respond(unavailable(exc).answer(media))
         except TokenRejected as exc:

@@ -53,6 +53,7 @@ __all__ = [
     "TextSocket",
     "TransportWsHandler",
     "is_live",
+    "is_socket",
     "malformed",
     "origin_allowed",
 ]
@@ -68,10 +69,14 @@ _SHUTDOWN_LINGER = 5.0  # the same on shutdown
 _DRAIN_WAIT = 10.0  # seconds a shutdown waits for updates already taken from the feed to be sent
 
 
+def is_socket(request: web.BaseRequest) -> bool:
+    """A WebSocket handshake."""
+    return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+
+
 def is_live(request: web.BaseRequest) -> bool:
     """A WebSocket handshake, or a request for an event stream."""
-    upgrade = request.headers.get(hdrs.UPGRADE, "").lower()
-    return upgrade == "websocket" or "text/event-stream" in request.headers.get(hdrs.ACCEPT, "").lower()
+    return is_socket(request) or "text/event-stream" in request.headers.get(hdrs.ACCEPT, "").lower()
 
 
 def origin_allowed(headers: Mapping[str, str], cors: CorsPolicy) -> bool:
