@@ -142,20 +142,24 @@ async def test_the_npm_graphql_ws_client_receives_updates(tmp_path: Path) -> Non
     assert client.returncode == 0, err
 
 
-async def test_sigterm_closes_sockets_with_going_away(tmp_path: Path) -> None:
+async def test_sigterm_closes_sockets_with_going_away_and_ends_event_streams(tmp_path: Path) -> None:
     env = server_env("sqlite", None, DB_SQLITE_PATH=str(tmp_path / "gateway.db"))
     async with (
         serve("aiohttp", env) as gateway,
         open_socket(f"{gateway.url}/graphql") as modern,
         open_socket(f"{gateway.url}/graphql", LEGACY_WS) as legacy,
+        open_stream(f"{gateway.url}/graphql", FEED) as stream,
     ):
         for socket in (modern, legacy):
             await socket.init()
             await socket.subscribe("feed", FEED)
-        await subscribed(gateway.url, 2)
+        await subscribed(gateway.url, 3)
         gateway.process.send_signal(signal.SIGTERM)
         for socket in (modern, legacy):
             closed = await socket.receive()
             assert closed["type"] == "closed" and closed["code"] == 1001, closed
+        # A complete response (its chunked end), not a transfer cut off: clients and proxies see
+        # the stream end, not an error.
+        assert await stream.event() == ("closed", None)
         await asyncio.to_thread(gateway.process.wait, 30)
     assert gateway.process.returncode == 0, gateway.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -106,13 +107,26 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         response = web.StreamResponse(status=sub_response.status, headers={**sub_response.headers, **headers})
         self._stamp(request, response)
         await response.prepare(request)
-        self.live.add(request, response)
-        try:
+
+        async def copy() -> None:
             async for chunk in stream():
                 await response.write(chunk.encode())
+
+        # Its own task, so that a shutdown can stop the updates and still end the response cleanly.
+        copying = asyncio.ensure_future(copy())
+        self.live.add(request, response, copying)
+        try:
+            try:
+                await copying
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not copying.cancelled() or (task is not None and task.cancelling()):
+                    raise  # the request itself was cancelled
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away, or was cut for reading too slowly
+        finally:
+            copying.cancel()
         return response
 
     def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:

@@ -97,6 +97,7 @@ class LiveConnections:
     def __init__(self) -> None:
         # By id(): a request is a mutable mapping, so not hashable.
         self._open: dict[int, tuple[web.Request, web.StreamResponse]] = {}
+        self._streams: dict[int, asyncio.Future[None]] = {}  # an event stream's copying of its updates
         self._expiries: dict[int, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.stopping = False
@@ -104,11 +105,17 @@ class LiveConnections:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, request: web.Request, response: web.StreamResponse) -> None:
+    def add(
+        self, request: web.Request, response: web.StreamResponse, copying: asyncio.Future[None] | None = None
+    ) -> None:
+        """A socket, or an event stream with the task `copying` its updates into the response."""
         self._open[id(request)] = (request, response)
+        if copying is not None:
+            self._streams[id(request)] = copying
 
     def discard(self, request: web.Request) -> None:
         self._open.pop(id(request), None)
+        self._streams.pop(id(request), None)
         expiry = self._expiries.pop(id(request), None)
         if expiry is not None:
             expiry.cancel()
@@ -150,9 +157,26 @@ class LiveConnections:
                     while not executor.drained():
                         await asyncio.sleep(0.02)
         for request, response in list(self._open.values()):
-            self._start(_close(response, request, GOING_AWAY, "server shutting down", _SHUTDOWN_LINGER))
+            copying = self._streams.get(id(request))
+            if copying is not None:
+                self._start(self._end_stream(request, response, copying))
+            else:
+                self._start(_close(response, request, GOING_AWAY, "server shutting down", _SHUTDOWN_LINGER))
         if self._closing:
             await asyncio.wait(list(self._closing))
+
+    async def _end_stream(
+        self, request: web.Request, response: web.StreamResponse, copying: asyncio.Future[None]
+    ) -> None:
+        """End an event stream as a complete response (its view writes the end), or cut it if that
+        cannot be sent within _CLOSE_WAIT (a client that reads nothing)."""
+        copying.cancel()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_WAIT):
+                while id(request) in self._open:
+                    await asyncio.sleep(0.02)
+                return
+        await _close(response, request, GOING_AWAY, "server shutting down", _SHUTDOWN_LINGER)
 
     def _start(self, closing: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(closing)
