@@ -49,8 +49,7 @@ def no_db_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def read_back(a: Answers) -> Settings:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / ".env"
-        write_env_file(path, env_file_text(a))
-        return load_settings(_env_file=path)
+        return write_env_file(path, env_file_text(a), lambda new: load_settings(_env_file=new))
 
 
 def assert_reads_back(a: Answers, s: Settings) -> None:
@@ -97,6 +96,38 @@ def test_gateway_setup_from_flags_writes_the_password_byte_for_byte(
     expected = Answers(host=HOST, port=int(PORT), user=USER, password=password, ssl=False)
     expected.database = pg_database
     assert_reads_back(expected, load_settings(_env_file=tmp_path / ".env"))
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-5"])
+def test_setup_from_flags_refuses_a_port_and_keeps_a_working_env(
+    port: str, no_db_environment: None, tmp_path: Path
+) -> None:
+    working = "DB_BACKEND=sqlite\n"
+    (tmp_path / ".env").write_text(working)
+    flags = ["--non-interactive", "--force", "--backend", "postgres", "--port", port, "--user", USER]
+    flags += ["--database", "club", "--no-ssl"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    result = run_gateway(["setup", *flags], env, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"'{port}' is not a port number (1-65535)" in result.stderr
+    assert (tmp_path / ".env").read_text() == working  # not replaced by a file the gateway cannot load
+    assert [p.name for p in tmp_path.iterdir()] == [".env"]  # no temporary file left
+
+
+def test_setup_keeps_the_env_it_would_replace_when_the_new_one_cannot_be_loaded(
+    no_db_environment: None, tmp_path: Path
+) -> None:
+    # What setup writes is loaded before it replaces anything: here DB_SSL_MODE=verify-ca from the
+    # environment, with no CA among the answers, is a configuration the gateway refuses.
+    working = "DB_BACKEND=sqlite\n"
+    (tmp_path / ".env").write_text(working)
+    flags = ["--non-interactive", "--force", "--backend", "postgres", "--user", USER, "--database", "club"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")} | {"DB_SSL_MODE": "verify-ca"}
+    result = run_gateway(["setup", *flags], env, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "configuration error: " in result.stderr and "(.env left unchanged)" in result.stderr
+    assert (tmp_path / ".env").read_text() == working
+    assert [p.name for p in tmp_path.iterdir()] == [".env"]
 
 
 def test_the_wizard_keeps_the_spaces_around_a_piped_password(

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from gateway.commands.check_connection import check_connection, render
 from gateway.connect.tls import TlsError, parse_ca_pem
@@ -19,6 +19,8 @@ from gateway.datasources.registry import BACKENDS, backend_names
 from gateway.settings import SettingsError, load_settings
 
 __all__ = ["Answers", "SetupError", "ask", "env_file_text", "run_setup", "write_env_file"]
+
+T = TypeVar("T")
 
 
 class SetupError(Exception):
@@ -150,17 +152,21 @@ def env_file_text(a: Answers) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_env_file(path: Path, text: str) -> None:
-    """Replace `path` atomically with mode 0600: never half-written, never readable by others."""
+def write_env_file(path: Path, text: str, load: Callable[[Path], T]) -> T:
+    """Replace `path` atomically with mode 0600, once `load` has read the new file (what it
+    returns): never half-written, never readable by others, never replaced by a file that `load`
+    refuses (the error propagates, `path` unchanged)."""
     fd, temporary = tempfile.mkstemp(prefix=".env.", dir=path.parent or Path("."))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.chmod(temporary, 0o600)
+        loaded = load(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return loaded
 
 
 def _from_flags(args: argparse.Namespace) -> Answers:
@@ -174,6 +180,8 @@ def _from_flags(args: argparse.Namespace) -> Answers:
         ssl=args.ssl,
         ca_path=args.ca_cert,
     )
+    if answers.port is not None:
+        _check_port(str(answers.port))  # as the wizard does: 0 or 70000 is no port
     if _default_port(answers.backend) is not None and not (answers.user and answers.database):
         servers = [name for name, b in BACKENDS.items() if b.default_port is not None]
         raise SetupError(f"--user and --database are required for {' and '.join(servers)}")
@@ -203,13 +211,12 @@ def run_setup(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"setup: {exc}", file=sys.stderr)
         return 2
-    write_env_file(env_path, env_file_text(answers))
-    print(f"wrote {env_path} (mode 0600); checking the connection")
     try:
-        settings = load_settings(_env_file=env_path)
+        settings = write_env_file(env_path, env_file_text(answers), lambda new: load_settings(_env_file=new))
     except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {exc} ({env_path} left unchanged)", file=sys.stderr)
         return 2
+    print(f"wrote {env_path} (mode 0600); checking the connection")
     report = asyncio.run(check_connection(settings))
     print(render(report))
     return report.exit_code
