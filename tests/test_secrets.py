@@ -278,5 +278,16 @@ def test_check_connection_uses_the_secret_and_never_prints_the_password(
     assert f"as {db_user.name}" in good.stdout and "credentials: read from secret" in good.stdout
     bad = check({"username": db_user.name, "pwd": db_user.password})
     assert bad.returncode == 17 and "has no 'password' key" in bad.stdout
-    for result in (good, bad):
+    # Secrets Manager unreachable with DB_SECRET_FALLBACK: the check passes on DB_*, and says so
+    # (it said "read from secret", telling a CI job checking its secret that all was well).
+    env = server_env(backend, None, **db_user.env(), **AWS_KEYS, AWS_SECRET_NAME="club/any")
+    env |= {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "DB_SECRET_FALLBACK": "true"}
+    secret = db_user.secret()
+    env |= {"DB_HOST": secret["host"], "DB_PORT": str(secret["port"]), "DB_USER": db_user.name}
+    env |= {"DB_PASSWORD": db_user.password, "DB_NAME": secret["dbname"]}
+    fallen_back = run_gateway(["check-connection"], env)
+    assert fallen_back.returncode == 0, fallen_back.stdout + fallen_back.stderr
+    assert "credentials: DB_USER/DB_PASSWORD: secret 'club/any' unreachable" in fallen_back.stdout
+    assert "read from secret" not in fallen_back.stdout
+    for result in (good, bad, fallen_back):
         assert db_user.password not in result.stdout + result.stderr

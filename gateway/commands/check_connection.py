@@ -132,13 +132,13 @@ async def check_connection(settings: Settings) -> Report:
     if probe is None:
         return _check_sqlite(s)
     try:
-        s, iam_region = await _with_credentials(s)
+        s, iam_region, source = await _with_credentials(s)
     except Unavailable as exc:
         what = f"secret {s.aws_secret_name}" if s.aws_secret_name else f"{s.db_user}@{s.db_host}"
         return Report(s.db_backend, what).fail(Failure.SECRET, _one_line(str(exc)))
     report = Report(s.db_backend, f"{s.db_user}@{s.db_host}:{s.database_port}/{s.db_name}")
-    if settings.aws_secret_name:
-        report.checks.append(f"credentials: read from secret {settings.aws_secret_name!r}")
+    if source is not None:
+        report.checks.append(f"credentials: {source}")
     if iam_region is not None:
         report.checks.append(f"IAM token: signed for region {iam_region} (from {iam_region.source})")
     try:
@@ -164,18 +164,28 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-async def _with_credentials(s: Settings) -> tuple[Settings, Region | None]:
+async def _with_credentials(s: Settings) -> tuple[Settings, Region | None, str | None]:
     """`s` with the credentials the server would use (Secrets Manager, IAM token, when configured).
 
-    Also the region an IAM token was signed for, when DB_IAM_AUTH is on.
+    Also the region an IAM token was signed for, when DB_IAM_AUTH is on, and where the credentials
+    came from when a secret is configured (it may have been unreachable: DB_SECRET_FALLBACK).
     """
+    from gateway.connect.aws_secret import SecretsManagerCredentials
     from gateway.connect.iam import IamTokenCredentials
 
     provider = await open_credentials(s)
     c = await provider.login(await provider.current())
     region = provider.region_for(c.host) if isinstance(provider, IamTokenCredentials) else None
+    source = None
+    if s.aws_secret_name:
+        base = provider.base if isinstance(provider, IamTokenCredentials) else provider
+        source = (
+            f"read from secret {s.aws_secret_name!r}"
+            if isinstance(base, SecretsManagerCredentials)
+            else f"DB_USER/DB_PASSWORD: secret {s.aws_secret_name!r} unreachable (DB_SECRET_FALLBACK=true)"
+        )
     update = {"db_host": c.host, "db_port": c.port, "db_user": c.user, "db_password": c.password}
-    return s.model_copy(update={**update, "db_name": c.database}), region
+    return s.model_copy(update={**update, "db_name": c.database}), region, source
 
 
 def _iam_refused(report: Report, s: Settings, signed_for: Region, message: str) -> Report:

@@ -34,7 +34,7 @@ class IamTokenCredentials:
 
     def __init__(self, settings: Settings, base: CredentialProvider) -> None:
         self._settings = settings
-        self._base = base
+        self.base = base  # where the user name and host come from: DB_*, or the secret
         self._clients: dict[str, Any] = {}
         self._regions: dict[str, Region] = {}
 
@@ -67,16 +67,16 @@ class IamTokenCredentials:
         return token
 
     async def current(self) -> Credentials:
-        return await self._base.current()
+        return await self.base.current()
 
     async def rejected(self, refused: Credentials) -> list[Credentials] | None:
-        return await self._base.rejected(refused)
+        return await self.base.rejected(refused)
 
     def accepted(self, credentials: Credentials) -> None:
-        self._base.accepted(credentials)
+        self.base.accepted(credentials)
 
     def reads(self) -> Mapping[tuple[str, str], int]:
-        return self._base.reads()
+        return self.base.reads()
 
     async def login(self, credentials: Credentials) -> Credentials:
         region = self.region_for(credentials.host)
