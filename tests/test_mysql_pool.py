@@ -13,7 +13,7 @@ import pytest
 
 from gateway.datasources.mysql import MysqlDataSource
 from gateway.settings import Settings
-from tests.conftest import MY
+from tests.conftest import MY, mysql_admin
 from tests.polling import until
 
 
@@ -141,3 +141,24 @@ async def test_a_transaction_left_open_is_never_served_again(source: MysqlDataSo
             with pytest.raises(Exception, match="left_behind"):
                 await conn.fetch("SELECT n FROM left_behind")
     assert await source.fetch_json("SELECT '1' AS data") == (b"1", True)
+
+
+async def test_a_non_ascii_password_logs_in(
+    make_settings: Callable[..., Settings], mysql_database: str
+) -> None:
+    # aiomysql sends a password as Latin-1: "pässwörd" was refused (the server hashes UTF-8, as the
+    # mysql client sends it) and "€" raised UnicodeEncodeError.
+    user, password = "gw_utf8_login", "pässwörd-€"
+    mysql_admin(f"DROP USER IF EXISTS '{user}'@'%'")
+    mysql_admin(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+    try:
+        mysql_admin(f"GRANT ALL ON `{mysql_database}`.* TO '{user}'@'%'")
+        source = MysqlDataSource(make_settings("mysql", db_user=user, db_password=password))
+        await source.open()
+        try:
+            async with source.connection() as conn:
+                assert (await conn.fetch("SELECT CURRENT_USER() AS me"))[0]["me"] == f"{user}@%"
+        finally:
+            await source.close()
+    finally:
+        mysql_admin(f"DROP USER IF EXISTS '{user}'@'%'")

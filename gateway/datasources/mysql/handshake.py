@@ -102,7 +102,8 @@ async def connect(
         host=credentials.host,
         port=credentials.port,
         user=credentials.user,
-        password=credentials.password.get_secret_value(),
+        # aiomysql sends the password as Latin-1; servers and the mysql client take it as UTF-8.
+        password=credentials.password.get_secret_value().encode("utf-8").decode("latin-1"),
         db=credentials.database,
         connect_timeout=timeout,
         ssl=context,
