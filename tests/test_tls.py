@@ -6,6 +6,7 @@ import base64
 import gc
 import json
 import subprocess
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,6 +249,28 @@ def test_check_connection_diagnoses_each_failure_class(
     assert (code, report["failure"], report["exit_code"]) == (exit_code, failure, exit_code), report
     assert advice in report["advice"]
     assert f"FAILED ({failure})" in text and "fix: " in text
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+def test_check_connection_suggests_tls_when_a_tls_only_server_refuses_a_plaintext_login(
+    backend: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    code, report, text = check({**tls_server(backend).env(DB_SSL="false"), "DB_CA_CERT_PATH": ""})
+    assert (code, report["failure"]) == (13, "access_denied"), report
+    assert "try DB_SSL=true" in text and "\n" not in report["message"]
+
+
+def test_check_connection_names_a_database_the_user_may_not_connect_to(
+    tls_server: Callable[..., TlsServer],
+) -> None:
+    server = tls_server("postgres")
+    name = f"no_connect_{uuid.uuid4().hex[:8]}"
+    server.admin(f"CREATE DATABASE {name}")
+    server.admin(f"REVOKE CONNECT ON DATABASE {name} FROM PUBLIC")
+    code, report, _ = check(server.env(DB_NAME=name))
+    assert (code, report["failure"]) == (14, "unknown_database"), report
+    assert f"may not connect to database '{name}'" in report["message"]
+    assert "\n" not in report["message"]  # one line, as every failure
 
 
 def test_check_connection_without_tls_says_so_and_passes_on_sqlite(tmp_path: Path) -> None:

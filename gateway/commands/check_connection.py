@@ -290,9 +290,19 @@ async def _probe_postgres(s: Settings, context: ssl.SSLContext | None, report: R
             timeout=s.db_connect_timeout,
         )
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        raise _Diagnosed(Failure.ACCESS_DENIED, f"PostgreSQL refused {s.db_user!r}: {exc}") from None
+        # pg_hba's "no encryption" line: a server that requires TLS refused a plaintext login.
+        hint = _PLAINTEXT_HINT if not s.db_ssl and "no encryption" in str(exc) else ""
+        raise _Diagnosed(
+            Failure.ACCESS_DENIED, f"PostgreSQL refused {s.db_user!r}: {_one_line(str(exc))}{hint}"
+        ) from None
     except asyncpg.InvalidCatalogNameError:
         raise _Diagnosed(Failure.UNKNOWN_DATABASE, f"database {s.db_name!r} does not exist") from None
+    except asyncpg.InsufficientPrivilegeError as exc:
+        # No CONNECT on the database, as MySQL's 1044 is reported.
+        raise _Diagnosed(
+            Failure.UNKNOWN_DATABASE,
+            f"{s.db_user!r} may not connect to database {s.db_name!r}: {_one_line(str(exc))}",
+        ) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise _connect_failure(exc, s) from None
     try:
