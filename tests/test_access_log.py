@@ -24,6 +24,7 @@ JWT_SECRET = "access-log-test-secret-0123456789abcdef"
 EMAIL_SECRET = "hunter2-EMAIL-SECRET-7f3a"
 COUNT_SECRET = "PAGE-SECRET-91c2"
 LITERAL_SECRET = "LITERAL-SECRET-55d0"
+TAKEN_EMAIL = "taken-7d1e@example.com"
 CREATE = 'mutation Join($email: String!) { createUser(input: {email: $email, displayName: "A"}) { id } }'
 USERS = "query Users($first: Int) { users(first: $first) { edges { node { id } } } }"
 
@@ -54,6 +55,12 @@ async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str
         params = {"query": USERS, "variables": json.dumps({"first": COUNT_SECRET})}
         async with http.get(graphql, params=params, headers={"X-Request-Id": "req-get-2"}) as response:
             assert response.headers["X-Request-Id"] == "req-get-2"
+        # A conflict on a member's e-mail: the message, and so its logged copy, names no address.
+        for _ in range(2):
+            taken = {"query": CREATE, "variables": {"email": TAKEN_EMAIL}}
+            async with http.post(graphql, json=taken, headers={"X-Request-Id": "req-taken"}) as response:
+                answered = await response.json()
+        assert answered["errors"][0]["extensions"]["code"] == "CONFLICT"
         literal = {"query": f'{{ users(first: "{LITERAL_SECRET}") {{ edges {{ cursor }} }} }}'}
         async with http.post(graphql, json=literal) as response:
             generated = response.headers["X-Request-Id"]
@@ -71,7 +78,7 @@ async def test_json_access_and_error_lines_carry_no_token_and_no_value(door: str
             assert {"GET", "POST"} <= set(response.headers["Allow"].replace(" ", "").split(","))
     lines = json_lines(server.stderr)
     everything = server.stderr
-    for secret in (token, JWT_SECRET, EMAIL_SECRET, COUNT_SECRET, LITERAL_SECRET):
+    for secret in (token, JWT_SECRET, EMAIL_SECRET, COUNT_SECRET, LITERAL_SECRET, TAKEN_EMAIL):
         assert secret not in everything
     assert "variables=" not in everything  # no query string in an access line
 
@@ -119,6 +126,24 @@ async def test_text_access_lines_name_the_operation(tmp_path: Any) -> None:
     line = next(line for line in lines if "gateway.access" in line and "id=abc.1" in line)
     assert "POST /graphql 200 " in line and "ms query Users id=abc.1" in line
     assert "aiohttp.access" not in server.stderr  # replaced, with its query strings
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_path_cannot_write_a_log_line_of_its_own(door: str, tmp_path: Any) -> None:
+    # Decoded, %0a ends the access line and the rest reads as a forged one; %0d and %1b do as much
+    # on a terminal. The path is logged with them encoded, one line per request.
+    env = server_env("sqlite", None, DB_SQLITE_PATH=str(tmp_path / "gateway.db"))
+    forged = "2026-12-07 12:00:00,000 INFO gateway.access: GET /admin 200"
+    async with serve(door, env) as server, aiohttp.ClientSession() as http:
+        for n, control in enumerate(("%0a", "%0d", "%1b[2K")):
+            url = aiohttp.client.URL(f"{server.url}/x{control}{forged.replace(' ', '%20')}", encoded=True)
+            async with http.get(url, headers={"X-Request-Id": f"req-path-{n}"}) as response:
+                assert (response.status, response.headers["X-Request-Id"]) == (404, f"req-path-{n}")
+    lines = server.stderr.splitlines()
+    assert not any(line.startswith(forged[:23]) for line in lines)  # no line begins as the forged one
+    for n, control in enumerate(("%0A", "%0D", "%1B[2K")):
+        (line,) = [line for line in lines if f"id=req-path-{n}" in line]
+        assert f"GET /x{control}2026-12-07" in line and "\r" not in line and "\x1b" not in line
 
 
 async def test_at_log_level_warning_a_server_side_error_keeps_its_line(

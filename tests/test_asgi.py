@@ -70,7 +70,7 @@ TABLE = (
     op(
         "the same email again is a conflict",
         "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
-        failed("CONFLICT", "a user with email alice@example.com already exists"),
+        failed("CONFLICT", "a user with this email already exists"),
         i={"email": "alice@example.com", "displayName": "Other"},
     ),
     op(

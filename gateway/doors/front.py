@@ -115,7 +115,9 @@ def fallbacks(router: web.UrlDispatcher, wrap: Callable[[Handler], Handler]) -> 
         if isinstance(resource, web.Resource):
             allowed = {route.method for route in resource}
             resource.add_route(hdrs.METH_ANY, wrap(_refuse_method(allowed)))
-    router.add_route(hdrs.METH_ANY, "/{path:.*}", wrap(_not_found))
+    # [\s\S], not `.`: a path holding a decoded newline matched no route, so aiohttp answered its
+    # 404 outside the wrapper (no request id, no access line).
+    router.add_route(hdrs.METH_ANY, r"/{path:[\s\S]*}", wrap(_not_found))
 
 
 def _refuse_method(allowed: set[str]) -> Handler:

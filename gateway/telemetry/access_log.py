@@ -52,6 +52,14 @@ def safe_message(code: str, message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "…"
 
 
+def printable_path(path: str) -> str:
+    """`path` with what is not printable percent-encoded: a decoded %0a or %0d would write a line
+    of the client's choosing into a text log, and %1b drive the terminal showing it."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else "".join(f"%{b:02X}" for b in c.encode()) for c in path)
+
+
 def logging_exchanges() -> bool:
     """Whether access lines are written (LOG_LEVEL is INFO or DEBUG)."""
     return access_log.isEnabledFor(logging.INFO)
@@ -63,6 +71,7 @@ def log_exchange(exchange: Exchange, method: str, path: str, status: int, second
     access = logging_exchanges()
     if not access and not exchange.errors:
         return
+    path = printable_path(path)
     names = ",".join(name or "anonymous" for name, _ in exchange.operations) or None
     kinds = ",".join(kind for _, kind in exchange.operations) or None
     codes = [code for code, _ in exchange.errors]

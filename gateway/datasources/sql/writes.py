@@ -68,7 +68,8 @@ class SqlWrites(ABC):
             # PostgreSQL and MySQL name the index, SQLite the column (the message ends with either).
             if exc.constraint.rstrip("'").endswith(("users_subject_key", "users.subject")):
                 raise Conflict("you already have a profile") from None
-            raise Conflict(f"a user with email {email} already exists") from None
+            # Not quoted: the client knows what it sent, and errors are logged (as are their messages).
+            raise Conflict("a user with this email already exists") from None
         return UserRecord(new_id, email, display_name, now, subject)
 
     async def create_group(self, name: str, description: str | None) -> GroupRecord:
