@@ -191,3 +191,23 @@ async def test_idle_and_half_sent_connections_are_closed(pg_database: str) -> No
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(stalled)
             assert sock.recv(1024).startswith(b"HTTP/1.1 408")
+
+
+async def test_a_sqlite_connection_left_interrupted_is_never_served_again(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # A request cancelled between a cursor's steps leaves the statement open: SQLite then keeps
+    # the cancel's interrupt pending, and the connection's next requests failed as TIMEOUTs.
+    # (The cursor is opened on the driver's connection here: a cancel's timing is not repeatable.)
+    source = create_data_source(make_settings("sqlite", db_pool_min=1, db_pool_max=1))
+    await source.open()
+    try:
+        with pytest.raises(RuntimeError):
+            async with source._acquire() as conn:  # type: ignore[attr-defined]
+                cursor = await conn.execute("SELECT 1 UNION ALL SELECT 2")
+                await cursor.fetchone()
+                raise RuntimeError("cancelled between the cursor's steps")
+        for _ in range(3):
+            await source.ping()  # raised StatementTimeout ("interrupted") three times over
+    finally:
+        await source.close()

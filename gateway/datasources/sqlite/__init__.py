@@ -236,11 +236,18 @@ class SqliteDataSource(SqlDataSource):
         A cancelled await leaves its statement running in the connection's thread, with work
         queued behind it; interrupted, it ends at once. A connection that cannot be brought back
         (cancelled again meanwhile) is closed, never handed out.
+
+        A cursor cancelled between two of its steps is left open, and SQLite keeps the interrupt
+        pending for every statement until it closes: the connection's next requests failed as
+        timeouts. A probe finds that, and such a connection is closed too.
         """
         try:
             await conn.interrupt()
             # Queued behind whatever still runs, so once it returns, nothing does.
             await conn.rollback()
+            await (await conn.execute("SELECT 1")).close()
+        except sqlite3.OperationalError:
+            self._discard(conn)  # still interrupted
         except BaseException:
             self._discard(conn)
             raise
