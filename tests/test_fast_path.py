@@ -338,9 +338,22 @@ async def test_bad_input_and_uncompilable_operations_fall_back_with_the_same_ans
         ('{ __type(name: "User") { name fields { name } } }', {}),
         ("mutation($u: ID!) { leaveGroup(groupId: $u, userId: $u) { id } }", {"u": user}),
         ("query A { users { edges { cursor } } } query B { groups { edges { cursor } } }", {}),
+        # @include/@skip given null: `if: Boolean!` refuses it (the compiled path dropped the field).
+        ("query($v: Boolean = true) { users { totalCount @include(if: $v) } }", {"v": None}),
+        ("query($v: Boolean) { users { totalCount @skip(if: $v) } }", {}),
+        (
+            "query($v: Boolean) { users { ... on UserConnection @include(if: $v) { totalCount } } }",
+            {"v": None},
+        ),
     ]
     for query, variables in cases:
         await paths.same(query, compiled=False, **variables)
+    # A default makes it valid in that position; the null given is refused as it executes.
+    answer = await paths.same(
+        "query($v: Boolean = true) { users { totalCount @include(if: $v) } }", compiled=False, v=None
+    )
+    (error,) = dict(answer)["errors"]
+    assert dict(dict(error)["extensions"]) == {"code": "BAD_USER_INPUT"}  # not INTERNAL, nor logged as a bug
 
 
 async def test_the_benchmark_queries_take_one_statement_each(paths: Paths) -> None:

@@ -35,6 +35,9 @@ def _code(error: GraphQLError) -> ErrorCode | None:
     original = error.original_error
     if isinstance(original, GatewayError):
         return original.code
+    if (original is None or isinstance(original, GraphQLError)) and error.message.startswith("Argument '"):
+        # graphql-core coercing an argument as it executes (`@include(if: $v)` with $v null).
+        return ErrorCode.BAD_USER_INPUT
     if error.path is None and (
         original is None or isinstance(original, GraphQLError | TypeError | ValueError)
     ):

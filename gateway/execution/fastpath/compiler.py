@@ -187,7 +187,11 @@ class Compiler:
                 if isinstance(value, BooleanValueNode):
                     condition = value.value
                 elif isinstance(value, VariableNode):
-                    condition = bool(self.variables.coerced.get(value.name.value))
+                    given = self.variables.coerced.get(value.name.value)
+                    if not isinstance(given, bool):
+                        # Null or absent: `if: Boolean!` is then an error, which the interpreted path gives.
+                        raise NotCompilable(f"@{name} without a boolean")
+                    condition = given
             if condition == (name == "skip"):
                 return False
         return True
