@@ -151,12 +151,32 @@ async def test_mutations_and_their_errors_are_answered_as_the_view_answers(doors
         b'{"query": 5}',
         b'{"query": "{ __typename }", "variables": []}',
         b'{"query": "{ __typename }", "extensions": "x"}',
-        b'{"query": "query A { __typename }", "operationName": "C"}',
     ],
 )
 async def test_what_only_the_view_judges_gets_the_views_400(doors: Doors, body: bytes) -> None:
     status, _, _ = await doors.same(body)
     assert status == 400
+
+
+async def test_an_operation_name_the_document_lacks_is_a_coded_error_not_the_views_bare_400(
+    doors: Doors,
+) -> None:
+    # As every request that cannot run: coded, logged and counted (the view's 400 text was none).
+    body = b'{"query": "query A { __typename }", "operationName": "C"}'
+    gateway, view = await doors.answers(body)
+    assert view[:2] == (400, "text/plain")
+    assert gateway == (
+        200,
+        "application/json",
+        {
+            "data": None,
+            "errors": [{"message": 'Unknown operation named "C".', "extensions": {"code": "BAD_REQUEST"}}],
+        },
+    )
+    refused = await doors.answers(body, Accept="application/graphql-response+json")
+    status, media, text = refused[0]
+    assert (status, media) == (400, "application/graphql-response+json")
+    assert json.loads(text)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
 async def test_json_the_standard_library_reads_and_orjson_refuses_is_still_answered(doors: Doors) -> None:

@@ -241,9 +241,10 @@ class Executor:
             return self._failed(prepared.errors), None
         context.prepared = prepared
         found = _valid_operation(prepared, operation.operation_name)
-        if found is None and _unnamed_among_many(prepared, operation.operation_name):
-            # GraphQL asks for a name here (GetOperation); Strawberry would run the first, unchecked.
-            return self.refusal(MalformedRequest(_NAME_ONE)), None
+        if found is None and (unfound := _no_such_operation(prepared, operation.operation_name)):
+            # Answered here, coded: Strawberry would run the first of several unchecked, and refuse
+            # an unknown name with a bare 400 that no log or metric counts.
+            return self.refusal(MalformedRequest(unfound)), None
         if prepared is None or found is None or not _runs(found[1].operation, allowed):
             # Nothing will run: Strawberry raises or answers with its own errors.
             return await self._strawberry(operation, context, allowed), None
@@ -442,15 +443,14 @@ def _valid_operation(
     return None if definition is None else (prepared.document, definition)
 
 
-def _unnamed_among_many(prepared: Prepared | None, name: str | None) -> bool:
-    """Whether a request names no operation of a valid document that holds several."""
-    return (
-        name is None
-        and prepared is not None
-        and prepared.document is not None
-        and not prepared.errors
-        and len(prepared.operations) > 1
-    )
+def _no_such_operation(prepared: Prepared | None, name: str | None) -> str | None:
+    """Why a valid document has no operation for the request's name (GraphQL's GetOperation:
+    several and none named, or a name it lacks); None when it has one, or is not valid."""
+    if prepared is None or prepared.document is None or prepared.errors:
+        return None
+    if name is None:
+        return _NAME_ONE if len(prepared.operations) > 1 else None
+    return None if name in prepared.operations else f'Unknown operation named "{name}".'
 
 
 def _runs(kind: CoreOperationType, allowed: Set[OperationType]) -> bool:
