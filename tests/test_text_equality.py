@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth.issuing import issue_token
@@ -27,16 +28,27 @@ async def post(client: TestClient, token: str, query: str, **variables: Any) -> 
     return response.status, await response.json()
 
 
-async def test_a_subject_or_a_filter_with_a_trailing_space_is_not_the_same_text(
+@pytest.fixture
+async def signed_in(
     backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
-) -> None:
+) -> tuple[TestClient, Settings, Any]:
+    """A gateway with sign-in on `backend`, its tables empty: its client, settings and data source."""
     settings = make_settings(backend, auth_jwt_secret=SECRET)
     client = await aiohttp_client(create_app(settings))
     source = client.app[EXECUTOR].data_source
     await empty_tables(source)
+    return client, settings, source
+
+
+PROFILE = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+
+
+async def test_a_subject_or_a_filter_with_a_trailing_space_is_not_the_same_text(
+    signed_in: tuple[TestClient, Settings, Any],
+) -> None:
+    client, settings, source = signed_in
     ada, padded = issue_token(settings, subject="ada"), issue_token(settings, subject="ada ")
-    profile = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
-    _, made = await post(client, ada, profile, i={"email": "ada@example.com", "displayName": "Ada"})
+    _, made = await post(client, ada, PROFILE, i={"email": "ada@example.com", "displayName": "Ada"})
     create = 'mutation { createShootingSession(input: {discipline: "Air"}) { id } }'
     _, created = await post(client, ada, create)
     session = created["data"]["createShootingSession"]["id"]
@@ -49,7 +61,7 @@ async def test_a_subject_or_a_filter_with_a_trailing_space_is_not_the_same_text(
     assert deleted["errors"][0]["extensions"]["code"] in ("FORBIDDEN", "UNAUTHENTICATED"), deleted
     assert await count_rows(source, "shooting_sessions") == 1
     # Another person: a profile of their own, not "you already have a profile".
-    _, theirs = await post(client, padded, profile, i={"email": "pad@example.com", "displayName": "P"})
+    _, theirs = await post(client, padded, PROFILE, i={"email": "pad@example.com", "displayName": "P"})
     assert theirs["data"]["createUser"]["id"] != made["data"]["createUser"]["id"], theirs
 
     count = "query($d: String) { shootingSessions(filter: {discipline: $d}) { totalCount } }"
@@ -59,18 +71,14 @@ async def test_a_subject_or_a_filter_with_a_trailing_space_is_not_the_same_text(
 
 
 async def test_a_subject_no_backend_stores_alike_is_refused_at_sign_in(
-    backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
+    signed_in: tuple[TestClient, Settings, Any],
 ) -> None:
-    settings = make_settings(backend, auth_jwt_secret=SECRET)
-    client = await aiohttp_client(create_app(settings))
-    source = client.app[EXECUTOR].data_source
-    await empty_tables(source)
-    profile = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+    client, settings, source = signed_in
     for subject in ("s" * 256, "ada\u0000"):
         status, body = await post(
             client,
             issue_token(settings, subject=subject),
-            profile,
+            PROFILE,
             i={"email": "x@example.com", "displayName": "X"},
         )
         assert status == 401, body
@@ -80,7 +88,7 @@ async def test_a_subject_no_backend_stores_alike_is_refused_at_sign_in(
     status, body = await post(
         client,
         issue_token(settings, subject="s" * 255),
-        profile,
+        PROFILE,
         i={"email": "x@example.com", "displayName": "X"},
     )
     assert status == 200 and body["data"]["createUser"]["id"], body
