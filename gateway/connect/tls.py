@@ -69,7 +69,7 @@ class CaCertificate:
     subject: str
     not_before: datetime
     not_after: datetime
-    pem: str = ""  # the certificate alone, as PEM: what the TLS context trusts
+    pem: str  # the certificate alone, as PEM: what the TLS context trusts
 
     def days_left(self, now: datetime | None = None) -> int:
         return (self.not_after - (now or datetime.now(UTC))).days

@@ -228,11 +228,10 @@ def _graphql(view: GatewayView) -> Handler:
             # Each call skipped when it has nothing to do: a coroutine costs a point lookup ~0.4%.
             if executor.data_source is None:
                 await executor.open()
-            authorization = request.headers.get(hdrs.AUTHORIZATION)
             if executor.authenticator is None or is_socket(request):
                 identity = None  # a socket signs in with connection_init, whose token wins over the header
             else:
-                identity = await executor.identify(authorization)
+                identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
         except GatewayError as exc:
             return respond(unavailable(exc).answer(media))
         except TokenRejected as exc:

@@ -205,7 +205,7 @@ class ReplicaReads(SqlDataSource):
         conn.terminate()
         self._replica.lost(
             DataSourceUnavailable(
-                f"no answer within DB_STATEMENT_TIMEOUT ({self._answer_within - 1:g}s) + 1s"
+                f"no answer within DB_STATEMENT_TIMEOUT ({self._answer_within - SLACK:g}s) + {SLACK:g}s"
             )
         )
         return _PRIMARY
