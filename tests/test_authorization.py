@@ -376,11 +376,21 @@ async def test_an_empty_authorization_header_is_anonymous_on_every_door_and_sock
     async with served_door(door, settings) as running, aiohttp.ClientSession() as http:
         url = running.url + "/graphql"
         query = {"query": "{ users(first: 1) { totalCount } }"}
-        async with http.post(url, json=query, headers={"Authorization": ""}) as response:
-            assert response.status == 200 and "WWW-Authenticate" not in response.headers
-            assert error_codes(await response.json()) == ["UNAUTHENTICATED"]  # anonymous, not a bad token
-        async with http.post(url, json=query, headers={"Authorization": "Bearer "}) as response:
-            assert response.status == 401  # a scheme without a token is a bad token
+        empty = {"Authorization": "", "Accept": "application/json"}
+        for request in (
+            http.post(url, json=query, headers=empty),
+            http.get(url, params=query, headers=empty),
+        ):
+            async with request as response:
+                assert response.status == 200 and "WWW-Authenticate" not in response.headers
+                assert error_codes(await response.json()) == ["UNAUTHENTICATED"]  # anonymous, not a bad token
+        blank = {"Authorization": "Bearer ", "Accept": "application/json"}
+        for request in (
+            http.post(url, json=query, headers=blank),
+            http.get(url, params=query, headers=blank),
+        ):
+            async with request as response:
+                assert response.status == 401  # a scheme without a token is a bad token
         if door == "aiohttp":  # the ASGI door serves no sockets
             async with open_socket(url, TRANSPORT_WS) as socket:
                 await socket.init({"authorization": ""})
