@@ -7,6 +7,7 @@ and another member's e-mail must appear in no response, on the compiled and inte
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from gateway.auth.issuing import issue_token
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.doors.asgi_app import create_asgi_app
+from gateway.schema.ids import decode_global_id, encode_id
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
 from tests.graphql_client import error_codes
@@ -203,6 +205,32 @@ async def test_sessions_are_written_by_their_owner_or_an_admin(club: Club) -> No
     assert (await club.ask(club.ada, DELETE, id=session))["data"]["deleteShootingSession"] == session
     bobs = for_bob["data"]["createShootingSession"]["id"]
     assert (await club.ask(club.admin, DELETE, id=bobs))["data"]["deleteShootingSession"] == bobs
+
+
+async def test_a_write_aimed_at_the_next_session_never_lands_on_its_owners(club: Club) -> None:
+    """Session ids are sequential: a member who keeps writing to the next one while another member
+    creates it must get NOT_FOUND or FORBIDDEN every time, never write the other's session."""
+
+    async def attack(query: str, target: str, created: asyncio.Event) -> list[dict[str, Any]]:
+        answers = []
+        while not created.is_set():
+            answers.append(await club.ask(club.ada, query, id=target))
+        return [*answers, await club.ask(club.ada, query, id=target)]  # and once after
+
+    for _ in range(5):
+        probe = await club.ask(club.ada, CREATE_SESSION, i={"discipline": "probe"})
+        kind, pk = decode_global_id(probe["data"]["createShootingSession"]["id"]) or ("", 0)
+        target, created = encode_id(kind, pk + 1), asyncio.Event()
+        attackers = [asyncio.create_task(attack(q, target, created)) for q in (UPDATE, ADD_SHOTS, DELETE) * 3]
+        await asyncio.sleep(0.05)
+        made = await club.ask(club.bob, CREATE_SESSION, i={"discipline": "Pistol", "notes": "mine"})
+        created.set()
+        answers = [answer for attacker in attackers for answer in await attacker]
+        assert made["data"]["createShootingSession"]["id"] == target
+        found = await club.source.sessions_by_ids([pk + 1])
+        assert [(s.notes, s.shot_count) for s in found] == [("mine", 0)], "bob's session was written"
+        assert {code for answer in answers for code in codes(answer)} <= {"NOT_FOUND", "FORBIDDEN"}
+        assert all(answer["data"] is None for answer in answers), answers
 
 
 async def test_members_join_and_leave_for_themselves_and_admins_for_anyone(club: Club) -> None:

@@ -42,9 +42,10 @@ async def acting_user(context: RequestContext, field: str, given: str | None) ->
     return pk
 
 
-async def check_session_owner(context: RequestContext, session_id: int) -> None:
-    """Forbidden unless the session is the viewer's (or the viewer is an admin); a missing session passes,
-    so the write itself reports NOT_FOUND."""
+async def check_session_owner(context: RequestContext, session_id: int, given: str) -> None:
+    """Forbidden unless the session is the viewer's (or the viewer is an admin); NOT_FOUND when there
+    is none. A session's owner never changes and its id is never reused, so what this finds holds
+    when the write runs."""
     if not context.sign_in:
         return
     identity = context.signed_in()
@@ -52,7 +53,9 @@ async def check_session_owner(context: RequestContext, session_id: int) -> None:
         return
     found = await context.data_source.sessions_by_ids([session_id])
     if not found:
-        return
+        # Not let through for the write to report: a session created between this check and the
+        # write (ids are sequential, so guessable) would be written by someone else.
+        raise NotFound("shooting session", given)
     viewer = await context.viewer()
     if viewer is None or found[0].user_id != viewer.id:
         raise Forbidden("this shooting session belongs to another member")

@@ -144,7 +144,7 @@ class Mutation:
             raise BadUserInput("shots", "must contain at least one shot")
         new_shots = checked_shots("shots", shots)
         pk = id_of("sessionId", session_id, "ShootingSession")
-        await check_session_owner(info.context, pk)
+        await check_session_owner(info.context, pk, session_id)
         record = await _write(
             info,
             {"shooting session": session_id},
@@ -158,7 +158,7 @@ class Mutation:
     ) -> ShootingSession:
         changes = session_changes(input)
         pk = id_of("id", id, "ShootingSession")
-        await check_session_owner(info.context, pk)
+        await check_session_owner(info.context, pk, id)
         record = await _write(
             info,
             {"shooting session": id, "group": input.group_id or None},
@@ -169,7 +169,7 @@ class Mutation:
     @strawberry.mutation(description="Delete a session and its shots; returns its ID.")
     async def delete_shooting_session(self, info: Ctx, id: strawberry.ID) -> strawberry.ID:
         pk = id_of("id", id, "ShootingSession")
-        await check_session_owner(info.context, pk)
+        await check_session_owner(info.context, pk, id)
         deleted = await _write(info, {}, info.context.data_source.delete_session(pk))
         if not deleted:
             raise NotFound("shooting session", id)
