@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -77,6 +78,24 @@ async def test_cursors_no_row_can_hold_are_bad_user_input(client: TestClient, me
     # The largest key a row can have is still a cursor: it pages to nothing.
     page = await data(client, USERS_AFTER, a=cursor("users", 2**63 - 1))
     assert page == {"users": {"edges": []}}
+
+
+async def test_a_cursor_is_accepted_only_as_the_api_spelled_it(
+    client: TestClient, member: dict[str, Any]
+) -> None:
+    await make_user(client, "bob@example.com")
+    issued = (await data(client, USERS_AFTER, a=None))["users"]["edges"][0]["cursor"]
+    assert len((await data(client, USERS_AFTER, a=issued))["users"]["edges"]) == 1
+    listing, key = json.loads(base64.urlsafe_b64decode(issued + "=" * (-len(issued) % 4)))
+    for after in (issued + "=" * (-len(issued) % 4 or 4), b64(json.dumps([listing, key]))):  # padded, spaced
+        assert await refused(client, USERS_AFTER, a=after) == "after: not a cursor of this list"
+    issued = (await data(client, SESSIONS_AFTER, a=None))["shootingSessions"]["edges"][0]["cursor"]
+    assert (await data(client, SESSIONS_AFTER, a=issued))["shootingSessions"]["edges"] == []
+    listing, instant, key = json.loads(base64.urlsafe_b64decode(issued + "=" * (-len(issued) % 4)))
+    at = datetime.fromisoformat(instant)
+    finer = f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond:06d}000+00:00"  # the same instant, in nanoseconds
+    for after in (cursor(listing, finer, key), b64(json.dumps([listing, instant, key]))):
+        assert await refused(client, SESSIONS_AFTER, a=after) == "after: not a cursor of this list"
 
 
 async def test_instants_out_of_range_in_utc_are_bad_user_input_and_write_nothing(

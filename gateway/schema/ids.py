@@ -78,8 +78,9 @@ def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:
 def decode_cursor(value: str, listing: str, types: tuple[type, ...]) -> tuple[Any, ...] | None:
     """The sort values in a cursor made for `listing`, or None if it is not one.
 
-    Values no row can hold are not a cursor either: integers outside 0..MAX_KEY, instants without
-    an offset or outside what every backend stores (datetimes come back in UTC).
+    Only the exact text `encode_cursor` gives is a cursor. Values no row can hold are not one
+    either: integers outside 0..MAX_KEY, instants without an offset or outside what every backend
+    stores (datetimes come back in UTC).
     """
     decoded = _b64decode(value)
     if decoded is None:
@@ -105,4 +106,5 @@ def decode_cursor(value: str, listing: str, types: tuple[type, ...]) -> tuple[An
             values.append(raw)
         else:
             return None
-    return tuple(values)
+    # As for IDs, only the text encode_cursor gives: not padded, respaced or over-precise spellings.
+    return tuple(values) if encode_cursor(listing, tuple(values)) == value else None
