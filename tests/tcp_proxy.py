@@ -54,6 +54,8 @@ class TcpProxy:
         self._slow: tuple[bytes, float] | None = None
         self.held = 0  # replies held back
         self.released = 0  # of those, how many have gone on to the client
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -61,6 +63,7 @@ class TcpProxy:
 
     async def cut(self) -> None:
         server, self._server = self._server, None
+        self._flowing.set()  # what waited on a freeze now meets the cut
         if server is not None:
             server.close()
         for writer in list(self._writers):
@@ -69,6 +72,14 @@ class TcpProxy:
         if server is not None:
             # Since Python 3.12 this waits for every connection to end, so it comes after the aborts.
             await server.wait_closed()
+
+    def freeze(self) -> None:
+        """Forward nothing more, either way, and leave new connections unanswered, as a host that
+        has stopped does; no connection is closed. `thaw()` lets everything held go on."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def hold_replies_to(self, marker: bytes, seconds: float) -> None:
         """The reply to what a client sends containing `marker` reaches it `seconds` late: the
@@ -87,6 +98,11 @@ class TcpProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         proxied = Proxied(len(self.connections))
         self.connections.append(proxied)
+        self._writers.add(writer)
+        await self._flowing.wait()
+        if self._server is None:  # cut while frozen
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -113,6 +129,7 @@ class TcpProxy:
                         self.held += 1
                         await asyncio.sleep(hold)
                         self.released += 1
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()

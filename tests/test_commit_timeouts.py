@@ -7,6 +7,7 @@ TIMEOUT for a write that landed, and its retry would write it twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -180,3 +181,31 @@ async def test_a_write_stuck_in_its_committing_statement_ends_with_nothing_writt
     assert await count_rows(source, "activities") == 0
     made = await data(client, CREATE_SESSION, input=session_input(user["id"]))
     assert made["createShootingSession"]["shotCount"] == 1
+
+
+@OVER_THE_NETWORK
+@PATHS
+@EVERY_DOOR
+async def test_a_database_host_gone_silent_gets_each_time_limits_own_answer(
+    backend: str, fast_path: bool, proxy: TcpProxy, gateway: Callable[..., Awaitable[Gateway]]
+) -> None:
+    """A host that stops answering without closing anything (frozen, or a network that drops every
+    packet): /readyz answers 503 at its second and a query TIMEOUT at REQUEST_TIMEOUT, on both doors.
+    Neither waits for the stopped statement's cancel, which would wait on the same silent host."""
+    served = await gateway(request_timeout=1.0, fast_path=fast_path)
+    client = served.client
+    await make_user(client, "silent@example.com")  # the pool now holds idle connections
+    proxy.freeze()
+    async with asyncio.timeout(20):  # what a hang would run into
+        async with client.get("/readyz") as response:
+            assert response.status == 503, await response.text()
+            assert await response.json() == {
+                "status": "unavailable",
+                "reason": "database did not answer in 1.0s",
+            }
+        body = await graphql(client, "{ users { totalCount } }")
+        assert error_codes(body) == ["TIMEOUT"], body
+        assert "REQUEST_TIMEOUT" in body["errors"][0]["message"]
+    proxy.thaw()
+    # The gateway serves on once the host answers again.
+    assert await data(client, "{ users { totalCount } }") == {"users": {"totalCount": 1}}

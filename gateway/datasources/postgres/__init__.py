@@ -148,7 +148,11 @@ class PostgresDataSource(SqlDataSource):
             )
             await self._replica.open()
             self._reads = ReplicaReads(
-                self, self._replica, (s.db_read_host, s.read_port), s.db_statement_timeout
+                self,
+                self._replica,
+                (s.db_read_host, s.read_port),
+                s.db_statement_timeout,
+                s.db_connect_timeout,
             )
 
     async def _create_pool(self, replica: tuple[str, int] | None = None) -> asyncpg.Pool:
@@ -207,7 +211,7 @@ class PostgresDataSource(SqlDataSource):
             self.statements += 1
             return await json_row(conn, sql, args, self.tracing)
         finally:
-            await release(pool, conn)
+            await release(pool, conn, self._settings.db_connect_timeout)
 
     def for_queries(self) -> DataSource:
         return self._reads or self
@@ -288,7 +292,7 @@ class PostgresDataSource(SqlDataSource):
             conn.terminate()
             raise
         finally:
-            await release(pool, conn)
+            await release(pool, conn, self._settings.db_connect_timeout)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[PostgresConnection]:

@@ -4,6 +4,7 @@ connection the shared queries use, and the fast path's one statement."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ __all__ = [
     "take_idle",
     "target",
 ]
+
+log = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (
     OSError,
@@ -108,35 +111,55 @@ async def take_idle(pool: asyncpg.Pool) -> asyncpg.Connection | None:
     return proxy  # type: ignore[no-any-return]
 
 
-async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+async def release(pool: asyncpg.Pool, conn: asyncpg.Connection, wait: float) -> None:
     """Return `conn` to `pool`, as `pool.release(conn)` does, without its extra task when it can.
 
     `Pool.release` runs the release in a new task under `asyncio.shield`, so that a cancellation
     cannot strand the connection halfway; that task and the loop turns it takes are ~7% of a
     point lookup's CPU. A connection that is neither cancelling a statement nor inside a
     transaction releases without suspending (the pool's reset is `keep_session`, which awaits
-    nothing), so nothing can interrupt it: its release runs inline. Any other case, or an asyncpg
-    whose internals differ, goes through `pool.release`.
+    nothing), so nothing can interrupt it: its release runs inline.
+
+    One stopped by a time limit mid-statement waits for the server's word that its cancel, sent
+    over a new connection, took effect; a network that stalls would hold that wait, and the limit's
+    answer with it, without end. It goes on in the background instead, and a release that has to
+    roll back waits no longer than `wait` (DB_CONNECT_TIMEOUT): past it the connection is dropped.
     """
     try:
         holder, con = conn._holder, conn._con  # type: ignore[attr-defined]
+        cancelling = con is not None and con._protocol._is_cancelling()
         inline = (
             _INLINE
             and con is not None
+            and not cancelling
             and holder._pool is pool
             and pool._reset is keep_session
             and not pool.is_closing()
             and con._top_xact is None
             and not con._protocol.is_in_transaction()
-            and not con._protocol._is_cancelling()
         )
     except AttributeError:
-        inline = False
+        cancelling = inline = False
+    if cancelling:
+        task = asyncio.get_running_loop().create_task(_release_within(pool, conn, wait))
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+        return
     if not inline:
-        await pool.release(conn)
+        await _release_within(pool, conn, wait)
         return
     con._on_release()
     await holder.release(holder._timeout)
+
+
+_RELEASING: set[asyncio.Task[None]] = set()  # held so that a release under way is not collected
+
+
+async def _release_within(pool: asyncpg.Pool, conn: asyncpg.Connection, wait: float) -> None:
+    try:
+        await pool.release(conn, timeout=wait)
+    except Exception as exc:  # asyncpg has dropped the connection: the pool opens another
+        log.info("PostgreSQL connection dropped at its release (%s)", type(exc).__name__)
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:

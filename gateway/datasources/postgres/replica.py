@@ -107,7 +107,12 @@ class ReplicaReads(SqlDataSource):
     """
 
     def __init__(
-        self, primary: PostgresDataSource, replica: Replica, where: tuple[str, int], statement_timeout: float
+        self,
+        primary: PostgresDataSource,
+        replica: Replica,
+        where: tuple[str, int],
+        statement_timeout: float,
+        connect_timeout: float,
     ) -> None:
         super().__init__()
         self.json_sql = primary.json_sql
@@ -116,6 +121,7 @@ class ReplicaReads(SqlDataSource):
         self._where = where
         # The replica's own statement timeout, and its reply's way back.
         self._answer_within = statement_timeout + SLACK
+        self._release_wait = connect_timeout  # a cancel's new connection
 
     async def _open(self) -> None:
         raise DataSourceUnavailable("a replica's reads open with their primary")
@@ -150,7 +156,7 @@ class ReplicaReads(SqlDataSource):
         try:
             yield PostgresConnection(conn, self._primary)
         finally:
-            await release(pool, conn)
+            await release(pool, conn, self._release_wait)
 
     # Writes go to the primary: the shared ones through transaction(), PostgreSQL's own directly.
     def transaction(self) -> AbstractAsyncContextManager[SqlConnection]:
@@ -198,7 +204,9 @@ class ReplicaReads(SqlDataSource):
             self._replica.lost(exc)
             return _PRIMARY
         finally:
-            await release(pool, conn)  # a terminated connection returns at once
+            await release(
+                pool, conn, self._primary._settings.db_connect_timeout
+            )  # a terminated connection returns at once
 
     def _silent(self, conn: asyncpg.Connection) -> _Primary:
         # Its cancel request would wait on the same silent host: the connection is dropped instead.
