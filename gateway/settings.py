@@ -38,6 +38,11 @@ DEFAULT_ALLOW_HEADERS = (
     "x-request-id",
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+# The longest a timeout or period may be: a day. Longer is a typo, and overflows the drivers.
+_MAX_SECONDS = 86_400
+# A duration: finite, at most a day, at least a millisecond: the unit PostgreSQL's statement_timeout
+# and SQLite's busy timeout count in, where less would round to 0 ("no timeout").
+_Seconds = Annotated[float, Field(ge=0.001, le=_MAX_SECONDS, allow_inf_nan=False)]
 
 
 class SettingsError(Exception):
@@ -77,14 +82,14 @@ class Settings(BaseSettings):
     aws_default_region: str | None = None
     aws_endpoint_url: str | None = None
     db_secret_fallback: bool | None = None  # unset: true in development, false in production
-    db_secret_ttl: float = Field(default=300.0, gt=0)
+    db_secret_ttl: _Seconds = 300.0
     db_iam_auth: bool = False
 
     db_pool_max: int = Field(default=10, ge=1, le=1000)
     db_pool_min: int = Field(default=2, ge=0, le=1000)
-    db_idle_timeout: float = Field(default=30.0, gt=0)
-    db_connect_timeout: float = Field(default=5.0, gt=0)
-    db_acquire_timeout: float = Field(default=10.0, gt=0)
+    db_idle_timeout: _Seconds = 30.0
+    db_connect_timeout: _Seconds = 5.0
+    db_acquire_timeout: _Seconds = 10.0
     # false behind a transaction pooler (PgBouncer < 1.21, RDS Proxy): nothing kept on a connection.
     db_statement_cache: bool = True
     # A read replica for queries (docs/scaling.md); mutations stay on DB_HOST.
@@ -113,9 +118,9 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=0)
     max_root_fields: int = Field(default=20, ge=1)
     max_query_cost: int = Field(default=20_000, ge=1)
-    request_timeout: float = Field(default=30.0, gt=0)
-    db_statement_timeout: float = Field(default=10.0, gt=0)
-    http_keepalive_timeout: float = Field(default=15.0, gt=0)
+    request_timeout: _Seconds = 30.0
+    db_statement_timeout: _Seconds = 10.0
+    http_keepalive_timeout: _Seconds = 15.0
 
     # Persisted operations (docs/api.md#persisted-operations): Apollo's APQ, or only a manifest's.
     persisted_operations: Literal["off", "apq", "only"] = "apq"
@@ -123,8 +128,9 @@ class Settings(BaseSettings):
     apq_cache_size: int = Field(default=1000, ge=1)
 
     # Live updates (docs/live-updates.md): subscriptions over WebSocket and Server-Sent Events.
-    live_poll_interval: float = Field(default=1.0, gt=0, le=60)  # how often MySQL/MariaDB and SQLite are read
-    live_keepalive: float = Field(default=15.0, gt=0)  # seconds between pings on an idle socket or stream
+    # How often MySQL/MariaDB and SQLite are read.
+    live_poll_interval: float = Field(default=1.0, ge=0.001, le=60, allow_inf_nan=False)
+    live_keepalive: _Seconds = 15.0  # seconds between pings on an idle socket or stream
     subscriptions_max: int = Field(default=10_000, ge=1)  # open subscriptions on one instance
     subscriptions_per_connection: int = Field(default=50, ge=1)  # on one socket (queries included)
     subscription_buffer: int = Field(default=100, ge=1)  # updates one subscriber may fall behind
@@ -142,7 +148,7 @@ class Settings(BaseSettings):
     auth_audience: str | None = None
     auth_roles_claim: str = Field(default="roles", min_length=1)
     auth_anonymous_read: bool = True
-    auth_leeway: float = Field(default=30.0, ge=0)
+    auth_leeway: float = Field(default=30.0, ge=0, le=_MAX_SECONDS, allow_inf_nan=False)
     auth_disabled: bool = False
 
     @field_validator("db_backend")

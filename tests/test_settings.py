@@ -56,6 +56,8 @@ def test_values_come_from_dotenv_and_cors_origins_split_on_commas(
         ({"DB_BACKEND": "postgres", "DB_NAME": "x"}, "DB_USER is required when DB_BACKEND=postgres"),
         ({"PORT": "70000"}, "PORT: Input should be less than or equal to 65535"),
         ({"CORS_ORIGINS": "localhost:5173"}, "CORS_ORIGINS: 'localhost:5173' is not an origin"),
+        ({"DB_ACQUIRE_TIMEOUT": "inf"}, "DB_ACQUIRE_TIMEOUT: Input should be a finite number"),
+        ({"DB_STATEMENT_TIMEOUT": "0.0004"}, "DB_STATEMENT_TIMEOUT: Input should be greater than or equal"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line_naming_it(
@@ -66,6 +68,45 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_it(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+SECONDS = (
+    "DB_SECRET_TTL",
+    "DB_IDLE_TIMEOUT",
+    "DB_CONNECT_TIMEOUT",
+    "DB_ACQUIRE_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "DB_STATEMENT_TIMEOUT",
+    "HTTP_KEEPALIVE_TIMEOUT",
+    "LIVE_KEEPALIVE",
+    "LIVE_POLL_INTERVAL",
+    "AUTH_LEEWAY",
+)
+
+
+@pytest.mark.parametrize("name", SECONDS)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("inf", "Input should be a finite number"),
+        ("nan", "Input should be a finite number"),
+        # Overflowed the drivers: SQLite's busy timeout in ms, PostgreSQL's statement_timeout.
+        ("1e300", "Input should be less than or equal to"),
+        ("86401", "Input should be less than or equal to"),
+    ],
+)
+def test_a_duration_is_a_finite_number_of_seconds_up_to_a_day(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None, **{name.lower(): value})
+    assert str(refused.value).startswith(f"{name}: {message}")
+
+
+@pytest.mark.parametrize("name", [name for name in SECONDS if name != "AUTH_LEEWAY"])
+def test_a_duration_under_a_millisecond_is_refused_as_it_would_mean_no_timeout(name: str) -> None:
+    # PostgreSQL's statement_timeout counts milliseconds: 0.0004 s was sent as '0', no timeout at all.
+    with pytest.raises(SettingsError, match=f"^{name}: Input should be greater than or equal to 0.001"):
+        load_settings(_env_file=None, **{name.lower(): "0.0004"})
+    assert getattr(load_settings(_env_file=None, **{name.lower(): "0.001"}), name.lower()) == 0.001
 
 
 @pytest.mark.parametrize(

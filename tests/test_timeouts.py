@@ -55,6 +55,22 @@ async def test_the_database_stops_a_statement_past_db_statement_timeout(
         await source.close()
 
 
+async def test_the_longest_timeouts_the_settings_allow_are_taken_by_every_backend(
+    backend: str, make_settings: Callable[..., Settings]
+) -> None:
+    day = 86_400  # the settings' bound: larger values overflowed SQLite's and PostgreSQL's drivers
+    settings = make_settings(
+        backend, db_statement_timeout=day, db_acquire_timeout=day, db_connect_timeout=day, db_idle_timeout=day
+    )
+    source: Any = create_data_source(settings)
+    await source.open()
+    try:
+        async with source.connection() as conn:
+            assert await conn.fetch("SELECT 1 AS ok") == [{"ok": 1}]
+    finally:
+        await source.close()
+
+
 @pytest.fixture
 async def locked_users(pg_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A transaction holding an exclusive lock on `users`: every read of it waits."""
