@@ -30,6 +30,7 @@ from tests.processes import free_port, run_gateway, serve
 from tests.tls_servers import TlsServer
 
 TLS_BACKENDS = ("postgres", "mysql")
+NOT_A_PORT = "'port' is not a port number (1-65535)"
 __all__ = ["moto_endpoint", "secrets"]  # the fixtures
 
 
@@ -197,7 +198,11 @@ async def test_secrets_manager_down_falls_back_in_development_only(
     [
         ("user=club password=hunter2", "is not JSON"),
         ({"username": "club", "pass": "hunter2"}, "has no 'password' key"),
-        ({"username": "club", "password": "hunter2", "port": "fivefourthreetwo"}, "'port' is not a number"),
+        *(
+            ({"username": "club", "password": "hunter2", "port": port}, NOT_A_PORT)
+            # 112937 was taken modulo 65536 by the driver, true as port 1, 5432.5 as 5432.
+            for port in ("fivefourthreetwo", 112937, 70000, 0, -1, True, 5432.5, "5432.5", None, [5432])
+        ),
     ],
 )
 async def test_a_malformed_secret_is_refused_by_name_and_never_falls_back(
@@ -278,6 +283,8 @@ def test_check_connection_uses_the_secret_and_never_prints_the_password(
     assert f"as {db_user.name}" in good.stdout and "credentials: read from secret" in good.stdout
     bad = check({"username": db_user.name, "pwd": db_user.password})
     assert bad.returncode == 17 and "has no 'password' key" in bad.stdout
+    bad_port = check(db_user.secret(port=db_user.server.port + 65536))
+    assert bad_port.returncode == 17 and NOT_A_PORT in bad_port.stdout
     # Secrets Manager unreachable with DB_SECRET_FALLBACK: the check passes on DB_*, and says so
     # (it said "read from secret", telling a CI job checking its secret that all was well).
     env = server_env(backend, None, **db_user.env(), **AWS_KEYS, AWS_SECRET_NAME="club/any")

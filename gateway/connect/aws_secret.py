@@ -59,11 +59,7 @@ def parse_secret(
     password = data.get("password")
     if password_required and (not isinstance(password, str) or not password):
         raise SecretError(f"secret {name!r} has no 'password' key")
-    port: Any = defaults.port if "port" in explicit else data.get("port", defaults.port)
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise SecretError(f"secret {name!r}: 'port' is not a number") from None
+    port = defaults.port if "port" in explicit else _port(name, data.get("port", defaults.port))
     host = defaults.host if "host" in explicit else str(data.get("host") or defaults.host)
     credentials = Credentials(
         host=host,
@@ -77,6 +73,16 @@ def parse_secret(
     if not credentials.database:
         raise SecretError(f"secret {name!r} has no 'dbname' key and DB_NAME is unset")
     return credentials
+
+
+def _port(name: str, value: Any) -> int:
+    """The secret's 'port': an integer from 1 to 65535, or its digits as a string ("5432")."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    # bool is an int to Python: JSON true would have been port 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SecretError(f"secret {name!r}: 'port' is not a port number (1-65535)")
+    return value
 
 
 def _explicit_address(settings: Settings) -> frozenset[str]:
