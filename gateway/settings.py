@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +40,8 @@ DEFAULT_ALLOW_HEADERS = (
     "x-request-id",
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+# The variable a .env line assigns, read without its value.
+_ASSIGNED = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 # The longest a timeout or period may be: a day. Longer is a typo, and overflows the drivers.
 _MAX_SECONDS = 86_400
 # A duration: finite, at most a day, at least a millisecond: the unit PostgreSQL's statement_timeout
@@ -359,8 +363,33 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{field.upper()}: {message}"
 
 
+def _unparsable_lines(env_file: Any, encoding: str | None) -> Iterator[str]:
+    """Each line of the .env file(s) python-dotenv cannot parse, named without its value.
+
+    python-dotenv only warns and skips such a line, so the variable would silently keep its default
+    (a password cut off by an unclosed quote then reads as the server refusing it).
+    """
+    if env_file is None:
+        return
+    for path in map(Path, [env_file] if isinstance(env_file, str | os.PathLike) else env_file):
+        path = path.expanduser()
+        if not path.is_file():
+            continue
+        with path.open(encoding=encoding) as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    assigned = _ASSIGNED.match(binding.original.string)
+                    name = f"{assigned.group(1)}: " if assigned else ""
+                    yield f"{path} line {binding.original.line}: {name}cannot be parsed (a quote left open?)"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning a validation failure into one line per bad variable."""
+    env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    encoding = overrides.get("_env_file_encoding") or Settings.model_config.get("env_file_encoding")
+    unparsable = list(_unparsable_lines(env_file, encoding))
+    if unparsable:
+        raise SettingsError("; ".join(unparsable))
     try:
         return Settings(**overrides)
     except ValidationError as exc:

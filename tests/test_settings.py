@@ -70,6 +70,36 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_it(
     assert message in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("DB_PASSWORD='clubpw", ".env line 2: DB_PASSWORD: cannot be parsed (a quote left open?)"),
+        ('export DB_POOL_MAX="5', ".env line 2: DB_POOL_MAX: cannot be parsed (a quote left open?)"),
+        ("'clubpw", ".env line 2: cannot be parsed (a quote left open?)"),
+    ],
+)
+def test_a_dotenv_line_that_cannot_be_parsed_stops_start_up_naming_the_line(
+    line: str, message: str, tmp_path: Path
+) -> None:
+    # python-dotenv only warned and dropped the line: the gateway ran on the default instead.
+    (tmp_path / ".env").write_text(f"DB_POOL_MIN=1\n{line}\nLOG_LEVEL=INFO\n")
+    result = run_gateway(["check-connection"], tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"configuration error: {message}"]
+    assert "clubpw" not in result.stdout + result.stderr
+
+
+def test_every_unparsable_dotenv_line_is_named(tmp_path: Path) -> None:
+    env_file = tmp_path / "club.env"
+    env_file.write_text("DB_PASSWORD='one\nDB_BACKEND=sqlite\nDB_USER=\"two\n")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=env_file)
+    assert str(refused.value) == (
+        f"{env_file} line 1: DB_PASSWORD: cannot be parsed (a quote left open?); "
+        f"{env_file} line 3: DB_USER: cannot be parsed (a quote left open?)"
+    )
+
+
 SECONDS = (
     "DB_SECRET_TTL",
     "DB_IDLE_TIMEOUT",
