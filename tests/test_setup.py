@@ -18,8 +18,10 @@ from tests.processes import run_gateway
 
 HOST, PORT, USER = str(PG["host"]), str(PG["port"]), str(PG["user"])
 
-# What python-dotenv treats specially: quotes, escapes, ${NAME} and ${NAME:-default}, comments.
-_SPECIAL = st.sampled_from(["'", '"', "\\", "$", "{", "}", "${", ":-", "#", " ", "=", "`", "\\'", "\\\\"])
+# What python-dotenv treats specially: quotes, escapes, ${NAME} and ${NAME:-default}, comments,
+# and line breaks (the file is read with universal newlines: a raw \r comes back as \n).
+_QUOTING = ["'", '"', "\\", "$", "{", "}", "${", ":-", "#", " ", "=", "`", "\\'", "\\\\", '\\"', "\\r", "\\n"]
+_SPECIAL = st.sampled_from([*_QUOTING, "\r", "\n", "\r\n"])
 _PRINTABLE = st.characters(codec="utf-8").filter(str.isprintable)
 VALUES = st.lists(st.one_of(_SPECIAL, _PRINTABLE), max_size=24).map("".join)
 NAMES = VALUES.filter(bool)  # DB_USER and DB_NAME may not be empty
@@ -66,30 +68,32 @@ def assert_reads_back(a: Answers, s: Settings) -> None:
     assert s.db_ca_cert_path == (a.ca_path if a.ssl else None)
 
 
-def test_every_printable_value_setup_writes_is_read_back_unchanged(no_db_environment: None) -> None:
+def test_every_value_setup_writes_is_read_back_unchanged(no_db_environment: None) -> None:
     @settings(max_examples=400, deadline=None, database=None)
     @given(a=ANSWERS)
     @example(a=Answers(password="a'b${HOME}c", user="u", database="d"))
     @example(a=Answers(password="x${HOME}y ${A:-b} $${C} ${", user="u", database="d"))
     @example(a=Answers(password=" # lead, trail \\", user="'u'", database='"d"'))
     @example(a=Answers(backend="sqlite", sqlite_path=Path("a'b ${HOME}/c.db")))
+    @example(a=Answers(password="a\rb\r\nc\n\\r", user="u", database="d"))
     def round_trip(a: Answers) -> None:
         assert_reads_back(a, read_back(a))
 
     round_trip()
 
 
-PASSWORDS = ["a'b${HOME}c", "  both ends  ", "ends in a backslash\\", "#$'\"=${X:-y}\\'"]
+PASSWORDS = ["a'b${HOME}c", "  both ends  ", "ends in a backslash\\", "#$'\"=${X:-y}\\'", "carriage\rreturn"]
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r\n"])
 @pytest.mark.parametrize("password", PASSWORDS)
 def test_gateway_setup_from_flags_writes_the_password_byte_for_byte(
-    password: str, pg_database: str, no_db_environment: None, tmp_path: Path
+    password: str, line_break: str, pg_database: str, no_db_environment: None, tmp_path: Path
 ) -> None:
     flags = ["--non-interactive", "--backend", "postgres", "--host", HOST, "--port", PORT, "--user", USER]
     flags += ["--database", pg_database, "--no-ssl", "--password-stdin"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-    result = run_gateway(["setup", *flags], env, tmp_path, stdin=password + "\n")
+    result = run_gateway(["setup", *flags], env, tmp_path, stdin=password + line_break)
     # The machine's PostgreSQL trusts loopback: the check passes whatever the password.
     assert result.returncode == 0, result.stdout + result.stderr
     assert password not in result.stdout + result.stderr
@@ -130,13 +134,15 @@ def test_setup_keeps_the_env_it_would_replace_when_the_new_one_cannot_be_loaded(
     assert [p.name for p in tmp_path.iterdir()] == [".env"]
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r\n"])
 def test_the_wizard_keeps_the_spaces_around_a_piped_password(
-    pg_database: str, no_db_environment: None, tmp_path: Path
+    line_break: str, pg_database: str, no_db_environment: None, tmp_path: Path
 ) -> None:
+    # A \r\n line (piped from a file saved on Windows) ends at its \r: the password is what precedes it.
     password = "  spaced ${HOME}  "
     answers = ["postgres", HOST, PORT, USER, password, pg_database, "n"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-    result = run_gateway(["setup"], env, tmp_path, stdin="\n".join(answers) + "\n")
+    result = run_gateway(["setup"], env, tmp_path, stdin=line_break.join(answers) + line_break)
     assert result.returncode == 0, result.stdout + result.stderr
     loaded = load_settings(_env_file=tmp_path / ".env")
     assert loaded.db_password.get_secret_value() == password

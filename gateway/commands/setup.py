@@ -50,7 +50,7 @@ class _Prompter:
         answer = self._in.readline()
         if not answer:
             raise SetupError(f"no answer to {question!r} (standard input ended)")
-        return answer.removesuffix("\n")
+        return _without_line_break(answer)
 
     def line(self, question: str, default: str = "") -> str:
         return self._read(question, f"{question}{f' [{default}]' if default else ''}: ").strip() or default
@@ -81,6 +81,11 @@ class _Prompter:
                 return answer
             except SetupError as exc:
                 self._out.write(f"  {exc}\n")
+
+
+def _without_line_break(line: str) -> str:
+    """`line` without its line break: \\n, or \\r\\n from a file saved on Windows."""
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 def check_ca_file(path: str) -> None:
@@ -123,14 +128,17 @@ def _check_port(value: str) -> None:
 
 def _quote(value: str) -> str:
     """`value` as a .env value that python-dotenv (so the settings loader) reads back unchanged."""
-    # python-dotenv expands ${NAME} in every value, single-quoted too, and has no escape for `$`:
+    # python-dotenv expands ${NAME} in every value, quoted too, and has no escape for `$`:
     # `${:-$}` is the variable with the empty name, which never exists, so it reads as its default `$`.
     literal = value.replace("${", "${:-$}{")
     if literal.endswith("\\"):
         # Before python-dotenv 1.2.3 a backslash right before the closing quote escapes that quote.
         literal = literal[:-1] + "${:-\\}"
-    # Inside single quotes python-dotenv decodes exactly two escapes, \\ and \'; nothing else is special.
-    return "'" + literal.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # Double quotes, where python-dotenv decodes escapes (\\ \" \r \n among them): a raw \r would
+    # come back as \n, the file being read with universal newlines, so line breaks are escaped.
+    for char, escape in (("\\", "\\\\"), ('"', '\\"'), ("\r", "\\r"), ("\n", "\\n")):
+        literal = literal.replace(char, escape)
+    return f'"{literal}"'
 
 
 def env_file_text(a: Answers) -> str:
@@ -175,7 +183,7 @@ def _from_flags(args: argparse.Namespace) -> Answers:
         host=args.host,
         port=args.port,
         user=args.user or "",
-        password=sys.stdin.readline().rstrip("\n") if args.password_stdin else "",
+        password=_without_line_break(sys.stdin.readline()) if args.password_stdin else "",
         database=args.database or "",
         ssl=args.ssl,
         ca_path=args.ca_cert,
