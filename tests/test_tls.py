@@ -9,11 +9,16 @@ import subprocess
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.connect.tls import TlsProblem
 from gateway.datasources import create_data_source
@@ -326,6 +331,53 @@ def test_encode_cert_never_passes_on_a_private_key_nor_takes_a_servers_certifica
     result = run_gateway(["encode-cert", "bundle.pem"], {}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert base64.b64decode(result.stdout.strip()) == ca.cert_pem.bytes()
+
+
+def without_basic_constraints(signer: str) -> bytes:
+    """A PEM certificate for 'db.example.com' with no basicConstraints extension, signed by
+    `signer`: "itself", "a CA" (trustme's), or "another key" under its own name."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "db.example.com")])
+    issuer, signing_key = name, key
+    if signer == "a CA":
+        ca = trustme.CA()
+        issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject
+        signing_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)  # type: ignore[assignment]
+    elif signer == "another key":
+        signing_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(signing_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    ("signer", "refused"),
+    [("itself", False), ("a CA", True), ("another key", True)],
+)
+def test_a_certificate_without_basic_constraints_is_a_ca_only_when_self_signed(
+    signer: str, refused: bool, tmp_path: Path
+) -> None:
+    # A server's certificate made without the extension was taken as a CA (and base64'd for
+    # DB_CA_CERT); only an old root, signed by its own key, may lack it.
+    (tmp_path / "cert.pem").write_bytes(without_basic_constraints(signer))
+    result = run_gateway(["encode-cert", "cert.pem"], {}, cwd=tmp_path)
+    if refused:
+        assert result.returncode == 10, result.stdout
+        assert "cert.pem: 'db.example.com' is a server's certificate, not a CA's" in result.stderr
+        assert "(no basicConstraints, and not self-signed)" in result.stderr
+        assert not (tmp_path / "certs").exists()
+    else:
+        assert result.returncode == 0, result.stderr
+        assert base64.b64decode(result.stdout.strip()) == (tmp_path / "cert.pem").read_bytes()
 
 
 @pytest.mark.parametrize("backend", TLS_BACKENDS)

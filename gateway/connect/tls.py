@@ -118,12 +118,12 @@ def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
             "download the CA certificate from your database provider again",
         ) from None
     for cert in loaded:
-        if not _is_authority(cert):
+        reason = _not_an_authority(cert)
+        if reason:
             raise TlsError(
                 TlsProblem.CA_INVALID,
                 f"{source}: {_common_name(cert)!r} is a server's certificate, not a CA's "
-                "(basicConstraints CA:FALSE): use the CA certificate that signed it, from your "
-                "database provider",
+                f"({reason}): use the CA certificate that signed it, from your database provider",
             )
     return tuple(
         CaCertificate(
@@ -139,15 +139,21 @@ def parse_ca_pem(pem: bytes, source: str) -> tuple[CaCertificate, ...]:
 _PRIVATE_KEY = b"PRIVATE KEY-----"  # the end of any key block's line: RSA, EC, ENCRYPTED, PKCS#8
 
 
-def _is_authority(cert: x509.Certificate) -> bool:
-    """False for a certificate that says it is no CA's; one without basicConstraints (an old
-    self-signed root) is taken as one."""
+def _not_an_authority(cert: x509.Certificate) -> str | None:
+    """Why `cert` is no CA's, or None if it is one. Without basicConstraints only a self-signed
+    certificate (an old root) is taken as a CA, as OpenSSL does: any other is a server's."""
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
 
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
-        return True
+        try:
+            cert.verify_directly_issued_by(cert)  # its issuer's name is its own, and so is the key
+        except (ValueError, TypeError, InvalidSignature):
+            return "no basicConstraints, and not self-signed"
+        return None
+    return None if is_ca else "basicConstraints CA:FALSE"
 
 
 def check_ca_dates(certificates: tuple[CaCertificate, ...], source: str) -> None:
