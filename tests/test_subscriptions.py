@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.auth.issuing import issue_token
+from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
@@ -139,6 +140,63 @@ async def test_the_legacy_graphql_ws_protocol_delivers_updates(client: TestClien
         await make_session(client, ada["id"], [9.5])
         update = await socket.next_payload("1")
         assert update["data"]["activityAdded"]["kind"] == "SESSION_CREATED"
+
+
+@pytest.fixture
+async def own_client(
+    backend: str,
+    make_settings: Callable[..., Settings],
+    fresh_database: Callable[[str], str],
+    aiohttp_client: Any,
+) -> TestClient:
+    """A running gateway on a database of its own, which the test may break (SQLite's file is per test)."""
+    overrides = {} if backend == "sqlite" else {"db_name": fresh_database(backend)}
+    client: TestClient = await aiohttp_client(create_app(make_settings(backend, **overrides)))
+    return client
+
+
+async def copy_activity(source: SqlDataSource, template: int) -> None:
+    """Commit a copy of activity `template`, as any writer may."""
+    async with source.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
+            " SELECT kind, created_at, user_id, group_id, session_id, session_ref"
+            " FROM activities WHERE id = ?",
+            (template,),
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+async def test_a_first_update_whose_fields_fail_is_sent_as_an_update_and_the_subscription_goes_on(
+    own_client: TestClient,
+) -> None:
+    # Activity.user and activityAdded are non-null: a user that cannot be read leaves `data` null.
+    # That is an update with errors, not a refusal: both socket protocols ended the subscription.
+    client = own_client
+    ada = await make_user(client, "ada@example.com", "Ada")
+    await make_session(client, ada["id"], [9.5])
+    source = sql_source(client.app[EXECUTOR].data_source)
+    template = await source.last_activity_id()
+    feed = "subscription { activityAdded { kind user { displayName } } }"
+    async with open_socket(url_of(client)) as socket, open_socket(url_of(client), LEGACY_WS) as legacy:
+        for each in (socket, legacy):
+            await each.init()
+            await each.subscribe("1", feed)
+        await following(client, 2)
+        async with source.connection() as conn:
+            await conn.execute("ALTER TABLE users RENAME TO users_hidden")
+        await copy_activity(source, template)
+        for each in (socket, legacy):
+            failed = await each.next_payload("1")
+            assert failed["data"] is None and failed["errors"][0]["path"] == ["activityAdded", "user"], failed
+        async with source.connection() as conn:
+            await conn.execute("ALTER TABLE users_hidden RENAME TO users")
+        await copy_activity(source, template)
+        for each in (socket, legacy):
+            update = await each.next_payload("1")
+            assert update == {
+                "data": {"activityAdded": {"kind": "SESSION_CREATED", "user": {"displayName": "Ada"}}}
+            }
 
 
 async def test_open_subscriptions_and_shared_executions_are_gauges_in_metrics(client: TestClient) -> None:

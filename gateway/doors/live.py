@@ -298,12 +298,9 @@ class ExecutorStreams:
         results = context.executor.stream(
             Operation(query, name, variables), context.request, context.identity, context.on_slow
         )
-        first = True
+        # What did not run comes as a PreExecutionError, which the protocols answer with `error`;
+        # an update is `next` even when its fields failed and left `data` None.
         async for result in results:
-            if first and result.data is None and result.errors:
-                # Nothing ran: the protocols answer this with an `error` message, not `next`.
-                result = PreExecutionError(data=None, errors=result.errors, extensions=result.extensions)
-            first = False
             yield result
 
 

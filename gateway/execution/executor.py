@@ -27,6 +27,7 @@ from graphql.execution.values import VariableValues
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from gateway.auth.identity import Identity
@@ -297,10 +298,11 @@ class Executor:
         """The results of an operation sent over a socket or an event stream: one for a query or a
         mutation, one per update for a subscription, for as long as the caller iterates.
 
-        The first result has `data` None when nothing ran (refused, invalid, unknown operation, a
-        type not in `allowed`: an event stream opened by GET runs no mutation): a transport answers
-        it as an error. `on_slow` is called if the subscriber falls further behind than
-        SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
+        The first result is a PreExecutionError when nothing ran (refused, invalid, unknown
+        operation, a type not in `allowed`: an event stream opened by GET runs no mutation), which
+        a socket answers with an `error` message; any other result, errors and all, is an update
+        (an update whose fields failed may have `data` None). `on_slow` is called if the subscriber
+        falls further behind than SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
         """
         try:
             source = await self.open()
@@ -409,13 +411,14 @@ class Executor:
         coercers = _per_operation(prepared.coercers, self._graphql_schema, definition, coercers_of)
         return coerce_variables(self._graphql_schema, definition, coercers, given)
 
-    def refusal(self, refusal: GatewayError) -> ExecutionResult:
+    def refusal(self, refusal: GatewayError) -> PreExecutionError:
         """A result carrying `refusal` as its coded error, nothing run."""
         return self._failed([GraphQLError(str(refusal), original_error=refusal)])
 
-    def _failed(self, errors: Sequence[GraphQLError]) -> ExecutionResult:
+    def _failed(self, errors: Sequence[GraphQLError]) -> PreExecutionError:
+        """A result carrying `errors`, nothing run: its type tells a socket to answer with `error`."""
         self.schema.process_errors(list(errors))
-        return ExecutionResult(data=None, errors=list(errors))
+        return PreExecutionError(data=None, errors=list(errors))
 
 
 def _per_operation(
