@@ -199,6 +199,27 @@ async def test_a_first_update_whose_fields_fail_is_sent_as_an_update_and_the_sub
             }
 
 
+def keep_alive_tasks() -> list[asyncio.Task[Any]]:
+    """The legacy protocol's `ka` loops running in this event loop (the server's, in these tests)."""
+    running = asyncio.all_tasks()
+    return [t for t in running if getattr(t.get_coro(), "__qualname__", "").endswith(".handle_keep_alive")]
+
+
+async def test_a_second_connection_init_on_the_legacy_protocol_closes_with_4429_and_leaves_no_task(
+    make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each init signed in again and started another `ka` loop; only the last was stopped at close,
+    # the others logged "Task exception was never retrieved" once the socket was gone.
+    client = await aiohttp_client(create_app(make_settings("sqlite", live_keepalive=0.05)))
+    async with open_socket(url_of(client), LEGACY_WS) as legacy:
+        assert (await legacy.init())["type"] == "connection_ack"
+        assert len(keep_alive_tasks()) == 1
+        again = await legacy.init()
+        assert again == {"type": "closed", "code": 4429, "reason": "Too many initialisation requests"}
+    await until(lambda: not keep_alive_tasks(), "the socket's keep-alive loop ends")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
 async def test_open_subscriptions_and_shared_executions_are_gauges_in_metrics(client: TestClient) -> None:
     async def gauges() -> tuple[float | None, float | None]:
         text = await (await client.get("/metrics")).text()

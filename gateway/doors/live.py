@@ -47,6 +47,7 @@ __all__ = [
     "GOING_AWAY",
     "SLOW_CONSUMER",
     "TOKEN_EXPIRED",
+    "TOO_MANY_INITS",
     "LegacyWsHandler",
     "LiveConnections",
     "SocketContext",
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 GOING_AWAY = 1001  # RFC 6455: the server is shutting down
 SLOW_CONSUMER = 1013  # RFC 6455 "try again later": the client read too slowly and was disconnected
 TOKEN_EXPIRED = 4403  # graphql-transport-ws's Forbidden: reconnect with a fresh token
+TOO_MANY_INITS = 4429  # graphql-transport-ws's close for a second connection_init; the legacy protocol's too
 _CLOSE_WAIT = 2.0  # seconds a close frame may wait behind unread data before the connection is closed
 _SLOW_LINGER = 30.0  # seconds a slow client then has to read what was queued, before it is cut
 _SHUTDOWN_LINGER = 5.0  # the same on shutdown
@@ -364,6 +366,16 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schema = cast(BaseSchema, ExecutorStreams(self.context))
+        self._init_received = False
+
+    async def handle_connection_init(self, message: Any) -> None:
+        # Strawberry's handler signs in again at each one and starts another keep-alive task, of
+        # which only the last is stopped at close: refused as graphql-transport-ws refuses it.
+        if self._init_received:
+            await self.websocket.close(code=TOO_MANY_INITS, reason="Too many initialisation requests")
+            return
+        self._init_received = True
+        await super().handle_connection_init(message)
 
     async def handle_message(self, message: Any) -> None:
         problem = malformed(message)
