@@ -199,6 +199,50 @@ async def test_a_first_update_whose_fields_fail_is_sent_as_an_update_and_the_sub
             }
 
 
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])  # SQLite's one writer: no later id commits first
+async def test_an_activity_whose_id_was_taken_before_the_watch_started_is_announced_at_its_commit(
+    own_client: TestClient,
+) -> None:
+    # The watch started after the newest visible id, so an id taken below it by a transaction still
+    # open was never announced: not above the start, and not a gap.
+    client = own_client
+    ada = await make_user(client, "ada@example.com", "Ada")
+    bob = await make_user(client, "bob@example.com", "Bob")
+    await make_session(client, ada["id"], [9.5])
+    source = sql_source(client.app[EXECUTOR].data_source)
+    template = await source.last_activity_id()
+    inserted, commit = asyncio.Event(), asyncio.Event()
+
+    async def held_open() -> None:
+        async with source.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
+                " SELECT kind, created_at, user_id, group_id, session_id, session_ref"
+                " FROM activities WHERE id = ?",
+                (template,),
+            )
+            inserted.set()
+            await commit.wait()
+
+    holder = asyncio.create_task(held_open())
+    try:
+        await inserted.wait()
+        await copy_activity(source, template)  # a later id, visible first
+        async with open_socket(url_of(client)) as socket:
+            await socket.init()
+            await socket.subscribe("1", "subscription { activityAdded { user { displayName } } }")
+            await following(client)  # the instance's first subscription: its watch has started
+            commit.set()
+            await holder
+            await make_session(client, bob["id"], [8.0])  # committed after it, to know when to stop
+            for name in ("Ada", "Bob"):
+                update = await socket.next_payload("1")
+                assert update == {"data": {"activityAdded": {"user": {"displayName": name}}}}
+    finally:
+        commit.set()
+        await holder
+
+
 def keep_alive_tasks() -> list[asyncio.Task[Any]]:
     """The legacy protocol's `ka` loops running in this event loop (the server's, in these tests)."""
     running = asyncio.all_tasks()

@@ -10,12 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from gateway.datasources.records import ActivityRecord
 
-__all__ = ["READ_BATCH", "ActivityReader", "Announce", "ChangeWatch", "DeliveredActivities", "read_since"]
+__all__ = [
+    "READ_BATCH",
+    "ActivityReader",
+    "Announce",
+    "ChangeWatch",
+    "DeliveredActivities",
+    "read_since",
+    "starting_point",
+]
 
 Announce = Callable[[Sequence[ActivityRecord]], Awaitable[None]]
 
@@ -52,14 +60,22 @@ class DeliveredActivities:
 
     Ids are taken in insert order but become visible in commit order: when id 11 is seen before 10,
     10 is remembered as a gap and read again until it appears or `gap_wait` seconds pass (a rolled
-    back insert leaves a gap forever). Reads start after `read_after`.
+    back insert leaves a gap forever). `missing`: ids at or below `last_id` awaited the same way from
+    the start. Reads start after `read_after`.
     """
 
-    def __init__(self, last_id: int, gap_wait: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        last_id: int,
+        gap_wait: float,
+        missing: Iterable[int] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.last_id = last_id
-        self._gaps: dict[int, float] = {}  # id -> when it was first missed
-        self._gap_wait = gap_wait
         self._clock = clock
+        now = clock()
+        self._gaps: dict[int, float] = dict.fromkeys(missing, now)  # id -> when it was first missed
+        self._gap_wait = gap_wait
 
     @property
     def read_after(self) -> int:
@@ -89,6 +105,18 @@ class DeliveredActivities:
             oldest = self._clock() - self._gap_wait
             for gap in [gap for gap, since in self._gaps.items() if since < oldest]:
                 del self._gaps[gap]
+
+
+async def starting_point(reader: ActivityReader, gap_wait: float) -> DeliveredActivities:
+    """Where a new watch starts: after the newest activity visible now, awaiting as gaps the ids up
+    to _MAX_GAPS below it that are not visible. A transaction may have taken one of them before
+    a later one committed; it commits after the watch started, and must be announced then."""
+    last_id = await reader.last_activity_id()
+    floor = max(0, last_id - _MAX_GAPS)
+    # At most _MAX_GAPS ids lie in (floor, last_id], so these rows hold every one visible there.
+    visible = {record.id for record in await reader.activities_after(floor, _MAX_GAPS)}
+    missing = [i for i in range(floor + 1, last_id + 1) if i not in visible]
+    return DeliveredActivities(last_id, gap_wait, missing)
 
 
 async def read_since(reader: ActivityReader, delivered: DeliveredActivities, announce: Announce) -> None:

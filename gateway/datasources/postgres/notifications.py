@@ -23,6 +23,7 @@ from gateway.datasources.changes import (
     ChangeWatch,
     DeliveredActivities,
     read_since,
+    starting_point,
 )
 from gateway.datasources.sql.polling import GAP_WAIT
 from gateway.errors import GatewayError
@@ -56,7 +57,7 @@ class PostgresNotifications(ChangeWatch):
                 conn.add_termination_listener(heard.lost)
                 await conn.add_listener(CHANNEL, heard.notified)
                 if self.delivered is None:
-                    self.delivered = DeliveredActivities(await self._reader.last_activity_id(), GAP_WAIT)
+                    self.delivered = await starting_point(self._reader, GAP_WAIT)
                     self.ready.set()
                 else:
                     # What committed while nobody here was listening.

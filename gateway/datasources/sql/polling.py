@@ -11,7 +11,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from gateway.datasources.changes import ActivityReader, Announce, ChangeWatch, DeliveredActivities, read_since
+from gateway.datasources.changes import ActivityReader, Announce, ChangeWatch, read_since, starting_point
 from gateway.errors import GatewayError
 
 __all__ = ["ActivityPoller"]
@@ -39,7 +39,7 @@ class ActivityPoller(ChangeWatch):
             self._woken.clear()
             try:
                 if self.delivered is None:
-                    self.delivered = DeliveredActivities(await self._reader.last_activity_id(), GAP_WAIT)
+                    self.delivered = await starting_point(self._reader, GAP_WAIT)
                     self.ready.set()
                 await read_since(self._reader, self.delivered, announce)
             except GatewayError as exc:
