@@ -21,6 +21,7 @@ from gateway.settings import Settings
 from gateway.telemetry.exchange import MAX_RECORDED
 from tests.aws_servers import AWS_KEYS, moto_endpoint
 from tests.conftest import PG, server_env, sql_source
+from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
 from tests.metrics_text import label_values, value
 from tests.polling import until
 from tests.processes import serve
@@ -231,6 +232,45 @@ async def test_workers_add_up_in_one_exposition(pg_database: str, tmp_path: Path
         await until(every_request_is_counted, "every worker's requests and pool are in /metrics", timeout=15)
     assert server.process.returncode == 0
     assert not list(tmp_path.glob("gateway-metrics-*")), "the run's metrics folder outlived it"
+
+
+async def test_refusals_over_sockets_and_event_streams_are_counted_once(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    # Refused here, a subscription's errors were answered but never counted, while the same refusal
+    # of a query was.
+    settings = make_settings(
+        "sqlite", auth_jwt_secret=SECRET, max_query_depth=3, subscriptions_per_connection=1
+    )
+    client: TestClient = await aiohttp_client(create_app(settings))
+    url = str(client.make_url("/graphql"))
+    deep = "subscription { activityAdded { shootingSession { user { groups { name } } } } }"
+    feed = "subscription { activityAdded { kind } }"
+    for protocol in (TRANSPORT_WS, LEGACY_WS):
+        async with open_socket(url, protocol) as socket:
+            await socket.init()
+            await socket.subscribe("deep", deep)
+            refused = await socket.receive()
+            assert refused["type"] == "error", refused
+        async with open_socket(url, protocol) as socket:
+            await socket.init()
+            await socket.subscribe("1", feed)
+            await until(lambda: client.app[EXECUTOR].receiving() == 1, "the subscription follows the feed")
+            await socket.subscribe("2", feed)
+            refused = await socket.receive()
+            assert refused["type"] == "error" and refused["id"] == "2", refused
+        await until(lambda: client.app[EXECUTOR].subscriptions == 0, "the subscription ends")
+        async with open_socket(url, protocol) as socket:
+            closed = await socket.init({"Authorization": "Bearer not-a-token"})
+            assert closed["type"] in ("closed", "connection_error"), closed
+    async with open_stream(url, deep) as stream:
+        name, payload = await stream.event()
+        assert name == "next" and payload["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    text = await scrape(client)
+    errors = "gateway_graphql_errors_total"
+    assert value(text, errors, code="QUERY_TOO_COMPLEX") == 3
+    assert value(text, errors, code="TOO_MANY_SUBSCRIPTIONS") == 2
+    assert value(text, errors, code="UNAUTHENTICATED") == 2
 
 
 async def test_a_long_lived_connection_keeps_a_bounded_record_and_counts_every_error(

@@ -186,9 +186,14 @@ async def test_a_first_update_whose_fields_fail_is_sent_as_an_update_and_the_sub
         async with source.connection() as conn:
             await conn.execute("ALTER TABLE users RENAME TO users_hidden")
         await copy_activity(source, template)
+        codes = []
         for each in (socket, legacy):
             failed = await each.next_payload("1")
             assert failed["data"] is None and failed["errors"][0]["path"] == ["activityAdded", "user"], failed
+            codes.append(failed["errors"][0]["extensions"]["code"])
+        # An update's errors count as answered, once per subscriber that received them.
+        metrics = await (await client.get("/metrics")).text()
+        assert value(metrics, "gateway_graphql_errors_total", code=codes[0]) == 2, codes
         async with source.connection() as conn:
             await conn.execute("ALTER TABLE users_hidden RENAME TO users")
         await copy_activity(source, template)

@@ -128,7 +128,9 @@ class ExecutorView:
                 break
             yield result
         await results.aclose()
-        yield self.executor.refusal(Unauthenticated("the token expired: subscribe again with a new one"))
+        expired = self.executor.refusal(Unauthenticated("the token expired: subscribe again with a new one"))
+        self.executor.telemetry.answered(expired.errors or [])
+        yield expired
 
     def set_status(self, sub_response: Any, status: int, headers: dict[str, str]) -> None:
         """Give the response Strawberry is building `status` and `headers`."""

@@ -255,17 +255,21 @@ class SocketContext:
         if token is None:
             token = self.request.headers.get(hdrs.AUTHORIZATION)
         if not (token is None or isinstance(token, str)):
-            raise _rejected("UNAUTHENTICATED", "connection_init: `Authorization` must be a string")
+            raise self._rejected("UNAUTHENTICATED", "connection_init: `Authorization` must be a string")
         try:
             self.identity = await self.executor.identify(token)
         except TokenRejected as exc:
-            raise _rejected("UNAUTHENTICATED", str(exc)) from exc
+            raise self._rejected("UNAUTHENTICATED", str(exc)) from exc
         except GatewayError as exc:
-            raise _rejected(exc.code.value, str(exc)) from exc
+            raise self._rejected(exc.code.value, str(exc)) from exc
 
+    def _rejected(self, code: str, message: str) -> ConnectionRejectionError:
+        return ConnectionRejectionError(self.refused(GraphQLError(message, extensions={"code": code})))
 
-def _rejected(code: str, message: str) -> ConnectionRejectionError:
-    return ConnectionRejectionError({"message": message, "extensions": {"code": code}})
+    def refused(self, error: GraphQLError) -> dict[str, Any]:
+        """`error`, answered by the socket itself (a connection or operation refused): counted, formatted."""
+        self.executor.telemetry.answered([error])
+        return dict(error.formatted)
 
 
 class ExecutorStreams:
@@ -294,6 +298,7 @@ class ExecutorStreams:
         ):
             problem = "`query` must be a string, `variables` an object and `operationName` a string"
             error = GraphQLError(problem, extensions={"code": "BAD_REQUEST"})
+            self._context.executor.telemetry.answered([error])
             yield PreExecutionError(data=None, errors=[error])
             return
         context = self._context
@@ -347,7 +352,7 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Any, None]):
         if self.connection_acknowledged and message["id"] not in self.operations:
             refusal = _over_limit(self.context, len(self.operations))
             if refusal is not None:
-                error = {"id": message["id"], "type": "error", "payload": [refusal.formatted]}
+                error = {"id": message["id"], "type": "error", "payload": [self.context.refused(refusal)]}
                 await self.send_message(cast(Any, error))
                 return
         await super().handle_subscribe(message)
@@ -393,7 +398,7 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Any, None]):
         if self.connection_acknowledged and message["id"] not in self.tasks:
             refusal = _over_limit(self.context, len(self.tasks))
             if refusal is not None:
-                error = {"type": "error", "id": message["id"], "payload": refusal.formatted}
+                error = {"type": "error", "id": message["id"], "payload": self.context.refused(refusal)}
                 await self.send_message(cast(Any, error))
                 return
         await super().handle_start(message)

@@ -304,6 +304,9 @@ class Executor:
         (an update whose fields failed may have `data` None). `on_slow` is called if the subscriber
         falls further behind than SUBSCRIPTION_BUFFER updates; the caller then closes the connection.
         """
+        started = time.perf_counter()
+        prepared: Prepared | None = None
+        refused: PreExecutionError | None = None
         try:
             source = await self.open()
             operation = self.persisted.resolve(operation)
@@ -320,23 +323,25 @@ class Executor:
             context.prepared, context.feed, context.on_slow = prepared, self.feed, on_slow
             document, definition = found
             variables = self._coerced(prepared, definition, operation.variables)
-            if not isinstance(variables, VariableValues):
-                yield self._failed(variables)
-                return
-            decision = self.policy.decide(
-                OperationView(document, definition, prepared.fragments, variables.coerced, context)
-            )
+            if isinstance(variables, VariableValues):
+                decision = self.policy.decide(
+                    OperationView(document, definition, prepared.fragments, variables.coerced, context)
+                )
+            else:
+                refused = self._failed(variables)
         except MissingQueryError:
-            yield self.refusal(MalformedRequest("no GraphQL query found in the request"))
-            return
+            refused = self.refusal(MalformedRequest("no GraphQL query found in the request"))
         except CannotGetOperationTypeError as exc:
-            yield self.refusal(MalformedRequest(exc.as_http_error_reason()))
-            return
+            refused = self.refusal(MalformedRequest(exc.as_http_error_reason()))
         except InvalidOperationTypeError as exc:
-            yield self.refusal(MalformedRequest(exc.as_http_error_reason("GET")))
-            return
+            refused = self.refusal(MalformedRequest(exc.as_http_error_reason("GET")))
         except GatewayError as refusal:
-            yield self.refusal(refusal)
+            refused = self.refusal(refusal)
+        if refused is not None:
+            # Observed as `execute` observes a refused query: its errors counted once.
+            elapsed = time.perf_counter() - started
+            self.telemetry.operation(prepared, operation.operation_name, refused, None, elapsed)
+            yield refused
             return
         context.marks = decision.marks
         # Who receives the same updates: the same operation and variables, viewer and marks.
@@ -358,6 +363,8 @@ class Executor:
         results = self.shared.results(key, context, start, self.settings.subscription_buffer, on_slow)
         async with aclosing(results):  # closed with the caller's iteration: it leaves at once
             async for result in results:
+                if result.errors:
+                    self.telemetry.answered(result.errors)
                 yield result
 
     @property

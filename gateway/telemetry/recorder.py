@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,16 @@ class Telemetry:
                 exchange.errors.extend((_code(e), e.message) for e in errors[:room])
         if span is not None and self.tracing is not None:
             self.tracing.name_operation(span, name, kind, [_code(e) for e in errors or ()])
+
+    def answered(self, errors: Sequence[GraphQLError]) -> None:
+        """`errors` were answered outside an operation observed by `operation` (a subscription's
+        update, a socket's refusal of one more operation): counted, and kept for the access log."""
+        if self.metrics is not None:
+            self.metrics.count_errors(_code(e) for e in errors)
+        exchange = CURRENT.get()
+        if exchange is not None:
+            room = MAX_RECORDED - len(exchange.errors)
+            exchange.errors.extend((_code(e), e.message) for e in errors[:room])
 
     # -- /metrics ------------------------------------------------------------------------
 
