@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -70,8 +70,8 @@ def _decode_global_id(value: str) -> tuple[str, int] | None:
 
 
 def encode_cursor(listing: str, values: tuple[Any, ...]) -> str:
-    """A cursor for the row whose sort values are `values` in the list named `listing`."""
-    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    """A cursor for the row whose sort values are `values` in the list named `listing`; instants in UTC."""
+    encoded = [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in values]
     return _b64encode(json.dumps([listing, *encoded], separators=(",", ":")))
 
 
