@@ -18,6 +18,9 @@ from aiohttp.test_utils import TestClient
 from gateway.auth.issuing import issue_token
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
+from gateway.execution.executor import Executor
+from gateway.execution.operation import Operation
+from gateway.execution.persisted import PersistedOperations, PersistedQueryNotFound
 from gateway.settings import Settings
 from tests.conftest import count_rows, empty_tables
 from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
@@ -202,6 +205,47 @@ async def test_apq_keeps_no_document_longer_than_the_parser_reads(
     by_hash = await (await client.post("/graphql", json={"extensions": apq(huge)})).json()
     assert by_hash["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert len(client.app[EXECUTOR].documents) == 0, "nor does the document cache keep it"
+
+
+async def test_the_document_cache_keeps_a_bounded_weight_and_no_invalid_document(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # 300 documents of 5,000 tokens took a process from 77 MB to 1 GB: each kept its parse tree.
+    documents = Executor(make_settings("sqlite")).documents
+    for n in range(40):  # valid, so the limits would refuse them only after the cache
+        await documents.get(f"query Q{n} {{ " + "...F " * 2480 + "} fragment F on Query { __typename }")
+    assert 0 < len(documents) <= 10, "ten documents of MAX_QUERY_TOKENS fill the budget"
+    assert documents.retained <= documents.budget
+    unknown = await documents.get("{ " + " ".join(f"f{i}" for i in range(4990)) + " }")
+    assert len(unknown.errors) > 100
+    assert documents.cached(unknown.query) is None, "an invalid document's tree and errors are not kept"
+    small = [f"query S{n} {{ users {{ edges {{ node {{ displayName }} }} }} }}" for n in range(256)]
+    for query in small:
+        await documents.get(query)
+    prepared = documents.prepared
+    for query in small:
+        assert (await documents.get(query)).query == query
+    assert documents.prepared == prepared, "an app's 256 small documents all stay cached"
+    assert len(documents) == 256 and documents.retained <= documents.budget
+
+
+def test_apq_keeps_a_bounded_length_of_documents(make_settings: Callable[..., Settings]) -> None:
+    # 1,000 documents of 200 KB each (the parser's bound) held 270 MB per instance.
+    persisted = PersistedOperations(make_settings("sqlite"))
+    large = [f"query Q{n} {{ __typename }}" + " " * 199_900 for n in range(50)]
+    for text in large:
+        persisted.resolve(Operation(text, extensions=apq(text)))
+    kept = []
+    for text in large:
+        with suppress(PersistedQueryNotFound):
+            kept.append(persisted.resolve(Operation(None, extensions=apq(text))).query)
+    assert kept == large[-20:], "the most recent 4 MB stay"
+    assert persisted.retained <= persisted.budget
+    small = [f"query S{n} {{ users {{ edges {{ cursor }} }} }}" for n in range(1000)]
+    for text in small:
+        persisted.resolve(Operation(text, extensions=apq(text)))
+    for text in small:
+        assert persisted.resolve(Operation(None, extensions=apq(text))).query == text
 
 
 PRYING = """subscription($id: ID!) {

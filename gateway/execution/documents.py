@@ -3,6 +3,10 @@
 A document is parsed with a token limit, so a huge one is refused while it is read, and a document
 not seen before is parsed and validated in a worker thread: however large, it never holds the
 event loop (graphql-core is pure Python; the thread gives the loop the GIL every few ms).
+
+The cache is bounded by weight as well as count: a parse tree costs about 400 bytes a token, so
+anonymous clients sending large distinct documents must not hold a gigabyte. Only valid documents
+are kept; one that fails to parse or validate is prepared again if it is sent again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DocumentCache", "Prepared", "max_source_length"]
 
+# Tokens the cache keeps in all, in documents of MAX_QUERY_TOKENS: ~20 MB at the default 5,000,
+# while 256 documents of up to 195 tokens (a large app's operations) all stay.
+BUDGET_DOCUMENTS = 10
+
 
 def max_source_length(max_tokens: int) -> int:
     """The longest document text read under MAX_QUERY_TOKENS: a document of a few huge tokens
@@ -55,12 +63,24 @@ class Prepared:
     coercers: dict[str | None, Coercers | None] = field(default_factory=dict)
     # Per mutation, how it runs without graphql-core's executor (None: it cannot); set on first use.
     direct: dict[str | None, DirectPlan | None] = field(default_factory=dict)
+    weight: int = 0  # what keeping a valid document costs, in tokens (see `_weight`)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request names, or its only one; None when there is no such choice."""
         if name is None:
             return next(iter(self.operations.values())) if len(self.operations) == 1 else None
         return self.operations.get(name)
+
+
+def _weight(query: str, document: DocumentNode) -> int:
+    """What a parsed document costs to keep, in tokens: those of its parse tree (comments too, as
+    they stay linked in it), or its length over 40 when its text is the larger part."""
+    tokens = 0
+    token = document.loc.start_token.next if document.loc is not None else None
+    while token is not None:
+        tokens += 1
+        token = token.next
+    return max(tokens, len(query) // 40)
 
 
 class TooLarge(GatewayError):
@@ -91,7 +111,7 @@ def _prepare(
     with _span(tracing, "graphql.validate"):
         # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
         errors = validate_document(schema, document, (*specified_rules, *rules))
-    prepared = Prepared(query, document, errors)
+    prepared = Prepared(query, document, errors, weight=0 if errors else _weight(query, document))
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             prepared.operations[definition.name.value if definition.name else None] = definition
@@ -101,7 +121,8 @@ def _prepare(
 
 
 class DocumentCache:
-    """The last `size` documents seen, parsed and validated against one schema."""
+    """The last valid documents seen, parsed and validated against one schema: at most `size` of
+    them, and at most `BUDGET_DOCUMENTS` times MAX_QUERY_TOKENS tokens in all (see `_weight`)."""
 
     def __init__(
         self,
@@ -114,7 +135,9 @@ class DocumentCache:
         self._max_tokens = max_tokens
         self._rules = tuple(rules)  # validation rules besides the specification's (no introspection)
         self._size = size
+        self.budget = BUDGET_DOCUMENTS * max_tokens
         self._items: OrderedDict[str, Prepared] = OrderedDict()
+        self.retained = 0  # the weight of the documents kept, at most `budget`
         self.prepared = 0  # documents parsed and validated so far, for tests and benchmarks
         self.tracing: Tracing | None = None  # spans around parse and validate, when tracing is on
 
@@ -138,11 +161,14 @@ class DocumentCache:
             _prepare, self._schema, query, self._max_tokens, self._rules, self.tracing
         )
         self.prepared += 1
-        if len(query) > max_source_length(self._max_tokens):
-            # Refused before lexing, so as cheap to refuse again: keeping it would let a client fill
-            # the cache with documents of a megabyte each.
-            return prepared
-        self._items[query] = prepared
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        if prepared.document is not None and not prepared.errors:
+            self._keep(query, prepared)
         return prepared
+
+    def _keep(self, query: str, prepared: Prepared) -> None:
+        if prepared.weight > self.budget or query in self._items:
+            return  # larger than all the rest together; or kept by a request that prepared it meanwhile
+        self._items[query] = prepared
+        self.retained += prepared.weight
+        while len(self._items) > self._size or self.retained > self.budget:
+            self.retained -= self._items.popitem(last=False)[1].weight

@@ -3,7 +3,8 @@
 APQ, as Apollo Client's persisted-queries link and Apollo Server speak it: a request carrying only
 `extensions.persistedQuery.sha256Hash` runs the document registered under that hash, or is answered
 PERSISTED_QUERY_NOT_FOUND (the link then sends the hash with the document, which is registered
-after its hash is checked). The store is an LRU, per instance. With PERSISTED_OPERATIONS=only the
+after its hash is checked). The store is an LRU, per instance, of APQ_CACHE_SIZE documents and
+APQ_CACHE_SIZE x `AVERAGE_DOCUMENT` characters of them in all. With PERSISTED_OPERATIONS=only the
 gateway runs nothing but the documents of PERSISTED_OPERATIONS_MANIFEST (the JSON of hash ->
 document that graphql-codegen's client preset and Relay's compiler write), named by
 `extensions.persistedQuery.sha256Hash` or `documentId`; any other document is refused.
@@ -29,6 +30,9 @@ __all__ = ["ManifestError", "PersistedOperations", "PersistedQueryNotFound"]
 
 # An operation's name where it is defined; read without parsing every document of a manifest.
 _DEFINED_NAME = re.compile(r"\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
+# Characters the APQ store keeps per APQ_CACHE_SIZE: ~4 MB at the default 1,000, where documents of
+# up to 200 KB (MAX_QUERY_TOKENS' 40 characters a token) would hold 200 MB.
+AVERAGE_DOCUMENT = 4000
 
 
 class PersistedQueryNotFound(GatewayError):
@@ -92,6 +96,8 @@ class PersistedOperations:
         self._manifest = load_manifest(path) if path is not None else {}
         self._trusted = frozenset(self._manifest.values())
         self._size = settings.apq_cache_size
+        self.budget = settings.apq_cache_size * AVERAGE_DOCUMENT
+        self.retained = 0  # characters of the registered documents, at most `budget`
         self._longest = max_source_length(settings.max_query_tokens)
         self._registered: OrderedDict[str, str] = OrderedDict()
 
@@ -123,9 +129,8 @@ class PersistedOperations:
             return operation
         if sha256(operation.query) != wanted:
             raise BadUserInput("extensions.persistedQuery.sha256Hash", "provided sha does not match query")
-        if len(operation.query) <= self._longest:
-            # A longer one is refused unread (QUERY_TOO_COMPLEX): registering it would only let a
-            # client hold APQ_CACHE_SIZE megabyte documents in memory.
+        if len(operation.query) <= min(self._longest, self.budget):
+            # A longer one is refused unread (QUERY_TOO_COMPLEX), or would push out all the others.
             self._register(wanted, operation.query)
         return operation
 
@@ -136,7 +141,10 @@ class PersistedOperations:
         return text
 
     def _register(self, digest: str, text: str) -> None:
+        if digest in self._registered:
+            self._registered.move_to_end(digest)
+            return
         self._registered[digest] = text
-        self._registered.move_to_end(digest)
-        if len(self._registered) > self._size:
-            self._registered.popitem(last=False)
+        self.retained += len(text)
+        while len(self._registered) > self._size or self.retained > self.budget:
+            self.retained -= len(self._registered.popitem(last=False)[1])
