@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from gateway.auth.issuing import issue_token
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
+from gateway.execution.documents import BUDGET_DOCUMENTS
 from gateway.execution.executor import Executor
 from gateway.execution.operation import Operation
 from gateway.execution.persisted import PersistedOperations, PersistedQueryNotFound
@@ -214,7 +215,7 @@ async def test_the_document_cache_keeps_a_bounded_weight_and_no_invalid_document
     documents = Executor(make_settings("sqlite")).documents
     for n in range(40):  # valid, so the limits would refuse them only after the cache
         await documents.get(f"query Q{n} {{ " + "...F " * 2480 + "} fragment F on Query { __typename }")
-    assert 0 < len(documents) <= 10, "ten documents of MAX_QUERY_TOKENS fill the budget"
+    assert 0 < len(documents) <= BUDGET_DOCUMENTS, "so many documents of MAX_QUERY_TOKENS fill the budget"
     assert documents.retained <= documents.budget
     unknown = await documents.get("{ " + " ".join(f"f{i}" for i in range(4990)) + " }")
     assert len(unknown.errors) > 100

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DocumentCache", "Prepared", "max_source_length"]
 
-# Tokens the cache keeps in all, in documents of MAX_QUERY_TOKENS: ~20 MB at the default 5,000,
-# while 256 documents of up to 195 tokens (a large app's operations) all stay.
-BUDGET_DOCUMENTS = 10
+# Tokens the cache keeps in all, in documents of MAX_QUERY_TOKENS: ~40 MB at the default 5,000,
+# while 256 documents of up to 390 tokens (a large app's operations, fragments included) all stay.
+BUDGET_DOCUMENTS = 20
 
 
 def max_source_length(max_tokens: int) -> int:
