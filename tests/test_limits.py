@@ -10,7 +10,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -19,10 +19,12 @@ from aiohttp.test_utils import TestServer
 
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
+from gateway.doors.asgi_app import create_asgi_app
+from gateway.doors.refusals import MAX_BODY_BYTES
 from gateway.execution.limits import measure
 from gateway.schema import build_schema
 from gateway.settings import Settings
-from tests.asgi_calls import asgi_post
+from tests.asgi_calls import asgi_post, asgi_post_chunks
 from tests.conftest import count_rows, sql_source
 from tests.graphql_client import error_codes, graphql
 from tests.served_doors import DOORS, served_door
@@ -379,3 +381,54 @@ def test_a_verdict_is_kept_for_the_same_values_of_the_same_variables_only(
     assert cost(a=None, b=50) == 90
     assert cost(a=50, b=None) == "refused"  # 2 * 50 + 20
     assert cost(b=50, a=None) == 90
+
+
+def padded_body(size: int) -> bytes:
+    """A JSON POST of `{ __typename }` padded with spaces to `size` bytes."""
+    body = json.dumps({"query": "{ __typename }"}).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_body_past_the_limit_is_refused_alike_by_both_doors(
+    door: str, make_settings: Callable[..., Settings]
+) -> None:
+    # The ASGI door read any body whole; aiohttp answered its own text.
+    async with served_door(door, make_settings("sqlite")) as running, aiohttp.ClientSession() as http:
+        url = running.url + "/graphql"
+        at_limit = padded_body(MAX_BODY_BYTES)
+        headers = {"Content-Type": "application/json"}
+        async with http.post(url, data=io.BytesIO(at_limit), headers=headers) as response:
+            assert response.status == 200
+            assert await response.json() == {"data": {"__typename": "Query"}}
+        message = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+        error = {"message": message, "extensions": {"code": "BAD_REQUEST"}}
+        for accept, answer in (
+            ("application/json", {"data": None, "errors": [error]}),
+            ("application/graphql-response+json", {"errors": [error]}),
+        ):
+            past = io.BytesIO(padded_body(MAX_BODY_BYTES + 1))
+            async with http.post(url, data=past, headers={**headers, "Accept": accept}) as response:
+                assert response.status == 413
+                assert response.content_type == accept
+                assert await response.json(content_type=None) == answer
+
+
+async def test_the_asgi_door_reads_no_further_than_the_limit(make_settings: Callable[..., Settings]) -> None:
+    app = create_asgi_app(make_settings("sqlite"))
+    taken = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal taken
+        yield b'{"query": "{ __typename }", "extensions": {"padding": "'
+        for _ in range(256):  # 16 MiB
+            taken += 1
+            yield b"x" * 65_536
+        yield b'"}}'
+
+    try:
+        status, answer = await asgi_post_chunks(app, body())
+    finally:
+        await app.state.executor.close()  # its SQLite connection's thread would outlive the run
+    assert status == 413, answer
+    assert taken <= MAX_BODY_BYTES // 65_536 + 1, "read past the limit"

@@ -32,7 +32,7 @@ from gateway.doors.live import (
     origin_allowed,
 )
 from gateway.doors.observed import metrics_answer, publishing
-from gateway.doors.refusals import bad_request, invalid_token, unavailable
+from gateway.doors.refusals import MAX_BODY_BYTES, bad_request, invalid_token, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
@@ -257,7 +257,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     """Wire the application; the data source opens when the app starts, not here."""
     executor = Executor(settings, policy, live=True)
     cors_policy = cors.CorsPolicy.from_settings(settings)
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)  # `front` answers a larger body
     door = front(executor.telemetry, cors_policy, settings.request_timeout)
     app[SETTINGS] = settings
     app[CORS] = cors_policy

@@ -22,7 +22,7 @@ from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
 from gateway.doors.observed import CLIENT_GONE, metrics_answer, publishing
-from gateway.doors.refusals import bad_request, invalid_token, unavailable
+from gateway.doors.refusals import MAX_BODY_BYTES, bad_request, invalid_token, too_large, unavailable
 from gateway.doors.responses import Answer, media_type
 from gateway.doors.serverless import serverless_profile
 from gateway.errors import GatewayError
@@ -95,6 +95,15 @@ class _GraphQLDoor:
             return
         # The view builds its own Request over this scope: the identity travels in its state.
         scope.setdefault("state", {})["identity"] = identity
+        try:
+            await self._answer(scope, _bounded(receive), send, accept, media, identity)
+        except _TooLarge:
+            # Raised while the body was read (by this door or the view), so nothing was sent yet.
+            await _respond(too_large().answer(media))(scope, receive, send)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, accept: str, media: str, identity: Identity | None
+    ) -> None:
         if scope["method"] == "POST" and is_json(_header(scope, b"content-type")):
             body = await _read_body(receive)
             try:
@@ -190,6 +199,27 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
+
+
+class _TooLarge(Exception):
+    """The request's body is past MAX_BODY_BYTES."""
+
+
+def _bounded(receive: Receive) -> Receive:
+    """`receive` raising _TooLarge once the body passes MAX_BODY_BYTES, as aiohttp's read() does:
+    whoever reads it (this door or the view), nothing past the limit is kept."""
+    size = 0
+
+    async def bounded() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > MAX_BODY_BYTES:
+                raise _TooLarge
+        return message
+
+    return bounded
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -3,8 +3,10 @@
 In order: the request's exchange is made current (request id, access line, trace span), a
 browser's CORS preflight is answered by the policy alone, and anything else but a socket or an
 event stream is bounded by REQUEST_TIMEOUT, body read included (plus a second, so an operation's
-own TIMEOUT error, raised at REQUEST_TIMEOUT, is the answer when it applies). Every answer then
-gets its headers (`stamp`): the request id, its CORS grant, and `Vary: Origin`.
+own TIMEOUT error, raised at REQUEST_TIMEOUT, is the answer when it applies). A body past
+MAX_BODY_BYTES (the app's client_max_size: aiohttp stops reading there) is answered as the ASGI
+door answers it. Every answer then gets its headers (`stamp`): the request id, its CORS grant,
+and `Vary: Origin`.
 
 It wraps each route's handler rather than being an aiohttp middleware: aiohttp wraps every
 middleware anew for every request (`functools.update_wrapper`, a partial, a current-app context
@@ -25,7 +27,8 @@ from gateway.deadlines import Deadline
 from gateway.doors import cors
 from gateway.doors.live import is_live
 from gateway.doors.observed import CLIENT_GONE
-from gateway.doors.responses import Answer
+from gateway.doors.refusals import too_large
+from gateway.doors.responses import Answer, media_type
 from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
 __all__ = ["fallbacks", "front", "respond", "stamp"]
@@ -92,6 +95,12 @@ def front(
                 status = response.status
                 if not response.prepared:  # a stream or a socket got its headers from the view
                     stamp(response.headers, policy, origin, exchange.request_id)
+                return response
+            except web.HTTPRequestEntityTooLarge:
+                # Raised by request.read() in place of aiohttp's text: a GraphQL error, as on ASGI.
+                response = respond(too_large().answer(media_type(headers.get(hdrs.ACCEPT, ""))))
+                status = response.status
+                stamp(response.headers, policy, origin, exchange.request_id)
                 return response
             except web.HTTPException as exc:
                 status = exc.status

@@ -13,10 +13,20 @@ from gateway.execution.operation import MalformedRequest
 from gateway.execution.outcome import encode
 from gateway.telemetry.exchange import CURRENT
 
-__all__ = ["Refusal", "bad_request", "invalid_token", "not_by_get", "unavailable"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Refusal",
+    "bad_request",
+    "invalid_token",
+    "not_by_get",
+    "too_large",
+    "unavailable",
+]
 
 log = logging.getLogger("gateway.auth")
 http_log = logging.getLogger("gateway.http")
+
+MAX_BODY_BYTES = 1024 * 1024  # a request body, on both doors (aiohttp's default client_max_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,13 @@ def bad_request(exc: MalformedRequest) -> Refusal:
     """A body no operation can be read from: 400, coded BAD_REQUEST, logged as one line."""
     http_log.info("request refused: %s", exc)
     return Refusal(400, ErrorCode.BAD_REQUEST, str(exc))
+
+
+def too_large() -> Refusal:
+    """A body over MAX_BODY_BYTES: 413, coded BAD_REQUEST; the door reads no further."""
+    message = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+    http_log.info("request refused: %s", message)
+    return Refusal(413, ErrorCode.BAD_REQUEST, message)
 
 
 def not_by_get(exc: MalformedRequest) -> Refusal:
