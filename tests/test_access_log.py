@@ -195,7 +195,7 @@ async def test_at_log_level_warning_a_server_side_error_keeps_its_line(
         (
             "GRAPHQL_VALIDATION_FAILED",
             "Expected value of type 'Int!', found \"pw\".",
-            "Expected value of type 'Int!', (value not logged)",
+            "Expected value of type (value not logged)",
         ),
         (
             "GRAPHQL_PARSE_FAILED",
@@ -203,7 +203,17 @@ async def test_at_log_level_warning_a_server_side_error_keeps_its_line(
             "Syntax Error: Unexpected Name (value not logged)",
         ),
         ("NOT_FOUND", "user not found", "user not found"),
-        ("GRAPHQL_VALIDATION_FAILED", *["Cannot query field 'x' on type 'Query'."] * 2),
+        # Quotes hold names and values alike: an enum literal, a field a client typed.
+        (
+            "GRAPHQL_VALIDATION_FAILED",
+            "Value 'hunter2SECRET' does not exist in 'ShootingSessionOrder' enum.",
+            "Value (value not logged)",
+        ),
+        (
+            "GRAPHQL_VALIDATION_FAILED",
+            "Cannot query field 'pw' on type 'Query'.",
+            "Cannot query field (value not logged)",
+        ),
     ],
 )
 def test_logged_messages_keep_no_value(code: str, message: str, logged: str) -> None:
@@ -228,3 +238,25 @@ def test_generated_request_ids_differ_between_processes_and_requests() -> None:
     os.close(read)
     assert len(set(ours + theirs)) == 6
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ours + theirs)
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_an_enum_literal_and_a_bare_authorization_header_stay_out_of_the_log(
+    door: str, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Both were logged whole: "Value 'hunter2SECRET' does not exist …" and
+    # "Authorization scheme 'hunterSECRET' is not Bearer".
+    caplog.set_level(logging.INFO, logger="gateway")
+    settings = make_settings("sqlite", auth_jwt_secret="s" * 32)
+    async with served(door, settings) as url, aiohttp.ClientSession() as http:
+        query = {"query": "{ shootingSessions(orderBy: hunter2SECRET) { totalCount } }"}
+        async with http.post(f"{url}/graphql", json=query) as response:
+            assert "hunter2SECRET" in await response.text(), "the client is still told"
+        headers = {"Authorization": "hunterSECRET"}
+        async with http.post(f"{url}/graphql", json={"query": USERS}, headers=headers) as response:
+            assert response.status == 401
+            assert "hunterSECRET" not in await response.text()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "GRAPHQL_VALIDATION_FAILED Value (value not logged)" in logged
+    assert "the Authorization header has no scheme" in logged
+    assert "hunter2SECRET" not in logged and "hunterSECRET" not in logged

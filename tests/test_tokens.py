@@ -166,8 +166,9 @@ async def refusal(authenticator: Authenticator, authorization: str) -> str:
     with pytest.raises(TokenRejected) as refused:
         await authenticator.identify(authorization)
     reason = str(refused.value)
-    token = authorization.partition(" ")[2]
-    assert not token or token not in reason
+    scheme, space, token = authorization.partition(" ")
+    credential = token if space else scheme  # a header without a scheme is the credential itself
+    assert not credential or credential not in reason
     return reason
 
 
@@ -433,6 +434,8 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return "Basic " + base64.b64encode(b"alice:password").decode()
     if case == "no scheme":
         return k1.token()
+    if case == "a bare secret":
+        return "hunterSECRET"
     raise AssertionError(case)
 
 
@@ -458,8 +461,9 @@ REFUSALS = {
     "kid too long": "'kid' is not a string of at most 256 characters",
     "garbage": "malformed",
     "empty bearer": "empty bearer",
-    "Basic scheme": "'Basic' is not Bearer",
-    "no scheme": "not Bearer",
+    "Basic scheme": "the Authorization scheme is not Bearer: send 'Bearer <token>'",
+    "no scheme": "the Authorization header has no scheme: send 'Bearer <token>'",
+    "a bare secret": "the Authorization header has no scheme: send 'Bearer <token>'",
 }
 
 

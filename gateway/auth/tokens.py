@@ -164,10 +164,11 @@ class Authenticator:
 
 
 def _bearer_token(authorization: str) -> str:
-    scheme, _, token = authorization.strip().partition(" ")
+    scheme, space, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer":
-        shown = scheme[:20] if scheme.isascii() and scheme.isalpha() else "?"
-        raise TokenRejected(f"Authorization scheme {shown!r} is not Bearer")
+        # Never quoted: a header without a scheme is the credential itself.
+        what = "the Authorization scheme is not Bearer" if space else "the Authorization header has no scheme"
+        raise TokenRejected(f"{what}: send 'Bearer <token>'")
     token = token.strip()
     if not token:
         raise TokenRejected("empty bearer token")

@@ -3,7 +3,9 @@
 A line names the request id, method, path (never the query string: GET carries variables there),
 status, duration, the operations' names and types, and their error codes. Error messages are
 logged cut before any value they quote: graphql-core and our input checks quote the rejected
-value ("Variable '$email' got invalid value 'x@'"), and a value may be a password.
+value ("Variable '$email' got invalid value 'x@'", "Value 'x' does not exist in 'Order' enum."),
+and a value may be a password. Quotes hold names and values alike, so a message is cut at its
+first quote of either kind when no marker of a value cuts it first.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _SERVER_SIDE = frozenset({ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE, ErrorCode.T
 _OUR_INPUT_ERROR = re.compile(r"([A-Za-z_][\w.\[\]]*): ")
 # Where a message begins to quote a value: cut there (the marker itself kept when it reads well).
 _VALUE_AFTER = (" got invalid value", " has invalid value")
-_VALUE_AT = (" found ", "; ", '"', " value: ")
+_VALUE_AT = (" found ", "; ", '"', "'", " value: ")
 _MAX_MESSAGE = 300
 WITHHELD = "(value not logged)"
 
@@ -42,13 +44,8 @@ def safe_message(code: str, message: str) -> str:
         at = message.find(marker)
         if at >= 0:
             cut = min(cut, at)
-    if message.startswith("Syntax Error"):
-        # "Unexpected Name 'secret'": the token may be anything the client typed.
-        at = message.find(" '")
-        if at >= 0:
-            cut = min(cut, at)
     if cut < len(message):
-        return f"{message[:cut]} {WITHHELD}"
+        return f"{message[:cut].rstrip()} {WITHHELD}"
     return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "…"
 
 
