@@ -20,6 +20,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.execution.documents import BUDGET_DOCUMENTS
 from gateway.execution.executor import Executor
+from gateway.execution.fastpath import PLAN_BUDGET
 from gateway.execution.operation import Operation
 from gateway.execution.persisted import PersistedOperations, PersistedQueryNotFound
 from gateway.settings import Settings
@@ -453,3 +454,20 @@ async def test_undecodable_bytes_in_cors_headers_are_refused_not_a_500(
                 assert status.startswith(b"HTTP/1.1 403"), (status, body)
                 assert b"is not in CORS_ORIGINS" in body
     assert not tracebacks(caplog)
+
+
+async def test_the_fast_paths_plans_keep_a_bounded_length(
+    make_settings: Callable[..., Settings], aiohttp_client: Any
+) -> None:
+    # 512 plans of documents padded to the parser's 200 KB held each document's text: 100 MB.
+    client: TestClient = await aiohttp_client(create_app(make_settings("sqlite")))
+    fast = client.app[EXECUTOR].fast
+    for n in range(60):
+        padded = f"query Q{n} {{ users {{ totalCount }} }}" + " " * 150_000
+        answer = await (await client.post("/graphql", json={"query": padded})).json()
+        assert answer == {"data": {"users": {"totalCount": 0}}}
+    assert fast is not None and fast.answered == 60
+    assert 0 < len(fast) < 60 and fast.retained <= PLAN_BUDGET
+    for n in range(100):  # an app's small operations all stay
+        await client.post("/graphql", json={"query": f"query S{n} {{ users {{ totalCount }} }}"})
+    assert len(fast) >= 100

@@ -51,6 +51,11 @@ def _shape(value: Any) -> Any:
     return ...
 
 
+# Characters the plans keep in all: an app's 512 operations take a few MB, while documents padded
+# to the parser's 200 KB would otherwise hold 100 MB.
+PLAN_BUDGET = 8_000_000
+
+
 class FastPath:
     """Compiles and runs query operations against one data source's JSON SQL."""
 
@@ -60,8 +65,15 @@ class FastPath:
         self._sql = sql
         self._plans: OrderedDict[tuple[Any, ...], list[RootStatement]] = OrderedDict()  # least recent first
         self._size = plans
+        # Each plan's weight: its key holds the document's text, its statements their SQL.
+        self._weights: dict[tuple[Any, ...], int] = {}
+        self.retained = 0  # characters of the plans kept, at most PLAN_BUDGET
         self.answered = 0  # operations this path answered, for tests and benchmarks
         self.tracing: Tracing | None = None  # a span around planning, when tracing is on
+
+    def __len__(self) -> int:
+        """The plans kept."""
+        return len(self._plans)
 
     def plan(
         self,
@@ -105,10 +117,16 @@ class FastPath:
         return key, statements, coerced
 
     def _remember(self, key: tuple[Any, ...], statements: list[RootStatement]) -> None:
+        weight = len(key[0]) + sum(len(statement.sql or "") for statement in statements)
+        self.retained -= self._weights.pop(key, 0)  # a plan the database refused is replaced
+        self._plans.pop(key, None)
+        if weight > PLAN_BUDGET:
+            return
         self._plans[key] = statements
-        self._plans.move_to_end(key)
-        if len(self._plans) > self._size:
-            self._plans.popitem(last=False)
+        self._weights[key] = weight
+        self.retained += weight
+        while len(self._plans) > self._size or self.retained > PLAN_BUDGET:
+            self.retained -= self._weights.pop(self._plans.popitem(last=False)[0])
 
     async def execute(
         self,
