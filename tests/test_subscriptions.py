@@ -155,15 +155,16 @@ async def own_client(
     return client
 
 
+COPY_ACTIVITY = (
+    "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
+    " SELECT kind, created_at, user_id, group_id, session_id, session_ref FROM activities WHERE id = ?"
+)
+
+
 async def copy_activity(source: SqlDataSource, template: int) -> None:
     """Commit a copy of activity `template`, as any writer may."""
     async with source.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
-            " SELECT kind, created_at, user_id, group_id, session_id, session_ref"
-            " FROM activities WHERE id = ?",
-            (template,),
-        )
+        await conn.execute(COPY_ACTIVITY, (template,))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
@@ -220,12 +221,7 @@ async def test_an_activity_whose_id_was_taken_before_the_watch_started_is_announ
 
     async def held_open() -> None:
         async with source.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO activities (kind, created_at, user_id, group_id, session_id, session_ref)"
-                " SELECT kind, created_at, user_id, group_id, session_id, session_ref"
-                " FROM activities WHERE id = ?",
-                (template,),
-            )
+            await conn.execute(COPY_ACTIVITY, (template,))
             inserted.set()
             await commit.wait()
 
