@@ -51,6 +51,11 @@ def _shape(value: Any) -> Any:
     return ...
 
 
+def _weight(key: tuple[Any, ...], statements: list[RootStatement]) -> int:
+    """A plan's characters: its key holds the document's text, its statements their SQL."""
+    return len(key[0]) + sum(len(statement.sql or "") for statement in statements)
+
+
 # Characters the plans keep in all: an app's 512 operations take a few MB, while documents padded
 # to the parser's 200 KB would otherwise hold 100 MB.
 PLAN_BUDGET = 8_000_000
@@ -65,9 +70,7 @@ class FastPath:
         self._sql = sql
         self._plans: OrderedDict[tuple[Any, ...], list[RootStatement]] = OrderedDict()  # least recent first
         self._size = plans
-        # Each plan's weight: its key holds the document's text, its statements their SQL.
-        self._weights: dict[tuple[Any, ...], int] = {}
-        self.retained = 0  # characters of the plans kept, at most PLAN_BUDGET
+        self.retained = 0  # characters of the plans kept (see `_weight`), at most PLAN_BUDGET
         self.answered = 0  # operations this path answered, for tests and benchmarks
         self.tracing: Tracing | None = None  # a span around planning, when tracing is on
 
@@ -117,16 +120,16 @@ class FastPath:
         return key, statements, coerced
 
     def _remember(self, key: tuple[Any, ...], statements: list[RootStatement]) -> None:
-        weight = len(key[0]) + sum(len(statement.sql or "") for statement in statements)
-        self.retained -= self._weights.pop(key, 0)  # a plan the database refused is replaced
-        self._plans.pop(key, None)
+        replaced = self._plans.pop(key, None)  # a plan the database refused is replaced
+        if replaced is not None:
+            self.retained -= _weight(key, replaced)
+        weight = _weight(key, statements)
         if weight > PLAN_BUDGET:
             return
         self._plans[key] = statements
-        self._weights[key] = weight
         self.retained += weight
         while len(self._plans) > self._size or self.retained > PLAN_BUDGET:
-            self.retained -= self._weights.pop(self._plans.popitem(last=False)[0])
+            self.retained -= _weight(*self._plans.popitem(last=False))
 
     async def execute(
         self,
