@@ -23,6 +23,7 @@ class Proxied:
     greeting_stripped: bool = False
     hold: float = 0.0  # seconds the next reply waits before it goes on to the client
     sent: bytearray = field(default_factory=bytearray)  # every byte the client sent towards the target
+    silent: bool = False  # forwards nothing more, either way, and is never closed
 
 
 def strip_tls_from_greeting(packet: bytes) -> bytes:
@@ -56,6 +57,7 @@ class TcpProxy:
         self.released = 0  # of those, how many have gone on to the client
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._cut = asyncio.Event()  # set by `cut()`: what a silent connection waits for
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -64,6 +66,7 @@ class TcpProxy:
     async def cut(self) -> None:
         server, self._server = self._server, None
         self._flowing.set()  # what waited on a freeze now meets the cut
+        self._cut.set()
         if server is not None:
             server.close()
         for writer in list(self._writers):
@@ -80,6 +83,12 @@ class TcpProxy:
 
     def thaw(self) -> None:
         self._flowing.set()
+
+    def silence_open(self) -> None:
+        """The connections open now forward nothing more, either way, and stay open; new ones
+        flow: a failover behind the same name, the old host gone without a word."""
+        for proxied in self.connections:
+            proxied.silent = True
 
     def hold_replies_to(self, marker: bytes, seconds: float) -> None:
         """The reply to what a client sends containing `marker` reaches it `seconds` late: the
@@ -130,6 +139,9 @@ class TcpProxy:
                         await asyncio.sleep(hold)
                         self.released += 1
                     await self._flowing.wait()
+                    if proxied.silent:
+                        await self._cut.wait()
+                        break
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.auth.issuing import issue_token
+from gateway.datasources.postgres import PostgresDataSource, notifications
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
@@ -29,6 +30,7 @@ from tests.graphql_client import data
 from tests.live_client import LEGACY_WS, TRANSPORT_WS, open_socket, open_stream
 from tests.metrics_text import value
 from tests.polling import until
+from tests.tcp_proxy import TcpProxy
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
 FEED = """subscription($u: ID) {
@@ -674,3 +676,47 @@ async def test_tens_of_thousands_of_notified_activities_are_read_in_batches_on_p
         update = await socket.next_payload("bob")
         assert update["data"]["activityAdded"]["user"]["displayName"] == "Bob"
     assert "live updates paused" not in caplog.text
+
+
+async def test_a_database_gone_silent_mid_read_does_not_stop_the_live_feed_for_good(
+    make_settings: Callable[..., Settings], aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every connection open to the database goes silent (a failover behind the same name; the old
+    # host gone without a word), new ones are answered. The watch found its LISTEN connection dead
+    # and listened again, then read what it had missed on a silent pool connection: that read
+    # waited forever, and no update reached any subscriber of the instance again.
+    monkeypatch.setattr(notifications, "_CHECK_EVERY", 1.0)  # the LISTEN connection's check, sooner
+    direct = make_settings("postgres")
+    proxy = TcpProxy(direct.db_host, direct.database_port)
+    await proxy.start()
+    try:
+        settings = make_settings(
+            "postgres", db_port=proxy.port, db_statement_timeout=1, db_connect_timeout=1, request_timeout=2
+        )
+        client = await aiohttp_client(create_app(settings))
+        await empty_tables(client.app[EXECUTOR].data_source)
+        ada = await make_user(client, "ada@example.com", "Ada")
+        await make_session(client, ada["id"], [9.5])
+        source = sql_source(client.app[EXECUTOR].data_source)
+        template = await source.last_activity_id()
+        async with open_socket(url_of(client)) as socket:
+            await socket.init()
+            await socket.subscribe("1", "subscription { activityAdded { kind } }")
+            await following(client)
+            await copy_activity(source, template)
+            assert await socket.next_payload("1") == {"data": {"activityAdded": {"kind": "SESSION_CREATED"}}}
+            proxy.silence_open()
+            other = PostgresDataSource(direct.model_copy(update={"db_pool_min": 0}))
+            await other.open()
+            try:
+                await copy_activity(other, template)  # a writer the silence does not reach
+            finally:
+                await other.close()
+            update = await socket.receive(wait=30)
+            assert update == {
+                "id": "1",
+                "type": "next",
+                "payload": {"data": {"activityAdded": {"kind": "SESSION_CREATED"}}},
+            }
+    finally:
+        await proxy.cut()

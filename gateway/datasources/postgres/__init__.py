@@ -42,7 +42,7 @@ from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
-from gateway.deadlines import Committing, Deadline
+from gateway.deadlines import SLACK, Committing, Deadline
 from gateway.errors import NotFound, WriteUnconfirmed
 from gateway.settings import Settings
 
@@ -101,7 +101,9 @@ class PostgresDataSource(SqlDataSource):
         which cannot carry a LISTEN between transactions, the table is read every `poll_interval`."""
         if not self._settings.db_statement_cache:
             return super().change_watch(poll_interval)
-        return PostgresNotifications(self, self._listening_connection)
+        # Outside any request: its reads are bounded here, as REQUEST_TIMEOUT bounds a request's.
+        answer_within = self._settings.db_statement_timeout + SLACK
+        return PostgresNotifications(self, self._listening_connection, answer_within)
 
     async def _listening_connection(self) -> asyncpg.Connection:
         """A new connection outside the pool, made as the pool makes its own (credentials, TLS)."""
