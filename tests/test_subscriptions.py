@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.auth.issuing import issue_token
-from gateway.datasources.postgres import PostgresDataSource, notifications
+from gateway.datasources import create_data_source
+from gateway.datasources.postgres import notifications
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
@@ -678,20 +679,24 @@ async def test_tens_of_thousands_of_notified_activities_are_read_in_batches_on_p
     assert "live updates paused" not in caplog.text
 
 
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])  # LISTEN/NOTIFY, and reading the table
 async def test_a_database_gone_silent_mid_read_does_not_stop_the_live_feed_for_good(
-    make_settings: Callable[..., Settings], aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every connection open to the database goes silent (a failover behind the same name; the old
     # host gone without a word), new ones are answered. The watch found its LISTEN connection dead
-    # and listened again, then read what it had missed on a silent pool connection: that read
-    # waited forever, and no update reached any subscriber of the instance again.
+    # and listened again (MySQL's poller read on), then read what it had missed on a silent pool
+    # connection: that read waited forever, and no update reached any subscriber of the instance again.
     monkeypatch.setattr(notifications, "_CHECK_EVERY", 1.0)  # the LISTEN connection's check, sooner
-    direct = make_settings("postgres")
+    direct = make_settings(backend)
     proxy = TcpProxy(direct.db_host, direct.database_port)
     await proxy.start()
     try:
         settings = make_settings(
-            "postgres", db_port=proxy.port, db_statement_timeout=1, db_connect_timeout=1, request_timeout=2
+            backend, db_port=proxy.port, db_statement_timeout=1, db_connect_timeout=1, request_timeout=2
         )
         client = await aiohttp_client(create_app(settings))
         await empty_tables(client.app[EXECUTOR].data_source)
@@ -706,7 +711,7 @@ async def test_a_database_gone_silent_mid_read_does_not_stop_the_live_feed_for_g
             await copy_activity(source, template)
             assert await socket.next_payload("1") == {"data": {"activityAdded": {"kind": "SESSION_CREATED"}}}
             proxy.silence_open()
-            other = PostgresDataSource(direct.model_copy(update={"db_pool_min": 0}))
+            other = sql_source(create_data_source(direct.model_copy(update={"db_pool_min": 0})))
             await other.open()
             try:
                 await copy_activity(other, template)  # a writer the silence does not reach

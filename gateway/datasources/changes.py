@@ -11,20 +11,23 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gateway.datasources.records import ActivityRecord
+from gateway.errors import Unavailable
 
 __all__ = [
     "READ_BATCH",
     "ActivityReader",
     "Announce",
+    "BoundedReader",
     "ChangeWatch",
     "DeliveredActivities",
     "read_since",
     "starting_point",
 ]
 
+T = TypeVar("T")
 Announce = Callable[[Sequence[ActivityRecord]], Awaitable[None]]
 
 READ_BATCH = 500  # activities read per statement when catching up
@@ -37,6 +40,33 @@ class ActivityReader(Protocol):
     async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]: ...
     async def activities_after(self, after_id: int, limit: int) -> list[ActivityRecord]: ...
     async def last_activity_id(self) -> int: ...
+
+
+class BoundedReader:
+    """A reader whose reads are each given up after `seconds`. A watch reads outside any request, so
+    no REQUEST_TIMEOUT bounds it, and a host gone silent mid-read (frozen, a failover that left the
+    old connections open) sends not even its statement timeout: the watch waited forever, and no
+    update reached this instance again. Given up, a read fails as in an outage: Unavailable."""
+
+    def __init__(self, reader: ActivityReader, seconds: float) -> None:
+        self._reader = reader
+        self._seconds = seconds
+
+    async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]:
+        return await self._within(self._reader.activities_by_ids(ids))
+
+    async def activities_after(self, after_id: int, limit: int) -> list[ActivityRecord]:
+        return await self._within(self._reader.activities_after(after_id, limit))
+
+    async def last_activity_id(self) -> int:
+        return await self._within(self._reader.last_activity_id())
+
+    async def _within(self, read: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._seconds):
+                return await read
+        except TimeoutError:
+            raise Unavailable(f"the database did not answer a read within {self._seconds:g}s") from None
 
 
 class ChangeWatch(ABC):

@@ -37,7 +37,7 @@ from gateway.datasources.feed import ActivityFeed
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats, StatementTimeout
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.unavailable import UnavailableSource
-from gateway.deadlines import Deadline
+from gateway.deadlines import SLACK, Deadline
 from gateway.errors import (
     GatewayError,
     NeedsStream,
@@ -139,7 +139,9 @@ class Executor:
                 # The fast path answers queries only: from the read replica, when there is one.
                 self.fast = fast_path_for(self._graphql_schema, self.settings, source.for_queries())
                 if self.live:
-                    watch = source.change_watch(self.settings.live_poll_interval)
+                    # Outside any request: its reads are bounded as a statement is, and its reply.
+                    answer_within = self.settings.db_statement_timeout + SLACK
+                    watch = source.change_watch(self.settings.live_poll_interval, answer_within)
                     self.feed = ActivityFeed(watch, self.settings.subscription_buffer)
                 if self.telemetry.tracing is not None and isinstance(source, SqlDataSource):
                     source.tracing = self.telemetry.tracing

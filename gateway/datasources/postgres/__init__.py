@@ -16,7 +16,7 @@ import asyncpg
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
 from gateway.connect.tls import client_ssl_context, explain_tls_failure
-from gateway.datasources.changes import ChangeWatch
+from gateway.datasources.changes import BoundedReader, ChangeWatch
 from gateway.datasources.postgres.driver import (
     CONNECTION_ERRORS,
     ERRORS,
@@ -42,7 +42,7 @@ from gateway.datasources.sql.closing import close_or_terminate
 from gateway.datasources.sql.migrations import apply_migrations, load_migrations
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.sql.writes import created_session
-from gateway.deadlines import SLACK, Committing, Deadline
+from gateway.deadlines import Committing, Deadline
 from gateway.errors import NotFound, WriteUnconfirmed
 from gateway.settings import Settings
 
@@ -96,14 +96,13 @@ class PostgresDataSource(SqlDataSource):
         self._replica: Replica | None = None
         self._reads: ReplicaReads | None = None
 
-    def change_watch(self, poll_interval: float) -> ChangeWatch:
+    def change_watch(self, poll_interval: float, answer_within: float) -> ChangeWatch:
         """LISTEN/NOTIFY on a connection of its own; behind a transaction pooler (DB_STATEMENT_CACHE=false),
         which cannot carry a LISTEN between transactions, the table is read every `poll_interval`."""
         if not self._settings.db_statement_cache:
-            return super().change_watch(poll_interval)
-        # Outside any request: its reads are bounded here, as REQUEST_TIMEOUT bounds a request's.
-        answer_within = self._settings.db_statement_timeout + SLACK
-        return PostgresNotifications(self, self._listening_connection, answer_within)
+            return super().change_watch(poll_interval, answer_within)
+        reader = BoundedReader(self, answer_within)
+        return PostgresNotifications(reader, self._listening_connection, answer_within)
 
     async def _listening_connection(self) -> asyncpg.Connection:
         """A new connection outside the pool, made as the pool makes its own (credentials, TLS)."""

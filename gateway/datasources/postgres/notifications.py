@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -25,7 +25,6 @@ from gateway.datasources.changes import (
     read_since,
     starting_point,
 )
-from gateway.datasources.records import ActivityRecord
 from gateway.datasources.sql.polling import GAP_WAIT
 from gateway.errors import GatewayError
 
@@ -42,8 +41,8 @@ _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErro
 class PostgresNotifications(ChangeWatch):
     """LISTENs on a connection `connect` opens (the pool's credentials and TLS, never from the pool).
 
-    Each statement is given up after `answer_within` seconds (DB_STATEMENT_TIMEOUT and the reply's way
-    back), then the watch reconnects and reads what it missed.
+    `reader` gives up its reads (changes.BoundedReader); the LISTEN is given up after `answer_within`
+    seconds. Either way the watch reconnects and reads what it missed.
     """
 
     def __init__(
@@ -53,7 +52,7 @@ class PostgresNotifications(ChangeWatch):
         answer_within: float,
     ) -> None:
         super().__init__()
-        self._reader = _Bounded(reader, answer_within)
+        self._reader = reader
         self._connect = connect
         self._answer_within = answer_within
         self.reconnections = 0  # for tests and logs
@@ -109,28 +108,6 @@ class PostgresNotifications(ChangeWatch):
             elif not conn.is_closed():
                 async with asyncio.timeout(_CHECK_EVERY):
                     await conn.fetchval("SELECT 1")  # a silent connection may be a dead one
-
-
-class _Bounded:
-    """The reader's reads, each given up after `seconds`. A host gone silent mid-read (frozen, a failover
-    that left the old connections open) sends not even its statement timeout: the watch, outside any
-    request and its REQUEST_TIMEOUT, waited forever, and no update reached this instance again."""
-
-    def __init__(self, reader: ActivityReader, seconds: float) -> None:
-        self._reader = reader
-        self._seconds = seconds
-
-    async def activities_by_ids(self, ids: Sequence[int]) -> list[ActivityRecord]:
-        async with asyncio.timeout(self._seconds):
-            return await self._reader.activities_by_ids(ids)
-
-    async def activities_after(self, after_id: int, limit: int) -> list[ActivityRecord]:
-        async with asyncio.timeout(self._seconds):
-            return await self._reader.activities_after(after_id, limit)
-
-    async def last_activity_id(self) -> int:
-        async with asyncio.timeout(self._seconds):
-            return await self._reader.last_activity_id()
 
 
 class _Heard:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.datasources.changes import ChangeWatch
+from gateway.datasources.changes import BoundedReader, ChangeWatch
 from gateway.datasources.protocol import DataSource, SourceStats
 from gateway.datasources.records import (
     ActivityRecord,
@@ -67,10 +67,10 @@ class SqlDataSource(SqlWrites):
         self.tracing: Tracing | None = None  # set by the executor when tracing is on
         self._on_commit = []
 
-    def change_watch(self, poll_interval: float) -> ChangeWatch:
+    def change_watch(self, poll_interval: float, answer_within: float) -> ChangeWatch:
         """How this instance learns of new activities: by default it reads the table every `poll_interval`
-        seconds, and at once after its own writes."""
-        watch = ActivityPoller(self, poll_interval)
+        seconds, and at once after its own writes; a read is given up after `answer_within` seconds."""
+        watch = ActivityPoller(BoundedReader(self, answer_within), poll_interval)
         self._on_commit.append(watch.wake)
         return watch
 
