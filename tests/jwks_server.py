@@ -11,12 +11,14 @@ __all__ = ["JwksServer"]
 
 
 class JwksServer:
-    """Serves `keys` at `url`; `publish` changes them (key rotation), `status` makes it fail, and while
-    `held` is set each answer waits for `release()` (a slow provider)."""
+    """Serves `keys` at `url`; `publish` changes them (key rotation), `status` makes it fail, `body`
+    replaces the document with raw bytes (a broken provider), and while `held` is set each answer
+    waits for `release()` (a slow provider)."""
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.status = 200
+        self.body: bytes | None = None
         self.requests = 0
         self.requested = asyncio.Event()
         self.held = False
@@ -49,4 +51,6 @@ class JwksServer:
             await self._released.wait()
         if self.status != 200:
             return web.json_response({"error": "unavailable"}, status=self.status)
+        if self.body is not None:
+            return web.Response(body=self.body, content_type="application/json")
         return web.json_response({"keys": self.keys})

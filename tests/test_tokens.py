@@ -368,6 +368,30 @@ async def test_a_jwks_that_cannot_be_fetched_refuses_tokens_until_it_recovers(
     assert await authenticator.identify(bearer(k1.token())) is not None
 
 
+GARBLED_JWK_SETS = {
+    "nested deeper than the parser's stack": b"[" * 100_000 + b"]" * 100_000,
+    "an EC key whose curve is a list": json.dumps({"keys": [{"kty": "EC", "crv": ["P-256"]}]}).encode(),
+    "an OKP key whose curve is an object": json.dumps({"keys": [{"kty": "OKP", "crv": {}}]}).encode(),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBLED_JWK_SETS))
+async def test_a_garbled_jwks_leaves_tokens_unjudged_until_it_recovers(
+    case: str, k1: Signer, jwks: JwksServer, clock: Clock, make_authenticator: Callable[..., Authenticator]
+) -> None:
+    # Such a document raised out of the fetch: a 500, then "no key with kid" (a 401) for valid tokens.
+    jwks.publish(k1.jwk())
+    jwks.body = GARBLED_JWK_SETS[case]
+    authenticator = make_authenticator()
+    for _ in range(2):
+        with pytest.raises(KeysUnavailable):
+            await authenticator.identify(bearer(k1.token()))
+    assert jwks.requests == 1
+    jwks.body = None
+    clock.advance(30)
+    assert await authenticator.identify(bearer(k1.token())) is not None
+
+
 async def test_an_unreachable_jwks_is_reported_as_unavailable(k1: Signer) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -90,9 +90,9 @@ def _algorithms(jwk: Mapping[str, Any]) -> tuple[str, ...]:
     kty = jwk.get("kty")
     if kty == "RSA":
         fitting: tuple[str, ...] = _RSA_ALGORITHMS
-    elif kty == "EC" and jwk.get("crv") in _EC_ALGORITHMS:
+    elif kty == "EC" and _curve(jwk) in _EC_ALGORITHMS:
         fitting = (_EC_ALGORITHMS[jwk["crv"]],)
-    elif kty == "OKP" and jwk.get("crv") in _OKP_CURVES:
+    elif kty == "OKP" and _curve(jwk) in _OKP_CURVES:
         fitting = ("EdDSA",)
     else:  # "oct" (shared secrets) among them: never accepted from a JWKS
         return ()
@@ -100,6 +100,12 @@ def _algorithms(jwk: Mapping[str, Any]) -> tuple[str, ...]:
     if named is None:
         return fitting
     return (named,) if named in fitting else ()
+
+
+def _curve(jwk: Mapping[str, Any]) -> str | None:
+    """The key's `crv` if it is a name: a list or an object there is no curve, not a TypeError."""
+    crv = jwk.get("crv")
+    return crv if isinstance(crv, str) else None
 
 
 class JwksCache:
@@ -208,5 +214,5 @@ class JwksCache:
             raise JwksUnavailable(f"unreachable ({type(exc).__name__}: {exc})") from exc
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than the parser's stack is not a JWK Set
             raise JwksUnavailable("the answer is not JSON") from None
