@@ -377,6 +377,44 @@ async def test_an_unreachable_identity_provider_is_a_503_not_a_401(
     assert codes(await response.json()) == ["UNAVAILABLE"]
 
 
+@pytest.mark.parametrize("door", DOORS)
+async def test_an_unreachable_identity_provider_shows_no_client_where_it_is_and_writes_nothing(
+    door: str, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any client could send an RS256 token with a made-up kid: the 503 used to quote the JWKS URL
+    (a `user:password@` in it too) and the network error naming the provider's internal address."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.processes import free_port
+
+    port = free_port()
+    settings = make_settings(
+        "sqlite",
+        auth_jwks_url=f"http://gateway:jwks-basic-auth-secret@127.0.0.1:{port}/jwks.json",
+        auth_issuer="https://issuer.test/",
+        auth_audience="club",
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "x", "iss": "https://issuer.test/", "aud": "club", "exp": 4_000_000_000}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "made-up"})
+    caplog.set_level(logging.DEBUG)
+    async with served_door(door, settings) as running, aiohttp.ClientSession() as http:
+        mutation = {"query": CREATE_USER, "variables": {"i": {"email": "x@example.com", "displayName": "X"}}}
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.post(running.url + "/graphql", json=mutation, headers=headers) as response:
+            assert response.status == 503
+            text = await response.text()
+        assert codes(json.loads(text)) == ["UNAVAILABLE"]
+        assert "keys cannot be fetched" in text
+        for shown in ("jwks-basic-auth-secret", "127.0.0.1", str(port), "jwks.json", "ClientConnector"):
+            assert shown not in text, shown
+        assert await count_rows(running.executor.data_source, "users") == 0
+    assert "jwks-basic-auth-secret" not in caplog.text
+    # The cause is the operator's to read.
+    assert f"JWKS at http://127.0.0.1:{port}/jwks.json: unreachable" in caplog.text
+    assert token not in caplog.text
+
+
 async def test_a_node_shows_an_email_only_to_its_owner_on_every_door_post_and_get(club: Club) -> None:
     query = (
         "query($id: ID!) { node(id: $id) { ... on User { email } }"

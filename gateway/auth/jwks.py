@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import aiohttp
@@ -108,6 +109,14 @@ def _curve(jwk: Mapping[str, Any]) -> str | None:
     return crv if isinstance(crv, str) else None
 
 
+def _without_credentials(url: str) -> str:
+    """`url` fit for a log line: a `user:password@` in it (HTTP basic auth to the JWKS) left out."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 class JwksCache:
     """The keys at one JWKS URL, cached for this process; use from one event loop."""
 
@@ -123,6 +132,7 @@ class JwksCache:
         if refetch_interval > max_age:
             raise ValueError("refetch_interval is greater than max_age")
         self._url = url
+        self._shown_url = _without_credentials(url)
         self._timeout = timeout
         self._refetch_interval = refetch_interval
         self._max_age = max_age
@@ -188,13 +198,13 @@ class JwksCache:
             if not keys:
                 raise JwksUnavailable("the JWK Set holds no RSA, EC or OKP signing key")
         except JwksUnavailable as exc:
-            self._failure = f"JWKS at {self._url}: {exc}"
+            self._failure = f"JWKS at {self._shown_url}: {exc}"
             log.warning("%s; keeping the %d keys fetched before", self._failure, len(self._keys))
             return
         finally:
             self._refreshing = None
         self._keys, self._loaded_at, self._failure = keys, self._clock(), None
-        log.info("JWKS at %s: %d signing keys", self._url, len(keys))
+        log.info("JWKS at %s: %d signing keys", self._shown_url, len(keys))
 
     async def _download(self) -> Any:
         import aiohttp  # ~90 ms at start-up, which the ASGI door otherwise never needs

@@ -166,7 +166,9 @@ class Executor:
         try:
             return await self.authenticator.identify(authorization)
         except KeysUnavailable as exc:
-            raise Unavailable(f"the identity provider's keys cannot be fetched ({exc})") from exc
+            # Why is the server log's: the JWKS's address and the network's error are not the client's.
+            log.info("bearer token not checked: %s", exc)
+            raise Unavailable("the identity provider's keys cannot be fetched, try again shortly") from exc
 
     async def close(self) -> None:
         if self.authenticator is not None:
