@@ -384,6 +384,31 @@ async def test_a_forged_token_in_connection_init_closes_the_socket_before_any_op
     assert client.app[EXECUTOR].subscriptions == 0
 
 
+async def test_a_refused_connection_init_token_is_logged_and_its_reason_kept_from_the_client(
+    make_settings: Callable[..., Settings], aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The socket sent the reason (the configured issuer here) to a legacy client and logged nothing.
+    settings = make_settings("sqlite", auth_jwt_secret=SECRET, auth_issuer="https://idp.internal.example/")
+    client = await aiohttp_client(create_app(settings))
+    stranger = settings.model_copy(update={"auth_issuer": "https://elsewhere.example/"})
+    token = issue_token(stranger, subject="sub-ada")
+    caplog.set_level(logging.INFO, logger="gateway")
+    async with open_socket(url_of(client), LEGACY_WS) as legacy:
+        answer = await legacy.init({"Authorization": f"Bearer {token}"})
+    assert answer["type"] == "connection_error", answer
+    assert answer["payload"] == {
+        "message": "the bearer token is not valid",
+        "extensions": {"code": "UNAUTHENTICATED"},
+    }
+    async with open_socket(url_of(client)) as socket:
+        closed = await socket.init({"Authorization": f"Bearer {token}"})
+    assert closed["type"] == "closed" and closed["code"] == 4403
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bearer token refused")]
+    assert refused == ["bearer token refused: issuer is not AUTH_ISSUER=https://idp.internal.example/"] * 2
+    assert token not in caplog.text
+    assert client.app[EXECUTOR].subscriptions == 0
+
+
 async def test_connection_init_token_wins_over_an_expired_handshake_header(
     signed_in: tuple[TestClient, Settings],
 ) -> None:

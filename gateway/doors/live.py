@@ -38,6 +38,7 @@ from strawberry.types.execution import PreExecutionError
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenRejected
 from gateway.doors.cors import CorsPolicy
+from gateway.doors.refusals import invalid_token
 from gateway.errors import ErrorCode, GatewayError
 from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, Operation
@@ -259,7 +260,9 @@ class SocketContext:
         try:
             self.identity = await self.executor.identify(token)
         except TokenRejected as exc:
-            raise self._rejected("UNAUTHENTICATED", str(exc)) from exc
+            # As at the HTTP door: the reason is the server log's (it names AUTH_ISSUER, AUTH_AUDIENCE).
+            refusal = invalid_token(exc)
+            raise self._rejected(refusal.code.value, refusal.message) from exc
         except GatewayError as exc:
             raise self._rejected(exc.code.value, str(exc)) from exc
 
