@@ -444,6 +444,10 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return bearer(k1.token(sub="ada\u0000"))
     if case == "no exp":
         return bearer(k1.token(exp=None))
+    if case == "exp past any float":
+        return bearer(k1.token(exp=10**400))
+    if case == "exp a string past any float":
+        return bearer(k1.token(exp="9" * 400))
     if case == "roles not a list":
         return bearer(k1.token(roles={"admin": True}))
     if case == "alg not a string":
@@ -480,6 +484,8 @@ REFUSALS = {
     "sub too long": "'sub' must be at most 255 characters",
     "NUL in sub": "none of them control characters",
     "no exp": "'exp' is missing",
+    "exp past any float": "'exp' is not a time",
+    "exp a string past any float": "'exp' is not a time",
     "roles not a list": "'roles' must be a list",
     "alg not a string": "'alg' is missing or not a string",
     "kid too long": "'kid' is not a string of at most 256 characters",

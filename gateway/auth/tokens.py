@@ -10,6 +10,7 @@ AUTH_JWKS_URL that its `kid` names, and only when that key's type fits the algor
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -94,7 +95,7 @@ class Authenticator:
             identity = identity_from_claims(claims, self._roles_claim)
         except ClaimsError as exc:
             raise TokenRejected(str(exc)) from None
-        expires_at = float(claims["exp"]) + self._leeway
+        expires_at = _expiry(claims["exp"]) + self._leeway
         identity = replace(identity, expires_at=expires_at)
         self._verified.put(token, identity, expires_at)
         return identity
@@ -161,6 +162,17 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             reason = f"{type(exc).__name__}: {exc}"
         raise TokenRejected(reason)
+
+
+def _expiry(exp: Any) -> float:
+    """A verified `exp` as a Unix time: PyJWT reads it with int(), which takes integers no float holds."""
+    try:
+        expiry = float(exp)
+    except OverflowError:
+        expiry = math.inf
+    if not math.isfinite(expiry):
+        raise TokenRejected("claim 'exp' is not a time (too far in the future)")
+    return expiry
 
 
 def _bearer_token(authorization: str) -> str:
