@@ -697,6 +697,19 @@ def test_gateway_token_refuses_a_lifetime_it_cannot_read(tmp_path: Path) -> None
     assert "'5x' is not like 30m, 1h or 2d" in done.stderr
 
 
+@pytest.mark.parametrize("ttl", ["9999999999d", "99999999d"])
+def test_gateway_token_refuses_a_lifetime_no_expiry_can_say(ttl: str, tmp_path: Path) -> None:
+    # Past what a timedelta, then a datetime, holds: each was a traceback.
+    done = run(
+        [sys.executable, "-m", "gateway", "token", "--sub", ALICE, "--ttl", ttl],
+        tmp_path,
+        AUTH_JWT_SECRET=SECRET,
+    )
+    assert done.returncode == 2
+    assert "is longer than a token's expiry can say" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_short_secret_stops_the_command_without_showing_it(tmp_path: Path) -> None:
     short = "short-secret-value"
     done = run([sys.executable, "-m", "gateway", "token", "--sub", ALICE], tmp_path, AUTH_JWT_SECRET=short)

@@ -26,7 +26,14 @@ def parse_ttl(text: str) -> timedelta:
     match = _TTL.fullmatch(text.strip())
     if match is None or int(match[1]) == 0:
         raise TokenIssueError(f"lifetime {text!r} is not like 30m, 1h or 2d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    except OverflowError:
+        raise TokenIssueError(_too_long(repr(text))) from None
+
+
+def _too_long(ttl: object) -> str:
+    return f"lifetime {ttl} is longer than a token's expiry can say"
 
 
 def issue_token(
@@ -49,7 +56,11 @@ def issue_token(
     if not subject:
         raise TokenIssueError("the subject (--sub) must not be empty")
     issued = now or datetime.now(UTC)
-    claims: dict[str, object] = {"sub": subject, "iat": issued, "exp": issued + ttl}
+    try:
+        expires = issued + ttl
+    except OverflowError:  # past the year 9999
+        raise TokenIssueError(_too_long(ttl)) from None
+    claims: dict[str, object] = {"sub": subject, "iat": issued, "exp": expires}
     if settings.auth_issuer:
         claims["iss"] = settings.auth_issuer
     if settings.auth_audience:
