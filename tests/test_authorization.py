@@ -314,6 +314,7 @@ def forged_tokens(settings: Settings) -> dict[str, str]:
         "bad signature": good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
         "alg none": jwt.encode(claims, None, algorithm="none"),
         "other secret": jwt.encode(claims, "x" * 40, algorithm="HS256"),
+        "lone surrogate in sub": jwt.encode({**claims, "sub": "ada\ud800"}, SECRET, algorithm="HS256"),
         "garbage": "not-a-token",
     }
 

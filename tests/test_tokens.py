@@ -442,6 +442,8 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return bearer(k1.token(sub="s" * 256))
     if case == "NUL in sub":
         return bearer(k1.token(sub="ada\u0000"))
+    if case == "lone surrogate in sub":
+        return bearer(k1.token(sub="ada\ud800"))
     if case == "no exp":
         return bearer(k1.token(exp=None))
     if case == "exp past any float":
@@ -483,6 +485,7 @@ REFUSALS = {
     "no sub": "'sub' is missing",
     "sub too long": "'sub' must be at most 255 characters",
     "NUL in sub": "none of them control characters",
+    "lone surrogate in sub": "or lone surrogates",
     "no exp": "'exp' is missing",
     "exp past any float": "'exp' is not a time",
     "exp a string past any float": "'exp' is not a time",

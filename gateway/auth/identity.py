@@ -38,10 +38,12 @@ def identity_from_claims(claims: Mapping[str, Any], roles_claim: str) -> Identit
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise ClaimsError("claim 'sub' must be a non-empty string")
-    # What every backend stores alike (PostgreSQL keeps no NUL), as OpenID Connect bounds it.
-    if len(subject) > MAX_SUBJECT or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in subject):
+    # What every backend stores alike (PostgreSQL keeps no NUL, no driver encodes a lone surrogate,
+    # which JSON's \ud800 escape gives), as OpenID Connect bounds it.
+    if len(subject) > MAX_SUBJECT or any(_unstorable(c) for c in subject):
         raise ClaimsError(
             f"claim 'sub' must be at most {MAX_SUBJECT} characters, none of them control characters"
+            " or lone surrogates"
         )
     return Identity(
         subject=subject,
@@ -49,6 +51,11 @@ def identity_from_claims(claims: Mapping[str, Any], roles_claim: str) -> Identit
         email=_text(claims.get("email")),
         name=_text(claims.get("name")),
     )
+
+
+def _unstorable(c: str) -> bool:
+    code = ord(c)
+    return code < 32 or 127 <= code < 160 or 0xD800 <= code < 0xE000
 
 
 def _roles(claims: Mapping[str, Any], roles_claim: str) -> frozenset[str]:
