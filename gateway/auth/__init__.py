@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from gateway.auth.identity import Identity
-from gateway.auth.tokens import Authenticator, KeysUnavailable, TokenRejected, authenticator_for, warn_if_open
+from gateway.auth.tokens import (
+    Authenticator,
+    KeysUnavailable,
+    TokenRejected,
+    authenticator_for,
+    sole_authorization,
+    warn_if_open,
+)
 
 __all__ = [
     "Authenticator",
@@ -11,5 +18,6 @@ __all__ = [
     "KeysUnavailable",
     "TokenRejected",
     "authenticator_for",
+    "sole_authorization",
     "warn_if_open",
 ]

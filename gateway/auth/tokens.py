@@ -30,6 +30,7 @@ __all__ = [
     "KeysUnavailable",
     "TokenRejected",
     "authenticator_for",
+    "sole_authorization",
     "warn_if_open",
 ]
 
@@ -162,6 +163,14 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             reason = f"{type(exc).__name__}: {exc}"
         raise TokenRejected(reason)
+
+
+def sole_authorization(values: Sequence[str]) -> str | None:
+    """The request's Authorization header, None without one; TokenRejected for two or more (RFC 9110
+    allows one): each names its own credential, and which one a proxy in front judged is unknown."""
+    if len(values) > 1:
+        raise TokenRejected(f"{len(values)} Authorization headers: send one")
+    return values[0] if values else None
 
 
 def _expiry(exp: Any) -> float:

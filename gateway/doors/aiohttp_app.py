@@ -14,7 +14,7 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.auth.identity import Identity
-from gateway.auth.tokens import TokenRejected
+from gateway.auth.tokens import TokenRejected, sole_authorization
 from gateway.doors import cors
 from gateway.doors.app_keys import CORS, EXECUTOR, LIVE, SETTINGS
 from gateway.doors.front import fallbacks, front, respond, stamp
@@ -231,7 +231,8 @@ def _graphql(view: GatewayView) -> Handler:
             if executor.authenticator is None or is_socket(request):
                 identity = None  # a socket signs in with connection_init, whose token wins over the header
             else:
-                identity = await executor.identify(request.headers.get(hdrs.AUTHORIZATION))
+                authorization = sole_authorization(request.headers.getall(hdrs.AUTHORIZATION, ()))
+                identity = await executor.identify(authorization)
         except GatewayError as exc:
             return respond(unavailable(exc).answer(media))
         except TokenRejected as exc:

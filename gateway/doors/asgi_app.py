@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway.auth.identity import Identity
-from gateway.auth.tokens import TokenRejected
+from gateway.auth.tokens import TokenRejected, sole_authorization
 from gateway.doors import cors
 from gateway.doors.graphiql import ASSETS_PATH, graphiql_assets
 from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
@@ -85,8 +85,11 @@ class _GraphQLDoor:
             executor = self._executor
             if executor.data_source is None:
                 await executor.open()
-            authorization = _header(scope, b"authorization")
-            identity = None if executor.authenticator is None else await executor.identify(authorization)
+            if executor.authenticator is None:
+                identity = None
+            else:
+                authorization = sole_authorization(_headers(scope, b"authorization"))
+                identity = await executor.identify(authorization)
         except GatewayError as exc:
             await _respond(unavailable(exc).answer(media))(scope, receive, send)
             return
@@ -192,6 +195,10 @@ def _varying(send: Send, extra: dict[str, str]) -> Send:
         await send(message)
 
     return send_varying
+
+
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -36,7 +36,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from gateway.auth.identity import Identity
-from gateway.auth.tokens import TokenRejected
+from gateway.auth.tokens import TokenRejected, sole_authorization
 from gateway.doors.cors import CorsPolicy
 from gateway.doors.refusals import invalid_token
 from gateway.errors import ErrorCode, GatewayError
@@ -253,11 +253,11 @@ class SocketContext:
         """Identify the connection from its `connection_init` payload; ConnectionRejectionError if refused."""
         params = self.connection_params or {}
         token = params.get("Authorization", params.get("authorization"))
-        if token is None:
-            token = self.request.headers.get(hdrs.AUTHORIZATION)
         if not (token is None or isinstance(token, str)):
             raise self._rejected("UNAUTHENTICATED", "connection_init: `Authorization` must be a string")
         try:
+            if token is None:
+                token = sole_authorization(self.request.headers.getall(hdrs.AUTHORIZATION, ()))
             self.identity = await self.executor.identify(token)
         except TokenRejected as exc:
             # As at the HTTP door: the reason is the server log's (it names AUTH_ISSUER, AUTH_AUDIENCE).
