@@ -456,6 +456,8 @@ def forged(case: str, k1: Signer, other: rsa.RSAPrivateKey, ec_key: ec.EllipticC
         return bearer(hand_signed({"alg": ["RS256"], "kid": "k1"}, claims(), None))
     if case == "kid too long":
         return bearer(jwt.encode(claims(), k1.private, algorithm="RS256", headers={"kid": "k" * 1000}))
+    if case == "4 MB, as a socket's connection_init may carry":
+        return bearer(k1.token(padding="x" * 4_000_000))
     if case == "garbage":
         return "Bearer not.a.token"
     if case == "empty bearer":
@@ -492,6 +494,7 @@ REFUSALS = {
     "roles not a list": "'roles' must be a list",
     "alg not a string": "'alg' is missing or not a string",
     "kid too long": "'kid' is not a string of at most 256 characters",
+    "4 MB, as a socket's connection_init may carry": "longer than 16384 characters",
     "garbage": "malformed",
     "empty bearer": "empty bearer",
     "Basic scheme": "the Authorization scheme is not Bearer: send 'Bearer <token>'",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HMAC_ALGORITHM",
+    "MAX_TOKEN",
     "Authenticator",
     "KeysUnavailable",
     "TokenRejected",
@@ -40,6 +41,9 @@ HMAC_ALGORITHM = "HS256"
 # Bounds on what a log line quotes from a header, which is the sender's to fill.
 _SHOWN_ALG = 32
 _MAX_KID = 256
+# Characters of a bearer token: twice what aiohttp reads of a header line, and far past any provider's
+# tokens. A socket's connection_init could carry 4 MB, which PyJWT takes ~0.5 s of the loop to refuse.
+MAX_TOKEN = 16384
 
 
 class TokenRejected(Exception):
@@ -193,6 +197,8 @@ def _bearer_token(authorization: str) -> str:
     token = token.strip()
     if not token:
         raise TokenRejected("empty bearer token")
+    if len(token) > MAX_TOKEN:
+        raise TokenRejected(f"the bearer token is longer than {MAX_TOKEN} characters")
     if not token.isascii():
         # A header's undecodable bytes reach us as surrogates, which no encoder takes.
         raise TokenRejected("the bearer token is not ASCII (a JWT is base64url text)")
