@@ -52,6 +52,7 @@ class Rules:
 
     visible_to: str | None = None
     shout: bool = False
+    hidden: tuple[tuple[str, str], ...] = ()  # (type, field) pairs masked for everyone
     seen: list[str | None] = field(default_factory=list)
 
     def refuse_forbidden_roots(self, operation: OperationView) -> Iterable[Mark]:
@@ -68,8 +69,11 @@ class Rules:
     def shout_names(self, operation: OperationView) -> Iterable[Mark]:
         return [Shout("User", "displayName")] if self.shout else []
 
+    def hide(self, operation: OperationView) -> Iterable[Mark]:
+        return [Mask(type_name, field_name) for type_name, field_name in self.hidden]
+
     def policy(self) -> Policy:
-        return Policy([self.refuse_forbidden_roots, self.mask_emails, self.shout_names])
+        return Policy([self.refuse_forbidden_roots, self.mask_emails, self.shout_names, self.hide])
 
 
 @dataclass
@@ -213,6 +217,28 @@ async def test_a_mark_the_compiler_cannot_express_sends_the_query_to_strawberry(
         body = await club.post(door, {"query": USERS})
         assert door.compiled == before, door.name  # never compiled without the mark
         assert emails(body) == {"ADA": "ada@example.com", "GRACE": None}
+
+
+async def test_a_mask_on_a_root_connection_or_page_field_holds_on_every_path(club: Club) -> None:
+    """Fields the compiler writes itself (root fields, connections, edges, PageInfo) carry no mark in
+    its SQL: a query selecting a marked one runs interpreted, where the mask holds."""
+    club.rules.hidden = (("Query", "node"), ("Query", "shootingSession"), ("PageInfo", "endCursor"))
+    queries = {
+        "query($id: ID!) { node(id: $id) { id } }": {"node": None},
+        "query($id: ID!) { shootingSession(id: $id) { id } }": {"shootingSession": None},
+        "{ users { pageInfo { endCursor } } }": {"users": {"pageInfo": {"endCursor": None}}},
+    }
+    for door in club.doors:
+        before = door.compiled
+        for query, expected in queries.items():
+            variables = {"id": club.ada if "node" in query else club.session}
+            body = await club.post(door, {"query": query, "variables": variables})
+            assert body == {"data": expected}, (door.name, query)
+        assert door.compiled == before, door.name
+        # Unmarked, the same fields are compiled again.
+        unmarked = await club.post(door, {"query": "{ users { pageInfo { hasNextPage } } }"})
+        assert unmarked == {"data": {"users": {"pageInfo": {"hasNextPage": False}}}}
+        assert door.compiled == before + 1, door.name
 
 
 async def test_a_refusal_holds_on_every_path_and_writes_nothing(club: Club) -> None:

@@ -261,7 +261,7 @@ def compile_operation(
     """
     root = Compiler(schema, fragments, variables, sql, marks, FIELDS)
     statements = []
-    for key, nodes in root.collect("Query", [selection_set]).items():
+    for key, nodes in root.unmarked("Query", [selection_set]).items():
         compiler = Compiler(schema, fragments, variables, sql, marks, FIELDS)
         statements.append(_root(compiler, key, nodes))
     return statements

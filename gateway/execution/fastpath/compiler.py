@@ -227,6 +227,17 @@ class Compiler:
             visit(node if isinstance(node, SelectionSetNode) else node.selection_set)
         return fields
 
+    def unmarked(
+        self, type_name: str, nodes: Iterable[FieldNode | SelectionSetNode]
+    ) -> dict[str, list[FieldNode]]:
+        """`collect`, for a type whose fields the compiler writes without the policy's marks (the root,
+        connections, edges, PageInfo): a marked field there is NotCompilable, so Strawberry applies it."""
+        fields = self.collect(type_name, nodes)
+        for field_nodes in fields.values():
+            if (type_name, field_nodes[0].name.value) in self.marks:
+                raise NotCompilable(f"{type_name}.{field_nodes[0].name.value} carries a mark")
+        return fields
+
     def field(self, parent: str, name: str) -> GraphQLField:
         type_ = self.schema.get_type(parent)
         if not isinstance(type_, GraphQLObjectType) or name not in type_.fields:
@@ -248,14 +259,14 @@ class Compiler:
         for key, field_nodes in self.collect(type_name, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
-                pairs.append((key, self.sql.literal(type_name)))
-                continue
-            build = self.fields.get((type_name, name))
-            if build is None:
-                raise NotCompilable(f"{type_name}.{name}")
-            rows = self.rows
-            value = build(self, a, field_nodes)
-            self.rows = rows  # a list inside this field set its own; this object's fields read ours
+                value = self.sql.literal(type_name)
+            else:
+                build = self.fields.get((type_name, name))
+                if build is None:
+                    raise NotCompilable(f"{type_name}.{name}")
+                rows = self.rows
+                value = build(self, a, field_nodes)
+                self.rows = rows  # a list inside this field set its own; this object's fields read ours
             mark = self.marks.get((type_name, name))
             if mark is not None:
                 value = self.masked(mark, type_name, name, a, value)
@@ -318,7 +329,7 @@ class Compiler:
         size, backward = current.first - 1, current.backward
         edge_type = connection_type.removesuffix("Connection") + "Edge"
         pairs: list[tuple[str, str]] = []
-        for key, field_nodes in self.collect(connection_type, nodes).items():
+        for key, field_nodes in self.unmarked(connection_type, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 pairs.append((key, self.sql.literal(connection_type)))
@@ -407,7 +418,7 @@ class Compiler:
 
     def edge(self, node_type: str, edge_type: str, page: PagedRows, a: str, nodes: list[FieldNode]) -> str:
         pairs: list[tuple[str, str]] = []
-        for key, field_nodes in self.collect(edge_type, nodes).items():
+        for key, field_nodes in self.unmarked(edge_type, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 pairs.append((key, self.sql.literal(edge_type)))
@@ -424,7 +435,7 @@ class Compiler:
     ) -> str:
         """PageInfo of a page of `size` rows from the window's start (or its end, `backward`)."""
         pairs: list[tuple[str, str]] = []
-        for key, field_nodes in self.collect("PageInfo", nodes).items():
+        for key, field_nodes in self.unmarked("PageInfo", nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 pairs.append((key, self.sql.literal("PageInfo")))
