@@ -22,8 +22,9 @@ import pytest
 from gateway.datasources import create_data_source
 from gateway.datasources.protocol import StatementTimeout
 from gateway.doors.aiohttp_app import create_app
+from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings
-from tests.conftest import PG, PGBOUNCER, engine, server_env
+from tests.conftest import PG, PGBOUNCER, empty_tables, engine, server_env
 from tests.graphql_client import error_codes, graphql
 from tests.polling import until
 from tests.processes import serve, wait_until_up
@@ -131,6 +132,39 @@ async def test_a_statement_past_db_statement_timeout_is_a_timeout_error(
         body = await graphql(client, query)  # compiled, then interpreted
         assert error_codes(body) == ["TIMEOUT"], body
         assert "DB_STATEMENT_TIMEOUT" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_root_field_past_db_statement_timeout_is_answered_alike_on_both_paths(
+    backend: str,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+    locked_users: asyncpg.Connection,
+) -> None:
+    """The field whose statement was stopped is null with a located error; the other root fields
+    keep their data (a non-null one stopped nulls it all), as graphql-core answers a resolver's error."""
+    settings = make_settings(backend, db_statement_timeout=0.3, db_pool_min=0)
+    fast = await aiohttp_client(create_app(settings))
+    interpreted = await aiohttp_client(create_app(settings.model_copy(update={"fast_path": False})))
+    await empty_tables(fast.app[EXECUTOR].data_source)
+    await locked_users.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    nullable = '{ groups { totalCount } user(id: "VXNlcjox") { id } }'
+    non_null = "{ groups { totalCount } users { totalCount } }"
+    for query in (nullable, non_null):
+        for accept in ("application/json", "application/graphql-response+json"):
+            answers = []
+            for client in (fast, interpreted):
+                response = await client.post("/graphql", json={"query": query}, headers={"Accept": accept})
+                answers.append((response.status, await response.json()))
+            assert answers[0] == answers[1], (query, accept)
+    status, body = answers[0]
+    assert (status, body["data"]) == (200, None)
+    assert body["errors"][0]["path"] == ["users"]
+    assert fast.app[EXECUTOR].fast.answered == 4  # each answered by the compiled statements
+    partial = await graphql(fast, nullable)
+    assert partial["data"] == {"groups": {"totalCount": 0}, "user": None}
+    assert error_codes(partial) == ["TIMEOUT"]
+    assert partial["errors"][0]["path"] == ["user"]
 
 
 def _env(database: str, **extra: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.tokens import KeysUnavailable, authenticator_for
 from gateway.datasources import create_data_source
 from gateway.datasources.feed import ActivityFeed
-from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats, StatementTimeout
+from gateway.datasources.protocol import DataSource, DataSourceUnavailable, SourceStats
 from gateway.datasources.sql.source import SqlDataSource
 from gateway.datasources.unavailable import UnavailableSource
 from gateway.deadlines import SLACK, Deadline
@@ -274,13 +274,13 @@ class Executor:
         if self.fast is not None:
             try:
                 compiled = await self.fast.execute(prepared, definition, variables, decision)
-            except StatementTimeout as exc:
-                return self.refusal(exc), None
             except DataSourceUnavailable as exc:
                 # The resolvers fail at once with the same reason instead of waiting
                 # DB_ACQUIRE_TIMEOUT a second time; the error reads as on the interpreted path.
                 context = self._rebuilt(context, UnavailableSource.found(exc), prepared, decision)
             else:
+                if isinstance(compiled, ExecutionResult) and compiled.errors:
+                    self.schema.process_errors(compiled.errors)  # their codes, as Strawberry's errors get
                 if compiled is not None:
                     return compiled, "fast_path"
         direct = self._direct(prepared, definition, decision)

@@ -16,8 +16,10 @@ from collections import OrderedDict
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType
+import orjson
+from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType, is_non_null_type
 from graphql.execution.values import VariableValues
+from strawberry.types import ExecutionResult
 
 from gateway.datasources.protocol import DataSource, DataSourceUnavailable, StatementTimeout
 from gateway.datasources.sql.json_sql import JsonSql
@@ -25,7 +27,7 @@ from gateway.datasources.sql.source import SqlDataSource
 from gateway.errors import BadUserInput
 from gateway.execution.documents import Prepared
 from gateway.execution.fastpath.club import compile_operation
-from gateway.execution.fastpath.compiler import NotCompilable, RootStatement
+from gateway.execution.fastpath.compiler import Compiler, NotCompilable, RootStatement
 from gateway.execution.policy import Decision
 from gateway.settings import Settings
 
@@ -137,10 +139,12 @@ class FastPath:
         operation: OperationDefinitionNode,
         variables: VariableValues,
         decision: Decision,
-    ) -> bytes | None:
+    ) -> bytes | ExecutionResult | None:
         """The response body, or None when the operation must run through Strawberry.
 
-        Raises DataSourceUnavailable when no connection could be had.
+        A root field whose statement the database stopped (DB_STATEMENT_TIMEOUT) is answered as
+        graphql-core answers a resolver's error: a result with the other fields' data. Raises
+        DataSourceUnavailable when no connection could be had.
         """
         if self.tracing is None:
             planned = self.plan(prepared, operation, variables, decision)
@@ -160,7 +164,7 @@ class FastPath:
             else:
                 runs = (_run(self._source, s, b) for s, b in zip(statements, bound, strict=True))
                 values = list(await asyncio.gather(*runs))
-        except (DataSourceUnavailable, StatementTimeout):
+        except DataSourceUnavailable:
             raise  # the executor reports it, without waiting a second time
         except _RowsRefused:
             return None  # the interpreted path raises the matching error
@@ -172,12 +176,46 @@ class FastPath:
                 self._remember(key, _INTERPRETED)
             return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
+        bodies = [value for value in values if isinstance(value, bytes)]
+        if len(bodies) < len(values):
+            return self._stopped(prepared, operation, coerced, statements, values)
         # One copy of each value into the body: an N answer is ~26 KB.
         parts = [b'{"data":{']
-        for i, (statement, value) in enumerate(zip(statements, values, strict=True)):
+        for i, (statement, value) in enumerate(zip(statements, bodies, strict=True)):
             parts += (b',"' if i else b'"', statement.key.encode(), b'":', value)
         parts.append(b"}}")
         return b"".join(parts)
+
+    def _stopped(
+        self,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: VariableValues,
+        statements: list[RootStatement],
+        values: list[bytes | StatementTimeout],
+    ) -> ExecutionResult:
+        """The result when the database stopped some root fields' statements: each such field is null
+        with a located TIMEOUT error, the other fields keep their data, and a non-null field stopped
+        nulls the whole data, as on the interpreted path (which would wait for the statement again)."""
+        fields = Compiler(self._schema, prepared.fragments, variables, self._sql, {}, {}).collect(
+            "Query", [operation.selection_set]
+        )
+        query_type = self._schema.query_type
+        data: dict[str, Any] | None = {}
+        errors = []
+        for statement, value in zip(statements, values, strict=True):
+            if not isinstance(value, StatementTimeout):
+                if data is not None:
+                    data[statement.key] = orjson.loads(value)
+                continue
+            nodes = fields[statement.key]
+            errors.append(GraphQLError(str(value), nodes, path=[statement.key], original_error=value))
+            field = query_type.fields[nodes[0].name.value] if query_type else None
+            if field is None or is_non_null_type(field.type):
+                data = None
+            elif data is not None:
+                data[statement.key] = None
+        return ExecutionResult(data=data, errors=errors)
 
 
 def fast_path_for(schema: GraphQLSchema, settings: Settings, source: DataSource) -> FastPath | None:
@@ -191,10 +229,13 @@ class _RowsRefused(Exception):
     """A row fails a check of the statement: the interpreted path raises the matching error."""
 
 
-async def _run(source: SqlDataSource, statement: RootStatement, args: list[Any]) -> bytes:
+async def _run(source: SqlDataSource, statement: RootStatement, args: list[Any]) -> bytes | StatementTimeout:
     if statement.sql is None:
         return statement.constant
-    value, ok = await source.fetch_json(statement.sql, args)
+    try:
+        value, ok = await source.fetch_json(statement.sql, args)
+    except StatementTimeout as exc:
+        return exc  # this root field only: the others answer
     if not ok:
         raise _RowsRefused(statement.key)
     return b"null" if value is None else value
