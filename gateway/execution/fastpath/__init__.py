@@ -176,12 +176,11 @@ class FastPath:
                 self._remember(key, _INTERPRETED)
             return None  # a deadlock or a timeout passes: the plan stays
         self.answered += 1
-        bodies = [value for value in values if isinstance(value, bytes)]
-        if len(bodies) < len(values):
-            return self._stopped(prepared, operation, coerced, statements, values)
         # One copy of each value into the body: an N answer is ~26 KB.
         parts = [b'{"data":{']
-        for i, (statement, value) in enumerate(zip(statements, bodies, strict=True)):
+        for i, (statement, value) in enumerate(zip(statements, values, strict=True)):
+            if not isinstance(value, bytes):
+                return self._stopped(prepared, operation, coerced, statements, values)
             parts += (b',"' if i else b'"', statement.key.encode(), b'":', value)
         parts.append(b"}}")
         return b"".join(parts)
