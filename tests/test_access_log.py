@@ -146,6 +146,36 @@ async def test_a_path_cannot_write_a_log_line_of_its_own(door: str, tmp_path: An
         assert f"GET /x{control}2026-12-07" in line and "\r" not in line and "\x1b" not in line
 
 
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_document_id_cannot_write_a_log_line_of_its_own(door: str, tmp_path: Any) -> None:
+    # With PERSISTED_OPERATIONS=only an unknown documentId is quoted in the error, and the error
+    # line logged it whole: its newline ended the line and the rest read as a forged one.
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"a" * 64: "query Known { __typename }"}))
+    env = server_env(
+        "sqlite",
+        None,
+        DB_SQLITE_PATH=str(tmp_path / "gateway.db"),
+        PERSISTED_OPERATIONS="only",
+        PERSISTED_OPERATIONS_MANIFEST=str(manifest),
+    )
+    forged = "2026-12-07 12:00:00,000 INFO gateway.access: GET /admin 200"
+    async with serve(door, env) as server, aiohttp.ClientSession() as http:
+        for n, control in enumerate(("\n", "\r", "\x1b[2K", "\u2028")):
+            body = {"documentId": f"x{control}{forged}"}
+            headers = {"X-Request-Id": f"req-doc-{n}"}
+            async with http.post(f"{server.url}/graphql", json=body, headers=headers) as response:
+                answered = await response.json()
+            assert answered["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+            assert control in answered["errors"][0]["message"], "the client is still told"
+    lines = server.stderr.splitlines()
+    assert not any(line.startswith(forged[:23]) for line in lines)
+    for n, control in enumerate(("\\n", "\\r", "\\x1b[2K", "\\u2028")):
+        (line,) = [line for line in lines if "gateway.graphql" in line and f"id=req-doc-{n}" in line]
+        assert f"no persisted operation x{control}2026-12-07" in line
+        assert "\r" not in line and "\x1b" not in line and "\u2028" not in line
+
+
 async def test_at_log_level_warning_a_server_side_error_keeps_its_line(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,7 +32,8 @@ WITHHELD = "(value not logged)"
 
 
 def safe_message(code: str, message: str) -> str:
-    """`message` without any value it quotes: safe to log."""
+    """`message` without any value it quotes, on one line: safe to log."""
+    message = _escaped(message)  # a client's text (a documentId) may hold a newline and a forged line
     if code == ErrorCode.BAD_USER_INPUT and (ours := _OUR_INPUT_ERROR.match(message)):
         return f"{ours.group(1)}: {WITHHELD}"
     for marker in _VALUE_AFTER:
@@ -47,6 +48,13 @@ def safe_message(code: str, message: str) -> str:
     if cut < len(message):
         return f"{message[:cut].rstrip()} {WITHHELD}"
     return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "…"
+
+
+def _escaped(text: str) -> str:
+    """`text` with what is not printable written as Python escapes it (`\\n`, `\\x1b`)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def printable_path(path: str) -> str:
