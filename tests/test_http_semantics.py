@@ -354,6 +354,19 @@ async def test_every_answer_varies_by_origin_and_names_no_server_software(door: 
         assert "Server" not in reply.headers, reply.headers["Server"]
 
 
+async def test_a_path_with_a_trailing_slash_is_not_found_on_every_door(door: Door) -> None:
+    # Starlette redirected it (307) to http://<the client's Host>/graphql: a POST followed there
+    # left HTTPS, and `gateway serve` answers the same path 404.
+    for method, path in (("POST", "/graphql/"), ("GET", "/healthz/"), ("GET", "/graphiql/x/y/")):
+        headers = {"Host": "attacker.example", "Content-Type": "application/json"}
+        body = b'{"query": "{ __typename }"}'
+        url = door.url + path
+        request = door.http.request(method, url, data=body, headers=headers, allow_redirects=False)
+        async with request as response:
+            assert response.status == 404, (path, response.status, response.headers.get("Location"))
+            assert "Location" not in response.headers
+
+
 async def test_a_stream_and_a_socket_handshake_carry_the_same_headers(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -303,6 +303,8 @@ def create_asgi_app(settings: Settings, policy: Policy | None = None) -> Starlet
         ],
         lifespan=lifespan,
     )
+    # As `gateway serve` answers: /graphql/ is a 404, not a redirect to http://<Host header>/graphql.
+    app.router.redirect_slashes = False
     app.state.executor = executor
     app.state.cors = cors_policy
     return app
