@@ -122,6 +122,33 @@ async def test_spans_continue_the_callers_trace_and_hold_no_value(
             assert secret.encode() not in body
 
 
+@pytest.mark.parametrize("door", DOORS)
+async def test_server_spans_are_named_by_route_not_by_the_clients_path(
+    door: str, receiver: Receiver, make_settings: Callable[..., Settings]
+) -> None:
+    # Named "{method} {path}", every path a scanner tried, and every method it made up, was a span
+    # name of its own, which tracing backends group and index by.
+    settings = make_settings("sqlite", otel_exporter_otlp_endpoint=receiver.url)
+    async with served(door, settings) as url, aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/graphql", json={"query": "{ __typename }"}) as response:
+            assert response.status == 200
+        for n, method in enumerate(("PROPFIND", "MKCOL", "LOCK")):  # methods aiohttp's parser knows
+            async with http.get(f"{url}/wp-admin/probe-{n}.php") as response:
+                assert response.status == 404
+            async with http.request(method, f"{url}/graphql") as response:
+                assert response.status == 405
+        async with http.get(f"{url}/graphiql/0123456789abcdef/explorer.js") as response:
+            assert response.status == 200
+    names = sorted(span.name for span in receiver.spans if span.kind == span.SPAN_KIND_SERVER)
+    assert names == ["GET"] * 3 + ["GET /graphiql/{build}/{name}"] + ["HTTP /graphql"] * 3 + ["POST /graphql"]
+    paths = {
+        {a.key: a.value.string_value for a in span.attributes}["url.path"]
+        for span in receiver.spans
+        if span.kind == span.SPAN_KIND_SERVER
+    }
+    assert "/wp-admin/probe-2.php" in paths  # the path itself is still recorded, as an attribute
+
+
 _PROBE = """
 import asyncio, json, sys, tempfile
 from aiohttp.test_utils import TestClient, TestServer

@@ -28,6 +28,11 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # An exception's message could quote anything (a value, SQL): a failed span names its class only.
 _QUIET_FAILURES: dict[str, Any] = {"record_exception": False, "set_status_on_exception": False}
 _DB_SYSTEMS = {"sqlite": "sqlite", "postgres": "postgresql", "mysql": "mysql"}  # OpenTelemetry's names
+# A server span is named by its route, as OpenTelemetry's HTTP conventions ask: tracing backends group
+# by name, and a client's paths (a scanner's thousands) or invented methods must not each make one.
+_ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/"})
+_ASSETS = "/graphiql/"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
 @contextmanager
@@ -37,6 +42,16 @@ def _failure_named(span: Any) -> Iterator[None]:
     except BaseException as exc:
         span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
         raise
+
+
+def _span_name(method: str, path: str) -> str:
+    """`{method} {route}`, or the method alone for a path no route serves (`HTTP` for an unknown one)."""
+    name = "HTTP" if method == "_OTHER" else method
+    if path in _ROUTES:
+        return f"{name} {path}"
+    if path.startswith(_ASSETS):
+        return f"{name} {_ASSETS}{{build}}/{{name}}"
+    return name
 
 
 class Tracing:
@@ -53,11 +68,12 @@ class Tracing:
     def begin_request(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[Any, Any]:
         """The server span of one request, continuing the caller's `traceparent`; made current."""
         parent = _PROPAGATOR.extract(headers)
+        known = method if method in _METHODS else "_OTHER"
         span = self._tracer.start_span(
-            f"{method} {path}",
+            _span_name(known, path),
             context=parent,
             kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
+            attributes={"http.request.method": known, "url.path": path},
         )
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
