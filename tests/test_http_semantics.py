@@ -4,6 +4,7 @@ UNAVAILABLE as a 503 with Retry-After, and the headers every answer carries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -188,6 +189,23 @@ async def test_a_request_aiohttp_cannot_parse_is_logged_on_one_line(
     lines = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(lines) == 1 and "Got more than 8190 bytes" in lines[0].getMessage()
     assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+
+
+async def test_a_malformed_header_is_logged_on_one_line(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp's message for it is three lines (reason, the bytes, a caret): the last two were
+    # written as lines of their own, without time or level.
+    async with served("aiohttp", make_settings("sqlite")) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with caplog.at_level(logging.INFO):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad\x01Header: y\r\n\r\n")
+            assert (await reader.readline()).startswith(b"HTTP/1.0 400 ")
+            writer.close()
+            await writer.wait_closed()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert "\n" not in line and line.endswith("Invalid header token: b'Bad\\x01Header: y'"), line
 
 
 async def test_what_the_view_judges_keeps_its_400(door: Door) -> None:

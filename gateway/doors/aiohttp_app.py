@@ -158,7 +158,10 @@ class _OneLineBadHttp(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and exc.code < 500:
-            record.msg, record.args = "%s: %s", (record.getMessage(), exc.message)
+            # Its message spans lines: the reason, the offending bytes, a caret under them.
+            parts = [part.strip() for part in exc.message.splitlines()]
+            message = " ".join(part for part in parts if part.strip("^"))
+            record.msg, record.args = "%s: %s", (record.getMessage(), message)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
