@@ -5,6 +5,7 @@ UNAVAILABLE as a 503 with Retry-After, and the headers every answer carries.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.datasources import create_data_source
+from gateway.doors.refusals import MAX_BODY_BYTES
 from gateway.settings import Settings
 from tests.conftest import sql_source
 from tests.served_doors import DOORS, served
@@ -370,6 +372,32 @@ async def test_every_answer_varies_by_origin_and_names_no_server_software(door: 
     for reply in replies:
         assert "origin" in reply.headers.get("Vary", "").lower(), reply.headers
         assert "Server" not in reply.headers, reply.headers["Server"]
+
+
+async def test_every_graphql_answer_varies_by_accept(door: Door) -> None:
+    # The same GET answers 200 application/json or 400 graphql-response+json by Accept, and a GET
+    # without a query GraphiQL's page or a 400: a cache keyed on the URL alone (a CDN serving the
+    # GETs of persisted queries) handed one client's answer to the other.
+    wanted, posted = {"Accept": GRAPHQL_RESPONSE}, {"Content-Type": "application/json"}
+    as_json = await door.get(query="{ nope }")
+    as_graphql = await door.get(GRAPHQL_RESPONSE, query="{ nope }")
+    assert (as_json.status, as_graphql.status) == (200, 400)
+    replies = [
+        as_json,
+        as_graphql,
+        await door.post({"query": "{ __typename }"}, GRAPHQL_RESPONSE),
+        await door.post(b"[%s]" % json.dumps({"query": "{ __typename }"}).encode(), GRAPHQL_RESPONSE),
+        await door.post(b"null", GRAPHQL_RESPONSE),
+        await door.post(b"{not json"),
+        await door.send("POST", data=io.BytesIO(b" " * (MAX_BODY_BYTES + 1)), headers={**wanted, **posted}),
+        await door.get(query="mutation { __typename }"),
+        await door.send("GET", headers={"Accept": "text/html"}),
+        await door.send("GET", headers=wanted),
+    ]
+    for reply in replies:
+        vary = [name.strip().lower() for name in reply.headers.get("Vary", "").split(",")]
+        assert "accept" in vary and "origin" in vary, (reply.status, reply.headers)
+        assert len(reply.headers.getall("Vary")) == 1
 
 
 async def test_a_path_with_a_trailing_slash_is_not_found_on_every_door(door: Door) -> None:

@@ -23,7 +23,7 @@ from gateway.doors.graphql_view import ExecutorView, answer_operation, is_json
 from gateway.doors.health import readiness
 from gateway.doors.observed import CLIENT_GONE, metrics_answer, publishing
 from gateway.doors.refusals import MAX_BODY_BYTES, bad_request, invalid_token, too_large, unavailable
-from gateway.doors.responses import Answer, media_type
+from gateway.doors.responses import Answer, media_type, vary_also
 from gateway.doors.serverless import serverless_profile
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
@@ -73,6 +73,7 @@ class _GraphQLDoor:
         self._view.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = _varying_by_accept(send)
         if scope["method"] not in _GRAPHQL_METHODS:
             # As `gateway serve` answers (RFC 9110: a 405 names what is allowed).
             refusal = Response("405: Method Not Allowed", 405, {"Allow": ", ".join(_GRAPHQL_METHODS)})
@@ -199,6 +200,18 @@ def _varying(send: Send, extra: dict[str, str]) -> Send:
 
 def _headers(scope: Scope, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+
+
+def _varying_by_accept(send: Send) -> Send:
+    """`send` adding Accept to `Vary`: a /graphql answer's media type and status follow it."""
+
+    async def send_varying(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers["vary"] = vary_also(headers.get("vary"), "Accept")
+        await send(message)
+
+    return send_varying
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.doors.responses import Answer
+from gateway.doors.responses import Answer, vary_also
 from gateway.origins import AllowedOrigins
 from gateway.settings import Settings
 
@@ -22,11 +22,7 @@ _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request
 
 def vary_origin(vary: str | None) -> str:
     """A `Vary` value that includes Origin: CORS headers differ by it, so caches must key on it."""
-    if not vary:
-        return "Origin"
-    if any(part.strip().lower() in ("origin", "*") for part in vary.split(",")):
-        return vary
-    return f"{vary}, Origin"
+    return vary_also(vary, "Origin")
 
 
 def quoted(value: str) -> str:

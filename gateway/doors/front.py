@@ -99,6 +99,7 @@ def front(
             except web.HTTPRequestEntityTooLarge:
                 # Raised by request.read() in place of aiohttp's text: a GraphQL error, as on ASGI.
                 response = respond(too_large().answer(media_type(headers.get(hdrs.ACCEPT, ""))))
+                response.headers[hdrs.VARY] = "Accept"  # its media type, as any /graphql answer's
                 status = response.status
                 stamp(response.headers, policy, origin, exchange.request_id)
                 return response

@@ -1,6 +1,7 @@
 """GraphQL results as HTTP answers, per GraphQL over HTTP: media type, status and the `data` entry.
 
-A client that accepts `application/graphql-response+json` gets it, and a request that never
+A client that accepts `application/graphql-response+json` gets it (so every /graphql answer
+carries `Vary: Accept`, as a cache must know), and a request that never
 executed (it did not parse or validate, its variables were refused, a rule refused it) is then
 answered without a `data` entry and with a 4xx status (401, 403 for sign-in refusals). Under
 `application/json` every GraphQL result is a 200, as the spec asks, with one exception on both
@@ -31,6 +32,7 @@ __all__ = [
     "body_of",
     "media_type",
     "status_of",
+    "vary_also",
 ]
 
 JSON = "application/json"
@@ -55,6 +57,15 @@ class Answer:
     body: bytes
     media_type: str
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def vary_also(vary: str | None, name: str) -> str:
+    """A `Vary` value that also names the request header `name` (once; `*` already covers it)."""
+    if not vary:
+        return name
+    if any(part.strip().lower() in (name.lower(), "*") for part in vary.split(",")):
+        return vary
+    return f"{vary}, {name}"
 
 
 @lru_cache(maxsize=64)  # clients send a handful of distinct Accept headers
