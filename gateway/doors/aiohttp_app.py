@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -152,17 +153,21 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         return respond(answer)
 
 
+# Where aiohttp's message begins to quote the request: "Got more than 8190 bytes when reading: b'…",
+# "Invalid header token:\n\n  b'…'\n  ^", "Bad status line '…'".
+_QUOTED_REQUEST = re.compile(r":|\s*b?['\"]")
+
+
 class _OneLineBadHttp(logging.Filter):
     """aiohttp logs a request it cannot parse (a URL or header over 8 KB, bad syntax) with a
-    traceback; the client sent nonsense and got its 400: one line says enough."""
+    traceback and the request's first bytes; the client sent nonsense and got its 400: one line
+    with the reason says enough, and those bytes may be a query string, a token or a cookie."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and exc.code < 500:
-            # Its message spans lines: the reason, the offending bytes, a caret under them.
-            parts = [part.strip() for part in exc.message.splitlines()]
-            message = " ".join(part for part in parts if part.strip("^"))
-            record.msg, record.args = "%s: %s", (record.getMessage(), message)
+            reason = _QUOTED_REQUEST.split(exc.message, maxsplit=1)[0].strip()
+            record.msg, record.args = "%s: %s (the request is not logged)", (record.getMessage(), reason)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
