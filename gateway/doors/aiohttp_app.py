@@ -34,7 +34,7 @@ from gateway.doors.live import (
 )
 from gateway.doors.observed import metrics_answer, publishing
 from gateway.doors.refusals import MAX_BODY_BYTES, bad_request, invalid_token, unavailable
-from gateway.doors.responses import Answer, media_type, vary_also
+from gateway.doors.responses import GRAPHQL_VARY, Answer, media_type
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor
 from gateway.execution.operation import MalformedRequest, read_json_operation
@@ -134,8 +134,7 @@ class GatewayView(ExecutorView, GraphQLView[Any, None]):  # type: ignore[misc]
         """A socket's handshake or a stream's headers, sent from here: what every answer carries."""
         exchange = CURRENT.get()
         request_id = exchange.request_id if exchange is not None else None
-        response.headers[hdrs.VARY] = vary_also(response.headers.get(hdrs.VARY), "Accept")
-        stamp(response.headers, self.cors_policy, request.headers.get(hdrs.ORIGIN), request_id)
+        stamp(response.headers, self.cors_policy, request.headers.get(hdrs.ORIGIN), request_id, GRAPHQL_VARY)
 
     def query_names(self, params: Any) -> list[str]:
         return [name for name, _ in params.items()]  # a MultiDict's items: every pair given
@@ -220,20 +219,7 @@ async def _no_server_header(request: web.Request, response: web.StreamResponse) 
 
 
 def _graphql(view: GatewayView) -> Handler:
-    """/graphql: a JSON POST of one operation is answered here, anything else by the view; every
-    answer varies by Accept (its media type and status, GraphiQL or not)."""
-    answer = _answer_graphql(view)
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        response = await answer(request)
-        if not response.prepared:  # a stream or a socket got its headers from the view
-            response.headers[hdrs.VARY] = vary_also(response.headers.get(hdrs.VARY), "Accept")
-        return response
-
-    return handle
-
-
-def _answer_graphql(view: GatewayView) -> Handler:
+    """/graphql: a JSON POST of one operation is answered here, anything else by the view."""
     executor = view.executor
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -303,7 +289,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> web.Applicat
     view.settings = settings
     view.cors_policy = app[CORS]
     graphql = app.router.add_resource("/graphql")
-    handle = door(_graphql(view))
+    handle = door(_graphql(view), GRAPHQL_VARY)
     graphql.add_route("GET", handle)
     graphql.add_route("POST", handle)
     app.router.add_get("/healthz", door(_healthz))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Protocol
 
 from aiohttp import hdrs, web
 
@@ -28,10 +29,10 @@ from gateway.doors import cors
 from gateway.doors.live import is_live
 from gateway.doors.observed import CLIENT_GONE
 from gateway.doors.refusals import too_large
-from gateway.doors.responses import Answer, media_type
+from gateway.doors.responses import Answer, media_type, vary_also
 from gateway.telemetry.recorder import REQUEST_ID_HEADER, Telemetry
 
-__all__ = ["fallbacks", "front", "respond", "stamp"]
+__all__ = ["Wrap", "fallbacks", "front", "respond", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +48,34 @@ def respond(answer: Answer) -> web.Response:
 
 
 def stamp(
-    headers: MutableMapping[str, str], policy: cors.CorsPolicy, origin: str | None, request_id: str | None
+    headers: MutableMapping[str, str],
+    policy: cors.CorsPolicy,
+    origin: str | None,
+    request_id: str | None,
+    vary: str = "Origin",
 ) -> None:
     """Give an answer's `headers` what every answer carries: the request id, the CORS grant for
-    `origin` (a preflight's answer has its own: pass None), and `Vary: Origin`."""
+    `origin` (a preflight's answer has its own: pass None), and `Vary: Origin`, or the route's
+    `vary` (which names Origin too)."""
     if request_id is not None:
         headers[REQUEST_ID_HEADER] = request_id
     if origin is not None:
         headers.update(policy.allowed_headers(origin))
-    vary = headers.get(hdrs.VARY)
-    headers[hdrs.VARY] = "Origin" if vary is None else cors.vary_origin(vary)  # most have none: no call
+    current = headers.get(hdrs.VARY)
+    headers[hdrs.VARY] = vary if current is None else vary_also(current, vary)  # most have none: no call
 
 
-def front(
-    telemetry: Telemetry, policy: cors.CorsPolicy, request_timeout: float
-) -> Callable[[Handler], Handler]:
+class Wrap(Protocol):
+    """`front`'s wrapper: `vary`, what the route's answers vary by (Origin among them)."""
+
+    def __call__(self, handler: Handler, vary: str = "Origin") -> Handler: ...
+
+
+def front(telemetry: Telemetry, policy: cors.CorsPolicy, request_timeout: float) -> Wrap:
     """What wraps each route's handler: observing, answering preflights and bounding every request."""
     seconds = request_timeout + 1.0
 
-    def wrap(handler: Handler) -> Handler:
+    def wrap(handler: Handler, vary: str = "Origin") -> Handler:
         async def meet(request: web.Request) -> web.StreamResponse:
             headers = request.headers
             exchange, handle = telemetry.begin(request.method, request.path, headers)
@@ -94,18 +104,17 @@ def front(
                         raise web.HTTPRequestTimeout(text=_TOO_LONG) from None
                 status = response.status
                 if not response.prepared:  # a stream or a socket got its headers from the view
-                    stamp(response.headers, policy, origin, exchange.request_id)
+                    stamp(response.headers, policy, origin, exchange.request_id, vary)
                 return response
             except web.HTTPRequestEntityTooLarge:
                 # Raised by request.read() in place of aiohttp's text: a GraphQL error, as on ASGI.
                 response = respond(too_large().answer(media_type(headers.get(hdrs.ACCEPT, ""))))
-                response.headers[hdrs.VARY] = "Accept"  # its media type, as any /graphql answer's
                 status = response.status
-                stamp(response.headers, policy, origin, exchange.request_id)
+                stamp(response.headers, policy, origin, exchange.request_id, vary)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                stamp(exc.headers, policy, origin, exchange.request_id)
+                stamp(exc.headers, policy, origin, exchange.request_id, vary)
                 raise
             except asyncio.CancelledError:
                 status = CLIENT_GONE
@@ -118,7 +127,7 @@ def front(
     return wrap
 
 
-def fallbacks(router: web.UrlDispatcher, wrap: Callable[[Handler], Handler]) -> None:
+def fallbacks(router: web.UrlDispatcher, wrap: Wrap) -> None:
     """Answer what no route takes, through `wrap`: 405 (with Allow) for a method a path lacks, 404
     for an unknown path. Added after every route."""
     for resource in list(router.resources()):

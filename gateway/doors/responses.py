@@ -24,6 +24,7 @@ from gateway.execution.outcome import Outcome, encode
 
 __all__ = [
     "GRAPHQL_RESPONSE",
+    "GRAPHQL_VARY",
     "JSON",
     "RETRY_AFTER_SECONDS",
     "Answer",
@@ -59,13 +60,20 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def vary_also(vary: str | None, name: str) -> str:
-    """A `Vary` value that also names the request header `name` (once; `*` already covers it)."""
+# A /graphql answer's media type and status follow Accept (GraphiQL's page or not), its CORS grant Origin.
+GRAPHQL_VARY = "Accept, Origin"
+
+
+def vary_also(vary: str | None, names: str) -> str:
+    """A `Vary` value that also names each request header of `names` ("Accept, Origin"), once; `*`
+    already covers them."""
     if not vary:
-        return name
-    if any(part.strip().lower() in (name.lower(), "*") for part in vary.split(",")):
+        return names
+    present = {part.strip().lower() for part in vary.split(",")}
+    if "*" in present:
         return vary
-    return f"{vary}, {name}"
+    missing = [name for name in names.split(", ") if name.lower() not in present]
+    return ", ".join([vary, *missing])
 
 
 @lru_cache(maxsize=64)  # clients send a handful of distinct Accept headers
