@@ -367,6 +367,19 @@ async def test_the_benchmark_queries_take_one_statement_each(paths: Paths) -> No
         assert source.statements - before == 1
 
 
+async def test_an_answer_past_a_megabyte_is_compiled_whole(paths: Paths) -> None:
+    """100 sessions whose notes JSON-escape to 12 KB each: MariaDB's JSON_ARRAYAGG stopped at its
+    1 MB default (group_concat_max_len) with a warning, and the request ran again interpreted."""
+    lonely = paths.ids["users"][3]["id"]
+    notes = "\x01" * 2000  # each written \u0001: six times its length
+    for _ in range(100):
+        await make_session(paths.interpreted, lonely, [], notes=notes)
+    query = "query($u: ID!) { user(id: $u) { shootingSessions(first: 100) { edges { node { notes } } } } }"
+    answer = await paths.same(query, u=lonely)
+    edges = dict(dict(dict(dict(answer)["data"])["user"])["shootingSessions"])["edges"]
+    assert [dict(dict(edge)["node"])["notes"] for edge in edges] == [notes] * 100
+
+
 async def test_ids_and_cursors_are_encoded_as_python_encodes_them_at_any_length(
     backend: str, make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = "gateway_migrations"
 
+# The fast path's JSON_ARRAYAGG stops at group_concat_max_len (1 MB by default) with a warning and
+# cut, invalid JSON. Raised to the largest result the server sends at all, max_allowed_packet.
+_AGGREGATE_BOUND = "group_concat_max_len = @@max_allowed_packet"
+
 
 def _json_sql(version: str) -> MariadbJsonSql | None:
     """MariaDB 10.5+ orders and limits inside JSON_ARRAYAGG; MySQL 8 cannot, so it stays interpreted."""
@@ -150,7 +154,7 @@ class MysqlDataSource(SqlDataSource):
                     # MariaDB alone runs the /*M! … */ part: its statement timeout (MySQL 8 would refuse
                     # max_statement_time; there set max_execution_time on the server).
                     init_command=(
-                        "SET time_zone = '+00:00'"
+                        f"SET time_zone = '+00:00', {_AGGREGATE_BOUND}"
                         f" /*M!100108 , max_statement_time = {s.db_statement_timeout:g} */"
                     ),
                 )
