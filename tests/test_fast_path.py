@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +22,11 @@ from graphql import GraphQLNamedType, GraphQLObjectType, get_named_type, is_leaf
 from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.schema import build_schema
+from gateway.schema.ids import decode_id
 from gateway.settings import Settings
 from tests.asgi_calls import asgi_post
 from tests.club import make_group, make_session, make_user
-from tests.conftest import empty_tables
+from tests.conftest import empty_tables, sql_source
 from tests.graphql_client import data
 
 SCHEMA = build_schema()._schema
@@ -378,6 +380,30 @@ async def test_an_answer_past_a_megabyte_is_compiled_whole(paths: Paths) -> None
     answer = await paths.same(query, u=lonely)
     edges = dict(dict(dict(dict(answer)["data"])["user"])["shootingSessions"])["edges"]
     assert [dict(dict(edge)["node"])["notes"] for edge in edges] == [notes] * 100
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+async def test_an_answer_past_max_allowed_packet_is_interpreted_not_cut(paths: Paths) -> None:
+    """MariaDB cuts a result past max_allowed_packet (16 MiB) with a warning, which a production
+    gateway only prints: the fast path answered `"user": null` (or cut JSON) with status 200."""
+    lonely = paths.ids["users"][3]["id"]
+    user_pk = decode_id(lonely, "User")
+    async with sql_source(paths.fast.app[EXECUTOR].data_source).transaction() as conn:
+        await conn.execute(
+            "INSERT INTO shooting_sessions (user_id, started_at, discipline, notes, created_at)"
+            " SELECT ?, NOW(6), 'Air', REPEAT(CHAR(1), 30000), NOW(6) FROM seq_1_to_100",
+            (user_pk,),
+        )
+    fast = paths.fast.app[EXECUTOR].fast
+    before = fast.answered
+    query = "query($u: ID!) { user(id: $u) { shootingSessions(first: 100) { edges { node { notes } } } } }"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as Python's default filter: aiomysql's warnings raise nothing
+        response = await paths.fast.post("/graphql", json={"query": query, "variables": {"u": lonely}})
+        answer = json.loads(await response.read())
+    assert fast.answered == before
+    edges = answer["data"]["user"]["shootingSessions"]["edges"]
+    assert [edge["node"]["notes"] for edge in edges] == ["\x01" * 30000] * 100
 
 
 async def test_ids_and_cursors_are_encoded_as_python_encodes_them_at_any_length(

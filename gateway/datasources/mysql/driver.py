@@ -25,6 +25,7 @@ __all__ = [
     "CONNECTION_ERRORS",
     "ERRORS",
     "NO_SUCH_THREAD",
+    "AnswerCut",
     "MysqlConnection",
     "access_denied",
     "json_row",
@@ -132,11 +133,19 @@ class MysqlConnection(DriverConnection[aiomysql.Connection]):
         return int(cursor.lastrowid) if cursor.rowcount else 0
 
 
+class AnswerCut(Exception):
+    """The server warned while building the fast path's JSON: a result past max_allowed_packet is
+    cut (an array) or NULL (an object), so the answer cannot be sent."""
+
+    def __init__(self, warnings: int) -> None:
+        super().__init__(f"the server cut the compiled answer ({warnings} warnings)")
+
+
 async def json_row(
     conn: aiomysql.Connection, sql: str, args: Sequence[Any], tracing: Tracing | None
 ) -> tuple[bytes | None, bool]:
     """The fast path's one statement (`SELECT … AS data[, … AS ok]`): a plain cursor, its one row
-    read as a tuple, no wrapper."""
+    read as a tuple, no wrapper. Raises AnswerCut when the statement raised a warning."""
     try:
         cursor = await conn.cursor()
         if tracing is None:
@@ -148,6 +157,10 @@ async def json_row(
         await cursor.close()
     except ERRORS.statement_errors as exc:
         ERRORS.reraise(exc)
+    # aiomysql only hands warnings to Python's `warnings` (printed, by default): the count is on its result.
+    warnings = getattr(cursor._result, "warning_count", 0)
+    if warnings:
+        raise AnswerCut(warnings)
     value = row[0]
     # MariaDB labels a JSON built only of computed ASCII text as binary: bytes already.
     if isinstance(value, str):
