@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
@@ -91,6 +94,28 @@ async def test_added_shots_continue_the_sequence(client: TestClient) -> None:
     assert shots[2] == {"sequence": 3, "score": 10.0, "x": 1.5, "y": -2.25}
     assert added["addShots"]["shotCount"] == 4
     assert added["addShots"]["totalScore"] == 37.2
+
+
+async def test_concurrent_added_shots_each_answer_the_session_as_their_write_left_it(
+    client: TestClient, source: DataSource
+) -> None:
+    """20 clients add two shots to one session at once: none is lost, each write records one
+    activity, and each answer's shots are the ones its shotCount and totalScore count."""
+    user = await make_user(client, "ada@example.com")
+    session = await make_session(client, user["id"], [1.0])
+    add = (
+        "mutation($id: ID!) { addShots(sessionId: $id, shots: [{score: 10.0}, {score: 5.5}])"
+        " { shotCount totalScore shots { sequence score } } }"
+    )
+    answers = await asyncio.gather(*(data(client, add, id=session["id"]) for _ in range(20)))
+    counts = sorted(answer["addShots"]["shotCount"] for answer in answers)
+    assert counts == list(range(3, 42, 2))  # each write saw the ones before it, and only those
+    for answer in answers:
+        added = answer["addShots"]
+        assert [shot["sequence"] for shot in added["shots"]] == list(range(1, added["shotCount"] + 1))
+        assert sum(shot["score"] for shot in added["shots"]) == pytest.approx(added["totalScore"])
+    assert await count_rows(source, "shots") == 41
+    assert await count_rows(source, "activities") == 21
 
 
 async def test_each_write_records_its_activity_newest_first(client: TestClient) -> None:

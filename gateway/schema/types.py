@@ -227,7 +227,10 @@ class ShootingSession(Node):
     async def shots(self, info: Ctx) -> list[Shot]:
         if not self.shot_count:
             return []
-        return [Shot.from_record(r) for r in await info.context.loaders.shots.load(self.pk)]
+        # Read after the session: shots added since (by a concurrent addShots) are not this
+        # session's as read. Shots are only appended, so those it counted are 1..shot_count.
+        records = await info.context.loaders.shots.load(self.pk)
+        return [Shot.from_record(r) for r in records if r.sequence <= self.shot_count]
 
 
 @strawberry.type(description="An entry of the activity feed.")
