@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import runpy
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,12 @@ import pymysql
 import pytest
 from starlette.applications import Starlette
 
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.doors.serverless import SERVERLESS_POOL, serverless_profile
 from gateway.execution.executor import Executor
 from gateway.settings import Settings
 from tests.conftest import MY, PG, server_env
+from tests.fake_servers import serving
 from tests.processes import ROOT, free_port, serve
 
 QUERY = {"query": "{ users(first: 5) { edges { node { id } } } }"}
@@ -216,3 +221,26 @@ def test_a_cold_sqlite_instance_answers_without_loading_drivers_aws_or_token_lib
     loaded = {name.split(".")[0] for name in instance["modules"]}
     assert loaded.isdisjoint(NOT_NEEDED), sorted(loaded.intersection(NOT_NEEDED))
     assert set(instance["modules"]).isdisjoint(UNUSED_MODULES)
+
+
+def _silent(sock: socket.socket) -> None:
+    """A database that accepts the connection and never greets, until the client hangs up."""
+    with contextlib.suppress(OSError), sock:
+        sock.recv(1)
+
+
+async def test_first_requests_to_a_silent_database_share_one_failed_open(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Requests arriving together fail together after one DB_CONNECT_TIMEOUT, not one after another."""
+    async with serving(_silent) as port:
+        settings = make_settings("mysql", db_host="127.0.0.1", db_port=port, db_connect_timeout=1)
+        executor = Executor(settings)
+        try:
+            started = time.monotonic()
+            outcomes = await asyncio.gather(*(executor.open() for _ in range(5)), return_exceptions=True)
+            elapsed = time.monotonic() - started
+        finally:
+            await executor.close()
+    assert all(isinstance(outcome, DataSourceUnavailable) for outcome in outcomes), outcomes
+    assert elapsed < 2.5, f"5 first requests took {elapsed:.1f}s: their opens were tried one after another"

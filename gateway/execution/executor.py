@@ -115,6 +115,7 @@ class Executor:
         self.data_source: DataSource | None = None
         self._closed = False
         self._lock = asyncio.Lock()
+        self._opening: asyncio.Task[DataSource] | None = None  # the open under way
         self.fast: FastPath | None = None
         self.feed: ActivityFeed | None = None  # with `live`, while the data source is open
         self.opens = 0  # data sources opened, for tests
@@ -124,11 +125,25 @@ class Executor:
     async def open(self) -> DataSource:
         """The open data source, opening it once however many callers arrive together.
 
-        A failed open leaves nothing open, raises its `GatewayError`, and the next call tries again.
-        After `close()` it raises DataSourceUnavailable.
+        Callers arriving while an open is under way share its outcome: a failed open fails them all
+        at once (against an unresponsive database, one DB_CONNECT_TIMEOUT each, not one after
+        another), leaves nothing open, and the next call tries again. After `close()` it raises
+        DataSourceUnavailable.
         """
         if self.data_source is not None:
             return self.data_source
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._open_source())
+            self._opening.add_done_callback(self._opened)
+        # Shielded: a caller that goes away does not cancel the open the others wait for.
+        return await asyncio.shield(self._opening)
+
+    def _opened(self, opening: asyncio.Task[DataSource]) -> None:
+        self._opening = None
+        if not opening.cancelled():
+            opening.exception()  # retrieved, should every caller have gone away meanwhile
+
+    async def _open_source(self) -> DataSource:
         async with self._lock:
             if self._closed:
                 raise DataSourceUnavailable("the gateway is shutting down")
