@@ -12,6 +12,7 @@ import pymysql
 import pytest
 
 from gateway.datasources.mysql import MysqlDataSource
+from gateway.errors import GatewayError
 from gateway.settings import Settings
 from tests.conftest import MY, mysql_admin
 from tests.polling import until
@@ -162,3 +163,34 @@ async def test_a_non_ascii_password_logs_in(
             await source.close()
     finally:
         mysql_admin(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+async def test_requests_waiting_on_a_full_pool_take_the_places_of_killed_connections(
+    source: MysqlDataSource, settings: Settings
+) -> None:
+    """A connection the server ended frees its place: the requests waiting for one open a new one
+    at once, rather than wait out DB_ACQUIRE_TIMEOUT (2 s here) and fail."""
+
+    async def hold() -> None:
+        async with source.connection() as conn:
+            await conn.fetch("SELECT SLEEP(60) AS s")
+
+    async def wait_for_one() -> int:
+        async with source.connection() as conn:
+            (row,) = await conn.fetch("SELECT 1 AS one")
+            return int(row["one"])
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+
+    def sleeping() -> list[int]:
+        return [id_ for id_, _, info in _sessions(settings.db_name) if info and "SLEEP" in info]
+
+    await until(lambda: len(sleeping()) == 2, "both connections run the long statement", timeout=5)
+    waiters = [asyncio.create_task(wait_for_one()) for _ in range(2)]
+    await until(lambda: source.stats().pool_waiting == 2, "two requests wait for a connection")
+    for id_ in sleeping():
+        _admin(f"KILL CONNECTION {id_}")
+    outcomes = await asyncio.gather(*holders, return_exceptions=True)
+    assert all(isinstance(outcome, GatewayError) for outcome in outcomes), outcomes
+    async with asyncio.timeout(1):
+        assert await asyncio.gather(*waiters) == [1, 1]
