@@ -12,10 +12,12 @@ import pymysql
 import pytest
 
 from gateway.datasources.mysql import MysqlDataSource
+from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.errors import GatewayError
 from gateway.settings import Settings
 from tests.conftest import MY, mysql_admin
 from tests.polling import until
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -194,3 +196,46 @@ async def test_requests_waiting_on_a_full_pool_take_the_places_of_killed_connect
     assert all(isinstance(outcome, GatewayError) for outcome in outcomes), outcomes
     async with asyncio.timeout(1):
         assert await asyncio.gather(*waiters) == [1, 1]
+
+
+async def test_a_request_that_saw_a_free_connection_taken_meanwhile_waits_no_longer_than_the_acquire_timeout(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Requests that see a free connection while another request opens a new one wait for the
+    pool's lock together; the one that finds nothing left gets UNAVAILABLE after DB_ACQUIRE_TIMEOUT."""
+    direct = make_settings("mysql")
+    proxy = TcpProxy(direct.db_host, direct.database_port)
+    await proxy.start()
+    settings = make_settings(
+        "mysql", db_port=proxy.port, db_pool_min=1, db_pool_max=2, db_acquire_timeout=0.5
+    )
+    source = MysqlDataSource(settings)
+    await source.open()
+    first_done, all_done = asyncio.Event(), asyncio.Event()
+
+    async def hold(until_set: asyncio.Event) -> None:
+        async with source.connection():
+            await until_set.wait()
+
+    first = asyncio.create_task(hold(first_done))
+    holders = [first]
+    try:
+        await until(lambda: source.stats().pool_in_use == 1, "the only connection is in use")
+        # A new connection's login is answered late: opening it holds the pool's lock meanwhile.
+        proxy.hold_replies_to(settings.db_user.encode(), 1.0)
+        holders.append(asyncio.create_task(hold(all_done)))
+        await until(lambda: proxy.held == 1, "a second connection is being opened")
+        first_done.set()
+        await first
+        late = [asyncio.create_task(hold(all_done)) for _ in range(2)]
+        holders += late
+        async with asyncio.timeout(3):
+            (refused,), _ = await asyncio.wait(late, return_when=asyncio.FIRST_COMPLETED)
+        with pytest.raises(DataSourceUnavailable, match="DB_ACQUIRE_TIMEOUT"):
+            refused.result()
+    finally:
+        first_done.set()
+        all_done.set()
+        await asyncio.gather(*holders, return_exceptions=True)
+        await source.close()
+        await proxy.cut()

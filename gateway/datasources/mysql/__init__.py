@@ -306,19 +306,20 @@ class MysqlDataSource(SqlDataSource):
             raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
-        if pool.freesize:
-            # A free connection: nothing to wait for, so no deadline to arm (a new connection
-            # the pool opens meanwhile is bounded by DB_CONNECT_TIMEOUT).
-            return await pool.acquire()
-        self._waiting += 1
+        # Bounded even when a connection is free now: this request may wait for the pool's lock
+        # (another one opening a connection holds it) and find it taken when its turn comes.
+        waiting = 0 if pool.freesize else 1
+        self._waiting += waiting
         try:
             # aiomysql's acquire() has no timeout of its own: a saturated pool would hang.
-            with Deadline(self._settings.db_acquire_timeout):
+            with Deadline(self._settings.db_acquire_timeout) as deadline:
                 return await pool.acquire()
         except TimeoutError:
+            if not deadline.expired():
+                raise  # a new connection's DB_CONNECT_TIMEOUT: the server does not answer
             raise DataSourceUnavailable("no database connection free within DB_ACQUIRE_TIMEOUT") from None
         finally:
-            self._waiting -= 1
+            self._waiting -= waiting
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[MysqlConnection]:
