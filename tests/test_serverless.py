@@ -21,6 +21,7 @@ import pymysql
 import pytest
 from starlette.applications import Starlette
 
+from gateway.datasources.mysql import MysqlDataSource
 from gateway.datasources.protocol import DataSourceUnavailable
 from gateway.doors.serverless import SERVERLESS_POOL, serverless_profile
 from gateway.execution.executor import Executor
@@ -244,3 +245,21 @@ async def test_first_requests_to_a_silent_database_share_one_failed_open(
             await executor.close()
     assert all(isinstance(outcome, DataSourceUnavailable) for outcome in outcomes), outcomes
     assert elapsed < 2.5, f"5 first requests took {elapsed:.1f}s: their opens were tried one after another"
+
+
+async def test_a_request_arriving_while_the_pool_closes_is_refused_at_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Lifespan shutdown waits for the requests in flight; one arriving meanwhile is refused now,
+    not after they end."""
+    executor = Executor(make_settings("mysql"))
+    source = await executor.open()
+    assert isinstance(source, MysqlDataSource)
+    async with source.connection():  # a request in flight: the close waits for it
+        closing = asyncio.create_task(executor.close())
+        await asyncio.sleep(0.1)
+        assert not closing.done()
+        with pytest.raises(DataSourceUnavailable, match="shutting down"):
+            async with asyncio.timeout(1):
+                await executor.open()
+    await closing

@@ -132,6 +132,9 @@ class Executor:
         """
         if self.data_source is not None:
             return self.data_source
+        if self._closed:
+            # At once: the close under way may wait seconds for the requests in flight.
+            raise DataSourceUnavailable("the gateway is shutting down")
         if self._opening is None:
             self._opening = asyncio.create_task(self._open_source())
             self._opening.add_done_callback(self._opened)
@@ -186,11 +189,11 @@ class Executor:
             raise Unavailable("the identity provider's keys cannot be fetched, try again shortly") from exc
 
     async def close(self) -> None:
+        self._closed = True
         if self.authenticator is not None:
             await self.authenticator.close()
         await self.telemetry.close()
         async with self._lock:
-            self._closed = True
             source, self.data_source, self.fast = self.data_source, None, None
             feed, self.feed = self.feed, None
             if feed is not None:
