@@ -22,7 +22,7 @@ from gateway.doors.aiohttp_app import create_app
 from gateway.doors.app_keys import EXECUTOR
 from gateway.settings import Settings, SettingsError, load_settings
 from tests.aws_servers import AWS_KEYS, moto_endpoint, secrets
-from tests.conftest import server_env
+from tests.conftest import server_env, sql_source
 from tests.db_users import RotatingUser, rotating_user
 from tests.opening import connected_user
 from tests.polling import until
@@ -298,3 +298,34 @@ def test_check_connection_uses_the_secret_and_never_prints_the_password(
     assert "read from secret" not in fallen_back.stdout
     for result in (good, bad, fallen_back):
         assert db_user.password not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_new_connections_follow_a_secret_moved_to_another_user_after_its_ttl(
+    backend: str, secrets: Any, moto_endpoint: str, tls_server: Callable[[str], TlsServer]
+) -> None:
+    """The alternating-users rotation: the secret moves to a second user while the first one still
+    logs in. Connections opened once DB_SECRET_TTL has passed log in as the secret says."""
+    server = tls_server(backend)
+    with rotating_user(server) as first, rotating_user(server) as second:
+        grant = f"ALL ON DATABASE {first.database} TO {second.name}"
+        if backend == "mysql":
+            grant = f"ALL ON {first.database}.* TO '{second.name}'@'%'"
+        server.admin(f"GRANT {grant}")
+        name = put_secret(secrets, first.secret())
+        env = {**first.env(), "AWS_SECRET_NAME": name, "AWS_ENDPOINT_URL": moto_endpoint}
+        # Idle connections close after 0.3 s: the next query needs a new one.
+        settings = settings_for({**env, "DB_POOL_MIN": "0", "DB_IDLE_TIMEOUT": "0.3", "DB_SECRET_TTL": "0.3"})
+        source = sql_source(create_data_source(settings))
+        await source.open()
+        try:
+            secrets.put_secret_value(
+                SecretId=name, SecretString=json.dumps(second.secret(dbname=first.database))
+            )
+            await asyncio.sleep(1)
+            async with source.connection() as conn:
+                who = str((await conn.fetch("SELECT CURRENT_USER AS who"))[0]["who"])
+        finally:
+            await source.close()
+            server.admin(f"REVOKE {grant.replace(' TO ', ' FROM ')}")
+    assert who.split("@")[0] == second.name

@@ -67,9 +67,9 @@ def _json_sql(version: str) -> MariadbJsonSql | None:
 class MysqlDataSource(SqlDataSource):
     """MySQL or MariaDB through an aiomysql pool sized and timed by the DB_POOL_* settings.
 
-    A pool holds the credentials it was made with; each new connection logs in with them (with a
-    fresh IAM token when DB_IAM_AUTH is on) through a TLS-first handshake. A rotated password means
-    a new pool; the old one closes as its queries finish.
+    Each new connection logs in with the current credentials (with a fresh IAM token when
+    DB_IAM_AUTH is on) through a TLS-first handshake. A password refused means a new pool with
+    the credentials read again; the old one closes as its queries finish.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -138,10 +138,18 @@ class MysqlDataSource(SqlDataSource):
                 self.json_sql = _json_sql((await conn.fetch("SELECT VERSION() AS v"))[0]["v"])
 
     def _opener(self, credentials: Credentials) -> Opener:
-        """How the pool for `credentials` opens each new connection."""
+        """How the pool for `credentials` opens each new connection; the pool in use follows the
+        secret once it is read again (DB_SECRET_TTL), as PostgreSQL's connections do."""
         s = self._settings
 
         async def open_one() -> aiomysql.Connection:
+            nonlocal credentials
+            if credentials == self._pool_credentials:
+                # The secret may have moved to credentials the database accepts alongside the old
+                # ones (another user, in an alternating-users rotation): no refusal would tell.
+                current = await self._credentials.current()
+                if current != credentials:
+                    credentials = self._pool_credentials = current
             login = await self._credentials.login(credentials)
             self._where = (login.host, login.port)
             try:
