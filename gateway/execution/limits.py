@@ -55,7 +55,16 @@ class Measures:
     cost: int
 
 
+# What one level of a selection set asks for, its fragments flattened into it: (rows per row of
+# its parent, levels of selection sets below it that are not introspection's, aliases, fields).
+_Tally = tuple[int, int, int, int]
+_NOTHING: _Tally = (0, 0, 0, 0)
+
+
 class _Walk:
+    """Tallies an operation's selections: a fragment counts as often as it is spread, but is walked
+    once, however many fragments spread it (each spreading the next twice: 2**n fields)."""
+
     def __init__(
         self,
         schema: GraphQLSchema,
@@ -65,23 +74,8 @@ class _Walk:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
-        self.aliases = 0
-        self.depth = 0
-
-    def fields(
-        self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()
-    ) -> Iterable[FieldNode]:
-        """The fields of a selection set, fragments flattened (each fragment once per path)."""
-        for selection in selection_set.selections if selection_set else ():
-            if isinstance(selection, FieldNode):
-                yield selection
-            elif isinstance(selection, InlineFragmentNode):
-                yield from self.fields(selection.selection_set, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is not None and name not in seen:
-                    yield from self.fields(fragment.selection_set, seen | {name})
+        # By fragment, parent type and whether it is introspection's; None while being tallied.
+        self.tallies: dict[tuple[str, str | None, bool], _Tally | None] = {}
 
     def page_size(self, node: FieldNode) -> int:
         """The rows a connection asks for: its `first`, or its `last`, else the default page."""
@@ -122,44 +116,68 @@ class _Walk:
                 return type_.fields[name]
         return None
 
-    def cost(
+    def level(
         self,
         parent: GraphQLObjectType | GraphQLInterfaceType | None,
         selection_set: SelectionSetNode | None,
-        rows: int,
-        depth: int,
         introspecting: bool = False,
-    ) -> int:
-        """Rows the selection asks for, `rows` of `parent` given; records depth and aliases.
+    ) -> _Tally:
+        """What `selection_set` asks for per row of `parent`, fragments flattened into it.
 
         Introspection adds no depth (GraphiQL's and codegen's own query is 15 deep) but its lists
         count like any other, so a recursive one grows past the cost limit.
         """
-        if not introspecting:
-            self.depth = max(self.depth, depth)
-        total = 0
-        for node in self.fields(selection_set):
-            if node.alias is not None:
-                self.aliases += 1
-            if node.selection_set is None:
+        cost = depth = aliases = fields = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                tally = self.field_tally(parent, selection, introspecting)
+            elif isinstance(selection, InlineFragmentNode):
+                tally = self.level(parent, selection.selection_set, introspecting)
+            elif isinstance(selection, FragmentSpreadNode):
+                tally = self.spread(parent, selection.name.value, introspecting)
+            else:
                 continue
-            name = node.name.value
-            field = _META.get(name) or self.field(parent, name)
-            child = get_named_type(field.type) if field is not None else None
-            child_type = child if isinstance(child, GraphQLObjectType | GraphQLInterfaceType) else None
-            many = rows
-            if field is not None and "first" in field.args:
-                many = rows * max(0, self.page_size(node))
-                total += many
-            elif field is not None and "ids" in field.args:
-                many = rows * self.ids(node)
-                total += many
-            elif field is not None and _is_list(field.type) and not _edges(parent, node):
-                many = rows * LIST_ESTIMATE
-                total += many
-            inside = introspecting or name.startswith("__")
-            total += self.cost(child_type, node.selection_set, many, depth + 1, inside)
-        return total
+            cost += tally[0]
+            depth = max(depth, tally[1])
+            aliases += tally[2]
+            fields += tally[3]
+        return cost, depth, aliases, fields
+
+    def spread(
+        self, parent: GraphQLObjectType | GraphQLInterfaceType | None, name: str, introspecting: bool
+    ) -> _Tally:
+        """The fragment `name` spread in a selection of `parent`: tallied at its first spread only."""
+        key = (name, parent.name if parent is not None else None, introspecting)
+        if key in self.tallies:
+            return self.tallies[key] or _NOTHING  # None: a fragment cycle, which validation refuses
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            return _NOTHING
+        self.tallies[key] = None
+        tally = self.tallies[key] = self.level(parent, fragment.selection_set, introspecting)
+        return tally
+
+    def field_tally(
+        self, parent: GraphQLObjectType | GraphQLInterfaceType | None, node: FieldNode, introspecting: bool
+    ) -> _Tally:
+        """One field, per row of `parent`: the rows it asks for and those its selection asks for."""
+        aliases = 0 if node.alias is None else 1
+        if node.selection_set is None:
+            return 0, 0, aliases, 1
+        name = node.name.value
+        field = _META.get(name) or self.field(parent, name)
+        child = get_named_type(field.type) if field is not None else None
+        child_type = child if isinstance(child, GraphQLObjectType | GraphQLInterfaceType) else None
+        many, counted = 1, 0
+        if field is not None and "first" in field.args:
+            many = counted = max(0, self.page_size(node))
+        elif field is not None and "ids" in field.args:
+            many = counted = self.ids(node)
+        elif field is not None and _is_list(field.type) and not _edges(parent, node):
+            many = counted = LIST_ESTIMATE
+        inside = introspecting or name.startswith("__")
+        cost, depth, below, _ = self.level(child_type, node.selection_set, inside)
+        return counted + many * cost, 0 if inside else 1 + depth, aliases + below, 1
 
 
 def _edges(parent: GraphQLObjectType | GraphQLInterfaceType | None, node: FieldNode) -> bool:
@@ -186,9 +204,8 @@ def measure(
         OperationType.MUTATION: schema.mutation_type,
         OperationType.SUBSCRIPTION: schema.subscription_type,
     }[operation.operation]
-    roots = sum(1 for _ in walk.fields(operation.selection_set))
-    cost = walk.cost(root, operation.selection_set, 1, 1)
-    return Measures(depth=walk.depth, aliases=walk.aliases, root_fields=roots, cost=cost)
+    cost, depth, aliases, root_fields = walk.level(root, operation.selection_set)
+    return Measures(depth=1 + depth, aliases=aliases, root_fields=root_fields, cost=cost)
 
 
 _SIZED = (int, list)  # the variables that can change a measure
