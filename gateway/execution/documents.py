@@ -4,6 +4,11 @@ A document is parsed with a token limit, so a huge one is refused while it is re
 not seen before is parsed and validated in a worker thread: however large, it never holds the
 event loop (graphql-core is pure Python; the thread gives the loop the GIL every few ms).
 
+Validation is bounded too: graphql-core compares fields of one response name pairwise, so a
+document repeating one field spent up to 500,000 comparisons (1.5 s of CPU, 20 s for a batch of
+ten) before giving up; here it may spend COMPARISONS_PER_TOKEN per token of MAX_QUERY_TOKENS, and
+a document needing more is refused as too complex.
+
 The cache is bounded by weight as well as count: a parse tree costs about 400 bytes a token, so
 anonymous clients sending large distinct documents must not hold a gigabyte. Only valid documents
 are kept; one that fails to parse or validate is prepared again if it is sent again.
@@ -25,9 +30,12 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    OverlappingFieldsCanBeMergedRule,
+    ValidationContext,
     parse,
     specified_rules,
 )
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.schema.schema import validate_document
 
 from gateway.errors import ErrorCode, GatewayError
@@ -42,6 +50,10 @@ __all__ = ["DocumentCache", "Prepared", "max_source_length"]
 # Tokens the cache keeps in all, in documents of MAX_QUERY_TOKENS: ~40 MB at the default 5,000,
 # while 256 documents of up to 390 tokens (a large app's operations, fragments included) all stay.
 BUDGET_DOCUMENTS = 20
+# Field comparisons validation may spend per token of MAX_QUERY_TOKENS: 100,000 (0.3 s) at the
+# default. Fields of one response name are compared pairwise: an app's operations spend a few
+# thousand, a root query spreading 100 fragments that each select `viewer { … }` all of it.
+COMPARISONS_PER_TOKEN = 20
 
 
 def max_source_length(max_tokens: int) -> int:
@@ -89,6 +101,30 @@ class TooLarge(GatewayError):
     code = ErrorCode.QUERY_TOO_COMPLEX
 
 
+class TooComplexToValidate(GatewayError):
+    """Validating the document would take more than MAX_QUERY_TOKENS allows."""
+
+    code = ErrorCode.QUERY_TOO_COMPLEX
+
+    def __init__(self, max_tokens: int) -> None:
+        super().__init__(
+            "the document is too complex: validating its overlapping fields and fragments takes more"
+            f" than MAX_QUERY_TOKENS={max_tokens} allows"
+        )
+
+
+def _bounded_rules(max_tokens: int) -> tuple[type[ASTValidationRule], ...]:
+    """The specification's rules, the comparison of overlapping fields bounded by `max_tokens`."""
+    budget = COMPARISONS_PER_TOKEN * max_tokens
+
+    class BoundedOverlaps(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.rule_context.remaining_complexity_budget = budget
+
+    return tuple(BoundedOverlaps if r is OverlappingFieldsCanBeMergedRule else r for r in specified_rules)
+
+
 def _span(tracing: Tracing | None, name: str) -> AbstractContextManager[Any]:
     return nullcontext() if tracing is None else tracing.span(name)
 
@@ -109,8 +145,11 @@ def _prepare(
             exc = GraphQLError(str(too_large), original_error=too_large)
         return Prepared(query, None, [exc])
     with _span(tracing, "graphql.validate"):
-        # Strawberry's own rules (oneOf, Maybe) as well as graphql-core's.
-        errors = validate_document(schema, document, (*specified_rules, *rules))
+        # Strawberry's own rules (oneOf, Maybe) as well as `rules`, the specification's among them.
+        errors = validate_document(schema, document, rules)
+    if errors and _aborted(errors[-1]):
+        too_complex = TooComplexToValidate(max_tokens)
+        errors = [*errors[:-1], GraphQLError(str(too_complex), original_error=too_complex)]
     prepared = Prepared(query, document, errors, weight=0 if errors else _weight(query, document))
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
@@ -118,6 +157,11 @@ def _prepare(
         elif isinstance(definition, FragmentDefinitionNode):
             prepared.fragments[definition.name.value] = definition
     return prepared
+
+
+def _aborted(error: GraphQLError) -> bool:
+    """Whether validation gave up for the work it would take (not for the number of its errors)."""
+    return isinstance(error, ValidationAbortedError) and error.message == "Validation aborted."
 
 
 class DocumentCache:
@@ -133,7 +177,8 @@ class DocumentCache:
     ) -> None:
         self._schema = schema
         self._max_tokens = max_tokens
-        self._rules = tuple(rules)  # validation rules besides the specification's (no introspection)
+        # The specification's rules, and those given (no introspection).
+        self._rules = (*_bounded_rules(max_tokens), *rules)
         self._size = size
         self.budget = BUDGET_DOCUMENTS * max_tokens
         self._items: OrderedDict[str, Prepared] = OrderedDict()
