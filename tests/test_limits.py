@@ -22,7 +22,7 @@ from gateway.doors.app_keys import EXECUTOR
 from gateway.doors.asgi_app import create_asgi_app
 from gateway.doors.refusals import MAX_BODY_BYTES
 from gateway.execution.limits import measure
-from gateway.schema import build_schema
+from gateway.schema import BATCH_MAX_OPERATIONS, build_schema
 from gateway.settings import Settings
 from tests.asgi_calls import asgi_post, asgi_post_chunks
 from tests.conftest import count_rows, sql_source
@@ -278,6 +278,27 @@ async def test_validating_a_batch_of_repeated_fields_is_bounded_and_refused_as_t
     for answer in answers:
         assert error_codes(answer) == ["QUERY_TOO_COMPLEX"], answer
         assert "MAX_QUERY_TOKENS=5000" in answer["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_batch_past_its_operations_limit_is_a_coded_bad_request_and_runs_nothing(
+    door: str, make_settings: Callable[..., Settings]
+) -> None:
+    """It was Strawberry's bare text/plain 400 `Too many operations`, coded nothing, documented nowhere."""
+    query = {"query": "{ users(first: 1) { edges { cursor } } }"}
+    async with served_door(door, make_settings("sqlite")) as running, aiohttp.ClientSession() as http:
+        url = running.url + "/graphql"
+        async with http.post(url, json=[query] * BATCH_MAX_OPERATIONS) as response:
+            assert response.status == 200
+            assert all("errors" not in answer for answer in await response.json())
+        source = sql_source(running.executor.data_source)
+        before = source.statements
+        async with http.post(url, json=[query] * (BATCH_MAX_OPERATIONS + 1)) as response:
+            assert (response.status, response.content_type) == (400, "application/json")
+            body = await response.json()
+        assert error_codes(body) == ["BAD_REQUEST"], body
+        assert body["errors"][0]["message"] == "a batch holds at most 10 operations (this one 11)"
+        assert source.statements == before
 
 
 # Limits low enough that an operation past each fits in a URL; each operation passes all but one.

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import ErrorCode, GatewayError
+from gateway.schema import BATCH_MAX_OPERATIONS
 
 __all__ = ["MalformedRequest", "Operation", "read_json", "read_json_operation"]
 
@@ -123,13 +124,19 @@ def read_json_operation(body: bytes, accept: str) -> Operation | None:
     The view then answers malformed operations with its own 400s and runs batches through the
     executor. Raises MalformedRequest for a body the view cannot read (it answered those 500):
     not UTF-8, nested too deeply, a JSON value that is neither an object nor an array, an
-    `operationName` that is not a string, or a batch holding anything but operation objects.
+    `operationName` that is not a string, a batch holding anything but operation objects, or more
+    than BATCH_MAX_OPERATIONS of them.
     """
     try:
         payload = read_json(body)
     except json.JSONDecodeError:
         return None  # the view answers with its own message
     if isinstance(payload, list):
+        if len(payload) > BATCH_MAX_OPERATIONS:
+            # Refused before any operation is read; the view's own refusal was an uncoded text/plain 400.
+            raise MalformedRequest(
+                f"a batch holds at most {BATCH_MAX_OPERATIONS} operations (this one {len(payload)})"
+            )
         for position, item in enumerate(payload):
             _check_operation(item, f"batch item {position}")
         return None
