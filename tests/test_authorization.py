@@ -357,8 +357,6 @@ async def test_an_unreachable_identity_provider_is_a_503_not_a_401(
     make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> None:
     """A token that cannot be judged (the JWKS is down) is the server's problem, not the client's."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from tests.processes import free_port
 
     settings = make_settings(
@@ -367,9 +365,7 @@ async def test_an_unreachable_identity_provider_is_a_503_not_a_401(
         auth_issuer="https://issuer.test/",
         auth_audience="club",
     )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    claims = {"sub": "x", "iss": "https://issuer.test/", "aud": "club", "exp": 4_000_000_000}
-    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    token = _rs256_token("k1")
     client = await aiohttp_client(create_app(settings))
     response = await client.post(
         "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": f"Bearer {token}"}
@@ -384,8 +380,6 @@ async def test_an_unreachable_identity_provider_shows_no_client_where_it_is_and_
 ) -> None:
     """Any client could send an RS256 token with a made-up kid: the 503 used to quote the JWKS URL
     (a `user:password@` in it too) and the network error naming the provider's internal address."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from tests.processes import free_port
 
     port = free_port()
@@ -395,9 +389,7 @@ async def test_an_unreachable_identity_provider_shows_no_client_where_it_is_and_
         auth_issuer="https://issuer.test/",
         auth_audience="club",
     )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    claims = {"sub": "x", "iss": "https://issuer.test/", "aud": "club", "exp": 4_000_000_000}
-    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "made-up"})
+    token = _rs256_token("made-up")
     caplog.set_level(logging.DEBUG)
     async with served_door(door, settings) as running, aiohttp.ClientSession() as http:
         mutation = {"query": CREATE_USER, "variables": {"i": {"email": "x@example.com", "displayName": "X"}}}
@@ -493,3 +485,12 @@ async def test_an_empty_authorization_header_is_anonymous_on_every_door_and_sock
                 message = await socket.receive()
             assert message["type"] == "error", message
             assert message["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def _rs256_token(kid: str) -> str:
+    """A token for issuer.test's `club` audience, signed by a key no JWKS holds, naming `kid`."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "x", "iss": "https://issuer.test/", "aud": "club", "exp": 4_000_000_000}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
