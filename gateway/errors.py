@@ -12,6 +12,7 @@ __all__ = [
     "GatewayError",
     "NeedsStream",
     "NotFound",
+    "SessionFull",
     "SubscriptionsUnsupported",
     "TimedOut",
     "TooManySubscriptions",
@@ -63,6 +64,17 @@ class NotFound(GatewayError):
     def __init__(self, kind: str, ident: str = "") -> None:
         self.kind = kind
         super().__init__(f"{kind} {ident} not found" if ident else f"{kind} not found")
+
+
+class SessionFull(BadUserInput):
+    """Adding `adding` shots would take a session holding `held` past its `limit`; nothing was written."""
+
+    def __init__(self, held: int, adding: int, limit: int) -> None:
+        super().__init__(
+            "shots",
+            f"a session holds at most {limit} shots and this one holds {held}:"
+            f" {adding} more would make {held + adding} (start a new session)",
+        )
 
 
 class Unauthenticated(GatewayError):

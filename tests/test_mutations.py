@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
+from gateway.schema.inputs import MAX_SHOTS_PER_CALL, MAX_SHOTS_PER_SESSION
 from tests.club import CREATE_SESSION, CREATE_USER, JOIN, make_group, make_session, make_user
 from tests.conftest import count_rows
 from tests.graphql_client import data, error_codes, graphql
@@ -116,6 +117,76 @@ async def test_concurrent_added_shots_each_answer_the_session_as_their_write_lef
         assert sum(shot["score"] for shot in added["shots"]) == pytest.approx(added["totalScore"])
     assert await count_rows(source, "shots") == 41
     assert await count_rows(source, "activities") == 21
+
+
+async def _session_holding(client: TestClient, shots: int) -> str:
+    """The ID of a new session holding `shots` shots (at least 500) of 9.0, added 500 a call."""
+    user = await make_user(client, "ada@example.com")
+    session_id: str = (await make_session(client, user["id"], [9.0] * 500))["id"]
+    for start in range(500, shots, 500):
+        batch = [{"score": 9.0}] * min(500, shots - start)
+        await data(client, ADD_SHOTS, id=session_id, s=batch)
+    return session_id
+
+
+ADD_SHOTS = "mutation($id: ID!, $s: [ShotInput!]!) { addShots(sessionId: $id, shots: $s) { shotCount } }"
+
+
+async def test_concurrent_added_shots_never_take_a_session_past_its_limit(
+    client: TestClient, source: DataSource
+) -> None:
+    """10 clients add two shots at once to a session holding 995 of its 1000: two are added, the
+    other eight refused, and no shot or activity of theirs is written."""
+    assert MAX_SHOTS_PER_SESSION == 1000
+    session_id = await _session_holding(client, 995)
+    activities = await count_rows(source, "activities")
+    two = [{"score": 10.0}, {"score": 10.0}]
+    answers = await asyncio.gather(*(graphql(client, ADD_SHOTS, id=session_id, s=two) for _ in range(10)))
+    added = sorted(a["data"]["addShots"]["shotCount"] for a in answers if "errors" not in a)
+    assert added == [997, 999]
+    refused = [a for a in answers if "errors" in a]
+    assert [error_codes(a) for a in refused] == [["BAD_USER_INPUT"]] * 8
+    assert await count_rows(source, "shots") == 999
+    assert await count_rows(source, "activities") == activities + 2
+    read = await data(client, "query($id: ID!) { shootingSession(id: $id) { shotCount } }", id=session_id)
+    assert read["shootingSession"]["shotCount"] == 999
+
+
+async def test_shots_past_the_session_limit_are_refused_and_write_nothing(
+    client: TestClient, source: DataSource
+) -> None:
+    session_id = await _session_holding(client, 999)
+    before = await data(client, SESSION_SHOTS, id=session_id)
+    activities = await count_rows(source, "activities")
+    add = (
+        "mutation($id: ID!, $s: [ShotInput!]!) { addShots(sessionId: $id, shots: $s)"
+        " { shotCount shots { sequence } } }"
+    )
+    body = await graphql(client, add, id=session_id, s=[{"score": 10.0}, {"score": 10.0}])
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == (
+        "shots: a session holds at most 1000 shots and this one holds 999:"
+        " 2 more would make 1001 (start a new session)"
+    )
+    assert await data(client, SESSION_SHOTS, id=session_id) == before
+    assert await count_rows(source, "shots") == 999
+    assert await count_rows(source, "activities") == activities
+    # The last one fits; past it even one is refused.
+    assert (await data(client, ADD_SHOTS, id=session_id, s=[{"score": 10.0}]))["addShots"][
+        "shotCount"
+    ] == 1000
+    body = await graphql(client, ADD_SHOTS, id=session_id, s=[{"score": 10.0}])
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert "at most 1000 shots and this one holds 1000: 1 more" in body["errors"][0]["message"]
+    assert await count_rows(source, "shots") == 1000
+
+
+def test_create_shooting_session_cannot_pass_the_session_limit() -> None:
+    """createShootingSession is checked only against the per-call limit: that must be the lower."""
+    assert MAX_SHOTS_PER_CALL <= MAX_SHOTS_PER_SESSION
+
+
+SESSION_SHOTS = "query($id: ID!) { shootingSession(id: $id) { shotCount totalScore } }"
 
 
 async def test_each_write_records_its_activity_newest_first(client: TestClient) -> None:

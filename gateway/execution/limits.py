@@ -44,7 +44,10 @@ from gateway.settings import Settings
 __all__ = ["LIST_ESTIMATE", "Measures", "measure", "operation_limits"]
 
 _META = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
-LIST_ESTIMATE = 10  # rows assumed for a list field without `first` (a session's shots, a user's groups)
+# Rows assumed for a list field without `first` (a session's shots, a user's groups). Not their
+# bounds: a session's 1,000 shots (MAX_SHOTS_PER_SESSION) would put the 50 newest sessions with
+# their shots past the default MAX_QUERY_COST. That cap, checked as shots are written, bounds them.
+LIST_ESTIMATE = 10
 
 
 @dataclass(frozen=True, slots=True)

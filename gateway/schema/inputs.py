@@ -17,6 +17,8 @@ from gateway.schema.input_building import build_directly
 from gateway.schema.instants import EARLIEST, LATEST, utc_instant
 
 __all__ = [
+    "MAX_SHOTS_PER_CALL",
+    "MAX_SHOTS_PER_SESSION",
     "CreateGroupInput",
     "CreateShootingSessionInput",
     "CreateUserInput",
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 MAX_SHOTS_PER_CALL = 500
+# A session's `shots` is read whole, not paged: this bounds what one read of it returns. An ISSF
+# match is 60-120 shots, a long training session a few hundred. addShots checks it in the UPDATE
+# that counts the shots; createShootingSession stays under it by MAX_SHOTS_PER_CALL.
+MAX_SHOTS_PER_SESSION = 1000
 MAX_COORDINATE = 1_000_000.0  # x and y: a shot lands on a target, not a million units from its centre
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 

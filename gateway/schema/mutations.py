@@ -12,6 +12,8 @@ from gateway.datasources.records import NewSession
 from gateway.errors import BadUserInput, Conflict, NotFound
 from gateway.schema.authorization import acting_user, check_session_owner, require_profile
 from gateway.schema.inputs import (
+    MAX_SHOTS_PER_CALL,
+    MAX_SHOTS_PER_SESSION,
     CreateGroupInput,
     CreateShootingSessionInput,
     CreateUserInput,
@@ -114,7 +116,10 @@ class Mutation:
         )
         return Group.from_record(record)
 
-    @strawberry.mutation(description="Record a session, with its shots numbered 1, 2, 3… in order.")
+    @strawberry.mutation(
+        description=f"Record a session, with its shots (at most {MAX_SHOTS_PER_CALL})"
+        " numbered 1, 2, 3… in order."
+    )
     async def create_shooting_session(self, info: Ctx, input: CreateShootingSessionInput) -> ShootingSession:
         started_at = (
             datetime.now(UTC) if input.started_at is None else aware("input.startedAt", input.started_at)
@@ -136,7 +141,10 @@ class Mutation:
         )
         return ShootingSession.from_record(record)
 
-    @strawberry.mutation(description="Append shots to a session; they continue its sequence.")
+    @strawberry.mutation(
+        description=f"Append up to {MAX_SHOTS_PER_CALL} shots to a session; they continue its sequence."
+        f" A session holds at most {MAX_SHOTS_PER_SESSION} shots: past that nothing is added."
+    )
     async def add_shots(
         self, info: Ctx, session_id: strawberry.ID, shots: list[ShotInput]
     ) -> ShootingSession:
@@ -148,7 +156,7 @@ class Mutation:
         record = await _write(
             info,
             {"shooting session": session_id},
-            info.context.data_source.add_shots(pk, new_shots),
+            info.context.data_source.add_shots(pk, new_shots, MAX_SHOTS_PER_SESSION),
         )
         return ShootingSession.from_record(record)
 

@@ -22,7 +22,7 @@ from gateway.datasources.sql.rows import (
     session_record,
     user_record,
 )
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, NotFound, SessionFull
 
 __all__ = ["SqlWrites", "created_session"]
 
@@ -144,16 +144,17 @@ class SqlWrites(ABC):
             await self._record(conn, "SESSION_CREATED", new.user_id, new.group_id, session_id, now)
         return created_session(session_id, new)
 
-    async def add_shots(self, session_id: int, shots: Sequence[NewShot]) -> SessionRecord:
+    async def add_shots(self, session_id: int, shots: Sequence[NewShot], limit: int) -> SessionRecord:
         async with self._writing() as conn:
-            # The UPDATE locks the session row, so concurrent calls number their shots in turn.
+            # The UPDATE locks the session row, so concurrent calls number their shots in turn, and
+            # each checks the limit against the count the one before it left.
             changed = await conn.execute(
                 "UPDATE shooting_sessions SET shot_count = shot_count + ?,"
-                " total_tenths = total_tenths + ? WHERE id = ?",
-                (len(shots), sum(shot.score_tenths for shot in shots), session_id),
+                " total_tenths = total_tenths + ? WHERE id = ? AND shot_count + ? <= ?",
+                (len(shots), sum(shot.score_tenths for shot in shots), session_id, len(shots), limit),
             )
             if not changed:
-                raise NotFound("shooting session")
+                await self._not_added(conn, session_id, len(shots), limit)
             session = await self._require_session(conn, session_id)
             await self._insert_shots(conn, session_id, session.shot_count - len(shots) + 1, shots)
             await self._record(
@@ -222,6 +223,11 @@ class SqlWrites(ABC):
         if new.group_id is not None:
             await self._require_group(conn, new.group_id)
         raise NotFound("user")  # created since the INSERT looked: it did not exist then
+
+    async def _not_added(self, conn: SqlConnection, session_id: int, adding: int, limit: int) -> NoReturn:
+        """Shots were not added: the session does not exist (NotFound), or is full (SessionFull)."""
+        session = await self._require_session(conn, session_id)
+        raise SessionFull(session.shot_count, adding, limit)
 
     async def _require_user(self, conn: SqlConnection, user_id: int) -> UserRecord:
         rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,))
