@@ -107,6 +107,34 @@ def test_verify_ca_with_the_system_store_refuses_to_start(ca: str) -> None:
     settings_for({**env, "DB_SSL_CA_MODE": "file", "DB_CA_CERT": base64.b64encode(b"-").decode()})
 
 
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_a_ca_file_replaced_on_disk_is_trusted_by_the_next_new_connection(
+    backend: str, tls_server: Callable[..., TlsServer], tmp_path: Path
+) -> None:
+    """A CA rotation: the file is replaced while the gateway runs; new connections read it again."""
+    server = tls_server(backend)
+    right, other = server.ca_pem.read_bytes(), (server.ca_pem.parent / "other-ca.pem").read_bytes()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(right)
+    source = sql_source(
+        create_data_source(settings_for(server.env(DB_CA_CERT_PATH=str(ca_file), DB_POOL_MIN="1")))
+    )
+    await source.open()
+    try:
+        async with source.connection() as held:  # so that the next connection is a new one
+            await held.fetch("SELECT 1 AS one")
+            ca_file.write_bytes(other)
+            with pytest.raises(TlsError) as refused:
+                async with source.connection():
+                    pass
+            assert refused.value.problem is TlsProblem.UNTRUSTED_SERVER
+            ca_file.write_bytes(other + right)
+            async with source.connection() as new:
+                assert await new.fetch("SELECT 2 AS two") == [{"two": 2}]
+    finally:
+        await source.close()
+
+
 # -- CA bundles ------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CaCertificate",
+    "ClientTls",
     "TlsError",
     "TlsProblem",
     "ca_mode",
@@ -226,6 +227,42 @@ def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.db_ssl_cert is not None and settings.db_ssl_key is not None:
         _load_client_certificate(context, settings.db_ssl_cert, settings.db_ssl_key)
     return context
+
+
+class ClientTls:
+    """The SSLContext for each new connection, made again once DB_CA_CERT_PATH, DB_SSL_CERT or
+    DB_SSL_KEY changes on disk: a CA replaced for a provider's rotation is used without a restart.
+
+    A changed file that cannot be used is refused as at start-up (TlsError), never passed over
+    for the context of the file it replaced.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._files = tuple(
+            path
+            for path in (settings.db_ca_cert_path, settings.db_ssl_cert, settings.db_ssl_key)
+            if path is not None and not _tls_off(settings)
+        )
+        self._stamp: tuple[object, ...] | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext | None:
+        """The context new connections use now (None when DB_SSL is off); TlsError if it cannot be made."""
+        stamp = tuple(_file_stamp(path) for path in self._files)
+        if stamp != self._stamp:
+            self._context = client_ssl_context(self._settings)
+            self._stamp = stamp
+        return self._context
+
+
+def _file_stamp(path: Path) -> object:
+    """What changes when `path` is rewritten or replaced (a renamed file, a remounted secret)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 class _EncryptedKey(Exception):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,8 +15,8 @@ import pymysql
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
 from gateway.connect.tls import (
+    ClientTls,
     TlsError,
-    client_ssl_context,
     explain_tls_failure,
     server_without_tls,
     tls_downgrade,
@@ -76,7 +75,7 @@ class MysqlDataSource(SqlDataSource):
         super().__init__()
         self._settings = settings
         self._pool: Pool | None = None
-        self._ssl: ssl.SSLContext | None = None
+        self._tls = ClientTls(settings)
         self._credentials: CredentialProvider = EnvCredentials(settings)
         self._pool_credentials: Credentials | None = None
         self._where = (settings.db_host, settings.database_port)
@@ -102,7 +101,7 @@ class MysqlDataSource(SqlDataSource):
 
     async def _open(self) -> None:
         s = self._settings
-        self._ssl = client_ssl_context(s)
+        self._tls.context()  # a CA or client certificate that cannot be used stops the start here
         self._credentials = await open_credentials(s)
         first = await self._credentials.current()
         self._where = (first.host, first.port)
@@ -152,10 +151,11 @@ class MysqlDataSource(SqlDataSource):
                     credentials = self._pool_credentials = current
             login = await self._credentials.login(credentials)
             self._where = (login.host, login.port)
+            context = self._tls.context()  # the CA file as it is on disk now
             try:
                 conn = await connect(
                     login,
-                    self._ssl,
+                    context,
                     s.db_connect_timeout,
                     autocommit=True,
                     charset="utf8mb4",
@@ -168,7 +168,7 @@ class MysqlDataSource(SqlDataSource):
                 )
             except GreetingWithoutTls as exc:
                 raise self._without_tls(exc.host, exc.port) from None
-            if self._ssl is not None:
+            if context is not None:
                 self._encrypted_before, self._downgraded = True, None
             return conn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -15,7 +14,7 @@ import asyncpg
 
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
-from gateway.connect.tls import client_ssl_context, explain_tls_failure
+from gateway.connect.tls import ClientTls, explain_tls_failure
 from gateway.datasources.changes import BoundedReader, ChangeWatch
 from gateway.datasources.postgres.driver import (
     CONNECTION_ERRORS,
@@ -91,7 +90,7 @@ class PostgresDataSource(SqlDataSource):
         # The host and port new connections dial (the secret's may differ from DB_HOST), for TLS errors.
         self._where = (settings.db_host, settings.database_port)
         self.auth_retries = 0
-        self._ssl: ssl.SSLContext | None = None
+        self._tls = ClientTls(settings)
         self._waiting = 0
         self._replica: Replica | None = None
         self._reads: ReplicaReads | None = None
@@ -108,7 +107,7 @@ class PostgresDataSource(SqlDataSource):
         """A new connection outside the pool, made as the pool makes its own (credentials, TLS)."""
         if self._pool is None:
             raise DataSourceUnavailable("pool is closed")
-        return await self._connect(ssl=self._ssl or False, timeout=self._settings.db_connect_timeout)
+        return await self._connect(timeout=self._settings.db_connect_timeout)
 
     def stats(self) -> SourceStats:
         pool = self._pool
@@ -120,7 +119,7 @@ class PostgresDataSource(SqlDataSource):
 
     async def _open(self) -> None:
         s = self._settings
-        self._ssl = client_ssl_context(s)
+        self._tls.context()  # a CA or client certificate that cannot be used stops the start here
         self._credentials = await open_credentials(s)
         first = await self._credentials.current()
         self._where = (first.host, first.port)
@@ -162,8 +161,6 @@ class PostgresDataSource(SqlDataSource):
         pool: asyncpg.Pool = await asyncpg.create_pool(
             # Each new connection asks for the current credentials: rotation needs no restart.
             connect=partial(self._connect, replica=replica),
-            # False, not asyncpg's default "prefer", which would fall back to plaintext.
-            ssl=self._ssl or False,
             min_size=s.db_pool_min,
             max_size=s.db_pool_max,
             max_inactive_connection_lifetime=s.db_idle_timeout,
@@ -181,8 +178,11 @@ class PostgresDataSource(SqlDataSource):
 
         On a refused password it tries the credentials read again, then AWSPENDING, backing off
         for up to DB_CONNECT_TIMEOUT: a rotation may change the database before the secret.
-        `replica`: the read replica's host and port instead of the primary's.
+        `replica`: the read replica's host and port instead of the primary's. TLS as DB_SSL says,
+        with the CA file as it is on disk now.
         """
+        # False, not asyncpg's default "prefer", which would fall back to plaintext.
+        kwargs["ssl"] = self._tls.context() or False
 
         async def attempt(credentials: Credentials) -> asyncpg.Connection:
             if replica is not None:
