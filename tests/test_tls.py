@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import trustme
 from cryptography import x509
@@ -190,6 +191,41 @@ async def test_a_server_without_tls_is_refused_before_anything_is_sent_in_plaint
     assert "does not offer TLS, and DB_SSL=true never falls back to plaintext" in str(error)
     # PostgreSQL clients ask for TLS first; MySQL's greeting comes from the server, so nothing at all.
     assert bytes(proxy.sent) == (SSL_REQUEST if backend == "postgres" else b"")
+
+
+async def unix_socket_directory() -> str:
+    """Where the machine's PostgreSQL listens on a Unix socket (asked over TCP)."""
+    conn = await asyncpg.connect(
+        host=PG["host"], port=PG["port"], user=PG["user"], database="postgres", ssl=False
+    )
+    try:
+        return str(await conn.fetchval("SHOW unix_socket_directories")).split(",")[0].strip()
+    finally:
+        await conn.close()
+
+
+async def test_a_unix_socket_host_is_refused_under_tls_never_used_in_plaintext(
+    pg_database: str, tls_server: Callable[..., TlsServer]
+) -> None:
+    """asyncpg takes a host starting with / as a socket directory, where it never uses TLS."""
+    socket_dir = await unix_socket_directory()
+    server = tls_server("postgres")
+    env = server.env(
+        DB_HOST=socket_dir, DB_PORT=str(PG["port"]), DB_USER=str(PG["user"]), DB_NAME=pg_database
+    )
+    error = await tls_refusal(settings_from(env))
+    assert error.problem == TlsProblem.SERVER_WITHOUT_TLS
+    assert f"{socket_dir} is a Unix socket, where PostgreSQL never uses TLS" in str(error)
+    code, report, _ = check(env)
+    assert (code, report["failure"], report["tls_version"]) == (12, "tls", None)
+    assert "is a Unix socket" in report["message"]
+    # A read replica named by its socket is left out: reads stay on the primary, over TLS.
+    source = sql_source(create_data_source(settings_from(server.env(DB_READ_HOST=socket_dir))))
+    await source.open()
+    try:
+        assert "is a Unix socket, where PostgreSQL never uses TLS" in str(source.degraded())
+    finally:
+        await source.close()
 
 
 def run_gateway(

@@ -25,6 +25,7 @@ from gateway.connect.tls import (
     explain_tls_failure,
     load_ca,
     server_without_tls,
+    unix_socket_refusal,
 )
 from gateway.datasources.mysql.handshake import GreetingWithoutTls, RefusedBeforeHandshake, connect
 from gateway.datasources.protocol import DataSourceUnavailable
@@ -279,6 +280,9 @@ def _connect_failure(exc: BaseException, s: Settings) -> _Diagnosed:
 
 
 async def _probe_postgres(s: Settings, context: ssl.SSLContext | None, report: Report) -> None:
+    refusal = unix_socket_refusal(s.db_host) if context is not None else None
+    if refusal is not None:
+        raise _Diagnosed(Failure.TLS, str(refusal))
     try:
         conn = await asyncpg.connect(
             host=s.db_host,

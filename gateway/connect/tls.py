@@ -32,6 +32,7 @@ __all__ = [
     "parse_ca_pem",
     "server_without_tls",
     "tls_downgrade",
+    "unix_socket_refusal",
     "warn_if_unencrypted",
 ]
 
@@ -316,6 +317,18 @@ def server_without_tls(host: str, port: int) -> TlsError:
         TlsProblem.SERVER_WITHOUT_TLS,
         f"the server at {host}:{port} does not offer TLS, and DB_SSL=true never falls back to "
         "plaintext: enable TLS on the server, or check DB_HOST/DB_PORT point at the managed database",
+    )
+
+
+def unix_socket_refusal(host: str) -> TlsError | None:
+    """The refusal to log in over `host` when it is a Unix socket's directory (a PostgreSQL host
+    starting with /), where TLS is never used; None for a network host."""
+    if not host.startswith("/"):
+        return None
+    return TlsError(
+        TlsProblem.SERVER_WITHOUT_TLS,
+        f"{host} is a Unix socket, where PostgreSQL never uses TLS, and DB_SSL=true never connects "
+        "without it: set the host to the server's network name, or DB_SSL=false for a local socket",
     )
 
 

@@ -14,7 +14,7 @@ import asyncpg
 
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
-from gateway.connect.tls import ClientTls, explain_tls_failure
+from gateway.connect.tls import ClientTls, explain_tls_failure, unix_socket_refusal
 from gateway.datasources.changes import BoundedReader, ChangeWatch
 from gateway.datasources.postgres.driver import (
     CONNECTION_ERRORS,
@@ -188,6 +188,10 @@ class PostgresDataSource(SqlDataSource):
             if replica is not None:
                 # Signed for the replica's host under DB_IAM_AUTH; its TLS name is checked the same way.
                 credentials = replace(credentials, host=replica[0], port=replica[1])
+            # asyncpg would take a socket path with no TLS at all, whatever `ssl` says.
+            refusal = unix_socket_refusal(credentials.host) if kwargs["ssl"] else None
+            if refusal is not None:
+                raise refusal
             login = await self._credentials.login(credentials)
             if replica is None:
                 self._where = (login.host, login.port)
