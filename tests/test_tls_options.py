@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.connect.tls import TlsError, TlsProblem, client_ssl_context
@@ -177,6 +178,47 @@ def test_a_bundle_of_several_cas_connects_and_check_connection_shows_the_soonest
     assert report["ca"]["certificates"] == 3
     assert report["ca"]["subject"] == short_name
     assert report["ca"]["days_left"] in (19, 20)
+
+
+def expired_copy_of(ca: trustme.CA) -> bytes:
+    """`ca` as a CA file that has not been updated: the same name and key, its validity ended yesterday."""
+    current = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(current.subject)
+        .issuer_name(current.subject)
+        .public_key(current.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=30))
+        .not_valid_after(now - timedelta(days=1))
+    )
+    for extension in current.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("backend", TLS_BACKENDS)
+async def test_an_expired_ca_in_the_bundle_is_named_not_the_servers_valid_certificate(
+    backend: str, tls_server: Callable[..., TlsServer], tls_certs: Certificates, tmp_path: Path
+) -> None:
+    """OpenSSL says "certificate has expired" of a CA too: the fix is a new CA file, not the server."""
+    server = tls_server(backend)
+    bundle = tmp_path / "bundle.pem"
+    # Another CA still valid, as in a bundle: the start-up check passes (not every CA has expired).
+    bundle.write_bytes(expired_copy_of(tls_certs.ca) + (server.ca_pem.parent / "other-ca.pem").read_bytes())
+    env = server.env(DB_CA_CERT_PATH=str(bundle))
+    error = await tls_refusal(settings_for(env))
+    assert error.problem is TlsProblem.CA_INVALID
+    assert f"DB_CA_CERT_PATH {bundle}: the CA certificate " in str(error)
+    assert "download the current CA certificate from your database provider" in str(error)
+    assert "the server must renew it" not in str(error)
+    result = run_gateway(["check-connection", "--json"], server_env(backend, None, **env))
+    report = json.loads(result.stdout)
+    assert (result.returncode, report["failure"]) == (10, "ca"), report
+    assert "the server must renew it" not in report["message"]
 
 
 # -- client certificates -------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pymysql
 from gateway.connect.aws_region import Region, rds_host_region
 from gateway.connect.credentials import Credentials, open_credentials
 from gateway.connect.tls import (
+    LoadedCa,
     TlsError,
     TlsProblem,
     ca_mode,
@@ -261,9 +262,17 @@ def _describe_ca(ca: dict[str, Any]) -> str:
     return f"{ca['source']}, {ca['subject']!r}, {expiry}"
 
 
+def _trusted_ca(s: Settings) -> LoadedCa | None:
+    """The CA file the probe trusted (readable: _check_ca read it), to tell its expiry from the server's."""
+    try:
+        return load_ca(s) if s.db_ssl and s.db_ssl_mode != "disable" else None
+    except TlsError:
+        return None
+
+
 def _connect_failure(exc: BaseException, s: Settings) -> _Diagnosed:
     """The failure class of an exception raised while connecting."""
-    tls = explain_tls_failure(exc, s.db_host, s.database_port)
+    tls = explain_tls_failure(exc, s.db_host, s.database_port, _trusted_ca(s))
     if tls is not None:
         failure = Failure.CA if tls.problem in _TLS_CONFIG_PROBLEMS else Failure.TLS
         return _Diagnosed(failure, str(tls))

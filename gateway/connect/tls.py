@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CaCertificate",
     "ClientTls",
+    "LoadedCa",
     "TlsError",
     "TlsProblem",
     "ca_mode",
@@ -213,9 +214,10 @@ def client_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     Trusted CAs per DB_SSL_CA_MODE: the CA file alone, the system store alone, or both (an RDS
     Proxy presents an ACM certificate the system trusts, the instance behind it one of the RDS CA).
     """
-    if _tls_off(settings):
-        return None
-    ca = load_ca(settings)
+    return None if _tls_off(settings) else _context_trusting(settings, load_ca(settings))
+
+
+def _context_trusting(settings: Settings, ca: LoadedCa | None) -> ssl.SSLContext:
     if ca is not None and ca_mode(settings) == "file":
         context = ssl.create_default_context(cadata=ca.pem)
     else:
@@ -247,14 +249,22 @@ class ClientTls:
         )
         self._stamp: tuple[object, ...] | None = None
         self._context: ssl.SSLContext | None = None
+        self._ca: LoadedCa | None = None
 
     def context(self) -> ssl.SSLContext | None:
         """The context new connections use now (None when DB_SSL is off); TlsError if it cannot be made."""
         stamp = tuple(_file_stamp(path) for path in self._files)
-        if stamp != self._stamp:
-            self._context = client_ssl_context(self._settings)
+        if stamp != self._stamp and _tls_off(self._settings):
+            self._stamp = stamp
+        elif stamp != self._stamp:
+            ca = load_ca(self._settings)
+            self._context, self._ca = _context_trusting(self._settings, ca), ca
             self._stamp = stamp
         return self._context
+
+    def explain(self, exc: BaseException, host: str, port: int) -> TlsError | None:
+        """explain_tls_failure, knowing the CA the connections trust."""
+        return explain_tls_failure(exc, host, port, self._ca)
 
 
 def _file_stamp(path: Path) -> object:
@@ -292,14 +302,17 @@ def _load_client_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> 
         ) from None
 
 
-def explain_tls_failure(exc: BaseException, host: str, port: int) -> TlsError | None:
-    """A TlsError naming cause and fix if `exc` (or what caused it) is a TLS failure, else None."""
+def explain_tls_failure(
+    exc: BaseException, host: str, port: int, ca: LoadedCa | None = None
+) -> TlsError | None:
+    """A TlsError naming cause and fix if `exc` (or what caused it) is a TLS failure, else None.
+    `ca`: the configured CA the connection trusted, to tell its expiry from the server's."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, TlsError):
             return seen
         if isinstance(seen, ssl.SSLCertVerificationError):
-            return _verification_failure(seen, host, port)
+            return _verification_failure(seen, host, port, ca)
         if isinstance(seen, ssl.SSLError):
             return TlsError(
                 TlsProblem.HANDSHAKE,
@@ -342,8 +355,19 @@ def tls_downgrade(host: str, port: int) -> TlsError:
     )
 
 
-def _verification_failure(exc: ssl.SSLCertVerificationError, host: str, port: int) -> TlsError:
+def _verification_failure(
+    exc: ssl.SSLCertVerificationError, host: str, port: int, ca: LoadedCa | None
+) -> TlsError:
     code = exc.verify_code
+    expired = [cert for cert in (ca.certificates if ca else ()) if cert.not_after < datetime.now(UTC)]
+    if code == _EXPIRED and ca is not None and expired:
+        # OpenSSL says "expired" of any certificate in the chain: here a trust anchor of the CA file.
+        return TlsError(
+            TlsProblem.CA_INVALID,
+            f"{ca.source}: the CA certificate {expired[0].subject!r} expired on "
+            f"{expired[0].not_after:%Y-%m-%d}, and the chain of {host}:{port} ends at an expired "
+            "certificate: download the current CA certificate from your database provider",
+        )
     if code == _EXPIRED:
         return TlsError(
             TlsProblem.SERVER_CERT_EXPIRED,

@@ -17,7 +17,6 @@ from gateway.connect.rotation import after_refusal
 from gateway.connect.tls import (
     ClientTls,
     TlsError,
-    explain_tls_failure,
     server_without_tls,
     tls_downgrade,
 )
@@ -114,7 +113,7 @@ class MysqlDataSource(SqlDataSource):
                     raise
                 self._pool, self._pool_credentials = await self._pool_after_refusal(first, exc)
         except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
-            tls_failure = explain_tls_failure(exc, *self._where)
+            tls_failure = self._tls.explain(exc, *self._where)
             if tls_failure is not None:
                 raise tls_failure from exc
             detail = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
@@ -252,7 +251,7 @@ class MysqlDataSource(SqlDataSource):
                 conn = await self._opener(self._pool_credentials)()
                 await conn.ensure_closed()
             except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
-                raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
+                raise self._tls.explain(exc, *self._where) or ERRORS.unavailable(exc) from exc
         await super().ping()
 
     async def create_session(self, new: NewSession) -> SessionRecord:
@@ -311,7 +310,7 @@ class MysqlDataSource(SqlDataSource):
                 pool = await self._renewed_pool(pool, exc)
                 return pool, await self._acquire_from(pool)
         except (pymysql.err.MySQLError, *CONNECTION_ERRORS) as exc:
-            raise explain_tls_failure(exc, *self._where) or ERRORS.unavailable(exc) from exc
+            raise self._tls.explain(exc, *self._where) or ERRORS.unavailable(exc) from exc
 
     async def _acquire_from(self, pool: aiomysql.Pool) -> aiomysql.Connection:
         # Bounded even when a connection is free now: this request may wait for the pool's lock

@@ -14,7 +14,7 @@ import asyncpg
 
 from gateway.connect.credentials import CredentialProvider, Credentials, EnvCredentials, open_credentials
 from gateway.connect.rotation import after_refusal
-from gateway.connect.tls import ClientTls, explain_tls_failure, unix_socket_refusal
+from gateway.connect.tls import ClientTls, unix_socket_refusal
 from gateway.datasources.changes import BoundedReader, ChangeWatch
 from gateway.datasources.postgres.driver import (
     CONNECTION_ERRORS,
@@ -126,7 +126,7 @@ class PostgresDataSource(SqlDataSource):
         try:
             self._pool = await self._create_pool()
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            tls_failure = explain_tls_failure(exc, *self._where)
+            tls_failure = self._tls.explain(exc, *self._where)
             if tls_failure is not None:
                 raise tls_failure from exc
             raise DataSourceUnavailable(
@@ -283,7 +283,7 @@ class PostgresDataSource(SqlDataSource):
             finally:
                 self._waiting -= 1
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise explain_tls_failure(exc, *(where or self._where)) or ERRORS.unavailable(exc) from exc
+            raise self._tls.explain(exc, *(where or self._where)) or ERRORS.unavailable(exc) from exc
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
