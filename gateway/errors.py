@@ -15,6 +15,7 @@ __all__ = [
     "SessionFull",
     "SubscriptionsUnsupported",
     "TimedOut",
+    "TooManyGroups",
     "TooManySubscriptions",
     "Unauthenticated",
     "Unavailable",
@@ -74,6 +75,16 @@ class SessionFull(BadUserInput):
             "shots",
             f"a session holds at most {limit} shots and this one holds {held}:"
             f" {adding} more would make {held + adding} (start a new session)",
+        )
+
+
+class TooManyGroups(BadUserInput):
+    """A member of `held` groups joining one more would pass the `limit`; nothing was written."""
+
+    def __init__(self, held: int, limit: int) -> None:
+        super().__init__(
+            "groupId",
+            f"a member belongs to at most {limit} groups and this one belongs to {held} (leave one first)",
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.datasources.protocol import DataSource
-from gateway.schema.inputs import MAX_SHOTS_PER_CALL, MAX_SHOTS_PER_SESSION
+from gateway.schema.inputs import MAX_GROUPS_PER_USER, MAX_SHOTS_PER_CALL, MAX_SHOTS_PER_SESSION
 from tests.club import CREATE_SESSION, CREATE_USER, JOIN, make_group, make_session, make_user
 from tests.conftest import count_rows
 from tests.graphql_client import data, error_codes, graphql
@@ -220,6 +220,69 @@ async def test_joining_twice_is_one_membership_and_one_activity(
         await data(client, JOIN, g=group["id"], u=user["id"])
     assert await count_rows(source, "memberships") == 1
     assert await count_rows(source, "activities") == 1
+
+
+async def _new_groups(client: TestClient, count: int) -> list[str]:
+    """The IDs of `count` new groups."""
+    return [(await make_group(client, f"Group {n}"))["id"] for n in range(count)]
+
+
+async def _member_of(client: TestClient, groups: int) -> tuple[str, list[str]]:
+    """The ID of a new member of `groups` new groups, and those groups' IDs."""
+    user = (await make_user(client, "ada@example.com"))["id"]
+    joined = await _new_groups(client, groups)
+    for group in joined:
+        await data(client, JOIN, g=group, u=user)
+    return user, joined
+
+
+USER_GROUPS = "query($id: ID!) { user(id: $id) { groups { id } } }"
+
+
+async def test_concurrent_joins_never_take_a_member_past_the_group_limit(
+    client: TestClient, source: DataSource
+) -> None:
+    """A member of 95 groups joins 10 more at once: five are joined, the other five refused, and no
+    membership or activity of theirs is written."""
+    assert MAX_GROUPS_PER_USER == 100
+    user, _ = await _member_of(client, 95)
+    activities = await count_rows(source, "activities")
+    more = await _new_groups(client, 10)
+    answers = await asyncio.gather(*(graphql(client, JOIN, g=group, u=user) for group in more))
+    joined = {a["data"]["joinGroup"]["id"] for a in answers if "errors" not in a}
+    refused = [a for a in answers if "errors" in a]
+    assert len(joined) == 5
+    assert [error_codes(a) for a in refused] == [["BAD_USER_INPUT"]] * 5
+    assert await count_rows(source, "memberships") == 100
+    assert await count_rows(source, "activities") == activities + 5
+    groups = {g["id"] for g in (await data(client, USER_GROUPS, id=user))["user"]["groups"]}
+    assert len(groups) == 100
+    assert joined <= groups
+    assert not (set(more) - joined) & groups
+
+
+async def test_joining_past_the_group_limit_is_refused_and_writes_nothing(
+    client: TestClient, source: DataSource
+) -> None:
+    user, joined = await _member_of(client, 100)
+    [extra] = await _new_groups(client, 1)
+    activities = await count_rows(source, "activities")
+    body = await graphql(client, JOIN, g=extra, u=user)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == (
+        "groupId: a member belongs to at most 100 groups and this one belongs to 100 (leave one first)"
+    )
+    assert await count_rows(source, "memberships") == 100
+    assert await count_rows(source, "activities") == activities
+    # Joining a group they already belong to changes nothing, as below the limit.
+    assert (await data(client, JOIN, g=joined[0], u=user))["joinGroup"]["id"] == joined[0]
+    assert await count_rows(source, "activities") == activities
+    # Leaving one makes room for one.
+    leave = "mutation($g: ID!, $u: ID!) { leaveGroup(groupId: $g, userId: $u) { id } }"
+    await data(client, leave, g=joined[0], u=user)
+    assert (await data(client, JOIN, g=extra, u=user))["joinGroup"]["id"] == extra
+    assert len((await data(client, USER_GROUPS, id=user))["user"]["groups"]) == 100
+    assert await count_rows(source, "memberships") == 100
 
 
 async def test_duplicate_email_is_a_conflict_and_writes_nothing(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.datasources.protocol import DataSource
 from gateway.datasources.records import NewSession, NewShot, Page
+from gateway.schema.inputs import MAX_GROUPS_PER_USER
 
 __all__ = ["load_demo"]
 
@@ -33,7 +34,7 @@ async def load_demo(source: DataSource) -> bool:
     groups = [await source.create_group(name, text) for name, text in _GROUPS]
     for index, user in enumerate(users):
         group = groups[index % len(groups)]
-        await source.join_group(group.id, user.id)
+        await source.join_group(group.id, user.id, MAX_GROUPS_PER_USER)
         for day, scores in enumerate(_SCORES):
             await source.create_session(
                 NewSession(

@@ -46,7 +46,8 @@ __all__ = ["LIST_ESTIMATE", "Measures", "measure", "operation_limits"]
 _META = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 # Rows assumed for a list field without `first` (a session's shots, a user's groups). Not their
 # bounds: a session's 1,000 shots (MAX_SHOTS_PER_SESSION) would put the 50 newest sessions with
-# their shots past the default MAX_QUERY_COST. That cap, checked as shots are written, bounds them.
+# their shots past the default MAX_QUERY_COST. Those caps, checked as shots are written and groups
+# joined (MAX_GROUPS_PER_USER), bound them.
 LIST_ESTIMATE = 10
 
 

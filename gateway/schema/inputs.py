@@ -17,6 +17,7 @@ from gateway.schema.input_building import build_directly
 from gateway.schema.instants import EARLIEST, LATEST, utc_instant
 
 __all__ = [
+    "MAX_GROUPS_PER_USER",
     "MAX_SHOTS_PER_CALL",
     "MAX_SHOTS_PER_SESSION",
     "CreateGroupInput",
@@ -40,6 +41,9 @@ MAX_SHOTS_PER_CALL = 500
 # match is 60-120 shots, a long training session a few hundred. addShots checks it in the UPDATE
 # that counts the shots; createShootingSession stays under it by MAX_SHOTS_PER_CALL.
 MAX_SHOTS_PER_SESSION = 1000
+# A user's `groups` is read whole, not paged: this bounds what one read of it returns. joinGroup
+# counts the memberships with the user's row locked; createGroup does not make its creator a member.
+MAX_GROUPS_PER_USER = 100
 MAX_COORDINATE = 1_000_000.0  # x and y: a shot lands on a target, not a million units from its centre
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 

@@ -12,6 +12,7 @@ from gateway.datasources.records import NewSession
 from gateway.errors import BadUserInput, Conflict, NotFound
 from gateway.schema.authorization import acting_user, check_session_owner, require_profile
 from gateway.schema.inputs import (
+    MAX_GROUPS_PER_USER,
     MAX_SHOTS_PER_CALL,
     MAX_SHOTS_PER_SESSION,
     CreateGroupInput,
@@ -87,6 +88,7 @@ class Mutation:
 
     @strawberry.mutation(
         description="Add a member to a group (default yourself; others: admins only); twice changes nothing."
+        f" A member belongs to at most {MAX_GROUPS_PER_USER} groups: past that nothing is added."
     )
     async def join_group(
         self, info: Ctx, group_id: strawberry.ID, user_id: strawberry.ID | None = None
@@ -96,7 +98,7 @@ class Mutation:
         record = await _write(
             info,
             {"group": group_id, "user": user_id},
-            info.context.data_source.join_group(group, user),
+            info.context.data_source.join_group(group, user, MAX_GROUPS_PER_USER),
         )
         return Group.from_record(record)
 

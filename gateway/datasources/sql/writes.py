@@ -22,7 +22,7 @@ from gateway.datasources.sql.rows import (
     session_record,
     user_record,
 )
-from gateway.errors import Conflict, NotFound, SessionFull
+from gateway.errors import Conflict, NotFound, SessionFull, TooManyGroups
 
 __all__ = ["SqlWrites", "created_session"]
 
@@ -81,16 +81,21 @@ class SqlWrites(ABC):
             )
         return GroupRecord(new_id, name, description, now)
 
-    async def join_group(self, group_id: int, user_id: int) -> GroupRecord:
+    async def join_group(self, group_id: int, user_id: int, limit: int) -> GroupRecord:
         try:
             async with self._writing() as conn:
+                # First: concurrent joins by one user queue on its row, and each counts what the one
+                # before it committed (MariaDB takes its snapshot at the first plain read, after this).
+                user = await conn.fetch(f"SELECT id FROM users WHERE id = ?{self.for_update}", (user_id,))
                 group = await self._require_group(conn, group_id)
-                await self._require_user(conn, user_id)
+                if not user:
+                    raise NotFound("user")
                 member = await conn.fetch(
                     "SELECT 1 AS one FROM memberships WHERE group_id = ? AND user_id = ?",
                     (group_id, user_id),
                 )
                 if not member:
+                    await self._check_room(conn, user_id, limit)
                     now = datetime.now(UTC)
                     await conn.execute(
                         "INSERT INTO memberships (group_id, user_id, joined_at) VALUES (?, ?, ?)",
@@ -228,6 +233,12 @@ class SqlWrites(ABC):
         """Shots were not added: the session does not exist (NotFound), or is full (SessionFull)."""
         session = await self._require_session(conn, session_id)
         raise SessionFull(session.shot_count, adding, limit)
+
+    async def _check_room(self, conn: SqlConnection, user_id: int, limit: int) -> None:
+        """TooManyGroups when the user already belongs to `limit` groups."""
+        rows = await conn.fetch("SELECT COUNT(*) AS n FROM memberships WHERE user_id = ?", (user_id,))
+        if (held := int(rows[0]["n"])) >= limit:
+            raise TooManyGroups(held, limit)
 
     async def _require_user(self, conn: SqlConnection, user_id: int) -> UserRecord:
         rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,))
