@@ -98,6 +98,20 @@ async def test_a_lasting_failure_at_start_falls_back_in_development_and_refuses_
     )
 
 
+async def test_a_fallback_without_db_user_refuses_naming_the_secret_not_the_login(
+    secrets: Any, aws: FaultProxy
+) -> None:
+    name = put_secret(secrets, SECRET)
+    aws.spoil_all("close")
+    settings = settings_for(DB_BACKEND="postgres", AWS_SECRET_NAME=name, AWS_ENDPOINT_URL=aws.url)
+    with pytest.raises(SecretUnreachable) as refused:
+        await open_credentials(settings)
+    assert str(refused.value) == (
+        f"{FAULTS['close']} after 3 attempts; refusing to start: DB_SECRET_FALLBACK=true, but DB_USER and "
+        "DB_NAME to fall back on are not set"
+    )
+
+
 @pytest.fixture
 def user(tls_server: Callable[[str], TlsServer]) -> Iterator[RotatingUser]:
     with rotating_user(tls_server("postgres")) as made:

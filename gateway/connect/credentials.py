@@ -112,13 +112,25 @@ async def open_credentials(settings: Settings) -> CredentialProvider:
             await secret.current()
             provider = secret
         except SecretUnreachable as exc:
-            if not settings.secret_fallback:
-                raise SecretUnreachable(
-                    f"{exc}; refusing to start (set DB_SECRET_FALLBACK=true to use DB_PASSWORD instead)"
-                ) from None
+            _check_fallback(settings, exc)
             log.warning("%s; using the credentials from the environment (DB_SECRET_FALLBACK)", exc)
     if settings.db_iam_auth:
         from gateway.connect.iam import IamTokenCredentials
 
         provider = IamTokenCredentials(settings, provider)
     return provider
+
+
+def _check_fallback(settings: Settings, unreachable: SecretUnreachable) -> None:
+    """Raise unless DB_SECRET_FALLBACK is on and the environment holds credentials to fall back on."""
+    if not settings.secret_fallback:
+        raise SecretUnreachable(
+            f"{unreachable}; refusing to start (set DB_SECRET_FALLBACK=true to use DB_PASSWORD instead)"
+        ) from None
+    # Without them the fallback would log in as nobody, and the failure would blame DB_USER.
+    missing = [name.upper() for name in ("db_user", "db_name") if not getattr(settings, name)]
+    if missing:
+        raise SecretUnreachable(
+            f"{unreachable}; refusing to start: DB_SECRET_FALLBACK=true, but {' and '.join(missing)} "
+            "to fall back on are not set"
+        ) from None
