@@ -158,3 +158,12 @@ def test_the_read_replica_listens_on_the_primarys_port_unless_told(tmp_path: Pat
     common = {"_env_file": None, "db_backend": "postgres", "db_user": "u", "db_name": "d", "db_port": 6432}
     assert Settings(**common, db_read_host="replica").read_port == 6432  # type: ignore[arg-type]
     assert Settings(**common, db_read_host="replica", db_read_port=5433).read_port == 5433  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-5", "x"])
+def test_serve_refuses_a_port_flag_that_is_no_port(port: str, tmp_path: Path) -> None:
+    # 70000 was served on 4464 (the port modulo 65536) while announced as 70000; 0 served on 3001.
+    result = run_gateway(["serve", f"--port={port}"], tmp_path, PORT=str(processes.free_port()))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"argument --port: '{port}' is not a port number (1-65535)" in result.stderr
+    assert "GraphQL API" not in result.stderr

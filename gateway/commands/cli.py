@@ -27,13 +27,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    # Past 65535 the event loop would listen on the port modulo 65536; 0 read as "unset".
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.auth.tokens import warn_if_open
     from gateway.connect.tls import warn_if_unencrypted
     from gateway.doors.workers import PoolSplitError, serve, split_pool
 
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     try:
         split_pool(settings, args.workers)
     except PoolSplitError as exc:
@@ -113,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the GraphQL API (default port 3001)")
     serve.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default PORT or 3001)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default PORT or 3001)")
     serve.add_argument(
         "--workers",
         type=_positive,
