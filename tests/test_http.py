@@ -46,6 +46,11 @@ async def test_malformed_json_is_a_400(client: TestClient) -> None:
 async def test_syntax_and_validation_errors_carry_codes(client: TestClient) -> None:
     assert error_codes(await graphql(client, "{ users {")) == ["GRAPHQL_PARSE_FAILED"]
     assert error_codes(await graphql(client, "{ nope }")) == ["GRAPHQL_VALIDATION_FAILED"]
+    # A required argument left out is the document's fault, found by validation, not a value's.
+    assert error_codes(await graphql(client, "{ node { id } }")) == ["GRAPHQL_VALIDATION_FAILED"]
+    assert error_codes(await graphql(client, "{ users { totalCount @include } }")) == [
+        "GRAPHQL_VALIDATION_FAILED"
+    ]
     bad_variable = await graphql(client, "query($n: Int) { users(first: $n) { edges { cursor } } }", n="x")
     assert error_codes(bad_variable) == ["BAD_USER_INPUT"]
 

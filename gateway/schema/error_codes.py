@@ -23,6 +23,11 @@ _INVALID_VARIABLE = re.compile(
     r"Variable '\$\w+' "
     r"(is never used|is not defined|cannot be non-input type|of type '[^']*' used in position)"
 )
+# graphql-core's validation rule for a required argument left out of the document; it names the
+# argument with its field or directive, `Argument 'Query.node(id:)'`, where execution says `Argument 'if'`.
+_MISSING_ARGUMENT = re.compile(
+    r"Argument '[^']*\(\w+:\)' of type '[^']*' is required, but it was not provided"
+)
 
 
 def _where(exc: BaseException) -> str:
@@ -35,7 +40,11 @@ def _code(error: GraphQLError) -> ErrorCode | None:
     original = error.original_error
     if isinstance(original, GatewayError):
         return original.code
-    if (original is None or isinstance(original, GraphQLError)) and error.message.startswith("Argument '"):
+    if (
+        (original is None or isinstance(original, GraphQLError))
+        and error.message.startswith("Argument '")
+        and not _MISSING_ARGUMENT.match(error.message)
+    ):
         # graphql-core coercing an argument as it executes (`@include(if: $v)` with $v null).
         return ErrorCode.BAD_USER_INPUT
     if error.path is None and (
