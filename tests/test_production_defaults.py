@@ -6,7 +6,9 @@ and CORS_ORIGINS=* with credentials is refused at start-up.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +16,7 @@ import pytest
 
 from gateway.schema import build_schema
 from gateway.settings import Settings, SettingsError, load_settings
+from tests import processes
 from tests.served_doors import DOORS, served
 
 SCHEMA = "{ __schema { queryType { name } } }"
@@ -115,6 +118,17 @@ async def test_production_serves_no_graphiql(door: str, serve: Callable[..., Any
     async with serve(door, **PRODUCTION) as client:
         status, page = await client.browser()
         assert status == 404 and "graphiql" not in page.lower()
+
+
+async def test_serve_announces_graphiql_only_where_it_serves_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "APP_", "GRAPHIQL"))}
+    env |= {"DB_SQLITE_PATH": str(tmp_path / "club.db"), "APP_ENV": "production", "AUTH_DISABLED": "true"}
+    async with processes.serve("aiohttp", env) as production:
+        pass
+    async with processes.serve("aiohttp", env | {"GRAPHIQL": "true"}) as with_graphiql:
+        pass
+    assert f"GraphQL API at {production.url}/graphql" in production.stderr
+    assert f"GraphQL API and GraphiQL at {with_graphiql.url}/graphql" in with_graphiql.stderr
 
 
 @pytest.mark.parametrize("door", DOORS)

@@ -48,7 +48,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     warn_if_unencrypted(settings)
     warn_if_open(settings)
-    print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", file=sys.stderr)
+    served = "GraphQL API and GraphiQL" if settings.graphiql_enabled else "GraphQL API"
+    print(f"{served} at http://{host}:{port}/graphql", file=sys.stderr)
     return serve(settings, host, port, args.workers)
 
 
