@@ -147,6 +147,30 @@ async def test_an_open_whose_migrations_are_refused_says_why_and_leaves_no_conne
 
 
 @pytest.mark.parametrize("backend", SERVERS)
+async def test_a_user_who_may_not_create_tables_opens_once_an_owner_ran_the_migrations(
+    db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
+) -> None:
+    # As the README says: "or run `gateway init-db` once as one who can". CREATE TABLE IF NOT EXISTS
+    # of the existing schema_migrations was refused to such a user, so it could never start.
+    user = await db_user(may_create_tables=False)
+    owner = create_data_source(make_settings(user.backend, db_name=user.database))
+    await owner.open()
+    await owner.close()
+    if user.backend == "postgres":
+        await pg_in(
+            user.database,
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {user.name}",
+        )
+        await pg_in(user.database, f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {user.name}")
+    source = create_data_source(user.settings(make_settings))
+    await source.open()
+    try:
+        assert await source.list_users(Page(first=1)) == []
+    finally:
+        await source.close()
+
+
+@pytest.mark.parametrize("backend", SERVERS)
 async def test_the_serverless_door_refused_three_times_keeps_no_connection(
     db_user: Callable[..., Awaitable[DbUser]], make_settings: Callable[..., Settings]
 ) -> None:

@@ -48,6 +48,10 @@ __all__ = ["MysqlDataSource"]
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = "gateway_migrations"
+_MIGRATIONS_RECORDED = (
+    "SELECT COUNT(*) AS present FROM information_schema.tables"
+    " WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'"
+)
 
 # The fast path's JSON_ARRAYAGG stops at group_concat_max_len (1 MB by default) with a warning and
 # cut, invalid JSON. Raised to the largest result the server sends at all, max_allowed_packet.
@@ -129,7 +133,7 @@ class MysqlDataSource(SqlDataSource):
                 # IF NOT EXISTS raises a note on existing tables, which the driver turns into warnings.
                 await conn.execute("SET SESSION sql_notes = 0")
                 try:
-                    await apply_migrations(conn, load_migrations(__name__))
+                    await apply_migrations(conn, load_migrations(__name__), _MIGRATIONS_RECORDED)
                 finally:
                     await conn.execute("SET SESSION sql_notes = 1")
                     await conn.fetch("SELECT RELEASE_LOCK(?) AS released", (_MIGRATION_LOCK,))

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same in every gateway process.
 _MIGRATION_LOCK_KEY = 7_461_190_002
+_MIGRATIONS_RECORDED = "SELECT to_regclass('schema_migrations') IS NOT NULL AS present"
 
 # createShootingSession in one statement (atomic without BEGIN/COMMIT): one round trip, not six.
 # No row is written unless the user, and the group when one is given, exist.
@@ -139,7 +140,9 @@ class PostgresDataSource(SqlDataSource):
                 # A transaction's lock, not a session's: a transaction pooler (PgBouncer, RDS Proxy)
                 # may run the unlock on another server connection, leaving the lock held forever.
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
-                await apply_migrations(PostgresConnection(conn, self), load_migrations(__name__))
+                await apply_migrations(
+                    PostgresConnection(conn, self), load_migrations(__name__), _MIGRATIONS_RECORDED
+                )
         if s.db_read_host is not None:
             self._replica = Replica(
                 f"{s.db_read_host}:{s.read_port}",

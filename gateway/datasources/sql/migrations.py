@@ -57,16 +57,21 @@ def load_migrations(package: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def apply_migrations(conn: SqlConnection, migrations: list[Migration]) -> list[int]:
+async def apply_migrations(conn: SqlConnection, migrations: list[Migration], recorded: str) -> list[int]:
     """Apply the migrations `conn` has not recorded yet; return their versions.
 
+    `recorded` is the backend's query whose `present` is 1 when the schema_migrations table exists.
     The caller holds the backend's migration lock, so two processes starting at once
     apply each migration exactly once.
     """
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-        " name VARCHAR(255) NOT NULL, applied_at VARCHAR(64) NOT NULL)"
-    )
+    present = await conn.fetch(recorded)
+    if not present or not present[0]["present"]:
+        # Only when missing: CREATE ... IF NOT EXISTS needs the privilege to create even when the table
+        # exists, which a user whose tables an owner created with `gateway init-db` lacks.
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name VARCHAR(255) NOT NULL, applied_at VARCHAR(64) NOT NULL)"
+        )
     done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
     applied = []
     for migration in migrations:

@@ -30,6 +30,9 @@ __all__ = ["SqliteDataSource"]
 # Primary result codes (the low byte of an extended one): no permission, read-only database.
 _SQLITE_PERM = 3
 _SQLITE_READONLY = 8
+_MIGRATIONS_RECORDED = (
+    "SELECT COUNT(*) AS present FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+)
 
 
 def _adapt(value: Any) -> Any:
@@ -166,7 +169,7 @@ class SqliteDataSource(SqlDataSource):
             await self._use_wal()
         with _ERRORS.refusing_start(f"apply migrations to SQLite database {self._path}"):
             async with self.transaction() as conn:
-                await apply_migrations(conn, load_migrations(__name__))
+                await apply_migrations(conn, load_migrations(__name__), _MIGRATIONS_RECORDED)
 
     async def _use_wal(self) -> None:
         """WAL is a property of the file: set once here, not racing on every new connection.
