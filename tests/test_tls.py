@@ -460,3 +460,19 @@ def test_serve_refuses_to_start_over_an_untrusted_server(
     assert result.returncode == 3
     assert "TLS to the database refused: the certificate of localhost" in result.stderr
     assert PASSWORD not in result.stderr
+
+
+async def test_a_read_replica_whose_certificate_fails_is_left_out_with_the_reason_a_primary_gets(
+    tls_server: Callable[..., TlsServer],
+) -> None:
+    """The replica's TLS failure reads as the primary's would: cause and fix, not the driver's text."""
+    primary, replica = tls_server("postgres"), tls_server("postgres", "expired")
+    settings = settings_from(primary.env(DB_READ_HOST="localhost", DB_READ_PORT=str(replica.port)))
+    source = sql_source(create_data_source(settings))
+    await source.open()
+    try:
+        reason = str(source.degraded())
+        assert f"the certificate of localhost:{replica.port} has expired" in reason, reason
+        assert "SSLCertVerificationError" not in reason
+    finally:
+        await source.close()

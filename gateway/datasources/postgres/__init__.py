@@ -146,7 +146,7 @@ class PostgresDataSource(SqlDataSource):
         if s.db_read_host is not None:
             self._replica = Replica(
                 f"{s.db_read_host}:{s.read_port}",
-                partial(self._create_pool, (s.db_read_host, s.read_port)),
+                partial(self._replica_pool, (s.db_read_host, s.read_port)),
                 s.db_connect_timeout,
             )
             await self._replica.open()
@@ -157,6 +157,16 @@ class PostgresDataSource(SqlDataSource):
                 s.db_statement_timeout,
                 s.db_connect_timeout,
             )
+
+    async def _replica_pool(self, where: tuple[str, int]) -> asyncpg.Pool:
+        """The read replica's pool; a TLS failure is explained as the primary's is (cause and fix)."""
+        try:
+            return await self._create_pool(where)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            tls_failure = self._tls.explain(exc, *where)
+            if tls_failure is None:
+                raise
+            raise tls_failure from exc
 
     async def _create_pool(self, replica: tuple[str, int] | None = None) -> asyncpg.Pool:
         """A pool to the primary, or to the read replica at `replica` (host, port) with the same login."""
