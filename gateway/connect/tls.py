@@ -242,21 +242,19 @@ class ClientTls:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._files = tuple(
-            path
-            for path in (settings.db_ca_cert_path, settings.db_ssl_cert, settings.db_ssl_key)
-            if path is not None and not _tls_off(settings)
-        )
+        self._off = _tls_off(settings)
+        files = (settings.db_ca_cert_path, settings.db_ssl_cert, settings.db_ssl_key)
+        self._files = tuple(path for path in files if path is not None)
         self._stamp: tuple[object, ...] | None = None
         self._context: ssl.SSLContext | None = None
         self._ca: LoadedCa | None = None
 
     def context(self) -> ssl.SSLContext | None:
         """The context new connections use now (None when DB_SSL is off); TlsError if it cannot be made."""
+        if self._off:
+            return None
         stamp = tuple(_file_stamp(path) for path in self._files)
-        if stamp != self._stamp and _tls_off(self._settings):
-            self._stamp = stamp
-        elif stamp != self._stamp:
+        if stamp != self._stamp:
             ca = load_ca(self._settings)
             self._context, self._ca = _context_trusting(self._settings, ca), ca
             self._stamp = stamp
