@@ -192,7 +192,7 @@ def _varying(send: Send, extra: dict[str, str]) -> Send:
         if message["type"] == "http.response.start":
             headers = MutableHeaders(scope=message)
             headers.update(extra)
-            headers["vary"] = cors.vary_origin(headers.get("vary"))
+            headers["vary"] = vary_also(headers.get("vary"), "Origin")
         await send(message)
 
     return send_varying

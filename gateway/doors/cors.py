@@ -7,22 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.doors.responses import Answer, vary_also
+from gateway.doors.responses import Answer
 from gateway.origins import AllowedOrigins
 from gateway.settings import Settings
 
-__all__ = ["ALLOWED_METHODS", "MAX_AGE", "CorsPolicy", "is_preflight", "quoted", "vary_origin"]
+__all__ = ["ALLOWED_METHODS", "MAX_AGE", "CorsPolicy", "is_preflight", "quoted"]
 
 ALLOWED_METHODS = ("GET", "POST")
 MAX_AGE = 600  # seconds a browser may cache a preflight answer
 # Response headers a page may read beyond the safelisted ones: when to retry a 503, which request to quote.
 _EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-
-
-def vary_origin(vary: str | None) -> str:
-    """A `Vary` value that includes Origin: CORS headers differ by it, so caches must key on it."""
-    return vary_also(vary, "Origin")
 
 
 def quoted(value: str) -> str:
